@@ -1,0 +1,402 @@
+"""ART: Action-Region Tracking (IEEE TNNLS 2025), and the paper's Baseline, in one file.
+
+Read top-down: blocks, then the config, then the models, then the registry.
+Shapes: B clips, T frames, L = HW patches per frame, D latent width (d), K queries (= tracklets),
+N classes, P prompt templates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from art_edge.errors import UserError
+from art_train.ops import qr_attention, tracklet_link
+
+# ----------------------------------------------------------------------------- blocks
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, act_layer=nn.GELU, drop: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = act_layer()
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x):
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class SelfAttention(nn.Module):
+    """Plain multi-head self-attention (explicit MatMul/Softmax: exports and quantizes cleanly)."""
+
+    def __init__(self, dim: int, num_heads: int, attn_drop: float = 0.0):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        self.attn_drop = nn.Dropout(attn_drop)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = self.attn_drop(torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * self.scale, dim=-1))
+        return self.proj(torch.matmul(attn, v).transpose(1, 2).reshape(b, n, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop: float = 0.0,
+                 norm_layer=nn.LayerNorm, act_layer=nn.GELU):
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.attn = SelfAttention(dim, num_heads, attn_drop=drop)
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x):
+        x = x + self.drop(self.attn(self.norm1(x)))
+        return x + self.mlp(self.norm2(x))
+
+
+class QueryResponseBlock(nn.Module):
+    """Region queries attend to one frame's enhanced patch tokens (step 7: MCA, softmax over HW).
+    The attention core is the fused op `qr_attention`; its projections stay plain Linear layers."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop: float = 0.0,
+                 norm_layer=nn.LayerNorm, act_layer=nn.GELU):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.norm_q = norm_layer(dim)
+        self.norm_x = norm_layer(dim)
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, q, x):
+        nx = self.norm_x(x)
+        out, attn = qr_attention(self.q_proj(self.norm_q(q)), self.k_proj(nx), self.v_proj(nx),
+                                 self.num_heads, self.scale)
+        q = q + self.drop(self.out_proj(out))
+        return q + self.mlp(self.norm2(q)), attn
+
+
+class FrameEncoder(nn.Module):
+    """An open_clip vision tower run on each frame: patch tokens [N, L, D] and a frame token [N, D].
+
+    Uses open_clip's `forward_intermediates`, which every open_clip architecture (ViT, ResNet,
+    MobileCLIP, timm towers) implements: the last feature map gives the patches, the pooled image
+    embedding gives the frame token."""
+
+    def __init__(self, visual: nn.Module, image_size: int, dim: int):
+        super().__init__()
+        self.visual = visual
+        with torch.no_grad():
+            was_training = visual.training
+            probe = visual.eval().forward_intermediates(torch.zeros(1, 3, image_size, image_size), indices=1)
+            visual.train(was_training)
+        fmap, pooled = probe["image_intermediates"][-1], probe["image_features"]
+        self.num_patches = fmap.shape[2] * fmap.shape[3]
+        self.patch_proj = nn.Linear(fmap.shape[1], dim)
+        self.cls_proj = nn.Linear(pooled.shape[-1], dim)
+
+    def forward(self, images):
+        out = self.visual.forward_intermediates(images, indices=1, normalize_intermediates=True)
+        patches = out["image_intermediates"][-1].flatten(2).transpose(1, 2)  # N L C
+        return self.patch_proj(patches), self.cls_proj(out["image_features"])
+
+
+class TemporalEncoder(nn.Module):
+    """Step 2: a small transformer over the T frame tokens, read out at a learned clip token."""
+
+    def __init__(self, dim: int, num_frames: int, depth: int, num_heads: int, mlp_ratio: float = 4.0,
+                 drop: float = 0.0, norm_layer=nn.LayerNorm):
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.randn(1, num_frames + 1, dim) * 0.02)
+        self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio, drop, norm_layer) for _ in range(depth))
+        self.norm = norm_layer(dim)
+
+    def forward(self, frame_tokens):  # [B, T, D] → [B, D]
+        x = torch.cat([self.cls_token.expand(frame_tokens.shape[0], -1, -1), frame_tokens], dim=1)
+        x = x + self.pos_embed
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x[:, 0])
+
+
+class SemanticsBank(nn.Module):
+    """Step 3: the text-constrained semantics bank S [P, N, Ct] (CLIP text features of every class
+    under every prompt template), built once at training start and stored in the checkpoint.
+
+    EMA-like fine-tuning: a trainable agent copy S_a is trained by L_sema; the bank S (a buffer,
+    no gradient) follows it with momentum after each optimizer step. The model reads the bank."""
+
+    def __init__(self, num_prompts: int, num_classes: int, text_dim: int, dim: int, momentum: float):
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("bank", torch.zeros(num_prompts, num_classes, text_dim))
+        self.agent = nn.Parameter(torch.zeros(num_prompts, num_classes, text_dim))
+        self.proj = nn.Linear(text_dim, dim)
+
+    @torch.no_grad()
+    def init_from(self, text_features):
+        self.bank.copy_(text_features)
+        self.agent.copy_(text_features)
+
+    @torch.no_grad()
+    def ema_update(self):
+        self.bank.mul_(self.momentum).add_(self.agent.detach(), alpha=1.0 - self.momentum)
+
+    def class_semantics(self):  # [N, D]: the bank, averaged over templates
+        return self.proj(self.bank).mean(dim=0)
+
+    def agent_semantics(self):  # [P, N, D]: what L_sema trains
+        return self.proj(self.agent)
+
+
+def select_topk(x_cls, class_semantics, k: int):
+    """Step 4: the K class semantics most similar (cosine) to the clip token.
+    Returns their ids [B, K] (most similar first) and the semantics [B, K, D]."""
+    sim = F.normalize(x_cls, dim=-1) @ F.normalize(class_semantics, dim=-1).t()
+    idx = torch.topk(sim, k, dim=-1).indices
+    return idx, class_semantics[idx]
+
+
+# ----------------------------------------------------------------------------- config
+
+PROMPT_TEMPLATES = (
+    "This is a video about {}.",
+    "The person is doing {}.",
+    "A video of a person {}.",
+    "Someone performing {}.",
+    "A clip of {}.",
+    "Playing {}.",
+    "{}",
+    "The action of {}.",
+)
+
+
+@dataclass
+class ARTConfig:
+    name: str = "art-tiny"  # registry name this config came from
+    variant: str = "art"  # "art", or "baseline": backbone + temporal token straight into a classifier
+    backbone: str = "ART-ViT-Tiny"  # open_clip model name for the frame encoder and text encoder
+    image_size: int = 64  # square input side
+    num_frames: int = 8  # T: sparse frames per clip
+    num_classes: int = 0  # N: set from the classes file
+    dim: int = 128  # d: latent width
+    num_queries: int = 2  # K: region queries = tracklets
+    num_heads: int = 4  # heads in every attention
+    temporal_layers: int = 1  # temporal transformer depth (x_cls)
+    spatial_layers: int = 2  # spatial semantic enhancement depth
+    qr_layers: int = 2  # query-response attention depth
+    mlp_ratio: float = 2.0  # MLP hidden width / d
+    drop: float = 0.0  # dropout inside blocks
+    head_dropout: float = 0.5  # dropout before the classifiers
+    prompts: tuple = PROMPT_TEMPLATES  # N_prom templates for the semantics bank
+    ema_momentum: float = 0.99  # bank ← m·bank + (1-m)·agent after each step
+    link_temperature: float = 0.1  # TrackletLink: softmax over time of cosine / temperature
+    sema_temperature: float = 0.07  # L_sema InfoNCE temperature
+    lambda_temporal: float = 0.6  # L_MTC temporal: adjacent responses should reach this cosine
+    gamma1: float = 5.0  # weight of L_MTC
+    gamma2: float = 5.0  # weight of L_sema
+    spatial_weight: float = 1.0  # L_MTC = spatial_weight·spatial + temporal_weight·temporal + tracklet_weight·tracklet
+    temporal_weight: float = 1.0
+    tracklet_weight: float = 1.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["prompts"] = list(self.prompts)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ARTConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserError(f"unknown model config fields {unknown}; known fields: {sorted(known)}")
+        d = dict(d)
+        if "prompts" in d:
+            d["prompts"] = tuple(d["prompts"])
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class ART(nn.Module):
+    def __init__(self, cfg: ARTConfig, visual: nn.Module, text_dim: int):
+        super().__init__()
+        if cfg.num_queries > cfg.num_classes:
+            raise UserError(f"K = {cfg.num_queries} queries need at least K classes, got {cfg.num_classes}: "
+                            "lower num_queries or add classes")
+        self.cfg = cfg
+        d, h = cfg.dim, cfg.num_heads
+        self.frame_encoder = FrameEncoder(visual, cfg.image_size, d)
+        self.temporal = TemporalEncoder(d, cfg.num_frames, cfg.temporal_layers, h, cfg.mlp_ratio, cfg.drop)
+        self.semantics = SemanticsBank(len(cfg.prompts), cfg.num_classes, text_dim, d, cfg.ema_momentum)
+        self.patch_pos = nn.Parameter(torch.randn(1, self.frame_encoder.num_patches, d) * 0.02)
+        self.spatial = nn.ModuleList(Block(d, h, cfg.mlp_ratio, cfg.drop) for _ in range(cfg.spatial_layers))
+        self.spatial_norm = nn.LayerNorm(d)
+        self.queries = nn.Parameter(torch.randn(1, cfg.num_queries, d) * 0.02)  # P: discriminative queries
+        self.qr_blocks = nn.ModuleList(QueryResponseBlock(d, h, cfg.mlp_ratio, cfg.drop) for _ in range(cfg.qr_layers))
+        self.response_norm = nn.LayerNorm(d)
+        self.prototypes = nn.Parameter(torch.randn(cfg.num_classes, d) * 0.02)  # W: decoupled from the head
+        self.head_drop = nn.Dropout(cfg.head_dropout)
+        self.head = nn.Linear(d * (1 + cfg.num_queries), cfg.num_classes)  # fusion: x_cls + K tracklets
+        self.video_head = nn.Linear(d, cfg.num_classes)  # x_cls alone
+
+    def encode_frames(self, images):
+        """[N, 3, H, W] → patch tokens [N, L, D], frame tokens [N, D]. Cacheable per frame."""
+        return self.frame_encoder(images)
+
+    def forward_head(self, patches, frame_tokens):
+        """patches [B, T, L, D], frame_tokens [B, T, D] → dict of outputs (see `forward`)."""
+        b, t, length, d = patches.shape
+        k = self.cfg.num_queries
+        x_cls = self.temporal(frame_tokens)
+        topk_ids, s_topk = select_topk(x_cls, self.semantics.class_semantics(), k)
+        # Step 5: self-attention over concat(X_t, S_topk), every frame at once.
+        x = torch.cat([patches.reshape(b * t, length, d) + self.patch_pos,
+                       s_topk.unsqueeze(1).expand(b, t, k, d).reshape(b * t, k, d)], dim=1)
+        for blk in self.spatial:
+            x = blk(x)
+        x = self.spatial_norm(x)
+        x_hat, s_hat = x[:, :length], x[:, length:]
+        # Steps 6-7: region queries Q_t = P + Ŝ_t attend to X̂_t.
+        q = self.queries + s_hat
+        for blk in self.qr_blocks:
+            q, attn = blk(q, x_hat)
+        responses = self.response_norm(q).reshape(b, t, k, d)
+        # Steps 8-9: tracklet k is query k in every frame; aggregate by relevance to S_topk.
+        agg, saliency, coherence = tracklet_link(responses, s_topk, self.cfg.link_temperature)
+        # Step 10.
+        logits = self.head(self.head_drop(torch.cat([x_cls, agg.reshape(b, k * d)], dim=-1)))
+        return {
+            "logits": logits,
+            "logits_video": self.video_head(self.head_drop(x_cls)),
+            "x_cls": x_cls,
+            "responses": responses,
+            "attention": attn.reshape(b, t, k, length),
+            "saliency": saliency,
+            "coherence": coherence,
+            "topk_ids": topk_ids,
+        }
+
+    def forward(self, video):
+        """video [B, T, 3, H, W] → dict: logits [B, N], logits_video [B, N], x_cls [B, D],
+        responses [B, T, K, D], attention [B, T, K, L], saliency [B, T, K], coherence [B, T-1, K],
+        topk_ids [B, K]."""
+        b, t = video.shape[:2]
+        patches, frame_tokens = self.encode_frames(video.flatten(0, 1))
+        return self.forward_head(patches.reshape(b, t, *patches.shape[1:]), frame_tokens.reshape(b, t, -1))
+
+
+class Baseline(nn.Module):
+    """The paper's Baseline: the same backbone and temporal token, straight into a classifier."""
+
+    def __init__(self, cfg: ARTConfig, visual: nn.Module, text_dim: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        self.frame_encoder = FrameEncoder(visual, cfg.image_size, cfg.dim)
+        self.temporal = TemporalEncoder(cfg.dim, cfg.num_frames, cfg.temporal_layers, cfg.num_heads,
+                                        cfg.mlp_ratio, cfg.drop)
+        self.head_drop = nn.Dropout(cfg.head_dropout)
+        self.head = nn.Linear(cfg.dim, cfg.num_classes)
+
+    def encode_frames(self, images):
+        return self.frame_encoder(images)
+
+    def forward_head(self, patches, frame_tokens):
+        x_cls = self.temporal(frame_tokens)
+        logits = self.head(self.head_drop(x_cls))
+        return {"logits": logits, "logits_video": logits, "x_cls": x_cls}
+
+    forward = ART.forward
+
+
+# ----------------------------------------------------------------------------- registry
+
+_REGISTRY: dict[str, ARTConfig] = {
+    # Trains on 2 CPU cores in minutes: a 3-layer ViT at 64², 8 frames.
+    "art-tiny": ARTConfig(),
+    # Real-time edge model: a small open_clip backbone, T = 8, 224².
+    "art-edge-s": ARTConfig(name="art-edge-s", backbone="ViT-S-32", image_size=224, num_frames=8, dim=256,
+                            num_heads=8, temporal_layers=2, spatial_layers=2, qr_layers=2, mlp_ratio=4.0),
+    # The paper's settings (with a CLIP ViT-B/16 per frame in place of UniFormerV2).
+    "art-b16": ARTConfig(name="art-b16", backbone="ViT-B-16", image_size=224, num_frames=16, dim=256,
+                         num_queries=2, num_heads=8, temporal_layers=2, spatial_layers=4, qr_layers=4,
+                         mlp_ratio=4.0, lambda_temporal=0.6, gamma1=5.0, gamma2=5.0),
+}
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_config(name: str, **overrides) -> ARTConfig:
+    if name not in _REGISTRY:
+        raise UserError(f"unknown config {name!r}; known configs: {', '.join(list_models())}")
+    bad = sorted(set(overrides) - {f.name for f in fields(ARTConfig)})
+    if bad:
+        raise UserError(f"unknown config fields {bad} for {name!r}")
+    return replace(_REGISTRY[name], **overrides)
+
+
+@torch.no_grad()
+def encode_class_texts(clip_model, backbone: str, class_names, prompts) -> torch.Tensor:
+    """S0 [P, N, Ct]: every class name under every template through the CLIP text encoder."""
+    from art_train.clip import tokenizer_for
+
+    tokenizer = tokenizer_for(backbone)
+    names = [n.replace("_", " ") for n in class_names]
+    was_training = clip_model.training
+    clip_model.eval()
+    feats = [clip_model.encode_text(tokenizer([p.format(n) for n in names])) for p in prompts]
+    clip_model.train(was_training)
+    return torch.stack(feats)
+
+
+def build_model(cfg: ARTConfig, class_names=None, clip_weights: str | None = None) -> nn.Module:
+    """The model for `cfg`. With `class_names`, the semantics bank is built by the CLIP text
+    encoder (training start); without, it is left for a checkpoint to fill (loading)."""
+    from art_train.clip import create_clip, tokenizer_for
+
+    if cfg.variant not in ("art", "baseline"):
+        raise UserError(f"unknown variant {cfg.variant!r}; use 'art' or 'baseline'")
+    if cfg.num_classes < 1:
+        raise UserError("num_classes must be set (from the classes file) before building a model")
+    clip_model = create_clip(cfg.backbone, cfg.image_size, clip_weights)
+    with torch.no_grad():
+        text_dim = clip_model.encode_text(tokenizer_for(cfg.backbone)(["a"])).shape[-1]
+    cls = Baseline if cfg.variant == "baseline" else ART
+    model = cls(cfg, clip_model.visual, text_dim)
+    if class_names is not None and cfg.variant == "art":
+        model.semantics.init_from(encode_class_texts(clip_model, cfg.backbone, class_names, cfg.prompts))
+    return model
+
+
+def create_model(name: str, class_names=None, clip_weights: str | None = None, **overrides) -> nn.Module:
+    """timm-style factory: `create_model("art-tiny", num_classes=6, variant="baseline")`."""
+    cfg = get_config(name, **overrides)
+    if class_names is not None and cfg.num_classes == 0:
+        cfg = replace(cfg, num_classes=len(class_names))
+    return build_model(cfg, class_names, clip_weights)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

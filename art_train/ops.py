@@ -1,0 +1,47 @@
+"""The two hot ops of ART, each defined once in plain PyTorch.
+
+Export writes them as `art::QRAttention` / `art::TrackletLink` ONNX functions, the CUDA kernels in
+`plugins/` are checked against them, and the model calls them: one definition for all three.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def qr_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int, scale: float):
+    """Multi-head cross-attention of a few queries over one frame's tokens.
+
+    q: [N, K, D] queries (N = clips × frames), k, v: [N, L, D] token keys and values (L = HW).
+    Returns out [N, K, D] and the attention maps [N, K, L] averaged over heads (softmax over L),
+    which the overlay shows as each tracklet's region response.
+    """
+    n, nq, dim = q.shape
+    length = k.shape[1]
+    hd = dim // num_heads
+    qh = q.reshape(n, nq, num_heads, hd).transpose(1, 2)  # N H K hd
+    kh = k.reshape(n, length, num_heads, hd).transpose(1, 2)  # N H L hd
+    vh = v.reshape(n, length, num_heads, hd).transpose(1, 2)
+    attn = torch.softmax(torch.matmul(qh, kh.transpose(-1, -2)) * scale, dim=-1)  # N H K L
+    out = torch.matmul(attn, vh).transpose(1, 2).reshape(n, nq, dim)
+    return out, attn.mean(dim=1)
+
+
+def tracklet_link(responses: torch.Tensor, semantics: torch.Tensor, temperature: float, eps: float = 1e-6):
+    """Aggregate each tracklet over time by its relevance to the top-K class semantics.
+
+    responses: [B, T, K, D] (tracklet k = query k in every frame), semantics: [B, K, D] (S_topk).
+    sim[b,t,k,j] = cos(r_tk, s_j); softmax over t of sim/temperature per (k, j); the saliency
+    w_tk is the mean over j, so each tracklet's weights sum to 1 over time.
+    Returns agg [B, K, D] = Σ_t w_tk r_tk, saliency [B, T, K], and the adjacent-frame coherence
+    cos(r_tk, r_(t+1)k) [B, T-1, K] that the overlay and the temporal loss use.
+    """
+    b, t, nq, dim = responses.shape
+    rn = F.normalize(responses, dim=-1, eps=eps)
+    sn = F.normalize(semantics, dim=-1, eps=eps)
+    sim = torch.matmul(rn.reshape(b, t * nq, dim), sn.transpose(1, 2)).reshape(b, t, nq, -1)
+    saliency = torch.softmax(sim / temperature, dim=1).mean(dim=-1)  # B T K
+    agg = (saliency.unsqueeze(-1) * responses).sum(dim=1)
+    coherence = (rn[:, 1:] * rn[:, :-1]).sum(dim=-1)
+    return agg, saliency, coherence

@@ -1,0 +1,1 @@
+"""INT8 calibration and Q/DQ quantization (see issue: INT8)."""

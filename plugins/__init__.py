@@ -1,0 +1,1 @@
+"""CUDA kernels and TensorRT plugins for art::QRAttention and art::TrackletLink."""

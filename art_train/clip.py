@@ -8,6 +8,7 @@ work; its C++ ops (which we never use) do not.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def import_open_clip():
     return open_clip
 
 
-def create_clip(name: str, image_size: int, weights: str | None = None):
+def create_clip(name: str, image_size: int, weights: str | None = None, warn_random: bool = True):
     """An open_clip CLIP model by name at `image_size`, with local weights when given."""
     open_clip = import_open_clip()
     if name not in open_clip.list_models():
@@ -57,9 +58,9 @@ def create_clip(name: str, image_size: int, weights: str | None = None):
             open_clip.load_checkpoint(model, str(path), strict=False, weights_only=True)
         except Exception as e:  # open_clip raises many kinds on a mismatched or corrupt file
             raise UserError(f"--clip-weights {weights} does not fit open_clip model {name!r}: {e}") from None
-    else:
-        warnings.warn(f"open_clip model {name!r} starts from random weights: pass --clip-weights PATH "
-                      "to load a local open_clip/OpenAI checkpoint", stacklevel=2)
+    elif warn_random:
+        print(f"warning: open_clip model {name!r} starts from random weights; pass --clip-weights PATH "
+              "to load a local open_clip/OpenAI checkpoint", file=sys.stderr)
     return model
 
 

@@ -204,6 +204,7 @@ class ARTConfig:
     temporal_layers: int = 1  # temporal transformer depth (x_cls)
     spatial_layers: int = 2  # spatial semantic enhancement depth
     qr_layers: int = 2  # query-response attention depth
+    tracklet_layers: int = 1  # temporal transformer along each tracklet before aggregation (0 = off)
     mlp_ratio: float = 2.0  # MLP hidden width / d
     drop: float = 0.0  # dropout inside blocks
     head_dropout: float = 0.5  # dropout before the classifiers
@@ -255,6 +256,11 @@ class ART(nn.Module):
         self.queries = nn.Parameter(torch.randn(1, cfg.num_queries, d) * 0.02)  # P: discriminative queries
         self.qr_blocks = nn.ModuleList(QueryResponseBlock(d, h, cfg.mlp_ratio, cfg.drop) for _ in range(cfg.qr_layers))
         self.response_norm = nn.LayerNorm(d)
+        # The paper's UniFormerV2 backbone mixes time inside every frame feature; our per-frame
+        # CLIP tower does not, so each tracklet gets its own temporal encoder (shared over k):
+        # without it the saliency-weighted sum cannot tell a motion from its reverse.
+        self.tracklet_pos = nn.Parameter(torch.randn(1, cfg.num_frames, d) * 0.02)
+        self.tracklet_blocks = nn.ModuleList(Block(d, h, cfg.mlp_ratio, cfg.drop) for _ in range(cfg.tracklet_layers))
         self.prototypes = nn.Parameter(torch.randn(cfg.num_classes, d) * 0.02)  # W: decoupled from the head
         self.head_drop = nn.Dropout(cfg.head_dropout)
         self.head = nn.Linear(d * (1 + cfg.num_queries), cfg.num_classes)  # fusion: x_cls + K tracklets
@@ -281,7 +287,7 @@ class ART(nn.Module):
         q = self.queries + s_hat
         for blk in self.qr_blocks:
             q, attn = blk(q, x_hat)
-        responses = self.response_norm(q).reshape(b, t, k, d)
+        responses = self.encode_tracklets(self.response_norm(q).reshape(b, t, k, d))
         # Steps 8-9: tracklet k is query k in every frame; aggregate by relevance to S_topk.
         agg, saliency, coherence = tracklet_link(responses, s_topk, self.cfg.link_temperature)
         # Step 10.
@@ -296,6 +302,16 @@ class ART(nn.Module):
             "coherence": coherence,
             "topk_ids": topk_ids,
         }
+
+    def encode_tracklets(self, responses):
+        """[B, T, K, D] → [B, T, K, D]: each tracklet through the temporal blocks, in time order."""
+        if not self.tracklet_blocks:
+            return responses
+        b, t, k, d = responses.shape
+        x = responses.transpose(1, 2).reshape(b * k, t, d) + self.tracklet_pos
+        for blk in self.tracklet_blocks:
+            x = blk(x)
+        return x.reshape(b, k, t, d).transpose(1, 2)
 
     def forward(self, video):
         """video [B, T, 3, H, W] → dict: logits [B, N], logits_video [B, N], x_cls [B, D],
@@ -371,7 +387,7 @@ def encode_class_texts(clip_model, backbone: str, class_names, prompts) -> torch
     return torch.stack(feats)
 
 
-def build_model(cfg: ARTConfig, class_names=None, clip_weights: str | None = None) -> nn.Module:
+def build_model(cfg: ARTConfig, class_names=None, clip_weights: str | None = None, quiet: bool = False) -> nn.Module:
     """The model for `cfg`. With `class_names`, the semantics bank is built by the CLIP text
     encoder (training start); without, it is left for a checkpoint to fill (loading)."""
     from art_train.clip import create_clip, tokenizer_for
@@ -380,7 +396,7 @@ def build_model(cfg: ARTConfig, class_names=None, clip_weights: str | None = Non
         raise UserError(f"unknown variant {cfg.variant!r}; use 'art' or 'baseline'")
     if cfg.num_classes < 1:
         raise UserError("num_classes must be set (from the classes file) before building a model")
-    clip_model = create_clip(cfg.backbone, cfg.image_size, clip_weights)
+    clip_model = create_clip(cfg.backbone, cfg.image_size, clip_weights, warn_random=not quiet)
     with torch.no_grad():
         text_dim = clip_model.encode_text(tokenizer_for(cfg.backbone)(["a"])).shape[-1]
     cls = Baseline if cfg.variant == "baseline" else ART

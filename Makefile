@@ -1,0 +1,28 @@
+# The two quick-start commands of the README: `make demo` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is pinned to the CPU build found on this kind of machine; anything else pulls CUDA wheels.
+INSTALL := $(BIN)/pip install -q -e ".[train,test]"
+
+.PHONY: setup demo test test-fast clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+setup: $(BIN)/python
+	$(INSTALL)
+
+# The main job on the embedded default (CPU): synthetic data → train art-tiny → evaluate.
+demo: setup
+	OMP_NUM_THREADS=2 $(BIN)/python -m art_train.demo --out demo
+
+test: setup
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q -rs
+
+test-fast: setup
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q -rs -m "not slow"
+
+clean:
+	rm -rf demo .pytest_cache

@@ -1,0 +1,111 @@
+"""art-eval: score a checkpoint on a LIST of clips.
+
+    art-eval --ckpt RUN_DIR --val LIST --classes FILE [--root DIR] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+import torch
+
+from art_edge.errors import UserError, cli_entry
+
+
+def classification_metrics(preds, labels, num_classes: int) -> dict:
+    """top1, mean per-class accuracy (over classes present in `labels`), confusion matrix, n."""
+    preds, labels = np.asarray(preds, np.int64), np.asarray(labels, np.int64)
+    cm = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(cm, (labels, preds), 1)
+    support = cm.sum(1)
+    present = support > 0
+    per_class = np.diag(cm)[present] / support[present]
+    return {
+        "top1": float((preds == labels).mean()) if len(labels) else 0.0,
+        "mean_class_acc": float(per_class.mean()) if present.any() else 0.0,
+        "n": int(len(labels)),
+        "confusion": cm,
+    }
+
+
+@torch.no_grad()
+def predict(model, loader, device="cpu", progress: bool = False):
+    """→ (predicted class ids, true labels) over a DataLoader of (clips, labels)."""
+    from tqdm import tqdm
+
+    model.eval()
+    preds, labels = [], []
+    for clips, y in tqdm(loader, desc="eval", disable=not progress, leave=False):
+        preds.append(model(clips.to(device))["logits"].argmax(-1).cpu())
+        labels.append(y)
+    return torch.cat(preds).numpy(), torch.cat(labels).numpy()
+
+
+def make_loader(records, prep, batch_size: int, workers: int = 0):
+    from torch.utils.data import DataLoader
+
+    from art_train.data import ClipDataset
+
+    return DataLoader(ClipDataset(records, prep, train=False), batch_size=batch_size, shuffle=False,
+                      num_workers=workers)
+
+
+def check_classes(classes: list[str], trained: list[str], source: str):
+    if classes != trained:
+        raise UserError(f"the classes file does not match {source} ({len(classes)} classes given, "
+                        f"{len(trained)} trained; first difference: "
+                        f"{next((a, b) for a, b in zip(classes + [None] * 99, trained + [None] * 99) if a != b)}); "
+                        "pass the classes file the model was trained with")
+
+
+def evaluate_checkpoint(run_dir, val_list, classes_file, root=None, batch_size: int = 8, workers: int = 0,
+                        progress: bool = False) -> dict:
+    from art_edge.preprocess import Preprocessing
+    from art_train.checkpoint import load_checkpoint
+    from art_train.data import probe_records, read_classes, read_list
+
+    model, meta = load_checkpoint(run_dir)
+    classes = read_classes(classes_file)
+    check_classes(classes, meta["classes"], f"the checkpoint in {run_dir}")
+    records = probe_records(read_list(val_list, classes, root), what="val clips")
+    prep = Preprocessing.from_dict(meta["preprocessing"])
+    preds, labels = predict(model, make_loader(records, prep, batch_size, workers), progress=progress)
+    return classification_metrics(preds, labels, len(classes))
+
+
+@cli_entry
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Score an ART checkpoint (or engine dir) on a LIST of clips.")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ckpt", help="run dir written by art-train")
+    src.add_argument("--engine", help="engine dir written by art-build-engine")
+    ap.add_argument("--val", required=True, help="LIST CSV (path,label[,start_frame,end_frame])")
+    ap.add_argument("--classes", required=True, help="classes file, one name a line")
+    ap.add_argument("--root", help="folder that relative LIST paths are taken from (default: the LIST's folder)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    ap.add_argument("--json", action="store_true", help="print one JSON object: top1, mean_class_acc, n, confusion")
+    a = ap.parse_args(argv)
+    if a.engine:
+        raise UserError("--engine needs the export issue's runtime backends, not built yet; use --ckpt")
+    m = evaluate_checkpoint(a.ckpt, a.val, a.classes, a.root, a.batch_size, a.workers, progress=sys.stderr.isatty())
+    if a.json:
+        print(json.dumps({**m, "confusion": m["confusion"].tolist()}))
+    else:
+        from art_train.data import read_classes
+
+        classes = read_classes(a.classes)
+        print(f"top-1 {m['top1']:.4f}   mean class acc {m['mean_class_acc']:.4f}   n = {m['n']}")
+        width = max(len(c) for c in classes)
+        cm = m["confusion"]
+        for i, c in enumerate(classes):
+            row = cm[i]
+            print(f"  {c:<{width}}  {row[i]}/{row.sum()}  " + " ".join(f"{v:3d}" for v in row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

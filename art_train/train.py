@@ -1,0 +1,314 @@
+"""art-train: train ART (or the Baseline) on LIST files of video clips.
+
+    art-train --config art-tiny --train train.csv --val val.csv --classes classes.txt --out runs/tiny
+
+Runs unchanged under `torchrun --nproc_per_node N` (DistributedDataParallel: gloo on CPU, NCCL
+on GPU). The run dir gets the best-by-val checkpoint (model.safetensors + model.json),
+metrics.jsonl, curves.png, confusion.png, and last.pt for --resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import torch
+
+from art_edge.errors import UserError, cli_entry
+from art_edge.preprocess import Preprocessing
+from art_train.checkpoint import (atomic_write, load_resume_state, read_meta, save_checkpoint,
+                                  save_resume_state)
+from art_train.evaluate import check_classes, classification_metrics, make_loader, predict
+from art_train.losses import art_loss
+from art_train.model import ARTConfig, build_model, get_config
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 12  # passes over the training list
+    batch_size: int = 16  # clips per optimizer step (per process under DDP)
+    optimizer: str = "adamw"  # "adamw", or "sgd" (the paper's)
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.05  # decoupled (adamw) or L2 (sgd)
+    momentum: float = 0.9  # sgd momentum
+    schedule: str = "cosine"  # "cosine", or "step" (lr × lr_gamma every lr_step epochs, the paper's)
+    lr_step: int = 20  # epochs between steps of the "step" schedule
+    lr_gamma: float = 0.1  # factor at each step of the "step" schedule
+    warmup_epochs: float = 1.0  # linear warm-up from 0
+    grad_clip: float = 1.0  # max gradient norm (0 = off)
+    workers: int = 0  # DataLoader worker processes
+    seed: int = 0  # seeds data order, augmentation, dropout and init
+    amp: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
+    flip: bool = False  # random horizontal flip (off: a flip can change a fine-grained label)
+    max_bad_fraction: float = 0.1  # stop when more than this share of the clips do not decode
+
+
+TRAIN_PRESETS = {
+    "art-tiny": TrainConfig(),
+    "art-edge-s": TrainConfig(epochs=30, batch_size=8, lr=3e-4),
+    # Paper: 50 epochs, lr 0.01, ×0.1 every 20 epochs.
+    "art-b16": TrainConfig(epochs=50, batch_size=8, optimizer="sgd", lr=0.01, weight_decay=1e-4,
+                           schedule="step", lr_step=20, lr_gamma=0.1, warmup_epochs=0.0),
+}
+
+
+# ----------------------------------------------------------------------------- config resolution
+
+def _coerce(value: str, like):
+    if isinstance(like, bool):
+        if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise UserError(f"expected true/false, got {value!r}")
+        return value.lower() in ("1", "true", "yes")
+    if isinstance(like, (int, float, str)):
+        try:
+            return type(like)(value)
+        except ValueError:
+            raise UserError(f"expected a {type(like).__name__}, got {value!r}") from None
+    return json.loads(value)
+
+
+def resolve_config(config: str, sets: list[str] = ()) -> tuple[ARTConfig, TrainConfig]:
+    """--config NAME|PATH plus --set key=value overrides → (model config, training config).
+
+    A config file is JSON: {"base": "art-tiny", "model": {...}, "train": {...}}."""
+    model_over, train_over = {}, {}
+    if config.endswith(".json") or Path(config).is_file():
+        p = Path(config)
+        if not p.is_file():
+            raise UserError(f"config file not found: {config}")
+        try:
+            doc = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise UserError(f"config file {config} is not valid JSON: {e}") from None
+        base = doc.get("base", "art-tiny")
+        model_over, train_over = doc.get("model", {}), doc.get("train", {})
+    else:
+        base = config
+    model_cfg = get_config(base, **model_over)
+    train_fields = {f.name for f in fields(TrainConfig)}
+    bad = sorted(set(train_over) - train_fields)
+    if bad:
+        raise UserError(f"unknown training config fields {bad}; known: {sorted(train_fields)}")
+    train_cfg = replace(TRAIN_PRESETS.get(base, TrainConfig()), **train_over)
+    for item in sets:
+        key, _, value = item.partition("=")
+        if not _:
+            raise UserError(f"--set takes key=value, got {item!r}")
+        if key in train_fields:
+            train_cfg = replace(train_cfg, **{key: _coerce(value, getattr(train_cfg, key))})
+        elif key in {f.name for f in fields(ARTConfig)}:
+            model_cfg = replace(model_cfg, **{key: _coerce(value, getattr(model_cfg, key))})
+        else:
+            raise UserError(f"--set: unknown field {key!r}; model fields: {sorted(f.name for f in fields(ARTConfig))}; "
+                            f"training fields: {sorted(train_fields)}")
+    return model_cfg, train_cfg
+
+
+def preprocessing_for(model, cfg: ARTConfig) -> Preprocessing:
+    from art_train.clip import preprocess_stats
+
+    mean, std = preprocess_stats(model.frame_encoder)  # the visual tower carries open_clip's stats
+    return Preprocessing(image_size=cfg.image_size, num_frames=cfg.num_frames, mean=mean, std=std,
+                         train_scale=(0.8, 1.0))
+
+
+# ----------------------------------------------------------------------------- pieces of the loop
+
+def lr_factor(step: int, steps_per_epoch: int, tcfg: TrainConfig) -> float:
+    epoch = step / max(1, steps_per_epoch)
+    if epoch < tcfg.warmup_epochs:
+        return (step + 1) / max(1.0, tcfg.warmup_epochs * steps_per_epoch)
+    if tcfg.schedule == "step":
+        return tcfg.lr_gamma ** int(epoch // tcfg.lr_step)
+    progress = (epoch - tcfg.warmup_epochs) / max(1e-9, tcfg.epochs - tcfg.warmup_epochs)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model, tcfg: TrainConfig):
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2 and "agent" not in n]
+    other = [p for n, p in model.named_parameters() if p.requires_grad and not (p.ndim >= 2 and "agent" not in n)]
+    groups = [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
+    if tcfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=tcfg.lr, momentum=tcfg.momentum)
+    if tcfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=tcfg.lr)
+    raise UserError(f"unknown optimizer {tcfg.optimizer!r}; use 'adamw' or 'sgd'")
+
+
+class Distributed:
+    """Rank, world size and device, from torchrun's environment (a single process without it)."""
+
+    def __init__(self, device: str | None):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        cuda = torch.cuda.is_available() and device != "cpu"
+        self.device = torch.device(f"cuda:{local}" if cuda else "cpu") if device in (None, "auto", "cpu", "cuda") \
+            else torch.device(device)
+        if self.world > 1:
+            torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self):
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def close(self):
+        if self.world > 1:
+            torch.distributed.destroy_process_group()
+
+
+def train_one_epoch(model, raw, loader, optimizer, scheduler, dist, tcfg, epoch, progress) -> dict:
+    from tqdm import tqdm
+
+    model.train()
+    sums, correct, seen = {}, 0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=not progress, leave=False)
+    for clips, labels in bar:
+        clips, labels = clips.to(dist.device, non_blocking=True), labels.to(dist.device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=tcfg.amp and dist.device.type == "cuda"):
+            out = model(clips)
+            loss, terms = art_loss(out, labels, raw, raw.cfg)
+        if not torch.isfinite(loss):
+            raise UserError(f"loss became {float(loss)} at epoch {epoch + 1}: lower the learning rate (--lr)")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if tcfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        if hasattr(raw, "semantics"):
+            raw.semantics.ema_update()  # the bank follows its agent copy
+        n = len(labels)
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v * n
+        correct += int((out["logits"].argmax(-1) == labels).sum())
+        seen += n
+        bar.set_postfix(loss=f"{terms['loss']:.3f}")
+    return {**{k: v / seen for k, v in sums.items()}, "train_top1": correct / seen}
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def train(model_cfg: ARTConfig, tcfg: TrainConfig, train_list, val_list, classes_file, out, root=None,
+          clip_weights=None, resume=False, device=None, progress=None, log=print) -> dict:
+    """Train and write the run dir. Returns the best validation metrics."""
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from art_train.data import ClipDataset, probe_records, read_classes, read_list
+    from art_train.plots import plot_confusion, plot_curves
+
+    dist = Distributed(device)
+    progress = (sys.stderr.isatty() if progress is None else progress) and dist.main
+    out = Path(out)
+    classes = read_classes(classes_file)
+    model_cfg = replace(model_cfg, num_classes=len(classes))
+    train_records = probe_records(read_list(train_list, classes, root), tcfg.max_bad_fraction, "training clips")
+    val_records = probe_records(read_list(val_list, classes, root), tcfg.max_bad_fraction, "val clips")
+    if resume:
+        check_classes(classes, read_meta(out)["classes"], f"the run in {out}")
+
+    torch.manual_seed(tcfg.seed)
+    raw = build_model(model_cfg, class_names=classes, clip_weights=clip_weights).to(dist.device)
+    prep = preprocessing_for(raw, model_cfg)
+    model = torch.nn.parallel.DistributedDataParallel(raw) if dist.world > 1 else raw
+    train_ds = ClipDataset(train_records, prep, train=True, seed=tcfg.seed, flip=tcfg.flip)
+    sampler = DistributedSampler(train_ds, num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=tcfg.seed)
+    loader = DataLoader(train_ds, batch_size=tcfg.batch_size, sampler=sampler, num_workers=tcfg.workers,
+                        drop_last=len(train_ds) // dist.world > tcfg.batch_size)
+    optimizer = make_optimizer(raw, tcfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, len(loader), tcfg))
+
+    start_epoch, best, history = 0, {"val_top1": -1.0}, []
+    if resume:
+        state = load_resume_state(out)
+        raw.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best, history = state["epoch"] + 1, json.loads(state["best"]), json.loads(state["history"])
+        log(f"resuming {out} at epoch {start_epoch + 1}")
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        log(f"training {model_cfg.name} ({model_cfg.variant}) on {len(train_records)} clips, "
+            f"{len(classes)} classes, {tcfg.epochs} epochs, {dist.world} process(es) on {dist.device}")
+    val_loader = make_loader(val_records, prep, tcfg.batch_size, tcfg.workers)
+
+    for epoch in range(start_epoch, tcfg.epochs):
+        t0 = time.time()
+        sampler.set_epoch(epoch)
+        train_ds.set_epoch(epoch)
+        torch.manual_seed(tcfg.seed * 100003 + epoch)  # dropout: the same stream on resume
+        row = {"epoch": epoch + 1, "step": (epoch + 1) * len(loader), "lr": scheduler.get_last_lr()[0]}
+        row.update(train_one_epoch(model, raw, loader, optimizer, scheduler, dist, tcfg, epoch, progress))
+        if dist.main:
+            preds, labels = predict(raw, val_loader, dist.device)
+            m = classification_metrics(preds, labels, len(classes))
+            row.update(val_top1=m["top1"], val_mean_class_acc=m["mean_class_acc"], seconds=time.time() - t0)
+            history.append(row)
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            if m["top1"] > best["val_top1"]:
+                best = {"val_top1": m["top1"], "val_mean_class_acc": m["mean_class_acc"], "epoch": epoch + 1}
+                save_checkpoint(out, raw, classes, prep, {"train": asdict(tcfg), "best": best})
+                plot_confusion(m["confusion"], classes, out / "confusion.png",
+                               f"val confusion, epoch {epoch + 1} (top-1 {m['top1']:.3f})")
+            save_resume_state(out, {"model": raw.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "scheduler": scheduler.state_dict(), "epoch": epoch,
+                                    "best": json.dumps(best), "history": json.dumps(history)})
+            plot_curves(history, out / "curves.png")
+            log(f"epoch {epoch + 1}/{tcfg.epochs}  loss {row['loss']:.4f}  train top-1 {row['train_top1']:.3f}  "
+                f"val top-1 {m['top1']:.3f}  ({row['seconds']:.1f} s)")
+        dist.barrier()
+    dist.close()
+    if dist.main:
+        atomic_write(out / "summary.json", lambda p: Path(p).write_text(json.dumps(best, indent=2)))
+    return best
+
+
+@cli_entry
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Train ART on LIST files of video clips.")
+    ap.add_argument("--config", default="art-tiny", help="registered config name (art-tiny, art-edge-s, art-b16) "
+                    "or a JSON file {base, model, train}")
+    ap.add_argument("--train", required=True, help="training LIST CSV")
+    ap.add_argument("--val", required=True, help="validation LIST CSV")
+    ap.add_argument("--classes", required=True, help="classes file, one name a line")
+    ap.add_argument("--root", help="folder for relative LIST paths (default: each LIST's folder)")
+    ap.add_argument("--out", required=True, help="run dir to write")
+    ap.add_argument("--clip-weights", help="local open_clip/OpenAI checkpoint for the backbone and text encoder")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    ap.add_argument("--epochs", type=int)
+    ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--lr", type=float)
+    ap.add_argument("--workers", type=int)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--variant", choices=["art", "baseline"], help="train the paper's Baseline instead of ART")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override any model or training config field, e.g. --set dim=64 --set schedule=step")
+    a = ap.parse_args(argv)
+    sets = list(a.set) + [f"{k}={v}" for k, v in (("epochs", a.epochs), ("batch_size", a.batch_size), ("lr", a.lr),
+                          ("workers", a.workers), ("seed", a.seed), ("variant", a.variant)) if v is not None]
+    model_cfg, tcfg = resolve_config(a.config, sets)
+    out = Path(a.out)
+    if not a.resume and (out / "model.json").exists():
+        raise UserError(f"{out} already holds a run: pass --resume to continue it or choose another --out")
+    best = train(model_cfg, tcfg, a.train, a.val, a.classes, out, a.root, a.clip_weights, a.resume, a.device)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"best val top-1 {best['val_top1']:.4f} at epoch {best.get('epoch')}; checkpoint in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+import pytest
+import torch
+
+from art_edge.errors import UserError
+from art_train.model import (ART, ARTConfig, Baseline, SemanticsBank, create_model, get_config, list_models,
+                             select_topk)
+
+CLASSES = ["a", "b", "c", "d", "e"]
+
+
+def _tiny_input(cfg, b=2):
+    return torch.randn(b, cfg.num_frames, 3, cfg.image_size, cfg.image_size)
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("variant", ["art", "baseline"])
+def test_every_registered_config_gives_the_documented_shapes(name, variant):
+    # The big backbones run at a tiny input (32² and 4 frames) to keep this fast.
+    small = {} if name == "art-tiny" else {"image_size": 32, "num_frames": 4}
+    model = create_model(name, class_names=CLASSES, variant=variant, **small).eval()
+    cfg = model.cfg
+    assert isinstance(model, ART if variant == "art" else Baseline)
+    with torch.no_grad():
+        out = model(_tiny_input(cfg))
+    assert out["logits"].shape == (2, len(CLASSES))
+    assert out["x_cls"].shape == (2, cfg.dim)
+    if variant == "art":
+        k, t, length = cfg.num_queries, cfg.num_frames, model.frame_encoder.num_patches
+        assert out["responses"].shape == (2, t, k, cfg.dim)
+        assert out["attention"].shape == (2, t, k, length)
+        assert out["saliency"].shape == (2, t, k)
+        assert out["coherence"].shape == (2, t - 1, k)
+        assert out["topk_ids"].shape == (2, k)
+        torch.testing.assert_close(out["attention"].sum(-1), torch.ones(2, t, k))
+
+
+def test_paper_config_matches_the_paper():
+    c = get_config("art-b16")
+    assert (c.backbone, c.num_frames, c.image_size, c.dim, c.num_queries) == ("ViT-B-16", 16, 224, 256, 2)
+    assert (c.spatial_layers, c.qr_layers, c.lambda_temporal, c.gamma1, c.gamma2) == (4, 4, 0.6, 5.0, 5.0)
+
+
+def test_unknown_config_lists_the_known_ones():
+    with pytest.raises(UserError, match="art-tiny"):
+        get_config("art-huge")
+    with pytest.raises(UserError, match="unknown config fields"):
+        get_config("art-tiny", bogus=1)
+
+
+def test_config_round_trips_and_rejects_unknown_fields():
+    c = get_config("art-tiny", num_classes=3)
+    assert ARTConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(UserError, match="unknown model config fields"):
+        ARTConfig.from_dict({**c.to_dict(), "nope": 1})
+
+
+def test_streaming_head_on_per_frame_outputs_equals_whole_clip_forward():
+    model = create_model("art-tiny", class_names=CLASSES).eval()
+    video = _tiny_input(model.cfg)
+    with torch.no_grad():
+        whole = model(video)
+        per_frame = [model.encode_frames(video[:, t]) for t in range(video.shape[1])]  # one frame at a time
+        patches = torch.stack([p for p, _ in per_frame], 1)
+        tokens = torch.stack([c for _, c in per_frame], 1)
+        streamed = model.forward_head(patches, tokens)
+    torch.testing.assert_close(streamed["logits"], whole["logits"], atol=1e-5, rtol=1e-5)
+
+
+def test_frame_order_matters_to_art():
+    # Reversed time must be able to change the output (clockwise vs counter-clockwise).
+    model = create_model("art-tiny", class_names=CLASSES).eval()
+    video = _tiny_input(model.cfg)
+    with torch.no_grad():
+        fwd, rev = model(video)["logits"], model(video.flip(1))["logits"]
+    assert not torch.allclose(fwd, rev, atol=1e-4)
+
+
+def test_ema_update_moves_the_bank_towards_the_agent_by_the_momentum():
+    bank = SemanticsBank(num_prompts=2, num_classes=3, text_dim=4, dim=8, momentum=0.9)
+    bank.init_from(torch.zeros(2, 3, 4))
+    with torch.no_grad():
+        bank.agent.fill_(1.0)
+    bank.ema_update()
+    torch.testing.assert_close(bank.bank, torch.full((2, 3, 4), 0.1))
+    bank.ema_update()
+    torch.testing.assert_close(bank.bank, torch.full((2, 3, 4), 0.19))
+    assert not bank.bank.requires_grad and bank.agent.requires_grad
+
+
+def test_semantics_bank_is_built_from_text_and_differs_per_class():
+    model = create_model("art-tiny", class_names=CLASSES)
+    bank = model.semantics.bank
+    assert bank.shape == (len(model.cfg.prompts), len(CLASSES), bank.shape[-1])
+    assert bank.abs().sum() > 0
+    assert not torch.allclose(bank[:, 0], bank[:, 1])
+    torch.testing.assert_close(model.semantics.agent.detach(), bank)
+
+
+def test_topk_picks_the_most_similar_semantics_first():
+    sem = torch.eye(4)
+    x = torch.tensor([[0.1, 0.9, 0.5, 0.0]])
+    ids, s = select_topk(x, sem, 2)
+    assert ids.tolist() == [[1, 2]]
+    torch.testing.assert_close(s[0], sem[[1, 2]])
+
+
+def test_more_queries_than_classes_is_a_clear_error():
+    with pytest.raises(UserError, match="at least K classes"):
+        create_model("art-tiny", class_names=["only"], num_queries=2)

@@ -1,0 +1,157 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from art_edge.errors import UserError
+from art_train import evaluate, train
+from art_train.checkpoint import WEIGHTS, load_checkpoint
+from art_train.train import resolve_config
+
+# A very small ART so that a training test takes seconds on 2 cores.
+SMALL = ["--set", "image_size=32", "--set", "num_frames=4", "--set", "dim=32", "--set", "num_heads=2",
+         "--set", "batch_size=4", "--set", "schedule=step", "--set", "warmup_epochs=0"]
+
+
+def _train(synth, out, *extra):
+    return train.main(["--config", "art-tiny", "--train", synth / "train.csv", "--val", synth / "val.csv",
+                       "--classes", synth / "classes.txt", "--out", out, *SMALL, *map(str, extra)])
+
+
+@pytest.fixture(scope="module")
+def trained(synth, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    assert _train(synth, out, "--epochs", 2) == 0
+    return out
+
+
+def test_training_writes_the_run_dir(trained, synth):
+    for name in ("model.safetensors", "model.json", "metrics.jsonl", "curves.png", "confusion.png", "last.pt",
+                 "summary.json"):
+        assert (trained / name).is_file(), name
+    rows = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for key in ("loss", "L_v", "L_con", "L_MTC", "L_sema", "mtc_spatial", "mtc_temporal", "mtc_tracklet",
+                "sema_video", "sema_prototype", "val_top1", "lr"):
+        assert key in rows[0], key
+    meta = json.loads((trained / "model.json").read_text())
+    assert meta["classes"] == (synth / "classes.txt").read_text().split()
+    assert meta["preprocessing"]["num_frames"] == 4 and meta["model"]["dim"] == 32
+    assert not list(trained.glob(".*"))  # no temporary files left behind
+
+
+def test_checkpoint_loads_and_evaluates(trained, synth, capsys):
+    model, meta = load_checkpoint(trained)
+    assert not model.training and model.cfg.num_classes == 4
+    assert evaluate.main(["--ckpt", trained, "--val", synth / "val.csv", "--classes", synth / "classes.txt",
+                          "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["n"] == 8 and 0.0 <= report["top1"] <= 1.0 and 0.0 <= report["mean_class_acc"] <= 1.0
+    assert len(report["confusion"]) == 4 and sum(map(sum, report["confusion"])) == 8
+
+
+def test_resume_continues_exactly(synth, tmp_path, trained):
+    out = tmp_path / "resumed"
+    assert _train(synth, out, "--epochs", 1) == 0
+    assert _train(synth, out, "--epochs", 2, "--resume") == 0
+    a = torch.load(trained / "last.pt", weights_only=True)
+    b = torch.load(out / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 1
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], atol=1e-6, rtol=1e-5, msg=k)
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def _cli_error(main, args, capsys):
+    code = main([str(a) for a in args])
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err[-1] if err else ""
+
+
+def test_bad_inputs_give_one_clear_line(synth, tmp_path, trained, capsys):
+    base = ["--train", synth / "train.csv", "--val", synth / "val.csv", "--classes", synth / "classes.txt"]
+    code, line = _cli_error(train.main, ["--config", "art-huge", *base, "--out", tmp_path / "x"], capsys)
+    assert code == 2 and "art-tiny" in line and "art-b16" in line
+
+    (tmp_path / "empty.csv").write_text("path,label\n")
+    code, line = _cli_error(train.main, ["--train", tmp_path / "empty.csv", *base[2:], "--out", tmp_path / "y"], capsys)
+    assert code == 2 and "no clips" in line and not (tmp_path / "y").exists()
+
+    other = tmp_path / "other.txt"
+    other.write_text("x\ny\nz\nw\n")
+    ev = ["--val", synth / "val.csv", "--classes", other]
+    code, line = _cli_error(evaluate.main, ["--ckpt", trained, *ev], capsys)
+    assert code == 2 and "does not match" in line and "4 classes given" in line
+
+    code, line = _cli_error(evaluate.main, ["--ckpt", tmp_path / "nope", "--val", synth / "val.csv",
+                                            "--classes", synth / "classes.txt"], capsys)
+    assert code == 2 and "not found" in line
+
+
+def test_classes_file_that_does_not_match_the_checkpoint(synth, tmp_path, trained, capsys):
+    names = (synth / "classes.txt").read_text().split()
+    swapped = tmp_path / "swapped.txt"
+    swapped.write_text("\n".join([names[1], names[0], *names[2:]]) + "\n")
+    code, line = _cli_error(evaluate.main, ["--ckpt", trained, "--val", synth / "val.csv", "--classes", swapped],
+                            capsys)
+    assert code == 2 and "does not match" in line
+
+
+def test_missing_corrupt_and_mismatched_checkpoints(synth, tmp_path, trained, capsys):
+    import shutil
+
+    ev = ["--val", synth / "val.csv", "--classes", synth / "classes.txt"]
+    no_weights = tmp_path / "no_weights"
+    shutil.copytree(trained, no_weights)
+    (no_weights / WEIGHTS).unlink()
+    code, line = _cli_error(evaluate.main, ["--ckpt", no_weights, *ev], capsys)
+    assert code == 2 and "has no model.safetensors" in line
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(trained, corrupt)
+    (corrupt / WEIGHTS).write_bytes((trained / WEIGHTS).read_bytes()[:300])
+    code, line = _cli_error(evaluate.main, ["--ckpt", corrupt, *ev], capsys)
+    assert code == 2 and "corrupt" in line
+
+    wrong = tmp_path / "wrong"
+    shutil.copytree(trained, wrong)
+    meta = json.loads((wrong / "model.json").read_text())
+    meta["model"]["dim"] = 48
+    (wrong / "model.json").write_text(json.dumps(meta))
+    code, line = _cli_error(evaluate.main, ["--ckpt", wrong, *ev], capsys)
+    assert code == 2 and "do not fit" in line
+
+
+def test_existing_run_dir_needs_resume(synth, trained, capsys):
+    code, line = _cli_error(train.main, ["--train", synth / "train.csv", "--val", synth / "val.csv",
+                                         "--classes", synth / "classes.txt", "--out", trained], capsys)
+    assert code == 2 and "--resume" in line
+
+
+def test_config_file_and_set_overrides(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"base": "art-tiny", "model": {"dim": 64}, "train": {"epochs": 3}}))
+    m, t = resolve_config(str(cfg), ["lr=0.01", "num_queries=3", "flip=true"])
+    assert (m.dim, m.num_queries, t.epochs, t.lr, t.flip) == (64, 3, 3, 0.01, True)
+    with pytest.raises(UserError, match="unknown field"):
+        resolve_config("art-tiny", ["nonsense=1"])
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes(synth, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "art_train.train", "--train", str(synth / "train.csv"), "--val", str(synth / "val.csv"),
+           "--classes", str(synth / "classes.txt"), "--out", str(out), "--epochs", "1", *SMALL]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 process(es)" in proc.stdout
+    assert (out / "model.safetensors").is_file()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1

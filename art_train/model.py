@@ -72,10 +72,10 @@ class QueryResponseBlock(nn.Module):
     The attention core is the fused op `qr_attention`; its projections stay plain Linear layers."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop: float = 0.0,
-                 norm_layer=nn.LayerNorm, act_layer=nn.GELU):
+                 norm_layer=nn.LayerNorm, act_layer=nn.GELU, logit_scale: float = 1.0):
         super().__init__()
         self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
+        self.scale = logit_scale * (dim // num_heads) ** -0.5
         self.norm_q = norm_layer(dim)
         self.norm_x = norm_layer(dim)
         self.q_proj = nn.Linear(dim, dim)
@@ -101,20 +101,25 @@ class FrameEncoder(nn.Module):
     MobileCLIP, timm towers) implements: the last feature map gives the patches, the pooled image
     embedding gives the frame token."""
 
-    def __init__(self, visual: nn.Module, image_size: int, dim: int):
+    def __init__(self, visual: nn.Module, image_size: int, dim: int, feature_stage: int = -1):
         super().__init__()
         self.visual = visual
+        # Which block/stage gives the patch tokens: the last by default; an earlier one for
+        # conv towers, whose last stage (stride 32) is too coarse for region queries.
+        self.indices = 1 if feature_stage < 0 else [feature_stage]
         with torch.no_grad():
             was_training = visual.training
-            probe = visual.eval().forward_intermediates(torch.zeros(1, 3, image_size, image_size), indices=1)
+            probe = visual.eval().forward_intermediates(torch.zeros(1, 3, image_size, image_size),
+                                                        indices=self.indices)
             visual.train(was_training)
         fmap, pooled = probe["image_intermediates"][-1], probe["image_features"]
+        self.grid = (fmap.shape[2], fmap.shape[3])
         self.num_patches = fmap.shape[2] * fmap.shape[3]
         self.patch_proj = nn.Linear(fmap.shape[1], dim)
         self.cls_proj = nn.Linear(pooled.shape[-1], dim)
 
     def forward(self, images):
-        out = self.visual.forward_intermediates(images, indices=1, normalize_intermediates=True)
+        out = self.visual.forward_intermediates(images, indices=self.indices, normalize_intermediates=True)
         patches = out["image_intermediates"][-1].flatten(2).transpose(1, 2)  # N L C
         return self.patch_proj(patches), self.cls_proj(out["image_features"])
 
@@ -168,6 +173,17 @@ class SemanticsBank(nn.Module):
         return self.proj(self.agent)
 
 
+def sincos_2d(grid: tuple[int, int], dim: int) -> torch.Tensor:
+    """Fixed 2D sine-cosine position embedding [1, h·w, dim] with unit amplitude (DETR/MAE style)."""
+    h, w = grid
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    quarter = dim // 4
+    freqs = 1.0 / (100.0 ** (torch.arange(quarter, dtype=torch.float32) / max(1, quarter)))
+    parts = [f(c.reshape(-1, 1) * freqs) for c in (ys, xs) for f in (torch.sin, torch.cos)]
+    emb = torch.cat(parts, dim=1)
+    return F.pad(emb, (0, dim - emb.shape[1])).unsqueeze(0)
+
+
 def select_topk(x_cls, class_semantics, k: int):
     """Step 4: the K class semantics most similar (cosine) to the clip token.
     Returns their ids [B, K] (most similar first) and the semantics [B, K, D]."""
@@ -195,6 +211,7 @@ class ARTConfig:
     name: str = "art-tiny"  # registry name this config came from
     variant: str = "art"  # "art", or "baseline": backbone + temporal token straight into a classifier
     backbone: str = "ART-ViT-Tiny"  # open_clip model name for the frame encoder and text encoder
+    feature_stage: int = -1  # backbone block/stage that gives the patch tokens (-1: the last)
     image_size: int = 64  # square input side
     num_frames: int = 8  # T: sparse frames per clip
     num_classes: int = 0  # N: set from the classes file
@@ -205,6 +222,7 @@ class ARTConfig:
     spatial_layers: int = 2  # spatial semantic enhancement depth
     qr_layers: int = 2  # query-response attention depth
     tracklet_layers: int = 1  # temporal transformer along each tracklet before aggregation (0 = off)
+    qr_logit_scale: float = 1.0  # multiplies 1/sqrt(head dim) in query-response attention (sharper maps)
     mlp_ratio: float = 2.0  # MLP hidden width / d
     drop: float = 0.0  # dropout inside blocks
     head_dropout: float = 0.5  # dropout before the classifiers
@@ -247,14 +265,18 @@ class ART(nn.Module):
                             "lower num_queries or add classes")
         self.cfg = cfg
         d, h = cfg.dim, cfg.num_heads
-        self.frame_encoder = FrameEncoder(visual, cfg.image_size, d)
+        self.frame_encoder = FrameEncoder(visual, cfg.image_size, d, cfg.feature_stage)
         self.temporal = TemporalEncoder(d, cfg.num_frames, cfg.temporal_layers, h, cfg.mlp_ratio, cfg.drop)
         self.semantics = SemanticsBank(len(cfg.prompts), cfg.num_classes, text_dim, d, cfg.ema_momentum)
-        self.patch_pos = nn.Parameter(torch.randn(1, self.frame_encoder.num_patches, d) * 0.02)
+        # Region queries must know *where* a response comes from: a learned position embedding that
+        # starts as a unit-scale 2D sine-cosine one. From a 0.02-scale random start, a model
+        # trained from scratch never finds the small region (measured; see the README).
+        self.patch_pos = nn.Parameter(sincos_2d(self.frame_encoder.grid, d))
         self.spatial = nn.ModuleList(Block(d, h, cfg.mlp_ratio, cfg.drop) for _ in range(cfg.spatial_layers))
         self.spatial_norm = nn.LayerNorm(d)
         self.queries = nn.Parameter(torch.randn(1, cfg.num_queries, d) * 0.02)  # P: discriminative queries
-        self.qr_blocks = nn.ModuleList(QueryResponseBlock(d, h, cfg.mlp_ratio, cfg.drop) for _ in range(cfg.qr_layers))
+        self.qr_blocks = nn.ModuleList(QueryResponseBlock(d, h, cfg.mlp_ratio, cfg.drop, logit_scale=cfg.qr_logit_scale)
+                                       for _ in range(cfg.qr_layers))
         self.response_norm = nn.LayerNorm(d)
         # The paper's UniFormerV2 backbone mixes time inside every frame feature; our per-frame
         # CLIP tower does not, so each tracklet gets its own temporal encoder (shared over k):
@@ -328,7 +350,7 @@ class Baseline(nn.Module):
     def __init__(self, cfg: ARTConfig, visual: nn.Module, text_dim: int = 0):
         super().__init__()
         self.cfg = cfg
-        self.frame_encoder = FrameEncoder(visual, cfg.image_size, cfg.dim)
+        self.frame_encoder = FrameEncoder(visual, cfg.image_size, cfg.dim, cfg.feature_stage)
         self.temporal = TemporalEncoder(cfg.dim, cfg.num_frames, cfg.temporal_layers, cfg.num_heads,
                                         cfg.mlp_ratio, cfg.drop)
         self.head_drop = nn.Dropout(cfg.head_dropout)

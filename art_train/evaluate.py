@@ -76,6 +76,29 @@ def evaluate_checkpoint(run_dir, val_list, classes_file, root=None, batch_size: 
     return classification_metrics(preds, labels, len(classes))
 
 
+def evaluate_engine(engine_dir, val_list, classes_file, root=None, batch_size: int = 8, threads: int | None = None,
+                    progress: bool = False) -> dict:
+    """Score an engine dir through the same runners art-edge uses (no torch in the loop)."""
+    from tqdm import tqdm
+
+    from art_edge.engine import ARTEngine
+    from art_edge.preprocess import load_clip
+    from art_train.data import probe_records, read_classes, read_list
+
+    engine = ARTEngine.load(engine_dir, threads=threads)
+    classes = read_classes(classes_file)
+    check_classes(classes, engine.classes, f"the engine in {engine_dir}")
+    records = probe_records(read_list(val_list, classes, root), what="val clips")
+    preds = []
+    with engine:
+        for i in tqdm(range(0, len(records), batch_size), desc="eval", disable=not progress, leave=False):
+            batch = records[i:i + batch_size]
+            clips = np.stack([load_clip(r.path, engine.preprocessing, start_frame=r.start_frame,
+                                        end_frame=r.end_frame) for r in batch])
+            preds.extend(engine.classify_clips(clips)["logits"].argmax(-1).tolist())
+    return classification_metrics(preds, [r.label for r in records], len(classes))
+
+
 @cli_entry
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Score an ART checkpoint (or engine dir) on a LIST of clips.")
@@ -90,8 +113,10 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true", help="print one JSON object: top1, mean_class_acc, n, confusion")
     a = ap.parse_args(argv)
     if a.engine:
-        raise UserError("--engine needs the export issue's runtime backends, not built yet; use --ckpt")
-    m = evaluate_checkpoint(a.ckpt, a.val, a.classes, a.root, a.batch_size, a.workers, progress=sys.stderr.isatty())
+        m = evaluate_engine(a.engine, a.val, a.classes, a.root, a.batch_size, progress=sys.stderr.isatty())
+    else:
+        m = evaluate_checkpoint(a.ckpt, a.val, a.classes, a.root, a.batch_size, a.workers,
+                                progress=sys.stderr.isatty())
     if a.json:
         print(json.dumps({**m, "confusion": m["confusion"].tolist()}))
     else:

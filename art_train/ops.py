@@ -10,7 +10,21 @@ import torch
 import torch.nn.functional as F
 
 
-def qr_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int, scale: float):
+def qr_attention(q, k, v, num_heads: int, scale: float):
+    """`qr_attention_reference`, written as one `art::QRAttention` node when exporting to ONNX."""
+    if torch.onnx.is_in_onnx_export():
+        return _QRAttentionNode.apply(q, k, v, num_heads, scale)
+    return qr_attention_reference(q, k, v, num_heads, scale)
+
+
+def tracklet_link(responses, semantics, temperature: float, eps: float = 1e-6):
+    """`tracklet_link_reference`, written as one `art::TrackletLink` node when exporting to ONNX."""
+    if torch.onnx.is_in_onnx_export():
+        return _TrackletLinkNode.apply(responses, semantics, temperature, eps)
+    return tracklet_link_reference(responses, semantics, temperature, eps)
+
+
+def qr_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int, scale: float):
     """Multi-head cross-attention of a few queries over one frame's tokens.
 
     q: [N, K, D] queries (N = clips × frames), k, v: [N, L, D] token keys and values (L = HW).
@@ -28,7 +42,8 @@ def qr_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: i
     return out, attn.mean(dim=1)
 
 
-def tracklet_link(responses: torch.Tensor, semantics: torch.Tensor, temperature: float, eps: float = 1e-6):
+def tracklet_link_reference(responses: torch.Tensor, semantics: torch.Tensor, temperature: float,
+                            eps: float = 1e-6):
     """Aggregate each tracklet over time by its relevance to the top-K class semantics.
 
     responses: [B, T, K, D] (tracklet k = query k in every frame), semantics: [B, K, D] (S_topk).
@@ -45,3 +60,36 @@ def tracklet_link(responses: torch.Tensor, semantics: torch.Tensor, temperature:
     agg = (saliency.unsqueeze(-1) * responses).sum(dim=1)
     coherence = (rn[:, 1:] * rn[:, :-1]).sum(dim=-1)
     return agg, saliency, coherence
+
+
+# ----------------------------------------------------------------------------- ONNX export nodes
+# The exporter calls `symbolic` instead of tracing `forward`: one custom node per op, whose
+# attributes carry what a TensorRT plugin or the ONNX function body (art_train/export.py) needs.
+
+class _QRAttentionNode(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, num_heads, scale):
+        return qr_attention_reference(q, k, v, num_heads, scale)
+
+    @staticmethod
+    def symbolic(g, q, k, v, num_heads, scale):
+        out, attn = g.op("art::QRAttention", q, k, v, num_heads_i=num_heads, scale_f=scale,
+                         plugin_namespace_s="art", plugin_version_s="1", outputs=2)
+        out.setType(q.type())
+        attn.setType(q.type().with_sizes([None, None, None]))
+        return out, attn
+
+
+class _TrackletLinkNode(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, responses, semantics, temperature, eps):
+        return tracklet_link_reference(responses, semantics, temperature, eps)
+
+    @staticmethod
+    def symbolic(g, responses, semantics, temperature, eps):
+        agg, saliency, coherence = g.op("art::TrackletLink", responses, semantics, temperature_f=temperature,
+                                        eps_f=eps, plugin_namespace_s="art", plugin_version_s="1", outputs=3)
+        agg.setType(semantics.type())
+        saliency.setType(responses.type().with_sizes([None, None, None]))
+        coherence.setType(responses.type().with_sizes([None, None, None]))
+        return agg, saliency, coherence

@@ -8,6 +8,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# A very small ART so that a training test takes seconds on 2 cores.
+SMALL = ["--set", "image_size=32", "--set", "num_frames=4", "--set", "dim=32", "--set", "num_heads=2",
+         "--set", "batch_size=4", "--set", "schedule=step", "--set", "warmup_epochs=0"]
+
 
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory):
@@ -18,6 +22,27 @@ def synth(tmp_path_factory):
                         num_frames=16, num_classes=4, seed=1, progress=False)
 
 
-def run_cli(main, *args):
-    """Run a CLI main; → (exit code, stdout, stderr) via capsys in the caller."""
-    return main(list(map(str, args)))
+def train_small(synth, out, *extra):
+    from art_train import train
+
+    args = ["--config", "art-tiny", "--train", synth / "train.csv", "--val", synth / "val.csv",
+            "--classes", synth / "classes.txt", "--out", out, *SMALL, *extra]
+    return train.main([str(a) for a in args])
+
+
+@pytest.fixture(scope="session")
+def trained(synth, tmp_path_factory):
+    """A run dir of the small ART, trained for 2 epochs."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    assert train_small(synth, out, "--epochs", 2) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def engine_dir(trained, tmp_path_factory):
+    """An FP32 ONNX Runtime engine dir built from `trained`."""
+    from art_train.build_engine import build_engine
+
+    out = tmp_path_factory.mktemp("engine") / "engine"
+    build_engine(trained, out, precision="fp32", backend="onnxruntime", log=lambda *a: None)
+    return out

@@ -11,22 +11,7 @@ from art_edge.errors import UserError
 from art_train import evaluate, train
 from art_train.checkpoint import WEIGHTS, load_checkpoint
 from art_train.train import resolve_config
-
-# A very small ART so that a training test takes seconds on 2 cores.
-SMALL = ["--set", "image_size=32", "--set", "num_frames=4", "--set", "dim=32", "--set", "num_heads=2",
-         "--set", "batch_size=4", "--set", "schedule=step", "--set", "warmup_epochs=0"]
-
-
-def _train(synth, out, *extra):
-    return train.main(["--config", "art-tiny", "--train", synth / "train.csv", "--val", synth / "val.csv",
-                       "--classes", synth / "classes.txt", "--out", out, *SMALL, *map(str, extra)])
-
-
-@pytest.fixture(scope="module")
-def trained(synth, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "run"
-    assert _train(synth, out, "--epochs", 2) == 0
-    return out
+from conftest import SMALL, train_small as _train
 
 
 def test_training_writes_the_run_dir(trained, synth):

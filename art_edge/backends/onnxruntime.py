@@ -1,0 +1,63 @@
+"""ONNX Runtime backend: CPU by default; CUDA/TensorRT execution providers when present."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from art_edge.backends.base import Runner, TensorSpec
+from art_edge.errors import UserError
+
+_ORT_DTYPES = {"tensor(float)": np.dtype(np.float32), "tensor(float16)": np.dtype(np.float16),
+               "tensor(int64)": np.dtype(np.int64), "tensor(int32)": np.dtype(np.int32),
+               "tensor(uint8)": np.dtype(np.uint8), "tensor(int8)": np.dtype(np.int8)}
+
+
+def _dim(d):
+    return d if isinstance(d, int) else None
+
+
+class OnnxRuntimeRunner(Runner):
+    name = "onnxruntime"
+
+    def __init__(self, model_path, threads: int | None = None, providers: list[str] | None = None):
+        super().__init__()
+        self.model_path = str(model_path)
+        self.threads = threads
+        self.providers = providers or ["CPUExecutionProvider"]
+        self.session = None
+
+    @staticmethod
+    def available_providers() -> list[str]:
+        import onnxruntime as ort
+
+        return ort.get_available_providers()
+
+    def _activate(self):
+        import onnxruntime as ort
+
+        missing = [p for p in self.providers if p not in ort.get_available_providers()]
+        if missing:
+            raise UserError(f"onnxruntime here has no {missing}; available: {ort.get_available_providers()}")
+        opts = ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(self.model_path, sess_options=opts, providers=self.providers)
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph types
+            raise UserError(f"onnxruntime cannot load {self.model_path}: {str(e).splitlines()[0]}") from None
+
+    def _deactivate(self):
+        self.session = None
+
+    def input_specs(self):
+        return [TensorSpec(i.name, tuple(_dim(d) for d in i.shape), _ORT_DTYPES.get(i.type, np.dtype(np.float32)))
+                for i in self.session.get_inputs()]
+
+    def output_names(self):
+        return [o.name for o in self.session.get_outputs()]
+
+    def _infer(self, feeds):
+        names = self.output_names()
+        return dict(zip(names, self.session.run(names, feeds)))

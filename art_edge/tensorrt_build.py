@@ -1,0 +1,98 @@
+"""Build TensorRT engines from the ONNX graphs of an engine dir, on the target device.
+
+Written against the documented TensorRT 10/11 Python API: a strongly typed network (explicit
+Q/DQ INT8 and FP16 come from the graph itself; TensorRT 11 has no calibrator INT8), the `art`
+plugin library loaded and checked before parsing, one optimization profile for the batch
+dimension, and a timing cache. Engines are keyed by (graph sha256, GPU compute capability,
+TensorRT version, precision) and rebuilt when the key does not match.
+
+TensorRT cannot be installed where this project is developed: nothing here runs in its CI.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from art_edge.errors import UserError
+
+PLUGIN_OPS = ("QRAttention", "TrackletLink")
+BATCH_PROFILE = {"frame_encoder": (1, 8, 64), "clip_head": (1, 1, 8)}  # min, opt, max of dim 0
+
+
+def _gpu_capability(cudart) -> str:
+    err, device = cudart.cudaGetDevice()
+    err, prop = cudart.cudaGetDeviceProperties(device)
+    return f"sm_{prop.major}{prop.minor}"
+
+
+def engine_key(graph_sha256: str, capability: str, trt_version: str, precision: str) -> dict:
+    return {"graph_sha256": graph_sha256, "gpu": capability, "tensorrt": trt_version, "precision": precision}
+
+
+def load_plugins(trt, plugin_library: str | None):
+    """Load the art plugin library and check that both creators are registered, before parsing."""
+    registry = trt.get_plugin_registry()
+    if plugin_library:
+        if not Path(plugin_library).is_file():
+            raise UserError(f"plugin library not found: {plugin_library} (build plugins/ with CMake first)")
+        registry.load_library(str(plugin_library))
+    found = {c.name for c in registry.all_creators if getattr(c, "plugin_namespace", "") == "art"}
+    missing = [op for op in PLUGIN_OPS if op not in found]
+    if missing:
+        raise UserError(f"TensorRT plugins {missing} (namespace 'art') are not registered: pass the library built "
+                        "from plugins/ (ART_PLUGIN_LIBRARY=/path/libart_plugins.so), or import plugins.trt_python")
+
+
+def build_one(trt, onnx_path: Path, engine_path: Path, precision: str, batch: tuple, timing_cache: Path, log):
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise UserError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
+    config = builder.create_builder_config()
+    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        rest = tuple(tensor.shape)[1:]
+        profile.set_shape(tensor.name, *[(b, *rest) for b in batch])
+    config.add_optimization_profile(profile)
+    # Strongly typed: precision follows the graph (fp16 graphs are exported in fp16, int8 by Q/DQ).
+    log(f"building TensorRT engine {engine_path.name} ({precision})")
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise UserError(f"TensorRT failed to build {onnx_path.name}; see the TensorRT log above")
+    engine_path.write_bytes(bytes(serialized))
+    timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+
+
+def build_tensorrt_engines(engine_dir, graphs: dict, precision: str, plugin_library: str | None = None,
+                           log=print) -> dict:
+    """Build (or reuse, when the key matches) one engine per graph; → the manifest's tensorrt entry."""
+    import os
+
+    from art_edge.backends.tensorrt import _cudart, import_tensorrt
+    from art_edge.engine import sha256_file
+
+    trt = import_tensorrt()
+    plugin_library = plugin_library or os.environ.get("ART_PLUGIN_LIBRARY")
+    load_plugins(trt, plugin_library)
+    engine_dir = Path(engine_dir)
+    capability = _gpu_capability(_cudart())
+    keys_path = engine_dir / "tensorrt_keys.json"
+    old_keys = json.loads(keys_path.read_text()) if keys_path.is_file() else {}
+    engines, keys = {}, {}
+    for name, onnx_name in graphs.items():
+        key = engine_key(sha256_file(engine_dir / onnx_name), capability, trt.__version__, precision)
+        engine_name = f"{name}.{precision}.{capability}.engine"
+        if old_keys.get(name) != key or not (engine_dir / engine_name).is_file():
+            build_one(trt, engine_dir / onnx_name, engine_dir / engine_name, precision, BATCH_PROFILE[name],
+                      engine_dir / "timing.cache", log)
+        engines[name], keys[name] = engine_name, key
+    keys_path.write_text(json.dumps(keys, indent=2))
+    return {"engines": engines, "keys": keys, "gpu": capability, "version": trt.__version__,
+            "plugin_library": plugin_library}

@@ -1,0 +1,167 @@
+"""Export to ONNX, the runner protocol, engine dirs and evaluation through the runtime."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from art_edge.backends import OnnxRuntimeRunner
+from art_edge.engine import ARTEngine, read_manifest
+from art_edge.errors import UserError
+from art_edge.preprocess import load_clip
+from art_train import build_engine, evaluate
+from art_train.checkpoint import load_checkpoint
+from art_train.data import read_classes, read_list
+
+
+def _val_clips(synth, engine):
+    recs = read_list(synth / "val.csv", read_classes(synth / "classes.txt"))
+    return np.stack([load_clip(r.path, engine.preprocessing) for r in recs]), [r.label for r in recs]
+
+
+def test_graphs_pass_full_check_and_carry_the_art_nodes(engine_dir):
+    for name in ("frame_encoder.onnx", "clip_head.onnx"):
+        model = onnx.load(str(engine_dir / name))
+        onnx.checker.check_model(model, full_check=True)
+        onnx.shape_inference.infer_shapes(model, strict_mode=True)
+        assert {o.domain: o.version for o in model.opset_import}[""] >= 17
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert json.loads(meta["classes"]) == read_manifest(engine_dir)["classes"]
+        assert int(meta["num_frames"]) == 4 and "preprocessing" in meta and "config" in meta
+    head = onnx.load(str(engine_dir / "clip_head.onnx"))
+    art_nodes = [n for n in head.graph.node if n.domain == "art"]
+    assert {n.op_type for n in art_nodes} == {"QRAttention", "TrackletLink"}
+    for node in art_nodes:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attrs["plugin_namespace"] == b"art"
+    qr = next(n for n in art_nodes if n.op_type == "QRAttention")
+    assert {a.name for a in qr.attribute} >= {"num_heads", "scale"}
+    assert {f.name for f in head.functions} == {"QRAttention", "TrackletLink"}
+    assert all(f.domain == "art" for f in head.functions)
+
+
+def test_onnxruntime_matches_pytorch_on_the_val_set(trained, engine_dir, synth):
+    model, _ = load_checkpoint(trained)
+    with ARTEngine.load(engine_dir) as engine:
+        clips, _ = _val_clips(synth, engine)
+        ort_out = engine.classify_clips(clips)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(clips))
+    assert np.abs(ort_out["logits"] - ref["logits"].numpy()).max() <= 1e-4
+    assert (ort_out["logits"].argmax(-1) == ref["logits"].argmax(-1).numpy()).all()
+    assert np.abs(ort_out["attention"] - ref["attention"].numpy()).max() <= 1e-4
+    assert np.abs(ort_out["saliency"] - ref["saliency"].numpy()).max() <= 1e-4
+    np.testing.assert_array_equal(ort_out["topk_ids"], ref["topk_ids"].numpy())
+
+
+def test_streaming_one_frame_at_a_time_equals_the_whole_clip(engine_dir, synth):
+    with ARTEngine.load(engine_dir) as engine:
+        clips, _ = _val_clips(synth, engine)
+        whole = engine.classify_clips(clips[:1])
+        frames = [engine.encode_frames(clips[0, t:t + 1]) for t in range(clips.shape[1])]  # as a live stream does
+        patches = np.concatenate([p for p, _ in frames])[None]
+        tokens = np.concatenate([c for _, c in frames])[None]
+        streamed = engine.run_head(patches, tokens)
+    np.testing.assert_allclose(streamed["logits"], whole["logits"], atol=1e-5)
+
+
+def test_eval_through_the_engine_equals_eval_of_the_checkpoint(trained, engine_dir, synth, capsys):
+    args = ["--val", synth / "val.csv", "--classes", synth / "classes.txt", "--json"]
+    assert evaluate.main(["--engine", str(engine_dir), *map(str, args)]) == 0
+    by_engine = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluate.main(["--ckpt", str(trained), *map(str, args)]) == 0
+    by_ckpt = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert by_engine == by_ckpt and by_engine["n"] == 8
+
+
+def test_polygraphy_runs_both_graphs(engine_dir):
+    polygraphy = shutil.which("polygraphy") or str(Path(sys.executable).parent / "polygraphy")
+    if not Path(polygraphy).exists():
+        pytest.skip("polygraphy is not installed (pip install polygraphy)")
+    for name in ("frame_encoder.onnx", "clip_head.onnx"):
+        proc = subprocess.run([polygraphy, "run", str(engine_dir / name), "--onnxrt"], capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "PASSED" in proc.stdout + proc.stderr
+
+
+def test_manifest_lists_every_file_with_its_hash(engine_dir):
+    manifest = read_manifest(engine_dir)
+    assert set(manifest["files"]) == {p.name for p in engine_dir.iterdir() if p.name != "manifest.json"}
+    assert manifest["precision"] == "fp32" and manifest["backend"] == "onnxruntime"
+    assert manifest["model"]["num_frames"] == 4 and len(manifest["classes"]) == 4
+    assert all(len(e["sha256"]) == 64 for e in manifest["files"].values())
+
+
+def test_an_edited_engine_file_is_refused(engine_dir, tmp_path):
+    copy = tmp_path / "engine"
+    shutil.copytree(engine_dir, copy)
+    data = bytearray((copy / "clip_head.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (copy / "clip_head.onnx").write_bytes(bytes(data))
+    with pytest.raises(UserError, match="does not match the sha256"):
+        ARTEngine.load(copy)
+    (copy / "clip_head.onnx").unlink()
+    with pytest.raises(UserError, match="missing clip_head.onnx"):
+        ARTEngine.load(copy)
+
+
+def test_runner_validates_feeds(engine_dir):
+    with OnnxRuntimeRunner(engine_dir / "clip_head.onnx", threads=1) as runner:
+        good = {"patches": np.zeros((1, 4, 16, 32), np.float32), "frame_tokens": np.zeros((1, 4, 32), np.float32)}
+        out = runner.infer(good)
+        assert out["logits"].shape == (1, 4) and runner.inference_time > 0
+        with pytest.raises(UserError, match=r"shape \[1, 5, 16, 32\]"):
+            runner.infer({**good, "patches": np.zeros((1, 5, 16, 32), np.float32)})
+        with pytest.raises(UserError, match="must be float32"):
+            runner.infer({**good, "frame_tokens": good["frame_tokens"].astype(np.float64)})
+        with pytest.raises(UserError, match="missing"):
+            runner.infer({"patches": good["patches"]})
+    with pytest.raises(UserError, match="activate"):
+        runner.infer(good)
+
+
+def test_build_engine_bad_inputs_leave_nothing_behind(trained, tmp_path, engine_dir, capsys):
+    def run(*args):
+        code = build_engine.main([str(a) for a in args])
+        return code, capsys.readouterr().err.strip().splitlines()[-1]
+
+    code, line = run("--ckpt", tmp_path / "none", "--out", tmp_path / "e1")
+    assert code == 2 and "not found" in line and not (tmp_path / "e1").exists()
+    code, line = run("--ckpt", trained, "--out", engine_dir)
+    assert code == 2 and "--force" in line
+    code, line = run("--ckpt", trained, "--out", tmp_path / "e2", "--precision", "int8")
+    assert code == 2 and "int8" in line and not (tmp_path / "e2").exists()
+    corrupt = tmp_path / "corrupt_run"
+    shutil.copytree(trained, corrupt)
+    (corrupt / "model.safetensors").write_bytes(b"\x00" * 64)
+    code, line = run("--ckpt", corrupt, "--out", tmp_path / "e3")
+    assert code == 2 and "corrupt" in line and not (tmp_path / "e3").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no half-built temp dirs
+
+
+def test_tensorrt_backend_needs_tensorrt(engine_dir):
+    try:
+        import tensorrt  # noqa: F401
+    except (ImportError, OSError):
+        with pytest.raises(UserError, match="TensorRT"):
+            build_engine.build_engine(engine_dir, engine_dir.parent / "trt", backend="tensorrt")
+        with pytest.raises(UserError, match="holds no TensorRT engines"):
+            ARTEngine.load(engine_dir, backend="tensorrt")
+        return
+    pytest.skip("TensorRT is installed here: its engine build is exercised on a GPU device, not in this test")
+
+
+def test_art_edge_never_imports_torch():
+    code = ("import sys, art_edge, art_edge.engine, art_edge.preprocess, art_edge.backends, "
+            "art_edge.tensorrt_build; from art_edge.backends import tensorrt; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr

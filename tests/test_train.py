@@ -32,8 +32,8 @@ def test_training_writes_the_run_dir(trained, synth):
 def test_checkpoint_loads_and_evaluates(trained, synth, capsys):
     model, meta = load_checkpoint(trained)
     assert not model.training and model.cfg.num_classes == 4
-    assert evaluate.main(["--ckpt", trained, "--val", synth / "val.csv", "--classes", synth / "classes.txt",
-                          "--json"]) == 0
+    assert evaluate.main([str(a) for a in ("--ckpt", trained, "--val", synth / "val.csv", "--classes",
+                                           synth / "classes.txt", "--json")]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["n"] == 8 and 0.0 <= report["top1"] <= 1.0 and 0.0 <= report["mean_class_acc"] <= 1.0
     assert len(report["confusion"]) == 4 and sum(map(sum, report["confusion"])) == 8

@@ -30,7 +30,7 @@ def import_open_clip():
         _SHIM_LIBS.append(lib)
     import open_clip
 
-    if "ART-ViT-Tiny" not in open_clip.list_models():
+    if "ART-ResNet-Tiny" not in open_clip.list_models():
         open_clip.add_model_config(_CONFIG_DIR)
     return open_clip
 

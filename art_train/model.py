@@ -94,6 +94,14 @@ class QueryResponseBlock(nn.Module):
         return q + self.mlp(self.norm2(q)), attn
 
 
+def classifier(dim: int, num_classes: int, hidden: int, drop: float, act_layer=nn.GELU) -> nn.Module:
+    """Dropout → Linear, or Dropout → Linear → act → Linear when hidden > 0. The order-aware
+    tracklet features need a non-linear read-out (a linear head did not learn, see the README)."""
+    if hidden <= 0:
+        return nn.Sequential(nn.Dropout(drop), nn.Linear(dim, num_classes))
+    return nn.Sequential(nn.Dropout(drop), nn.Linear(dim, hidden), act_layer(), nn.Linear(hidden, num_classes))
+
+
 class FrameEncoder(nn.Module):
     """An open_clip vision tower run on each frame: patch tokens [N, L, D] and a frame token [N, D].
 
@@ -210,8 +218,8 @@ PROMPT_TEMPLATES = (
 class ARTConfig:
     name: str = "art-tiny"  # registry name this config came from
     variant: str = "art"  # "art", or "baseline": backbone + temporal token straight into a classifier
-    backbone: str = "ART-ViT-Tiny"  # open_clip model name for the frame encoder and text encoder
-    feature_stage: int = -1  # backbone block/stage that gives the patch tokens (-1: the last)
+    backbone: str = "ART-ResNet-Tiny"  # open_clip model name for the frame encoder and text encoder
+    feature_stage: int = 2  # backbone block/stage that gives the patch tokens (-1: the last; 2: stride 8 of a CNN)
     image_size: int = 64  # square input side
     num_frames: int = 8  # T: sparse frames per clip
     num_classes: int = 0  # N: set from the classes file
@@ -221,8 +229,9 @@ class ARTConfig:
     temporal_layers: int = 1  # temporal transformer depth (x_cls)
     spatial_layers: int = 2  # spatial semantic enhancement depth
     qr_layers: int = 2  # query-response attention depth
-    tracklet_layers: int = 1  # temporal transformer along each tracklet before aggregation (0 = off)
-    qr_logit_scale: float = 1.0  # multiplies 1/sqrt(head dim) in query-response attention (sharper maps)
+    tracklet_time_proj: bool = True  # r_t + W_t r_t before aggregation, so the sum over time keeps order
+    qr_logit_scale: float = 4.0  # multiplies 1/sqrt(head dim) in query-response attention: sharp maps
+    head_hidden: int = 256  # hidden width of the MLP classifiers (0 = a single linear layer)
     mlp_ratio: float = 2.0  # MLP hidden width / d
     drop: float = 0.0  # dropout inside blocks
     head_dropout: float = 0.5  # dropout before the classifiers
@@ -279,14 +288,15 @@ class ART(nn.Module):
                                        for _ in range(cfg.qr_layers))
         self.response_norm = nn.LayerNorm(d)
         # The paper's UniFormerV2 backbone mixes time inside every frame feature; our per-frame
-        # CLIP tower does not, so each tracklet gets its own temporal encoder (shared over k):
-        # without it the saliency-weighted sum cannot tell a motion from its reverse.
-        self.tracklet_pos = nn.Parameter(torch.randn(1, cfg.num_frames, d) * 0.02)
-        self.tracklet_blocks = nn.ModuleList(Block(d, h, cfg.mlp_ratio, cfg.drop) for _ in range(cfg.tracklet_layers))
+        # CLIP tower does not, and a saliency-weighted sum over time is blind to order (it cannot
+        # tell a motion from its reverse). So each frame's response gets a projection of its own
+        # time step first: r'_t = r_t + W_t r_t, and Σ_t w_t r'_t keeps the order. (A transformer
+        # block over time did not learn within our CPU budget; this did — see the README.)
+        self.tracklet_time_proj = nn.Parameter(torch.randn(cfg.num_frames, d, d) * d ** -0.5) \
+            if cfg.tracklet_time_proj else None
         self.prototypes = nn.Parameter(torch.randn(cfg.num_classes, d) * 0.02)  # W: decoupled from the head
-        self.head_drop = nn.Dropout(cfg.head_dropout)
-        self.head = nn.Linear(d * (1 + cfg.num_queries), cfg.num_classes)  # fusion: x_cls + K tracklets
-        self.video_head = nn.Linear(d, cfg.num_classes)  # x_cls alone
+        self.head = classifier(d * (1 + cfg.num_queries), cfg.num_classes, cfg.head_hidden, cfg.head_dropout)  # fusion
+        self.video_head = classifier(d, cfg.num_classes, cfg.head_hidden, cfg.head_dropout)  # x_cls alone
 
     def encode_frames(self, images):
         """[N, 3, H, W] → patch tokens [N, L, D], frame tokens [N, D]. Cacheable per frame."""
@@ -313,10 +323,10 @@ class ART(nn.Module):
         # Steps 8-9: tracklet k is query k in every frame; aggregate by relevance to S_topk.
         agg, saliency, coherence = tracklet_link(responses, s_topk, self.cfg.link_temperature)
         # Step 10.
-        logits = self.head(self.head_drop(torch.cat([x_cls, agg.reshape(b, k * d)], dim=-1)))
+        logits = self.head(torch.cat([x_cls, agg.reshape(b, k * d)], dim=-1))
         return {
             "logits": logits,
-            "logits_video": self.video_head(self.head_drop(x_cls)),
+            "logits_video": self.video_head(x_cls),
             "x_cls": x_cls,
             "responses": responses,
             "attention": attn.reshape(b, t, k, length),
@@ -326,14 +336,10 @@ class ART(nn.Module):
         }
 
     def encode_tracklets(self, responses):
-        """[B, T, K, D] → [B, T, K, D]: each tracklet through the temporal blocks, in time order."""
-        if not self.tracklet_blocks:
+        """[B, T, K, D] → [B, T, K, D]: r_t + W_t r_t, a projection of each frame's own time step."""
+        if self.tracklet_time_proj is None:
             return responses
-        b, t, k, d = responses.shape
-        x = responses.transpose(1, 2).reshape(b * k, t, d) + self.tracklet_pos
-        for blk in self.tracklet_blocks:
-            x = blk(x)
-        return x.reshape(b, k, t, d).transpose(1, 2)
+        return responses + torch.matmul(responses, self.tracklet_time_proj.unsqueeze(0))
 
     def forward(self, video):
         """video [B, T, 3, H, W] → dict: logits [B, N], logits_video [B, N], x_cls [B, D],
@@ -353,15 +359,14 @@ class Baseline(nn.Module):
         self.frame_encoder = FrameEncoder(visual, cfg.image_size, cfg.dim, cfg.feature_stage)
         self.temporal = TemporalEncoder(cfg.dim, cfg.num_frames, cfg.temporal_layers, cfg.num_heads,
                                         cfg.mlp_ratio, cfg.drop)
-        self.head_drop = nn.Dropout(cfg.head_dropout)
-        self.head = nn.Linear(cfg.dim, cfg.num_classes)
+        self.head = classifier(cfg.dim, cfg.num_classes, cfg.head_hidden, cfg.head_dropout)  # same read-out as ART
 
     def encode_frames(self, images):
         return self.frame_encoder(images)
 
     def forward_head(self, patches, frame_tokens):
         x_cls = self.temporal(frame_tokens)
-        logits = self.head(self.head_drop(x_cls))
+        logits = self.head(x_cls)
         return {"logits": logits, "logits_video": logits, "x_cls": x_cls}
 
     forward = ART.forward
@@ -370,13 +375,15 @@ class Baseline(nn.Module):
 # ----------------------------------------------------------------------------- registry
 
 _REGISTRY: dict[str, ARTConfig] = {
-    # Trains on 2 CPU cores in minutes: a 3-layer ViT at 64², 8 frames.
+    # Trains on 2 CPU cores in minutes: a tiny ResNet tower (timm test_resnet) at 64², 8 frames,
+    # patch tokens from its stride-8 stage (8×8). A from-scratch ViT's 8-pixel patch embedding
+    # could not learn to see a 6-pixel region in that budget (see the README).
     "art-tiny": ARTConfig(),
     # Real-time edge model: a small open_clip backbone, T = 8, 224².
-    "art-edge-s": ARTConfig(name="art-edge-s", backbone="ViT-S-32", image_size=224, num_frames=8, dim=256,
+    "art-edge-s": ARTConfig(name="art-edge-s", backbone="ViT-S-32", feature_stage=-1, image_size=224, num_frames=8, dim=256,
                             num_heads=8, temporal_layers=2, spatial_layers=2, qr_layers=2, mlp_ratio=4.0),
     # The paper's settings (with a CLIP ViT-B/16 per frame in place of UniFormerV2).
-    "art-b16": ARTConfig(name="art-b16", backbone="ViT-B-16", image_size=224, num_frames=16, dim=256,
+    "art-b16": ARTConfig(name="art-b16", backbone="ViT-B-16", feature_stage=-1, image_size=224, num_frames=16, dim=256,
                          num_queries=2, num_heads=8, temporal_layers=2, spatial_layers=4, qr_layers=4,
                          mlp_ratio=4.0, lambda_temporal=0.6, gamma1=5.0, gamma2=5.0),
 }

@@ -1,0 +1,92 @@
+"""Per-clip latency and throughput: ONNX Runtime FP32 against PyTorch eager FP32, side by side.
+
+    python benchmarks/runtime.py [--configs art-tiny art-edge-s] [--threads 2] [--out benchmarks/results/runtime.json]
+
+Both run the same weights (random: latency does not depend on training) on the same clips, in
+one process, alternating, with the same thread count. Reports the median of repeated runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def timed(fn, repeats: int) -> list[float]:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench_config(name: str, threads: int, batch: int, repeats: int) -> dict:
+    from art_edge.engine import ARTEngine
+    from art_train.build_engine import write_manifest
+    from art_train.export import export_onnx
+    from art_train.model import create_model
+
+    classes = [f"class_{i}" for i in range(10)]
+    torch.manual_seed(0)
+    model = create_model(name, class_names=classes).eval()
+    cfg = model.cfg
+    meta = {"model": cfg.to_dict(), "classes": classes,
+            "preprocessing": {"image_size": cfg.image_size, "num_frames": cfg.num_frames}}
+    clips = np.random.default_rng(0).standard_normal(
+        (batch, cfg.num_frames, 3, cfg.image_size, cfg.image_size)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        graphs = {k: p.name for k, p in export_onnx(model, meta, tmp).items()}
+        write_manifest(Path(tmp), meta, "fp32", "onnxruntime", graphs)
+        with ARTEngine.load(tmp, threads=threads) as engine:
+            ort_logits = engine.classify_clips(clips)["logits"]
+            with torch.no_grad():
+                torch_logits = model(torch.from_numpy(clips))["logits"].numpy()
+            ort_times, torch_times = [], []
+            for _ in range(repeats):  # alternate, so drift on a shared machine hits both alike
+                ort_times += timed(lambda: engine.classify_clips(clips), 1)
+                with torch.no_grad():
+                    torch_times += timed(lambda: model(torch.from_numpy(clips)), 1)
+    ort_s, torch_s = statistics.median(ort_times), statistics.median(torch_times)
+    return {"config": name, "batch": batch, "frames": cfg.num_frames, "image_size": cfg.image_size,
+            "threads": threads, "repeats": repeats,
+            "pytorch_eager_ms_per_clip": 1000 * torch_s / batch, "onnxruntime_ms_per_clip": 1000 * ort_s / batch,
+            "pytorch_clips_per_s": batch / torch_s, "onnxruntime_clips_per_s": batch / ort_s,
+            "speedup_onnxruntime_over_pytorch": torch_s / ort_s,
+            "max_abs_logit_diff": float(np.abs(ort_logits - torch_logits).max())}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", nargs="+", default=["art-tiny", "art-edge-s"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "runtime.json"))
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    results = [bench_config(name, a.threads, a.batch, a.repeats) for name in a.configs]
+    report = {"benchmark": "runtime", "torch": torch.__version__, "results": results}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(report, indent=2))
+    print(f"{'config':<12} {'batch':>5} {'pytorch ms/clip':>16} {'onnxruntime ms/clip':>20} {'speed-up':>9}")
+    for r in results:
+        print(f"{r['config']:<12} {r['batch']:>5} {r['pytorch_eager_ms_per_clip']:>16.1f} "
+              f"{r['onnxruntime_ms_per_clip']:>20.1f} {r['speedup_onnxruntime_over_pytorch']:>8.2f}x")
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -153,6 +153,20 @@ def export_onnx(model, meta: dict, out_dir, opset: int = OPSET) -> dict[str, Pat
     clip_tokens = clip_tokens + 0.1 * torch.randn_like(clip_tokens)
     paths = {"frame_encoder": out_dir / "frame_encoder.onnx", "clip_head": out_dir / "clip_head.onnx"}
     common = dict(opset_version=opset, dynamo=False, do_constant_folding=True, custom_opsets={ART_DOMAIN: 1})
+    # nn.MultiheadAttention (open_clip's ViT towers) takes a fused fast path in eval mode that the
+    # exporter cannot write; the plain path exports as MatMul/Softmax.
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        _export_graphs(model, images, clip_patches, clip_tokens, paths, common)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    for path in paths.values():
+        _finish(path, metadata)
+    return paths
+
+
+def _export_graphs(model, images, clip_patches, clip_tokens, paths, common):
     with torch.no_grad():
         # Wrappers in eval mode: the exporter restores each wrapper's mode afterwards, and a fresh
         # module is in train mode, which would silently switch `model` to train mode (dropout on).
@@ -163,6 +177,3 @@ def export_onnx(model, meta: dict, out_dir, opset: int = OPSET) -> dict[str, Pat
         torch.onnx.export(ClipHeadGraph(model).eval(), (clip_patches, clip_tokens), str(paths["clip_head"]),
                           input_names=HEAD_INPUTS, output_names=HEAD_OUTPUTS,
                           dynamic_axes={name: {0: "B"} for name in HEAD_INPUTS + HEAD_OUTPUTS}, **common)
-    for path in paths.values():
-        _finish(path, metadata)
-    return paths

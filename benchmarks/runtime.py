@@ -3,7 +3,9 @@
     python benchmarks/runtime.py [--configs art-tiny art-edge-s] [--threads 2] [--out benchmarks/results/runtime.json]
 
 Both run the same weights (random: latency does not depend on training) on the same clips, in
-one process, alternating, with the same thread count. Reports the median of repeated runs.
+one process, with the same thread count, in alternating blocks (ORT, PyTorch, ORT, PyTorch):
+alternating call by call makes each runtime's spinning worker threads slow the other down on 2
+cores. Reports the median over all repeats.
 """
 
 from __future__ import annotations
@@ -55,10 +57,10 @@ def bench_config(name: str, threads: int, batch: int, repeats: int) -> dict:
             with torch.no_grad():
                 torch_logits = model(torch.from_numpy(clips))["logits"].numpy()
             ort_times, torch_times = [], []
-            for _ in range(repeats):  # alternate, so drift on a shared machine hits both alike
-                ort_times += timed(lambda: engine.classify_clips(clips), 1)
+            for _ in range(2):  # two blocks each, so drift on a shared machine hits both alike
+                ort_times += timed(lambda: engine.classify_clips(clips), repeats)
                 with torch.no_grad():
-                    torch_times += timed(lambda: model(torch.from_numpy(clips)), 1)
+                    torch_times += timed(lambda: model(torch.from_numpy(clips)), repeats)
     ort_s, torch_s = statistics.median(ort_times), statistics.median(torch_times)
     return {"config": name, "batch": batch, "frames": cfg.num_frames, "image_size": cfg.image_size,
             "threads": threads, "repeats": repeats,

@@ -43,6 +43,9 @@ class OnnxRuntimeRunner(Runner):
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No busy-waiting between ops: on a small CPU the spinning workers steal cores from the
+        # capture thread and from anything else in the process (measured: benchmarks/runtime.py).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(self.model_path, sess_options=opts, providers=self.providers)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph types

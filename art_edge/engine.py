@@ -9,12 +9,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 
-from art_edge.errors import UserError
+from art_edge.errors import UserError, read_json
 from art_edge.preprocess import Preprocessing
 
 MANIFEST = "manifest.json"
@@ -35,12 +34,8 @@ def read_manifest(engine_dir) -> dict:
     if not engine_dir.is_dir():
         raise UserError(f"engine dir not found: {engine_dir} (build one with art-build-engine --ckpt RUN_DIR --out DIR)")
     path = engine_dir / MANIFEST
-    if not path.is_file():
-        raise UserError(f"{engine_dir} has no {MANIFEST}: not an engine dir written by art-build-engine")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path} is not valid JSON ({e}); rebuild the engine dir") from None
+    manifest = read_json(path, f"{engine_dir} has no {MANIFEST}: not an engine dir written by art-build-engine",
+                         "rebuild the engine dir")
     if manifest.get("format") != FORMAT:
         raise UserError(f"{path} has format {manifest.get('format')!r}, this toolkit reads {FORMAT!r}; rebuild it")
     for name, entry in manifest["files"].items():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -25,3 +27,15 @@ def cli_entry(fn):
             return 130
 
     return wrapper
+
+
+def read_json(path, missing: str, invalid_fix: str):
+    """Parse a JSON file a user pointed us at: `missing` is the whole message when it is absent,
+    `invalid_fix` ends the message when it does not parse."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(missing)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}); {invalid_fix}") from None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from art_edge.errors import UserError
+from art_edge.errors import UserError, read_json
 from art_edge.preprocess import Preprocessing
 
 WEIGHTS, META, RESUME = "model.safetensors", "model.json", "last.pt"
@@ -48,13 +48,8 @@ def read_meta(run_dir) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"checkpoint dir not found: {run_dir} (pass the --out of art-train)")
-    meta_path = run_dir / META
-    if not meta_path.is_file():
-        raise UserError(f"{run_dir} has no {META}: not an art-train run dir")
-    try:
-        return json.loads(meta_path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{meta_path} is not valid JSON ({e}): the checkpoint is corrupt") from None
+    return read_json(run_dir / META, f"{run_dir} has no {META}: not an art-train run dir",
+                     "the checkpoint is corrupt")
 
 
 def read_weights(run_dir) -> dict:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from art_edge.errors import UserError, cli_entry
+from art_edge.errors import UserError, cli_entry, read_json
 from art_edge.preprocess import Preprocessing
 from art_train.checkpoint import (atomic_write, load_resume_state, read_meta, save_checkpoint,
                                   save_resume_state)
@@ -79,13 +79,7 @@ def resolve_config(config: str, sets: list[str] = ()) -> tuple[ARTConfig, TrainC
     A config file is JSON: {"base": "art-tiny", "model": {...}, "train": {...}}."""
     model_over, train_over = {}, {}
     if config.endswith(".json") or Path(config).is_file():
-        p = Path(config)
-        if not p.is_file():
-            raise UserError(f"config file not found: {config}")
-        try:
-            doc = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"config file {config} is not valid JSON: {e}") from None
+        doc = read_json(config, f"config file not found: {config}", "fix the config file")
         base = doc.get("base", "art-tiny")
         model_over, train_over = doc.get("model", {}), doc.get("train", {})
     else:

@@ -232,6 +232,7 @@ class ARTConfig:
     tracklet_time_proj: bool = True  # r_t + W_t r_t before aggregation, so the sum over time keeps order
     qr_logit_scale: float = 4.0  # multiplies 1/sqrt(head dim) in query-response attention: sharp maps
     head_hidden: int = 256  # hidden width of the MLP classifiers (0 = a single linear layer)
+    tracklet_readout: str = "sum"  # "sum": Σ_t w_t r_t (paper); "ordered": the head reads [w_1 r_1 … w_T r_T] in time order
     mlp_ratio: float = 2.0  # MLP hidden width / d
     drop: float = 0.0  # dropout inside blocks
     head_dropout: float = 0.5  # dropout before the classifiers
@@ -295,7 +296,11 @@ class ART(nn.Module):
         self.tracklet_time_proj = nn.Parameter(torch.randn(cfg.num_frames, d, d) * d ** -0.5) \
             if cfg.tracklet_time_proj else None
         self.prototypes = nn.Parameter(torch.randn(cfg.num_classes, d) * 0.02)  # W: decoupled from the head
-        self.head = classifier(d * (1 + cfg.num_queries), cfg.num_classes, cfg.head_hidden, cfg.head_dropout)  # fusion
+        if cfg.tracklet_readout not in ("ordered", "sum"):
+            raise UserError(f"tracklet_readout must be 'ordered' or 'sum', got {cfg.tracklet_readout!r}")
+        per_tracklet = d * (cfg.num_frames if cfg.tracklet_readout == "ordered" else 1)
+        self.head = classifier(d + cfg.num_queries * per_tracklet, cfg.num_classes, cfg.head_hidden,
+                               cfg.head_dropout)  # fusion: x_cls + K tracklets
         self.video_head = classifier(d, cfg.num_classes, cfg.head_hidden, cfg.head_dropout)  # x_cls alone
 
     def encode_frames(self, images):
@@ -322,8 +327,15 @@ class ART(nn.Module):
         responses = self.encode_tracklets(self.response_norm(q).reshape(b, t, k, d))
         # Steps 8-9: tracklet k is query k in every frame; aggregate by relevance to S_topk.
         agg, saliency, coherence = tracklet_link(responses, s_topk, self.cfg.link_temperature)
-        # Step 10.
-        logits = self.head(torch.cat([x_cls, agg.reshape(b, k * d)], dim=-1))
+        # Step 10. "sum" is the paper's Σ_t w_t r_t. A sum over time cannot tell a motion from its
+        # reverse (the time projection above is there for that); "ordered" instead lets the head
+        # read each tracklet's saliency-weighted responses in time order (T·w_t r_t: uniform
+        # weights leave them at scale). Neither made full ART learn from random weights yet.
+        if self.cfg.tracklet_readout == "ordered":
+            tracklets = (saliency.unsqueeze(-1) * responses * t).transpose(1, 2).reshape(b, k * t * d)
+        else:
+            tracklets = agg.reshape(b, k * d)
+        logits = self.head(torch.cat([x_cls, tracklets], dim=-1))
         return {
             "logits": logits,
             "logits_video": self.video_head(x_cls),

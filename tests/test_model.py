@@ -107,3 +107,12 @@ def test_topk_picks_the_most_similar_semantics_first():
 def test_more_queries_than_classes_is_a_clear_error():
     with pytest.raises(UserError, match="at least K classes"):
         create_model("art-tiny", class_names=["only"], num_queries=2)
+
+
+@pytest.mark.parametrize("readout", ["sum", "ordered"])
+def test_tracklet_readouts_give_logits_and_reject_unknown(readout):
+    model = create_model("art-tiny", class_names=CLASSES, tracklet_readout=readout).eval()
+    with torch.no_grad():
+        assert model(_tiny_input(model.cfg))["logits"].shape == (2, len(CLASSES))
+    with pytest.raises(UserError, match="tracklet_readout"):
+        create_model("art-tiny", class_names=CLASSES, tracklet_readout="max")

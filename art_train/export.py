@@ -14,6 +14,7 @@ inlines and runs it on any CPU). The bodies read the node attributes by referenc
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import onnx
@@ -152,13 +153,15 @@ def export_onnx(model, meta: dict, out_dir, opset: int = OPSET) -> dict[str, Pat
     clip_patches = clip_patches + 0.1 * torch.randn_like(clip_patches)
     clip_tokens = clip_tokens + 0.1 * torch.randn_like(clip_tokens)
     paths = {"frame_encoder": out_dir / "frame_encoder.onnx", "clip_head": out_dir / "clip_head.onnx"}
-    common = dict(opset_version=opset, dynamo=False, do_constant_folding=True, custom_opsets={ART_DOMAIN: 1})
+    common = dict(opset_version=opset, dynamo=False, do_constant_folding=True)
     # nn.MultiheadAttention (open_clip's ViT towers) takes a fused fast path in eval mode that the
     # exporter cannot write; the plain path exports as MatMul/Softmax.
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
-        _export_graphs(model, images, clip_patches, clip_tokens, paths, common)
+        with warnings.catch_warnings():  # tracer chatter about shape asserts: expected, not actionable
+            warnings.simplefilter("ignore")
+            _export_graphs(model, images, clip_patches, clip_tokens, paths, common)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
     for path in paths.values():
@@ -176,4 +179,5 @@ def _export_graphs(model, images, clip_patches, clip_tokens, paths, common):
                           **common)
         torch.onnx.export(ClipHeadGraph(model).eval(), (clip_patches, clip_tokens), str(paths["clip_head"]),
                           input_names=HEAD_INPUTS, output_names=HEAD_OUTPUTS,
-                          dynamic_axes={name: {0: "B"} for name in HEAD_INPUTS + HEAD_OUTPUTS}, **common)
+                          dynamic_axes={name: {0: "B"} for name in HEAD_INPUTS + HEAD_OUTPUTS},
+                          custom_opsets={ART_DOMAIN: 1}, **common)

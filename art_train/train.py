@@ -50,7 +50,7 @@ class TrainConfig:
 
 
 TRAIN_PRESETS = {
-    "art-tiny": TrainConfig(),
+    "art-tiny": TrainConfig(epochs=10, batch_size=8),
     "art-edge-s": TrainConfig(epochs=30, batch_size=8, lr=3e-4),
     # Paper: 50 epochs, lr 0.01, ×0.1 every 20 epochs.
     "art-b16": TrainConfig(epochs=50, batch_size=8, optimizer="sgd", lr=0.01, weight_decay=1e-4,

@@ -47,7 +47,7 @@ def test_prototype_consistency_falls_when_prototypes_match_their_class():
 
 
 def test_art_loss_logs_every_term_and_backpropagates_to_the_agent():
-    model = create_model("art-tiny", class_names=list("abcd"))
+    model = create_model("art-tiny", class_names=list("abcd"), gamma1=5.0, gamma2=5.0)  # the paper's weights
     video = torch.randn(2, model.cfg.num_frames, 3, model.cfg.image_size, model.cfg.image_size)
     total, terms = art_loss(model(video), torch.tensor([0, 3]), model, model.cfg)
     for k in ("L_v", "L_con", "mtc_spatial", "mtc_temporal", "mtc_tracklet", "L_MTC", "sema_video",

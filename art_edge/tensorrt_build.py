@@ -47,12 +47,18 @@ def load_plugins(trt, plugin_library: str | None):
 def build_one(trt, onnx_path: Path, engine_path: Path, precision: str, batch: tuple, timing_cache: Path, log):
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    # fp32 graphs and int8 Q/DQ graphs build strongly typed: precision follows the graph. fp16
+    # from an fp32 graph needs the (weakly typed) FP16 builder flag of TensorRT 10.
+    strongly_typed = precision != "fp16"
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise UserError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
     config = builder.create_builder_config()
+    if not strongly_typed:
+        config.set_flag(trt.BuilderFlag.FP16)
     cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
     profile = builder.create_optimization_profile()
@@ -61,7 +67,6 @@ def build_one(trt, onnx_path: Path, engine_path: Path, precision: str, batch: tu
         rest = tuple(tensor.shape)[1:]
         profile.set_shape(tensor.name, *[(b, *rest) for b in batch])
     config.add_optimization_profile(profile)
-    # Strongly typed: precision follows the graph (fp16 graphs are exported in fp16, int8 by Q/DQ).
     log(f"building TensorRT engine {engine_path.name} ({precision})")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -71,9 +76,11 @@ def build_one(trt, onnx_path: Path, engine_path: Path, precision: str, batch: tu
 
 
 def build_tensorrt_engines(engine_dir, graphs: dict, precision: str, plugin_library: str | None = None,
-                           log=print) -> dict:
-    """Build (or reuse, when the key matches) one engine per graph; → the manifest's tensorrt entry."""
+                           previous_dir=None, log=print) -> dict:
+    """Build one engine per graph, or reuse the one in `previous_dir` (the engine dir being
+    replaced) when its key matches; → the manifest's tensorrt entry."""
     import os
+    import shutil
 
     from art_edge.backends.tensorrt import _cudart, import_tensorrt
     from art_edge.engine import sha256_file
@@ -84,12 +91,20 @@ def build_tensorrt_engines(engine_dir, graphs: dict, precision: str, plugin_libr
     engine_dir = Path(engine_dir)
     capability = _gpu_capability(_cudart())
     keys_path = engine_dir / "tensorrt_keys.json"
-    old_keys = json.loads(keys_path.read_text()) if keys_path.is_file() else {}
+    old_dir = Path(previous_dir) if previous_dir else engine_dir
+    old_keys_path = old_dir / "tensorrt_keys.json"
+    old_keys = json.loads(old_keys_path.read_text()) if old_keys_path.is_file() else {}
+    if (old_dir / "timing.cache").is_file() and old_dir != engine_dir:
+        shutil.copy(old_dir / "timing.cache", engine_dir / "timing.cache")
     engines, keys = {}, {}
     for name, onnx_name in graphs.items():
         key = engine_key(sha256_file(engine_dir / onnx_name), capability, trt.__version__, precision)
         engine_name = f"{name}.{precision}.{capability}.engine"
-        if old_keys.get(name) != key or not (engine_dir / engine_name).is_file():
+        if old_keys.get(name) == key and (old_dir / engine_name).is_file():
+            log(f"reusing TensorRT engine {engine_name} (same graph, GPU, TensorRT version and precision)")
+            if old_dir != engine_dir:
+                shutil.copy(old_dir / engine_name, engine_dir / engine_name)
+        else:
             build_one(trt, engine_dir / onnx_name, engine_dir / engine_name, precision, BATCH_PROFILE[name],
                       engine_dir / "timing.cache", log)
         engines[name], keys[name] = engine_name, key

@@ -1,0 +1,126 @@
+"""FP32 against INT8, each graph, ONNX Runtime on the CPU, side by side in one run.
+
+    python benchmarks/int8.py [--configs art-tiny art-edge-s] [--threads 2] [--out benchmarks/results/int8.json]
+
+Each config is exported with random weights (speed does not depend on training) and quantized
+exactly as `art-build-engine --precision int8` does, calibrated on real synthetic clips through
+the training preprocessing. Then, in alternating blocks (FP32, INT8, INT8-U8, FP32, ...), the
+frame encoder runs on one clip's T frames and the clip head on one clip. Reported: median ms,
+speed-up over FP32, and the relative output error of each INT8 form.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def session(path, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def time_side_by_side(sessions: dict, feeds: dict, repeats: int, blocks: int = 3) -> dict:
+    times = {k: [] for k in sessions}
+    for _ in range(blocks):
+        for name, sess in sessions.items():
+            sess.run(None, feeds)  # warm-up of this block
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                sess.run(None, feeds)
+                times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def rel_error(a, b) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12))
+
+
+def bench_config(name: str, threads: int, repeats: int, calib_clips: int, data: Path) -> dict:
+    import torch
+
+    from art_edge.cliplist import read_classes, read_list
+    from art_edge.preprocess import Preprocessing
+    from art_train.export import export_onnx
+    from art_train.model import create_model
+    from calibration.build import quantize_engine_graphs
+    from calibration.calib_set import decode_clips, pick_records
+    from calibration.quantize import CalibrationCache, QuantSettings
+
+    classes = read_classes(data / "classes.txt")
+    torch.manual_seed(0)
+    model = create_model(name, class_names=classes).eval()
+    cfg = model.cfg
+    prep = Preprocessing(image_size=cfg.image_size, num_frames=cfg.num_frames)
+    meta = {"model": cfg.to_dict(), "classes": classes, "preprocessing": prep.to_dict()}
+    records = pick_records(read_list(data / "train.csv", classes), calib_clips + 1)
+    clips = decode_clips(records, prep, "clips")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        export_onnx(model, meta, work)
+        t0 = time.time()
+        quantize_engine_graphs(work, QuantSettings(), CalibrationCache(None), {}, lambda: type(clips)(
+            clips.clips[:-1], clips.labels[:-1], clips.paths[:-1]), threads)
+        quant_s = time.time() - t0
+        clip = clips.clips[-1]  # not used to calibrate
+        fe = {k: session(work / f"frame_encoder{s}.onnx", threads) for k, s in
+              (("fp32", ""), ("int8", ".int8"), ("int8_u8", ".int8.ort"))}
+        fe_feeds = {"images": clip}
+        patches, tokens = fe["fp32"].run(None, fe_feeds)
+        head = {k: session(work / f"clip_head{s}.onnx", threads) for k, s in
+                (("fp32", ""), ("int8", ".int8"), ("int8_u8", ".int8.ort"))}
+        head_feeds = {"patches": patches[None], "frame_tokens": tokens[None]}
+        result = {"config": name, "frames": cfg.num_frames, "image_size": cfg.image_size, "threads": threads,
+                  "quantize_seconds": round(quant_s, 1), "calibration_clips": calib_clips}
+        for graph, sessions, feeds in (("frame_encoder", fe, fe_feeds), ("clip_head", head, head_feeds)):
+            ref = sessions["fp32"].run(None, feeds)
+            med = time_side_by_side(sessions, feeds, repeats)
+            result[graph] = {k: {"ms": 1000 * v, "speedup_over_fp32": med["fp32"] / v,
+                                 "rel_error": max(rel_error(a, b) for a, b in zip(ref, sessions[k].run(None, feeds)))}
+                             for k, v in med.items()}
+    return result
+
+
+def main(argv=None):
+    from art_train.synthetic import make_dataset
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", nargs="+", default=["art-tiny", "art-edge-s"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--calib-clips", type=int, default=16)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "int8.json"))
+    a = ap.parse_args(argv)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = make_dataset(Path(tmp) / "data", per_class=4, val_per_class=1, seed=7, progress=False)
+        for name in a.configs:
+            r = bench_config(name, a.threads, a.repeats, a.calib_clips, data)
+            results.append(r)
+            for graph in ("frame_encoder", "clip_head"):
+                row = r[graph]
+                print(f"{name:<11} {graph:<13} FP32 {row['fp32']['ms']:7.1f} ms   INT8 {row['int8']['ms']:7.1f} ms "
+                      f"({row['int8']['speedup_over_fp32']:.2f}×, rel err {row['int8']['rel_error']:.3f})   "
+                      f"INT8-U8 {row['int8_u8']['ms']:7.1f} ms ({row['int8_u8']['speedup_over_fp32']:.2f}×)", flush=True)
+    doc = {"benchmark": "int8", "machine": f"{__import__('os').cpu_count()} CPUs", "results": results}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(doc, indent=2))
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

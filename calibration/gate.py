@@ -1,0 +1,116 @@
+"""The accuracy gate: FP32 against INT8 on held-out clips, and where the quantization error comes from.
+
+- top-1 agreement between the two pipelines, top-1 of each against the labels and the drop,
+  per-class accuracy of each and the clips whose decision changed;
+- per quantized node: the relative error of its output (INT8 graph against FP32 graph, same
+  inputs), and the error it *adds* (output error minus the error already on its inputs), ranked,
+  so the most sensitive nodes come first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+from onnx import helper as oh
+
+from art_edge.backends.onnxruntime import OnnxRuntimeRunner
+
+
+@dataclass
+class Pipeline:
+    """The two graphs of an engine, as ONNX files, run on ONNX Runtime."""
+
+    frame_encoder: str
+    clip_head: str
+    threads: int | None = None
+
+    def encode(self, clips) -> tuple[np.ndarray, np.ndarray]:
+        """list of [T, 3, S, S] → patches [N, T, L, D], tokens [N, T, D]."""
+        with OnnxRuntimeRunner(self.frame_encoder, threads=self.threads) as runner:
+            outs = [runner.infer({"images": np.ascontiguousarray(c)}) for c in clips]
+        return np.stack([o["patches"] for o in outs]), np.stack([o["frame_tokens"] for o in outs])
+
+    def head(self, patches, tokens, batch: int = 8) -> np.ndarray:
+        with OnnxRuntimeRunner(self.clip_head, threads=self.threads) as runner:
+            return np.concatenate([runner.infer({"patches": patches[i:i + batch], "frame_tokens": tokens[i:i + batch]})
+                                   ["logits"] for i in range(0, len(patches), batch)])
+
+    def logits(self, clips) -> np.ndarray:
+        return self.head(*self.encode(clips))
+
+
+def per_class_accuracy(preds, labels, num_classes: int) -> list[float | None]:
+    return [float((preds[labels == c] == c).mean()) if (labels == c).any() else None for c in range(num_classes)]
+
+
+def compare_predictions(logits32, logits8, labels, classes: list[str], paths: list[str]) -> dict:
+    p32, p8 = logits32.argmax(-1), logits8.argmax(-1)
+    acc32, acc8 = float((p32 == labels).mean()), float((p8 == labels).mean())
+    changed = np.flatnonzero(p32 != p8)
+    return {
+        "n": int(len(labels)),
+        "top1_agreement": float((p32 == p8).mean()),
+        "top1_fp32": acc32, "top1_int8": acc8, "top1_drop_points": 100.0 * (acc32 - acc8),
+        "max_abs_logit_diff": float(np.abs(logits32 - logits8).max()),
+        "per_class": [{"class": c, "top1_fp32": a, "top1_int8": b}
+                      for c, a, b in zip(classes, per_class_accuracy(p32, labels, len(classes)),
+                                         per_class_accuracy(p8, labels, len(classes)))],
+        "changed": [{"path": paths[i], "label": classes[labels[i]], "fp32": classes[p32[i]], "int8": classes[p8[i]]}
+                    for i in changed],
+    }
+
+
+# ----------------------------------------------------------------------------- per-node error
+
+def _with_outputs(path, names: list[str]) -> bytes:
+    """The model with extra float graph outputs (ONNX Runtime infers their shapes)."""
+    model = onnx.load(str(path))
+    have = {o.name for o in model.graph.output}
+    model.graph.output.extend(oh.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names if n not in have)
+    return model.SerializeToString()
+
+
+def _tracked_tensors(fp32_path, quantized: list[str]):
+    """For each quantized node: (its float activation inputs, its output), by tensor name; the
+    same names exist in the Q/DQ graph, where the inputs feed the QuantizeLinear nodes."""
+    model = onnx.load(str(fp32_path), load_external_data=False)
+    inits = {t.name for t in model.graph.initializer}
+    nodes = {n.name: n for n in model.graph.node}
+    return {name: ([i for i in nodes[name].input if i and i not in inits], nodes[name].output[0])
+            for name in quantized if name in nodes}
+
+
+def _run_with_outputs(model_bytes, feeds_list, names, threads):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    # No fusions: a fused node would swallow the intermediate tensors we ask for.
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    runs = [dict(zip(names, sess.run(names, feeds))) for feeds in feeds_list]
+    return {n: np.concatenate([r[n].ravel() for r in runs]) for n in names}
+
+
+def _rel_err(a, b) -> float:
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12))
+
+
+def node_errors(fp32_path, int8_path, quantized: list[str], feeds_list: list[dict], graph: str,
+                threads: int | None = None) -> list[dict]:
+    """Relative output error and added error of every quantized node, worst added error first."""
+    tracked = _tracked_tensors(fp32_path, quantized)
+    names = sorted({t for ins, out in tracked.values() for t in (*ins, out)})
+    ref = _run_with_outputs(_with_outputs(fp32_path, names), feeds_list, names, threads)
+    got = _run_with_outputs(_with_outputs(int8_path, names), feeds_list, names, threads)
+    rows = []
+    for node, (ins, out) in tracked.items():
+        out_err = _rel_err(ref[out], got[out])
+        in_err = max((_rel_err(ref[i], got[i]) for i in ins), default=0.0)
+        rows.append({"graph": graph, "node": node, "output_rel_error": out_err, "input_rel_error": in_err,
+                     "added_rel_error": out_err - in_err})
+    return sorted(rows, key=lambda r: -r["added_rel_error"])

@@ -1,0 +1,390 @@
+"""Video sources: one factory from a URI to a source, jetson-inference style.
+
+    source = open_source("0")                       # camera 0 (V4L2); also "/dev/video0"
+    source = open_source("clip.mp4", realtime=True) # a file at its own frame rate
+    source = open_source("rtsp://cam/stream")       # network streams (rtsp, http, https, rtmp)
+    source = open_source("csi://0")                 # Jetson CSI camera through GStreamer
+    source = open_source("videotestsrc ! videoconvert ! appsink")   # any GStreamer pipeline
+    source = open_source("synthetic://?frames=32&size=96")          # rendered clips with labels
+    source = open_source("val.csv")                 # a LIST played clip after clip, with labels
+    with source:
+        frame = source.capture(timeout=1.0)         # a Frame, None on timeout; EndOfStream at the end
+
+Live sources (cameras, streams, files played with realtime=True) capture in their own thread and
+keep only the newest frame: a frame that is replaced before the pipeline took it is counted in
+`dropped`, so a slow pipeline never queues. A live source that fails reconnects with back-off
+and gives up after `reconnect_timeout` seconds. Files read as fast as the pipeline asks otherwise.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import cv2
+import numpy as np
+
+from art_edge.errors import UserError
+
+STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "udp")
+
+
+class EndOfStream(Exception):
+    """The source has no more frames (a file or playlist ended)."""
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # RGB uint8 [H, W, 3]
+    index: int  # frame number within the source
+    timestamp: float  # time.monotonic() at capture
+    segment: int = 0  # changes when a new clip starts (playlists, synthetic), so buffers reset
+    label: int | None = None  # ground truth, when the source knows it
+
+
+class VideoSource:
+    """The protocol: open() / capture(timeout) / close(), a context manager, with counters."""
+
+    live = False  # True: frames come at their own pace and stale ones are dropped
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.dropped = 0  # frames replaced before the pipeline took them
+        self.corrupt = 0  # frames that did not decode, skipped
+        self.reconnects = 0
+        self.status = "starting"
+        self.fps = 0.0  # the source's nominal frame rate, 0 if unknown
+
+    def open(self):
+        raise NotImplementedError
+
+    def capture(self, timeout: float = 1.0) -> Frame | None:
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        self.open()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ----------------------------------------------------------------------------- OpenCV-backed sources
+
+def _bgr_to_rgb(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class CaptureSource(VideoSource):
+    """cv2.VideoCapture behind a grabber thread that keeps only the newest frame (cameras,
+    streams, GStreamer pipelines, and files played in real time)."""
+
+    live = True
+
+    def __init__(self, uri: str, target, api=cv2.CAP_ANY, describe: str | None = None, pace: bool = False,
+                 reconnect_timeout: float = 30.0, end_is_final: bool = False):
+        super().__init__(uri)
+        self.target, self.api, self.describe = target, api, describe or str(target)
+        self.pace, self.reconnect_timeout, self.end_is_final = pace, reconnect_timeout, end_is_final
+        self._cap = None
+        self._lock = threading.Condition()
+        self._latest: Frame | None = None
+        self._ended = False
+        self._failure: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._count = 0
+
+    def _open_capture(self):
+        cap = cv2.VideoCapture(self.target, self.api)
+        if not cap.isOpened():
+            cap.release()
+            return None
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver holds one frame, not a backlog
+        return cap
+
+    def open(self):
+        self._cap = self._open_capture()
+        if self._cap is None:
+            raise UserError(self._cannot_open_message())
+        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.status = "live"
+        self._thread = threading.Thread(target=self._run, name=f"capture:{self.uri}", daemon=True)
+        self._thread.start()
+
+    def _cannot_open_message(self) -> str:
+        return f"cannot open {self.describe}"
+
+    def _run(self):
+        period = 1.0 / self.fps if self.pace and self.fps > 0 else 0.0
+        next_due = time.monotonic()
+        while not self._stop.is_set():
+            ok, image = self._cap.read()
+            if not ok or image is None:
+                if self.end_is_final:
+                    break
+                if not self._reconnect():
+                    return
+                continue
+            if period:
+                next_due += period
+                time.sleep(max(0.0, next_due - time.monotonic()))
+            self._publish(Frame(_bgr_to_rgb(image), self._count, time.monotonic()))
+            self._count += 1
+        with self._lock:
+            self._ended = True
+            self._lock.notify_all()
+
+    def _publish(self, frame: Frame):
+        with self._lock:
+            if self._latest is not None:
+                self.dropped += 1  # the pipeline did not take the previous one in time
+            self._latest = frame
+            self._lock.notify_all()
+
+    def _reconnect(self) -> bool:
+        """Back-off 0.5 s, 1 s, 2 s ... 5 s until the source is back or reconnect_timeout passes."""
+        lost_at, delay = time.monotonic(), 0.5
+        self._cap.release()
+        while not self._stop.is_set():
+            waited = time.monotonic() - lost_at
+            if waited > self.reconnect_timeout:
+                with self._lock:
+                    self._failure = (f"lost {self.describe} and could not reconnect within "
+                                     f"{self.reconnect_timeout:.0f} s (--reconnect-timeout)")
+                    self._lock.notify_all()
+                return False
+            self.status = f"reconnecting ({waited:.0f} s)"
+            self._stop.wait(delay)
+            cap = self._open_capture()
+            if cap is not None:
+                self._cap, self.status = cap, "live"
+                self.reconnects += 1
+                return True
+            delay = min(delay * 2, 5.0)
+        return False
+
+    def capture(self, timeout: float = 1.0) -> Frame | None:
+        with self._lock:
+            if self._latest is None and not self._ended and self._failure is None:
+                self._lock.wait(timeout)
+            if self._failure is not None:
+                raise UserError(self._failure)
+            frame, self._latest = self._latest, None
+            if frame is None and self._ended:
+                raise EndOfStream
+            return frame
+
+    def close(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        if self._cap is not None:
+            self._cap.release()
+
+
+class CameraSource(CaptureSource):
+    def __init__(self, uri: str, device, reconnect_timeout: float = 30.0):
+        describe = f"camera {device}" + (f" (/dev/video{device})" if isinstance(device, int) else "")
+        api = cv2.CAP_V4L2 if os.name == "posix" and Path("/dev").is_dir() else cv2.CAP_ANY
+        super().__init__(uri, device, api, describe, reconnect_timeout=reconnect_timeout)
+
+    def _cannot_open_message(self) -> str:
+        found = sorted(glob.glob("/dev/video*"))
+        there = ", ".join(found) if found else "no /dev/video* devices on this machine"
+        return (f"cannot open {self.describe}: tried OpenCV's V4L2 capture; video devices here: {there}. "
+                "Pass --camera N for one of them, or --video FILE / --source URI")
+
+
+class FileSource(VideoSource):
+    """A video file, every frame in order, as fast as the pipeline asks (no drops)."""
+
+    def __init__(self, uri: str, path: Path):
+        super().__init__(uri)
+        self.path, self._cap, self._count, self._total = path, None, 0, 0
+
+    def open(self):
+        if not self.path.is_file():
+            raise UserError(f"video file not found: {self.path}")
+        self._cap = cv2.VideoCapture(str(self.path))
+        if not self._cap.isOpened():
+            raise UserError(f"cannot read {self.path}: not a video OpenCV can decode (MP4, AVI, WebM, ...)")
+        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self._total = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.status = "reading"
+
+    def capture(self, timeout: float = 1.0) -> Frame:
+        while True:
+            ok, image = self._cap.read()
+            if ok and image is not None:
+                frame = Frame(_bgr_to_rgb(image), self._count, time.monotonic())
+                self._count += 1
+                return frame
+            # A frame that fails before the known end is corrupt: skip it and count it.
+            if self._count + self.corrupt + 1 < self._total:
+                self.corrupt += 1
+                continue
+            raise EndOfStream
+
+    def close(self):
+        if self._cap is not None:
+            self._cap.release()
+
+
+class PlaylistSource(VideoSource):
+    """The clips of a LIST file, back to back; each clip is a new segment and carries its label."""
+
+    def __init__(self, uri: str, list_path: Path, classes: list[str] | None, root=None):
+        super().__init__(uri)
+        self.list_path, self.classes, self.root = list_path, classes, root
+        self.records, self._clip, self._current, self._count = [], -1, None, 0
+
+    def open(self):
+        from art_edge.cliplist import read_list
+
+        if self.classes is None:
+            raise UserError("a LIST source needs the class names; art-edge takes them from the engine dir")
+        self.records = read_list(self.list_path, self.classes, self.root)
+        self.status = "reading"
+
+    def _next_clip(self):
+        if self._current is not None:
+            self.corrupt += self._current.corrupt
+            self._current.close()
+        self._clip += 1
+        if self._clip >= len(self.records):
+            raise EndOfStream
+        r = self.records[self._clip]
+        self._current = FileSource(r.path, Path(r.path))
+        try:
+            self._current.open()
+        except UserError:
+            self.corrupt += 1  # a clip that does not open is skipped, like a corrupt frame
+            self._current = None
+            return self._next_clip()
+
+    def capture(self, timeout: float = 1.0) -> Frame:
+        while True:
+            if self._current is None:
+                self._next_clip()
+            try:
+                frame = self._current.capture()
+            except EndOfStream:
+                self._next_clip()
+                continue
+            frame.index, frame.segment, frame.label = self._count, self._clip, self.records[self._clip].label
+            self._count += 1
+            return frame
+
+    def close(self):
+        if self._current is not None:
+            self._current.close()
+
+
+class SyntheticSource(VideoSource):
+    """Rendered synthetic clips (art_edge.synthetic), one random class after another, with labels:
+    a camera for demos and tests. `synthetic://?frames=32&size=96&clips=0&seed=0&fps=0`
+    (clips=0: endless; fps>0: paced like a camera)."""
+
+    def __init__(self, uri: str, frames: int = 32, size: int = 96, clips: int = 0, seed: int = 0, fps: float = 0.0,
+                 num_classes: int | None = None):
+        super().__init__(uri)
+        from art_edge.synthetic import CLASSES
+
+        self.frames, self.size, self.clips, self.fps = frames, size, clips, fps
+        self.num_classes = num_classes or len(CLASSES)
+        self.rng = np.random.default_rng(seed)
+        self._clip, self._pos, self._frames, self._label, self._count = -1, 0, None, None, 0
+        self._next_due = None
+
+    def open(self):
+        self.status = "rendering"
+
+    def capture(self, timeout: float = 1.0) -> Frame:
+        from art_edge.synthetic import render_clip
+
+        if self._frames is None or self._pos >= len(self._frames):
+            if self.clips and self._clip + 1 >= self.clips:
+                raise EndOfStream
+            self._clip += 1
+            self._label = int(self.rng.integers(self.num_classes))
+            self._frames = render_clip(self._label, self.size, self.frames, self.rng)
+            self._pos = 0
+        if self.fps > 0:  # pace like a camera
+            now = time.monotonic()
+            self._next_due = now if self._next_due is None else self._next_due + 1.0 / self.fps
+            time.sleep(max(0.0, self._next_due - now))
+        image = _bgr_to_rgb(self._frames[self._pos])
+        self._pos += 1
+        frame = Frame(image, self._count, time.monotonic(), self._clip, self._label)
+        self._count += 1
+        return frame
+
+
+# ----------------------------------------------------------------------------- the factory
+
+def csi_pipeline(sensor: int, width: int = 1280, height: int = 720, fps: int = 30) -> str:
+    """The usual Jetson CSI camera pipeline (nvarguscamerasrc → BGR appsink)."""
+    return (f"nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), width={width}, height={height}, "
+            f"framerate={fps}/1, format=NV12 ! nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! "
+            "video/x-raw, format=BGR ! appsink drop=true max-buffers=1")
+
+
+def opencv_has_gstreamer() -> bool:
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line
+    return False
+
+
+def _gstreamer(uri: str, pipeline: str, reconnect_timeout: float) -> CaptureSource:
+    if not opencv_has_gstreamer():
+        raise UserError(f"{uri}: this OpenCV build has no GStreamer (cv2.getBuildInformation() says so); "
+                        "install an OpenCV built with GStreamer (JetPack's has it), or use --camera N / --video FILE")
+    return CaptureSource(uri, pipeline, cv2.CAP_GSTREAMER, f"GStreamer pipeline {pipeline!r}",
+                         reconnect_timeout=reconnect_timeout)
+
+
+def open_source(uri: str, realtime: bool = False, reconnect_timeout: float = 30.0, classes: list[str] | None = None,
+                root=None) -> VideoSource:
+    """A URI → a source (not yet opened). See the module docstring for the forms."""
+    uri = str(uri).strip()
+    if uri.isdigit():
+        return CameraSource(uri, int(uri), reconnect_timeout)
+    if uri.startswith("/dev/video"):
+        return CameraSource(uri, uri, reconnect_timeout)
+    parsed = urlparse(uri)
+    if parsed.scheme == "csi":
+        sensor = (parsed.netloc or parsed.path.strip("/") or "0")
+        if not sensor.isdigit():
+            raise UserError(f"{uri}: expected csi://N with N the sensor id")
+        return _gstreamer(uri, csi_pipeline(int(sensor)), reconnect_timeout)
+    if parsed.scheme == "synthetic":
+        q = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        try:
+            return SyntheticSource(uri, int(q.get("frames", 32)), int(q.get("size", 96)), int(q.get("clips", 0)),
+                                   int(q.get("seed", 0)), float(q.get("fps", 0)),
+                                   len(classes) if classes else None)
+        except ValueError:
+            raise UserError(f"{uri}: synthetic:// takes frames, size, clips, seed, fps as numbers") from None
+    if parsed.scheme in STREAM_SCHEMES:
+        return CaptureSource(uri, uri, cv2.CAP_FFMPEG, f"stream {uri}", reconnect_timeout=reconnect_timeout)
+    if uri.startswith("gst:") or " ! " in uri:
+        return _gstreamer(uri, uri.removeprefix("gst:").strip(), reconnect_timeout)
+    path = Path(uri)
+    if path.suffix.lower() == ".csv":
+        return PlaylistSource(uri, path, classes, root)
+    if not path.exists():
+        raise UserError(f"no such video file: {uri} (a source is a camera index, /dev/videoN, a file, "
+                        "rtsp:// or http(s):// URL, csi://N, a GStreamer pipeline, synthetic://, or a LIST .csv)")
+    if realtime:
+        return CaptureSource(uri, str(path), cv2.CAP_ANY, f"video file {uri}", pace=True, end_is_final=True)
+    return FileSource(uri, path)

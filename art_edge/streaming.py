@@ -1,0 +1,208 @@
+"""Streaming inference: each frame is encoded once into a ring buffer; the clip head runs every
+`stride` frames on T frames sampled from the buffered window the way evaluation samples a clip.
+
+    clf = StreamingClassifier(engine, StreamConfig(window=32, stride=4))
+    for frame in frames:
+        decision = clf.push(frame)        # None between decisions
+
+Decisions are smoothed over time (an exponential moving average of the class probabilities) and
+the decided label only changes when another class leads it by the hysteresis margin, so labels
+do not flicker. `RecomputeClassifier` is the design this replaces — re-encoding the whole sample
+at every decision — kept for the benchmark that measures the difference.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from art_edge.preprocess import preprocess_frame, streaming_window_indices
+from art_edge.sources import Frame
+
+
+@dataclass
+class StreamConfig:
+    window: int = 0  # frames buffered; T frames are sampled from them (0: 4 × T)
+    stride: int = 4  # frames between decisions
+    smoothing: float = 0.5  # weight of the past in the moving average of probabilities (0: none)
+    hysteresis: float = 0.1  # lead (in smoothed probability) another class needs to take over
+    topk: int = 3  # classes listed in each decision
+    min_frames: int = 0  # frames needed before the first decision (0: T)
+
+
+@dataclass
+class Decision:
+    frame: int  # index of the newest frame in the window
+    timestamp: float  # capture time of that frame
+    label: int  # the decided class (after smoothing and hysteresis)
+    score: float  # its smoothed probability
+    changed: bool  # the decided label differs from the previous decision's
+    probs: np.ndarray  # smoothed class probabilities
+    raw_label: int  # argmax of this decision alone
+    topk: list  # [(class id, smoothed probability)], best first
+    saliency: np.ndarray  # [T, K] per-tracklet saliency over the sampled frames
+    attention: np.ndarray  # [K, L] attention maps of the newest sampled frame
+    segment: int = 0
+    truth: int | None = None
+    head_ms: float = 0.0
+    latency_ms: float = 0.0  # capture of the newest frame → decision made
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+class DecisionSmoother:
+    """Moving average of probabilities, then hysteresis on the decided label."""
+
+    def __init__(self, smoothing: float, hysteresis: float):
+        self.smoothing, self.hysteresis = smoothing, hysteresis
+        self.reset()
+
+    def reset(self):
+        self.probs, self.label = None, None
+
+    def update(self, probs: np.ndarray) -> tuple[int, bool]:
+        a = self.smoothing
+        self.probs = probs if self.probs is None else a * self.probs + (1 - a) * probs
+        best = int(self.probs.argmax())
+        previous = self.label
+        if self.label is None or self.probs[best] - self.probs[self.label] > self.hysteresis:
+            self.label = best
+        return self.label, self.label != previous
+
+
+class FrameRing:
+    """The last `capacity` frames' encoder outputs, in preallocated arrays (memory stays flat)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.patches = self.tokens = None
+        self.frame_ids = np.zeros(capacity, np.int64)
+        self.timestamps = np.zeros(capacity, np.float64)
+        self.count = 0  # frames pushed since the last reset
+
+    def reset(self):
+        self.count = 0
+
+    def push(self, patches: np.ndarray, tokens: np.ndarray, frame_id: int, timestamp: float):
+        if self.patches is None:
+            self.patches = np.zeros((self.capacity, *patches.shape), patches.dtype)
+            self.tokens = np.zeros((self.capacity, *tokens.shape), tokens.dtype)
+        slot = self.count % self.capacity
+        self.patches[slot], self.tokens[slot] = patches, tokens
+        self.frame_ids[slot], self.timestamps[slot] = frame_id, timestamp
+        self.count += 1
+
+    def slots(self, num_frames: int) -> np.ndarray:
+        """Ring slots of T frames sampled from the buffered window, oldest first."""
+        n = min(self.count, self.capacity)
+        oldest = self.count - n
+        return (oldest + streaming_window_indices(n, num_frames)) % self.capacity
+
+
+class StreamingClassifier:
+    """Frames in, decisions out. The engine needs `encode_frames`, `run_head`, `num_frames`,
+    `preprocessing` (an ARTEngine)."""
+
+    def __init__(self, engine, config: StreamConfig | None = None):
+        self.engine, self.cfg = engine, config or StreamConfig()
+        self.num_frames = engine.num_frames
+        self.window = self.cfg.window or 4 * self.num_frames
+        self.min_frames = self.cfg.min_frames or self.num_frames
+        self.ring = FrameRing(self.window)
+        self.smoother = DecisionSmoother(self.cfg.smoothing, self.cfg.hysteresis)
+        self.segment = None
+        self.since_decision = 0
+        self.encode_ms = 0.0
+        self.frame_latency_ms = 0.0  # capture → encoded, of the last frame pushed
+
+    def reset(self):
+        self.ring.reset()
+        self.smoother.reset()
+        self.since_decision = 0
+
+    def push(self, frame: Frame) -> Decision | None:
+        if frame.segment != self.segment:  # a new clip: nothing of the old one belongs in the window
+            self.reset()
+            self.segment = frame.segment
+        self._add(frame)
+        self.frame_latency_ms = 1000 * (time.monotonic() - frame.timestamp)
+        self.since_decision += 1
+        if self.ring.count < self.min_frames or self.since_decision < self.cfg.stride:
+            return None
+        self.since_decision = 0
+        return self._decide(frame)
+
+    def flush(self, frame: Frame | None) -> Decision | None:
+        """A decision on what is buffered now (at the end of a clip or stream), if none was just made."""
+        if frame is None or self.since_decision == 0 or self.ring.count < self.min_frames:
+            return None
+        self.since_decision = 0
+        return self._decide(frame)
+
+    def _add(self, frame: Frame):
+        image = preprocess_frame(frame.image, self.engine.preprocessing)[None]
+        t0 = time.perf_counter()
+        patches, tokens = self.engine.encode_frames(image)
+        self.encode_ms = 1000 * (time.perf_counter() - t0)
+        self.ring.push(patches[0], tokens[0], frame.index, frame.timestamp)
+
+    def _head_inputs(self):
+        slots = self.ring.slots(self.num_frames)
+        return self.ring.patches[slots][None], self.ring.tokens[slots][None]
+
+    def _decide(self, frame: Frame) -> Decision:
+        patches, tokens = self._head_inputs()
+        t0 = time.perf_counter()
+        out = self.engine.run_head(patches, tokens)
+        head_ms = 1000 * (time.perf_counter() - t0)
+        probs = softmax(out["logits"][0].astype(np.float64))
+        label, changed = self.smoother.update(probs)
+        smoothed = self.smoother.probs
+        order = np.argsort(-smoothed)[: self.cfg.topk]
+        return Decision(frame=frame.index, timestamp=frame.timestamp, label=label, score=float(smoothed[label]),
+                        changed=changed, probs=smoothed, raw_label=int(probs.argmax()),
+                        topk=[(int(i), float(smoothed[i])) for i in order], saliency=out["saliency"][0],
+                        attention=out["attention"][0, -1], segment=frame.segment, truth=frame.label,
+                        head_ms=head_ms, latency_ms=1000 * (time.monotonic() - frame.timestamp))
+
+
+class RecomputeClassifier(StreamingClassifier):
+    """The design streaming replaces: buffer preprocessed images, and at every decision encode
+    all T sampled frames again. Same sampling, same decisions; only for benchmarks/edge.py."""
+
+    def _add(self, frame: Frame):
+        image = preprocess_frame(frame.image, self.engine.preprocessing)
+        if self.ring.patches is None:
+            self.ring.patches = np.zeros((self.window, *image.shape), np.float32)
+            self.ring.tokens = np.zeros((self.window, 1), np.float32)
+        slot = self.ring.count % self.window
+        self.ring.patches[slot] = image
+        self.ring.frame_ids[slot], self.ring.timestamps[slot] = frame.index, frame.timestamp
+        self.ring.count += 1
+        self.encode_ms = 0.0
+
+    def _head_inputs(self):
+        images = self.ring.patches[self.ring.slots(self.num_frames)]
+        patches, tokens = self.engine.encode_frames(np.ascontiguousarray(images))
+        return patches[None], tokens[None]
+
+
+@dataclass
+class LatencyLog:
+    """Bounded latency samples (the newest `keep`), so a run of hours holds constant memory."""
+
+    keep: int = 20000
+    samples: list = field(default_factory=list)
+
+    def add(self, ms: float):
+        self.samples.append(ms)
+        if len(self.samples) > 2 * self.keep:
+            del self.samples[: -self.keep]
+
+    def percentile(self, q: float) -> float | None:
+        return float(np.percentile(self.samples[-self.keep:], q)) if self.samples else None

@@ -189,6 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def quiet_opencv():
+    """OpenCV logs its own warnings when a device or file fails to open; we say what failed in one
+    line instead. OPENCV_LOG_LEVEL in the environment still wins, for debugging."""
+    import os
+
+    import cv2
+
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's AV_LOG_QUIET
+
+
 @cli_entry
 def main(argv=None):
     import json
@@ -196,6 +208,7 @@ def main(argv=None):
     from art_edge.engine import ARTEngine
 
     a = build_parser().parse_args(argv)
+    quiet_opencv()
     if a.headless and a.output:
         raise UserError("--headless draws nothing: drop --output, or drop --headless")
     if a.stride < 1 or a.window < 0 or not 0 <= a.smoothing < 1:

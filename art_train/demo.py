@@ -28,7 +28,7 @@ def main(argv=None):
     from art_train.build_engine import build_engine
     from art_train.evaluate import evaluate_engine
     from art_train.synthetic import make_dataset
-    from art_train.train import resolve_config, train
+    from art_train.train import resolve_config, train_with_restarts
 
     out = Path(a.out)
     data, run, engine = out / "data", out / "run", out / "engine"
@@ -42,7 +42,8 @@ def main(argv=None):
     model_cfg, tcfg = resolve_config("art-tiny", sets)
     print(f"[2/4] training art-tiny → {run}")
     resume = (run / "last.pt").is_file()
-    train(model_cfg, tcfg, data / "train.csv", data / "val.csv", data / "classes.txt", run, resume=resume)
+    train_with_restarts(model_cfg, tcfg, data / "train.csv", data / "val.csv", data / "classes.txt", run,
+                        resume=resume)
     print(f"[3/4] building the FP32 engine dir → {engine}")
     build_engine(run, engine, precision="fp32", backend="onnxruntime", force=True)
     print("[4/4] evaluating the engine (ONNX Runtime, CPU) on the held-out clips")

@@ -28,7 +28,7 @@ def main(argv=None):
 
     from art_train.evaluate import evaluate_checkpoint
     from art_train.synthetic import make_dataset
-    from art_train.train import resolve_config, train
+    from art_train.train import resolve_config, train_with_restarts
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -52,11 +52,13 @@ def main(argv=None):
                 out = Path(tmp) / f"{variant}-{seed}"
                 t0 = time.time()
                 with redirect_stdout(io.StringIO()):
-                    best = train(model_cfg, tcfg, data / "train.csv", data / "val.csv", data / "classes.txt", out,
-                                 progress=False)
+                    best = train_with_restarts(model_cfg, tcfg, data / "train.csv", data / "val.csv",
+                                               data / "classes.txt", out, progress=False)
                 m = evaluate_checkpoint(out, data / "val.csv", data / "classes.txt")
+                restarts = out / "restarts.json"
                 runs.append({"variant": variant, "seed": seed, "top1": m["top1"], "mean_class_acc": m["mean_class_acc"],
-                             "best_epoch": best.get("epoch"), "seconds": round(time.time() - t0, 1)})
+                             "best_epoch": best.get("epoch"), "seconds": round(time.time() - t0, 1),
+                             "restarts": json.loads(restarts.read_text()) if restarts.is_file() else None})
                 print(f"{variant:<9} seed {seed}: top-1 {m['top1']:.3f}  ({runs[-1]['seconds']:.0f} s)", flush=True)
     summary = {}
     for variant in a.variants:

@@ -10,7 +10,7 @@ sys.path.insert(0, str(ROOT))
 
 # A very small ART so that a training test takes seconds on 2 cores.
 SMALL = ["--set", "image_size=32", "--set", "num_frames=4", "--set", "dim=32", "--set", "num_heads=2",
-         "--set", "batch_size=4", "--set", "schedule=step", "--set", "warmup_epochs=0"]
+         "--set", "batch_size=4", "--set", "schedule=step", "--set", "warmup_epochs=0", "--set", "restarts=1"]
 
 
 @pytest.fixture(scope="session")

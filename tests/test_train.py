@@ -52,6 +52,22 @@ def test_resume_continues_exactly(synth, tmp_path, trained):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+def test_restarts_continue_the_best_probe_exactly(synth, tmp_path):
+    """restarts=2: both seeds probe 1 epoch; the winner's run equals a straight 2-epoch run of its seed."""
+    out = tmp_path / "restarted"
+    assert _train(synth, out, "--epochs", 2, "--set", "restarts=2", "--set", "probe_epochs=1") == 0
+    info = json.loads((out / "restarts.json").read_text())
+    assert [c["seed"] for c in info["candidates"]] == [0, 1000] and info["chosen"] in (0, 1000)
+    assert not (out / "probes").exists()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    straight = tmp_path / "straight"
+    assert _train(synth, straight, "--epochs", 2, "--seed", info["chosen"]) == 0
+    a = torch.load(out / "last.pt", weights_only=True)["model"]
+    b = torch.load(straight / "last.pt", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5, msg=k)
+
+
 def _cli_error(main, args, capsys):
     code = main([str(a) for a in args])
     err = capsys.readouterr().err.strip().splitlines()

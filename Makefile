@@ -14,7 +14,7 @@ $(BIN)/python:
 setup: $(BIN)/python
 	$(INSTALL)
 
-# The main job on the embedded default (CPU): synthetic data → train art-tiny → evaluate.
+# The main job on the embedded default (CPU): synthetic data → train art-tiny → INT8 engine → art-edge.
 demo: setup
 	OMP_NUM_THREADS=2 $(BIN)/python -m art_train.demo --out demo
 

@@ -36,11 +36,13 @@ def plot_report(report: dict, path: Path, top_nodes: int = 20):
     ax1.set_ylabel("held-out top-1")
     ax1.set_title(f"agreement {100 * gate['top1_agreement']:.1f} %, top-1 drop {gate['top1_drop_points']:+.2f} pt "
                   f"(n = {gate['n']})", fontsize=10)
-    ax1.legend()
+    ax1.legend(loc="lower right")
     nodes = report["node_errors"][:top_nodes][::-1]
     ax2.barh(range(len(nodes)), [n["added_rel_error"] for n in nodes],
              color=["tab:orange" if n["graph"] == "clip_head" else "tab:blue" for n in nodes])
-    ax2.set_yticks(range(len(nodes)), [f"{n['graph'][:5]}:{n['node'][-38:]}" for n in nodes], fontsize=7)
+    short = {"frame_encoder": "encoder", "clip_head": "head"}
+    ax2.set_yticks(range(len(nodes)), [f"{short.get(n['graph'], n['graph'])} {n['node'][-40:]}" for n in nodes],
+                   fontsize=7)
     ax2.set_xlabel("relative error added by the node (output − inputs)")
     ax2.set_title("most sensitive quantized nodes (blue: frame encoder, orange: clip head)", fontsize=10)
     fig.tight_layout()

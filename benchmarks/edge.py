@@ -1,0 +1,165 @@
+"""art-edge on the CPU, side by side in one run: FP32 against INT8, and streaming against recomputing.
+
+    python benchmarks/edge.py [--config art-edge-s] [--threads 2] [--frames 240] [--out benchmarks/results/edge.json]
+
+1. Sustained FPS and per-frame / per-decision latency (p50, p95) of the real pipeline
+   (`art_edge.app.run_edge`: file source as fast as inference allows, preprocessing, frame encoder on
+   every frame, clip head every `--stride` frames, smoothing; headless), for an FP32 and an INT8
+   engine dir of the same checkpoint, in alternating blocks.
+2. The streaming design (encode each frame once into a ring buffer) against the design it replaces
+   (at every decision encode all T sampled frames again), at T = 16, stride 4, same frames, same
+   decisions: the speed ratio.
+
+Random weights (speed does not depend on training); the INT8 build calibrates on synthetic clips
+and its gate is reported, not enforced (random weights have no accuracy to keep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def make_checkpoint(name: str, classes, out: Path, **overrides) -> Path:
+    import torch
+
+    from art_train.checkpoint import save_checkpoint
+    from art_train.model import create_model
+    from art_train.train import preprocessing_for
+
+    torch.manual_seed(0)
+    model = create_model(name, class_names=classes, **overrides).eval()
+    save_checkpoint(out, model, classes, preprocessing_for(model, model.cfg))
+    return out
+
+
+def long_video(path: Path, frames: int, size: int = 160, seed: int = 3) -> Path:
+    """Synthetic clips back to back in one file: a camera's worth of frames."""
+    from art_edge.synthetic import CLASSES, render_clip
+    from art_train.synthetic import write_video
+
+    rng = np.random.default_rng(seed)
+    clips = [render_clip(int(rng.integers(len(CLASSES))), size, 32, rng) for _ in range(-(-frames // 32))]
+    write_video(path, np.concatenate(clips)[:frames], fps=30.0)
+    return path
+
+
+def pipeline_run(engine_dir: Path, video: Path, threads: int, stride: int) -> dict:
+    from art_edge.app import EdgeOptions, run_edge
+    from art_edge.engine import ARTEngine
+    from art_edge.sources import open_source
+    from art_edge.streaming import StreamConfig
+
+    with ARTEngine.load(engine_dir, threads=threads) as engine:
+        return run_edge(engine, open_source(str(video)), EdgeOptions(StreamConfig(stride=stride), headless=True,
+                                                                     status=False))
+
+
+def bench_pipeline(engines: dict, video: Path, threads: int, stride: int, blocks: int) -> dict:
+    runs = {k: [] for k in engines}
+    for _ in range(blocks):
+        for name, engine_dir in engines.items():
+            runs[name].append(pipeline_run(engine_dir, video, threads, stride))
+    out = {}
+    for name, rs in runs.items():
+        best = max(rs, key=lambda r: r["fps"])  # the block least disturbed by the shared machine
+        out[name] = {"fps_per_block": [r["fps"] for r in rs], "fps": statistics.median(r["fps"] for r in rs),
+                     "frame_latency_ms": best["frame_latency_ms"], "decision_latency_ms": best["decision_latency_ms"],
+                     "encode_ms_p50": best["encode_ms_p50"], "head_ms_p50": best["head_ms_p50"],
+                     "frames": best["frames"], "decisions": best["decisions"], "dropped": best["dropped"]}
+    return out
+
+
+def decode_frames(video: Path):
+    from art_edge.sources import EndOfStream, open_source
+
+    frames = []
+    with open_source(str(video)) as src:
+        while True:
+            try:
+                frames.append(src.capture())
+            except EndOfStream:
+                return frames
+
+
+def bench_streaming(engine_dir: Path, video: Path, threads: int, stride: int, blocks: int) -> dict:
+    from art_edge.engine import ARTEngine
+    from art_edge.streaming import RecomputeClassifier, StreamConfig, StreamingClassifier
+
+    frames = decode_frames(video)
+    cfg = StreamConfig(stride=stride)
+    times = {"streaming": [], "recompute": []}
+    decisions = {}
+    with ARTEngine.load(engine_dir, threads=threads) as engine:
+        for _ in range(blocks):
+            for name, cls in (("streaming", StreamingClassifier), ("recompute", RecomputeClassifier)):
+                clf = cls(engine, cfg)
+                t0 = time.perf_counter()
+                decisions[name] = [d for d in (clf.push(f) for f in frames) if d is not None]
+                times[name].append(time.perf_counter() - t0)
+    s, r = min(times["streaming"]), min(times["recompute"])
+    same = [a.label == b.label for a, b in zip(decisions["streaming"], decisions["recompute"])]
+    max_diff = max(float(np.abs(a.probs - b.probs).max()) for a, b in zip(decisions["streaming"], decisions["recompute"]))
+    return {"num_frames": engine.num_frames, "stride": stride, "window": 4 * engine.num_frames, "frames": len(frames),
+            "decisions": len(decisions["streaming"]), "same_decisions": all(same) and len(same) > 0,
+            "max_prob_diff": max_diff, "streaming_fps": len(frames) / s, "recompute_fps": len(frames) / r,
+            "speedup_streaming_over_recompute": r / s}
+
+
+def main(argv=None):
+    from art_train.build_engine import build_engine
+    from art_train.synthetic import make_dataset
+    from calibration.build import Int8Options
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="art-edge-s")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--frames", type=int, default=240, help="frames in the test video")
+    ap.add_argument("--stride", type=int, default=4)
+    ap.add_argument("--blocks", type=int, default=2, help="alternating repeats of each measurement")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "edge.json"))
+    a = ap.parse_args(argv)
+    quiet = dict(log=lambda *x: None)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = make_dataset(tmp / "data", per_class=3, val_per_class=2, seed=5, progress=False)
+        classes = (data / "classes.txt").read_text().split()
+        video = long_video(tmp / "camera.mp4", a.frames)
+        ckpt = make_checkpoint(a.config, classes, tmp / "run")
+        engines = {"fp32": tmp / "fp32", "int8": tmp / "int8"}
+        build_engine(ckpt, engines["fp32"], "fp32", "onnxruntime", **quiet)
+        build_engine(ckpt, engines["int8"], "int8", "onnxruntime", Int8Options(
+            calib=str(data / "train.csv"), holdout=str(data / "val.csv"), calib_size=16, keep_failed=True,
+            threads=a.threads), **quiet)
+        pipeline = bench_pipeline(engines, video, a.threads, a.stride, a.blocks)
+        for name, row in pipeline.items():
+            print(f"{a.config} {name}: {row['fps']:.1f} FPS sustained; frame latency p50 {row['frame_latency_ms']['p50']} "
+                  f"p95 {row['frame_latency_ms']['p95']} ms; decision latency p50 {row['decision_latency_ms']['p50']} "
+                  f"p95 {row['decision_latency_ms']['p95']} ms", flush=True)
+        ckpt16 = make_checkpoint(a.config, classes, tmp / "run16", num_frames=16)
+        build_engine(ckpt16, tmp / "t16", "fp32", "onnxruntime", **quiet)
+        streaming = bench_streaming(tmp / "t16", video, a.threads, a.stride, a.blocks)
+        print(f"T = 16, stride {a.stride}: streaming {streaming['streaming_fps']:.1f} FPS vs recompute "
+              f"{streaming['recompute_fps']:.1f} FPS = {streaming['speedup_streaming_over_recompute']:.2f}×, "
+              f"same decisions: {streaming['same_decisions']}", flush=True)
+    doc = {"benchmark": "edge", "config": a.config, "threads": a.threads, "cpus": os.cpu_count(),
+           "stride": a.stride, "pipeline": pipeline, "streaming_vs_recompute": streaming,
+           "targets": {"fps": 30, "decision_p95_ms": 100, "streaming_speedup": 3}}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(doc, indent=2))
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

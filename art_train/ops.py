@@ -10,17 +10,34 @@ import torch
 import torch.nn.functional as F
 
 
+def _fused(x: torch.Tensor):
+    """The CUDA kernels of plugins/ for inference on a GPU (no backward), else None."""
+    if not x.is_cuda or torch.is_grad_enabled() or x.dtype not in (torch.float32, torch.float16):
+        return None
+    from plugins.torch_ops import fused_ops
+
+    return fused_ops()
+
+
 def qr_attention(q, k, v, num_heads: int, scale: float):
-    """`qr_attention_reference`, written as one `art::QRAttention` node when exporting to ONNX."""
+    """`qr_attention_reference`, written as one `art::QRAttention` node when exporting to ONNX, and
+    run by the fused CUDA kernel for inference on a GPU."""
     if torch.onnx.is_in_onnx_export():
         return _QRAttentionNode.apply(q, k, v, num_heads, scale)
+    fused = _fused(q)
+    if fused is not None and q.shape[1] <= 16 and k.shape[1] <= 1024:
+        return fused.qr_attention(q, k, v, num_heads, scale)
     return qr_attention_reference(q, k, v, num_heads, scale)
 
 
 def tracklet_link(responses, semantics, temperature: float, eps: float = 1e-6):
-    """`tracklet_link_reference`, written as one `art::TrackletLink` node when exporting to ONNX."""
+    """`tracklet_link_reference`, written as one `art::TrackletLink` node when exporting to ONNX, and
+    run by the fused CUDA kernel for inference on a GPU."""
     if torch.onnx.is_in_onnx_export():
         return _TrackletLinkNode.apply(responses, semantics, temperature, eps)
+    fused = _fused(responses)
+    if fused is not None and 2 <= responses.shape[1] <= 64 and responses.shape[2] <= 16:
+        return fused.tracklet_link(responses, semantics, temperature, eps)
     return tracklet_link_reference(responses, semantics, temperature, eps)
 
 

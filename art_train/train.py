@@ -53,9 +53,7 @@ class TrainConfig:
 
 
 TRAIN_PRESETS = {
-    # From random weights the query attention of art-tiny locks onto the mark on most
-    # initialisations, not all (see the README): 3 restarts probed for 3 epochs each.
-    "art-tiny": TrainConfig(epochs=10, batch_size=8, restarts=3, probe_epochs=3),
+    "art-tiny": TrainConfig(epochs=10, batch_size=8),
     "art-edge-s": TrainConfig(epochs=30, batch_size=8, lr=3e-4),
     # Paper: 50 epochs, lr 0.01, ×0.1 every 20 epochs.
     "art-b16": TrainConfig(epochs=50, batch_size=8, optimizer="sgd", lr=0.01, weight_decay=1e-4,

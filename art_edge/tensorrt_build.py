@@ -44,6 +44,18 @@ def load_plugins(trt, plugin_library: str | None):
                         "from plugins/ (ART_PLUGIN_LIBRARY=/path/libart_plugins.so), or import plugins.trt_python")
 
 
+def graph_for_plugins(onnx_path: Path) -> bytes:
+    """The graph without the bodies of the `art` functions, so the parser can only take the
+    registered plugins for those nodes (never silently inline the unfused body instead)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    keep = [f for f in model.functions if not (f.domain == "art" and f.name in PLUGIN_OPS)]
+    del model.functions[:]
+    model.functions.extend(keep)
+    return model.SerializeToString()
+
+
 def build_one(trt, onnx_path: Path, engine_path: Path, precision: str, batch: tuple, timing_cache: Path, log):
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -53,7 +65,7 @@ def build_one(trt, onnx_path: Path, engine_path: Path, precision: str, batch: tu
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    if not parser.parse(graph_for_plugins(onnx_path), str(onnx_path.parent)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise UserError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
     config = builder.create_builder_config()

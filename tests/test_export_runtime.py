@@ -165,3 +165,15 @@ def test_art_edge_never_imports_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr
+
+
+def test_graph_for_tensorrt_keeps_the_art_nodes_but_not_their_bodies(engine_dir):
+    import onnx
+
+    from art_edge.tensorrt_build import graph_for_plugins
+
+    model = onnx.load_from_string(graph_for_plugins(engine_dir / "clip_head.onnx"))
+    assert not [f for f in model.functions if f.domain == "art"]
+    nodes = {n.op_type: n for n in model.graph.node if n.domain == "art"}
+    assert set(nodes) == {"QRAttention", "TrackletLink"}
+    assert any(a.name == "plugin_namespace" and a.s == b"art" for a in nodes["QRAttention"].attribute)

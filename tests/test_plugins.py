@@ -130,3 +130,50 @@ def test_tracklet_link_kernel_matches_reference(shape, dtype, tol):
     for name, a, e in zip(("agg", "saliency", "coherence"), got, ref):
         scale = max(1.0, e.abs().max().item()) if name == "agg" else 1.0
         assert (a.double() - e).abs().max().item() <= tol * scale, name
+
+
+@pytest.mark.slow
+def test_cmake_builds_the_kernel_library_and_its_abi_checks_shapes(tmp_path):
+    """CMake + nvcc build libart_ops.so (TensorRT absent: the plugin library is skipped with a
+    warning); the C ABI refuses shapes outside the kernel limits before touching the GPU."""
+    import ctypes
+
+    cmake, nvcc = shutil.which("cmake"), shutil.which("nvcc")
+    if cmake is None or nvcc is None:
+        pytest.skip("needs cmake and nvcc on PATH")
+    build = tmp_path / "build"
+    cfg = subprocess.run([cmake, "-S", str(CSRC.parent), "-B", str(build), f"-DCMAKE_CUDA_COMPILER={nvcc}",
+                          "-DCMAKE_CUDA_ARCHITECTURES=87"], capture_output=True, text=True, timeout=300)
+    assert cfg.returncode == 0, cfg.stdout[-2000:] + cfg.stderr[-2000:]
+    assert "TensorRT not found" in cfg.stderr + cfg.stdout
+    built = subprocess.run([cmake, "--build", str(build), "-j2"], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stdout[-3000:]
+    lib_path = build / "libart_ops.so"
+    try:
+        lib = ctypes.CDLL(str(lib_path))
+    except OSError as e:
+        pytest.skip(f"libart_ops.so built but cannot load here ({e})")
+    ART_EINVAL, ART_FLOAT32 = -1, 0
+    vp, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+    lib.art_qr_attention.argtypes = [i, vp, vp, vp, vp, vp, i, i, i, i, i, f, vp]
+    lib.art_tracklet_link.argtypes = [i, vp, vp, vp, vp, vp, i, i, i, i, f, f, vp]
+    null = None
+    # 17 queries (limit 16), 1025 tokens (limit 1024), dim not divisible by heads:
+    for n, nq, length, dim, heads in ((1, 17, 8, 8, 1), (1, 2, 1025, 8, 1), (1, 2, 8, 10, 3)):
+        assert lib.art_qr_attention(ART_FLOAT32, null, null, null, null, null, n, nq, length, dim, heads, 1.0,
+                                    null) == ART_EINVAL
+    # 65 frames (limit 64), one frame (no coherence), a zero temperature:
+    for b, t, k, d, temp in ((1, 65, 2, 8, 0.1), (1, 1, 2, 8, 0.1), (1, 8, 2, 8, 0.0)):
+        assert lib.art_tracklet_link(ART_FLOAT32, null, null, null, null, null, b, t, k, d, temp, 1e-6,
+                                     null) == ART_EINVAL
+    assert lib.art_qr_attention(7, null, null, null, null, null, 1, 2, 8, 8, 1, 1.0, null) == ART_EINVAL  # dtype
+
+
+def test_python_plugins_without_tensorrt_say_what_is_missing():
+    try:
+        import tensorrt.plugin  # noqa: F401
+        pytest.skip("TensorRT is installed here: the missing-TensorRT message cannot be shown")
+    except (ImportError, OSError):
+        pass
+    with pytest.raises(ImportError, match=r"needs TensorRT ≥ 10.9 .* CMake"):
+        import plugins.trt_python  # noqa: F401

@@ -134,7 +134,7 @@ def quantize_graph(fp32_path, out_path, feeds, settings: QuantSettings, cache: C
             str(fp32_path), str(out_path), FeedReader(feeds()) if ranges is None else None,
             quant_format=QuantFormat.QDQ, op_types_to_quantize=list(settings.op_types),
             per_channel=settings.per_channel, reduce_range=settings.reduce_range, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(settings.exclude) + batched_weight_matmuls(fp32_path), calibrate_method=methods[settings.method],
+            nodes_to_exclude=list(settings.exclude) + float_matmuls(fp32_path), calibrate_method=methods[settings.method],
             # Biases stay float: TensorRT's Q/DQ takes INT8 tensors, not ONNX Runtime's INT32 biases.
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                            "CalibPercentile": settings.percentile, "CalibTensorRangeSymmetric": True},
@@ -145,12 +145,17 @@ def quantize_graph(fp32_path, out_path, feeds, settings: QuantSettings, cache: C
     return Path(out_path)
 
 
-def batched_weight_matmuls(path) -> list[str]:
-    """MatMuls with a weight of rank > 2 (one matrix per query): neither ONNX Runtime's integer
-    MatMul nor TensorRT takes per-channel scales on such a weight, and they are small. Kept float."""
+def float_matmuls(path) -> list[str]:
+    """MatMuls kept in float:
+    - activation × activation (attention scores and attention × values): one side is a softmax
+      in [0, 1], which symmetric INT8 resolves to 127 levels; on art-edge-s the gate kept asking
+      for them back in float (measured with --auto-exclude);
+    - a weight of rank > 2 (one matrix per query): neither ONNX Runtime's integer MatMul nor
+      TensorRT takes per-channel scales on it, and these are small."""
     model = onnx.load(str(path), load_external_data=False)
     ranks = {t.name: len(t.dims) for t in model.graph.initializer}
-    return [n.name for n in model.graph.node if n.op_type == "MatMul" and any(ranks.get(i, 0) > 2 for i in n.input)]
+    return [n.name for n in model.graph.node if n.op_type == "MatMul"
+            and (not any(i in ranks for i in n.input) or any(ranks.get(i, 0) > 2 for i in n.input))]
 
 
 def _float_readers_read_float(model: onnx.ModelProto, op_types) -> int:

@@ -80,7 +80,7 @@ def build_engine(ckpt, out, precision: str = "fp32", backend: str = "auto", int8
         trt_graphs, extra = graphs, {}
         if precision == "int8":
             extra = _build_int8(tmp, out, meta, int8, log)
-            graphs, trt_graphs = extra.pop("graphs"), extra["int8"]["qdq_graphs"]
+            graphs = trt_graphs = extra.pop("graphs")
         if backend == "tensorrt":
             from art_edge.tensorrt_build import build_tensorrt_engines
 

@@ -4,7 +4,7 @@
 
 Each config is exported with random weights (speed does not depend on training) and quantized
 exactly as `art-build-engine --precision int8` does, calibrated on real synthetic clips through
-the training preprocessing. Then, in alternating blocks (FP32, INT8, INT8-U8, FP32, ...), the
+the training preprocessing. Then, in alternating blocks (FP32, INT8, FP32, ...), the
 frame encoder runs on one clip's T frames and the clip head on one clip. Reported: median ms,
 speed-up over FP32, and the relative output error of each INT8 form.
 """
@@ -78,11 +78,11 @@ def bench_config(name: str, threads: int, repeats: int, calib_clips: int, data: 
         quant_s = time.time() - t0
         clip = clips.clips[-1]  # not used to calibrate
         fe = {k: session(work / f"frame_encoder{s}.onnx", threads) for k, s in
-              (("fp32", ""), ("int8", ".int8"), ("int8_u8", ".int8.ort"))}
+              (("fp32", ""), ("int8", ".int8"))}
         fe_feeds = {"images": clip}
         patches, tokens = fe["fp32"].run(None, fe_feeds)
         head = {k: session(work / f"clip_head{s}.onnx", threads) for k, s in
-                (("fp32", ""), ("int8", ".int8"), ("int8_u8", ".int8.ort"))}
+                (("fp32", ""), ("int8", ".int8"))}
         head_feeds = {"patches": patches[None], "frame_tokens": tokens[None]}
         result = {"config": name, "frames": cfg.num_frames, "image_size": cfg.image_size, "threads": threads,
                   "quantize_seconds": round(quant_s, 1), "calibration_clips": calib_clips}
@@ -114,8 +114,7 @@ def main(argv=None):
             for graph in ("frame_encoder", "clip_head"):
                 row = r[graph]
                 print(f"{name:<11} {graph:<13} FP32 {row['fp32']['ms']:7.1f} ms   INT8 {row['int8']['ms']:7.1f} ms "
-                      f"({row['int8']['speedup_over_fp32']:.2f}×, rel err {row['int8']['rel_error']:.3f})   "
-                      f"INT8-U8 {row['int8_u8']['ms']:7.1f} ms ({row['int8_u8']['speedup_over_fp32']:.2f}×)", flush=True)
+                      f"({row['int8']['speedup_over_fp32']:.2f}×, rel err {row['int8']['rel_error']:.3f})", flush=True)
     doc = {"benchmark": "int8", "machine": f"{__import__('os').cpu_count()} CPUs", "results": results}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(doc, indent=2))

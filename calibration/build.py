@@ -7,9 +7,8 @@
    (or an agreement below `min_agreement`) fails the build with the report, unless the user
    keeps it, and `auto_exclude` rounds first put the most sensitive nodes back in float.
 
-Writes into `work_dir` (the engine dir being built): `*.int8.onnx` (canonical Q/DQ, for TensorRT),
-`*.int8.ort.onnx` (the same numbers with U8 activations, what ONNX Runtime runs),
-`calibration_cache.json` and the report (JSON + PNG).
+Writes into `work_dir` (the engine dir being built): `*.int8.onnx` (the Q/DQ graphs ONNX Runtime
+runs and TensorRT builds), `calibration_cache.json` and the report (JSON + PNG).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from calibration.calib_set import (DEFAULT_CALIB_CLIPS, MIN_CALIB_CLIPS, MIN_GAT
                                    read_records, require, split_records)
 from calibration.gate import Pipeline, compare_predictions, node_errors
 from calibration.quantize import (CalibrationCache, QuantSettings, data_identity, quantize_graph, quantized_nodes,
-                                  settings_dict, to_u8_activations)
+                                  settings_dict)
 from calibration.report import REPORT_JSON, REPORT_PNG, write_report
 
 CACHE_NAME = "calibration_cache.json"
@@ -52,8 +51,7 @@ class Int8Options:
 
 
 def _paths(work_dir: Path, name: str) -> dict:
-    return {"fp32": work_dir / f"{name}.onnx", "int8": work_dir / f"{name}.int8.onnx",
-            "ort": work_dir / f"{name}.int8.ort.onnx"}
+    return {"fp32": work_dir / f"{name}.onnx", "int8": work_dir / f"{name}.int8.onnx"}
 
 
 def build_int8(work_dir, meta: dict, opts: Int8Options, log=print, failed_report_prefix=None) -> dict:
@@ -80,7 +78,7 @@ def build_int8(work_dir, meta: dict, opts: Int8Options, log=print, failed_report
     settings, excluded, node_rank = opts.settings, [], None
     for round_ in range(opts.auto_exclude + 1):
         quantize_engine_graphs(work_dir, settings, cache, data_key, calib_clips, opts.threads)
-        int8 = Pipeline(str(_paths(work_dir, "frame_encoder")["ort"]), str(_paths(work_dir, "clip_head")["ort"]),
+        int8 = Pipeline(str(_paths(work_dir, "frame_encoder")["int8"]), str(_paths(work_dir, "clip_head")["int8"]),
                         opts.threads)
         result = compare_predictions(logits32, int8.logits(gate.clips), gate.labels, classes, gate.paths)
         if node_rank is None:
@@ -102,9 +100,8 @@ def build_int8(work_dir, meta: dict, opts: Int8Options, log=print, failed_report
     write_report(report, work_dir)
     if not passed:
         _fail(report, work_dir, opts, failed_report_prefix, log)
-    return {"graphs": {g: _paths(work_dir, g)["ort"].name for g in GRAPHS},
-            "int8": {"qdq_graphs": {g: _paths(work_dir, g)["int8"].name for g in GRAPHS},
-                     "fp32_graphs": {g: _paths(work_dir, g)["fp32"].name for g in GRAPHS},
+    return {"graphs": {g: _paths(work_dir, g)["int8"].name for g in GRAPHS},
+            "int8": {"fp32_graphs": {g: _paths(work_dir, g)["fp32"].name for g in GRAPHS},
                      "report": REPORT_JSON, "plot": REPORT_PNG, "cache": CACHE_NAME, "passed": passed,
                      "top1_agreement": result["top1_agreement"], "top1_drop_points": result["top1_drop_points"],
                      "kept_in_float": excluded, "method": settings.method}}
@@ -130,15 +127,13 @@ def quantize_engine_graphs(work_dir, settings, cache, data_key, calib_clips, thr
     fe, head = _paths(work_dir, "frame_encoder"), _paths(work_dir, "clip_head")
     quantize_graph(fe["fp32"], fe["int8"], lambda: ({"images": c} for c in calib_clips().clips), settings, cache,
                    "frame_encoder", data_key)
-    to_u8_activations(fe["int8"], fe["ort"])
 
     def head_feeds():  # tokens from the quantized encoder: the head learns the error it will see
-        patches, tokens = Pipeline(str(fe["ort"]), str(head["fp32"]), threads).encode(calib_clips().clips)
+        patches, tokens = Pipeline(str(fe["int8"]), str(head["fp32"]), threads).encode(calib_clips().clips)
         return ({"patches": patches[i:i + 1], "frame_tokens": tokens[i:i + 1]} for i in range(len(patches)))
 
     quantize_graph(head["fp32"], head["int8"], head_feeds, settings, cache, "clip_head",
                    {**data_key, "frame_encoder_int8_sha256": sha256_file(fe["int8"])})
-    to_u8_activations(head["int8"], head["ort"])
 
 
 def _rank_nodes(work_dir, clips, fp32: Pipeline, threads) -> list[dict]:

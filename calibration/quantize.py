@@ -5,10 +5,8 @@ The canonical INT8 graph is what TensorRT 10/11 builds strongly typed: signed IN
 (MatMul, Conv, Gemm) quantized, so LayerNorm, Softmax, residual adds and the `art` function
 nodes stay float.
 
-ONNX Runtime on x86 CPUs without VNNI runs U8 activations × S8 weights much faster than S8 × S8
-(measured: benchmarks/int8.py). `to_u8_activations` rewrites the canonical graph losslessly for
-it: an S8 tensor with zero point z and scale s holds exactly the values of a U8 tensor with zero
-point z + 128 and the same scale, so the two graphs compute the same numbers.
+The same graph runs on ONNX Runtime's CPU integer kernels (tried there: U8 activations were no
+faster than these S8 ones once the float readers read float tensors).
 
 Ranges are cached (`CalibrationCache`) under a key of the graph's sha256, the calibration method
 and the identity of the calibration data, and reused only when the key matches.
@@ -23,9 +21,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from art_edge.engine import sha256_file
 from art_edge.errors import UserError
@@ -45,6 +41,12 @@ class QuantSettings:
     # 21 % relative output error against 2 % with 7-bit weights). TensorRT and VNNI/ARM CPUs do
     # not need it (art-build-engine --full-range-weights).
     reduce_range: bool = True
+    # INT32 biases (scale = input scale × weight scale): ONNX Runtime then runs Conv and Gemm as
+    # integer kernels. TensorRT's Q/DQ takes INT8 tensors only, so its graph keeps float biases.
+    quantize_bias: bool = False
+    # Readers that are not matrix products (residual adds, norms, reshapes) read the float tensor,
+    # not its rounded copy; off, ONNX Runtime's quantizer hands them DQ(Q(x)) as well.
+    float_readers: bool = True
     exclude: list = field(default_factory=list)  # node names kept in float
 
     def __post_init__(self):
@@ -135,13 +137,12 @@ def quantize_graph(fp32_path, out_path, feeds, settings: QuantSettings, cache: C
             quant_format=QuantFormat.QDQ, op_types_to_quantize=list(settings.op_types),
             per_channel=settings.per_channel, reduce_range=settings.reduce_range, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=list(settings.exclude) + float_matmuls(fp32_path), calibrate_method=methods[settings.method],
-            # Biases stay float: TensorRT's Q/DQ takes INT8 tensors, not ONNX Runtime's INT32 biases.
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": settings.quantize_bias,
                            "CalibPercentile": settings.percentile, "CalibTensorRangeSymmetric": True},
             calibration_cache_path=str(ort_cache))
         if ranges is None:
             cache.put(graph, key, json.loads(ort_cache.read_text()))
-    _finish_qdq(fp32_path, out_path, settings.op_types)
+    _finish_qdq(fp32_path, out_path, settings.op_types if settings.float_readers else None)
     return Path(out_path)
 
 
@@ -194,7 +195,8 @@ def _finish_qdq(src, dst, op_types):
     reads classes and preprocessing from it)."""
     meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
     model = onnx.load(str(dst))
-    _float_readers_read_float(model, op_types)
+    if op_types is not None:
+        _float_readers_read_float(model, op_types)
     del model.metadata_props[:]
     for k, v in {**meta, "precision": "int8"}.items():
         model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
@@ -207,30 +209,6 @@ def quantized_nodes(int8_path, op_types=QuantSettings.op_types) -> list[str]:
     produced_by_dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     return [n.name for n in model.graph.node
             if n.op_type in op_types and any(i in produced_by_dq for i in n.input)]
-
-
-def to_u8_activations(src, dst) -> int:
-    """Rewrite activation Q/DQ pairs from S8 (zero point z) to U8 (zero point z + 128), weights
-    untouched: the same numbers, on ONNX Runtime's fast U8×S8 kernels. Returns the count rewritten."""
-    model = onnx.load(str(src))
-    inits = {t.name: t for t in model.graph.initializer}
-    weight_zps, act_zps = set(), set()
-    for n in model.graph.node:
-        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2:
-            is_weight = n.op_type == "DequantizeLinear" and n.input[0] in inits
-            (weight_zps if is_weight else act_zps).add(n.input[2])
-    shared = act_zps & weight_zps
-    if shared:  # never seen from ONNX Runtime's quantizer; refuse rather than corrupt a weight
-        raise UserError(f"cannot rewrite the INT8 graph for ONNX Runtime: zero points {sorted(shared)[:3]} are "
-                        "shared between weights and activations")
-    for name in act_zps:
-        zp = numpy_helper.to_array(inits[name])
-        if zp.dtype != np.int8:
-            continue
-        inits[name].CopyFrom(numpy_helper.from_array((zp.astype(np.int16) + 128).astype(np.uint8), name))
-    del model.graph.value_info[:]  # the quantized tensors changed type; ONNX Runtime re-infers them
-    onnx.save(model, str(dst))
-    return len(act_zps)
 
 
 def settings_dict(settings: QuantSettings) -> dict:

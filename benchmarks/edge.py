@@ -6,7 +6,9 @@
    (`art_edge.app.run_edge`: file source as fast as inference allows, preprocessing, frame encoder on
    every frame, clip head every `--stride` frames, smoothing; headless), for an FP32 and an INT8
    engine dir of the same checkpoint, in alternating blocks.
-2. The streaming design (encode each frame once into a ring buffer) against the design it replaces
+2. Memory over a long run: resident memory sampled while the INT8 engine runs `--memory-frames`
+   frames from the synthetic camera with overlay, MP4 and events on (it must stay flat).
+3. The streaming design (encode each frame once into a ring buffer) against the design it replaces
    (at every decision encode all T sampled frames again), at T = 16, stride 4, same frames, same
    decisions: the speed ratio.
 
@@ -81,6 +83,39 @@ def bench_pipeline(engines: dict, video: Path, threads: int, stride: int, blocks
     return out
 
 
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def memory_run(engine_dir: Path, frames: int, threads: int, tmp: Path) -> dict:
+    """RSS every half second while the pipeline runs with every output on."""
+    import threading
+
+    from art_edge.app import EdgeOptions, run_edge
+    from art_edge.engine import ARTEngine
+    from art_edge.sources import open_source
+    from art_edge.streaming import StreamConfig
+
+    samples, done = [], threading.Event()
+
+    def sample():
+        while not done.wait(0.5):
+            samples.append(rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    with ARTEngine.load(engine_dir, threads=threads) as engine:
+        sampler.start()
+        summary = run_edge(engine, open_source(f"synthetic://?frames=32&size=160&clips={-(-frames // 32)}"),
+                           EdgeOptions(StreamConfig(), output=str(tmp / "long.mp4"), events=str(tmp / "long.jsonl"),
+                                       emit="decision", status=False))
+        done.set()
+        sampler.join()
+    quarter = max(1, len(samples) // 4)
+    return {"frames": summary["frames"], "seconds": summary["seconds"], "rss_mb_first_quarter_max": max(samples[:quarter]),
+            "rss_mb_last_quarter_max": max(samples[-quarter:]), "rss_mb_samples": [round(x, 1) for x in samples]}
+
+
 def decode_frames(video: Path):
     from art_edge.sources import EndOfStream, open_source
 
@@ -128,6 +163,7 @@ def main(argv=None):
     ap.add_argument("--frames", type=int, default=240, help="frames in the test video")
     ap.add_argument("--stride", type=int, default=4)
     ap.add_argument("--blocks", type=int, default=2, help="alternating repeats of each measurement")
+    ap.add_argument("--memory-frames", type=int, default=3000, help="frames of the long run (0: skip it)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "edge.json"))
     a = ap.parse_args(argv)
     quiet = dict(log=lambda *x: None)
@@ -147,6 +183,11 @@ def main(argv=None):
             print(f"{a.config} {name}: {row['fps']:.1f} FPS sustained; frame latency p50 {row['frame_latency_ms']['p50']} "
                   f"p95 {row['frame_latency_ms']['p95']} ms; decision latency p50 {row['decision_latency_ms']['p50']} "
                   f"p95 {row['decision_latency_ms']['p95']} ms", flush=True)
+        memory = memory_run(engines["int8"], a.memory_frames, a.threads, tmp) if a.memory_frames else None
+        if memory:
+            print(f"long run: {memory['frames']} frames in {memory['seconds']:.0f} s with overlay, MP4 and events; "
+                  f"RSS {memory['rss_mb_first_quarter_max']:.0f} MB (first quarter) → "
+                  f"{memory['rss_mb_last_quarter_max']:.0f} MB (last quarter)", flush=True)
         ckpt16 = make_checkpoint(a.config, classes, tmp / "run16", num_frames=16)
         build_engine(ckpt16, tmp / "t16", "fp32", "onnxruntime", **quiet)
         streaming = bench_streaming(tmp / "t16", video, a.threads, a.stride, a.blocks)
@@ -154,7 +195,7 @@ def main(argv=None):
               f"{streaming['recompute_fps']:.1f} FPS = {streaming['speedup_streaming_over_recompute']:.2f}×, "
               f"same decisions: {streaming['same_decisions']}", flush=True)
     doc = {"benchmark": "edge", "config": a.config, "threads": a.threads, "cpus": os.cpu_count(),
-           "stride": a.stride, "pipeline": pipeline, "streaming_vs_recompute": streaming,
+           "stride": a.stride, "pipeline": pipeline, "memory": memory, "streaming_vs_recompute": streaming,
            "targets": {"fps": 30, "decision_p95_ms": 100, "streaming_speedup": 3}}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(doc, indent=2))

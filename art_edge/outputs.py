@@ -92,7 +92,7 @@ class EventLog:
                  # per tracklet: its saliency over the T sampled frames (each row sums to 1)
                  "saliency": np.round(decision.saliency.T.astype(np.float64), 4).tolist(),
                  "changed": decision.changed, "latency_ms": round(decision.latency_ms, 1)}
-        if decision.truth is not None:
+        if decision.truth is not None and 0 <= decision.truth < len(self.classes):
             event["truth"] = self.classes[decision.truth]
         self.file.write(json.dumps(event) + "\n")
         self.file.flush()

@@ -158,9 +158,13 @@ def test_tensorrt_backend_needs_tensorrt(engine_dir):
     pytest.skip("TensorRT is installed here: its engine build is exercised on a GPU device, not in this test")
 
 
-def test_art_edge_never_imports_torch():
-    code = ("import sys, art_edge, art_edge.engine, art_edge.preprocess, art_edge.backends, "
-            "art_edge.tensorrt_build; from art_edge.backends import tensorrt; "
+def test_art_edge_never_imports_torch(engine_dir):
+    """Every art_edge module imports, and a live run completes, with torch never loaded."""
+    code = ("import sys, art_edge, art_edge.engine, art_edge.preprocess, art_edge.backends, art_edge.cliplist, "
+            "art_edge.tensorrt_build, art_edge.sources, art_edge.streaming, art_edge.overlay, art_edge.outputs, "
+            "art_edge.synthetic, art_edge.app; from art_edge.backends import tensorrt; "
+            f"assert art_edge.app.main(['--engine', {str(engine_dir)!r}, '--source', "
+            "'synthetic://?frames=8&size=32&clips=2', '--headless']) == 0; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[1])

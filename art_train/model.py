@@ -72,10 +72,9 @@ class QueryResponseBlock(nn.Module):
     The attention core is the fused op `qr_attention`; its projections stay plain Linear layers."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop: float = 0.0,
-                 norm_layer=nn.LayerNorm, act_layer=nn.GELU, logit_scale: float = 1.0, logit_noise: float = 0.0):
+                 norm_layer=nn.LayerNorm, act_layer=nn.GELU, logit_scale: float = 1.0):
         super().__init__()
         self.num_heads = num_heads
-        self.logit_noise = logit_noise
         self.scale = logit_scale * (dim // num_heads) ** -0.5
         self.norm_q = norm_layer(dim)
         self.norm_x = norm_layer(dim)
@@ -89,26 +88,10 @@ class QueryResponseBlock(nn.Module):
 
     def forward(self, q, x):
         nx = self.norm_x(x)
-        qp, kp, vp = self.q_proj(self.norm_q(q)), self.k_proj(nx), self.v_proj(nx)
-        if self.training and self.logit_noise > 0:
-            out, attn = self._explore(qp, kp, vp)
-        else:
-            out, attn = qr_attention(qp, kp, vp, self.num_heads, self.scale)
+        out, attn = qr_attention(self.q_proj(self.norm_q(q)), self.k_proj(nx), self.v_proj(nx),
+                                 self.num_heads, self.scale)
         q = q + self.drop(self.out_proj(out))
         return q + self.mlp(self.norm2(q)), attn
-
-    def _explore(self, q, k, v):
-        """Training only: Gumbel noise on the attention logits, so a sharp query still visits
-        other regions now and then and can find the one that helps (inference uses qr_attention)."""
-        n, nq, dim = q.shape
-        hd = dim // self.num_heads
-        qh = q.reshape(n, nq, self.num_heads, hd).transpose(1, 2)
-        kh = k.reshape(n, -1, self.num_heads, hd).transpose(1, 2)
-        vh = v.reshape(n, -1, self.num_heads, hd).transpose(1, 2)
-        logits = torch.matmul(qh, kh.transpose(-1, -2)) * self.scale
-        gumbel = -torch.log(-torch.log(torch.rand_like(logits).clamp_(1e-9, 1 - 1e-9)))
-        attn = torch.softmax(logits + self.logit_noise * gumbel, dim=-1)
-        return torch.matmul(attn, vh).transpose(1, 2).reshape(n, nq, dim), attn.mean(dim=1)
 
 
 def classifier(dim: int, num_classes: int, hidden: int, drop: float, act_layer=nn.GELU) -> nn.Module:
@@ -249,7 +232,6 @@ class ARTConfig:
     tracklet_time_proj: bool = True  # r_t + W_t r_t before aggregation, so the sum over time keeps order
     query_init_std: float = 1.0  # init std of the learned queries P (DETR: 1)
     qr_logit_scale: float = 4.0  # multiplies 1/sqrt(head dim) in query-response attention: sharp maps
-    qr_logit_noise: float = 0.0  # training only: Gumbel noise × this on those logits (exploration)
     head_hidden: int = 256  # hidden width of the MLP classifiers (0 = a single linear layer)
     tracklet_readout: str = "sum"  # "sum": Σ_t w_t r_t (paper); "ordered": the head reads [w_1 r_1 … w_T r_T] in time order
     mlp_ratio: float = 2.0  # MLP hidden width / d
@@ -307,8 +289,7 @@ class ART(nn.Module):
         # (unit-scale, clip-dependent) top-K semantics dominate Q = P + Ŝ at the start, so every clip
         # asks a different question and no consistent "where to look" forms.
         self.queries = nn.Parameter(torch.randn(1, cfg.num_queries, d) * cfg.query_init_std)
-        self.qr_blocks = nn.ModuleList(QueryResponseBlock(d, h, cfg.mlp_ratio, cfg.drop, logit_scale=cfg.qr_logit_scale,
-                                                          logit_noise=cfg.qr_logit_noise)
+        self.qr_blocks = nn.ModuleList(QueryResponseBlock(d, h, cfg.mlp_ratio, cfg.drop, logit_scale=cfg.qr_logit_scale)
                                        for _ in range(cfg.qr_layers))
         self.response_norm = nn.LayerNorm(d)
         # The paper's UniFormerV2 backbone mixes time inside every frame feature; our per-frame

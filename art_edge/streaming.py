@@ -173,7 +173,12 @@ class StreamingClassifier:
 
 class RecomputeClassifier(StreamingClassifier):
     """The design streaming replaces: buffer preprocessed images, and at every decision encode
-    all T sampled frames again. Same sampling, same decisions; only for benchmarks/edge.py."""
+    all T sampled frames again — in one batch (`batched`, the strong form) or one frame at a time
+    as the live encoder does. Same sampling, same decisions; only for benchmarks/edge.py."""
+
+    def __init__(self, engine, config: StreamConfig | None = None, batched: bool = True):
+        super().__init__(engine, config)
+        self.batched = batched
 
     def _add(self, frame: Frame):
         image = preprocess_frame(frame.image, self.engine.preprocessing)
@@ -188,7 +193,11 @@ class RecomputeClassifier(StreamingClassifier):
 
     def _head_inputs(self):
         images = self.ring.patches[self.ring.slots(self.num_frames)]
-        patches, tokens = self.engine.encode_frames(np.ascontiguousarray(images))
+        if self.batched:
+            patches, tokens = self.engine.encode_frames(np.ascontiguousarray(images))
+        else:
+            outs = [self.engine.encode_frames(np.ascontiguousarray(img[None])) for img in images]
+            patches, tokens = np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
         return patches[None], tokens[None]
 
 

@@ -213,13 +213,14 @@ def test_recompute_design_makes_the_same_decisions(engine_dir, synth):
     cfg = StreamConfig(window=8, stride=2, smoothing=0.3)
     with ARTEngine.load(engine_dir, threads=2) as engine:
         runs = []
-        for cls in (StreamingClassifier, RecomputeClassifier):
-            clf = cls(engine, cfg)
+        for clf in (StreamingClassifier(engine, cfg), RecomputeClassifier(engine, cfg),
+                    RecomputeClassifier(engine, cfg, batched=False)):
             runs.append([d for d in (clf.push(f) for f in frames) if d is not None])
-    assert len(runs[0]) == len(runs[1]) > 5
-    for a, b in zip(*runs):
-        assert a.frame == b.frame and a.label == b.label
-        np.testing.assert_allclose(a.probs, b.probs, atol=1e-4)
+    assert len(runs[0]) == len(runs[1]) == len(runs[2]) > 5
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert a.frame == b.frame and a.label == b.label
+            np.testing.assert_allclose(a.probs, b.probs, atol=1e-4)
 
 
 # ----------------------------------------------------------------------------- the pipeline

@@ -231,6 +231,7 @@ class ARTConfig:
     qr_layers: int = 2  # query-response attention depth
     tracklet_time_proj: bool = True  # r_t + W_t r_t before aggregation, so the sum over time keeps order
     query_init_std: float = 1.0  # init std of the learned queries P (DETR: 1)
+    query_init: str = "random"  # "random": N(0, query_init_std); "tokens": from distinctive training tokens
     qr_logit_scale: float = 4.0  # multiplies 1/sqrt(head dim) in query-response attention: sharp maps
     head_hidden: int = 256  # hidden width of the MLP classifiers (0 = a single linear layer)
     tracklet_readout: str = "sum"  # "sum": Σ_t w_t r_t (paper); "ordered": the head reads [w_1 r_1 … w_T r_T] in time order
@@ -300,6 +301,8 @@ class ART(nn.Module):
         self.tracklet_time_proj = nn.Parameter(torch.randn(cfg.num_frames, d, d) * d ** -0.5) \
             if cfg.tracklet_time_proj else None
         self.prototypes = nn.Parameter(torch.randn(cfg.num_classes, d) * 0.02)  # W: decoupled from the head
+        if cfg.query_init not in ("random", "tokens"):
+            raise UserError(f"query_init must be 'random' or 'tokens', got {cfg.query_init!r}")
         if cfg.tracklet_readout not in ("ordered", "sum"):
             raise UserError(f"tracklet_readout must be 'ordered' or 'sum', got {cfg.tracklet_readout!r}")
         per_tracklet = d * (cfg.num_frames if cfg.tracklet_readout == "ordered" else 1)
@@ -351,6 +354,31 @@ class ART(nn.Module):
             "topk_ids": topk_ids,
         }
 
+    @torch.no_grad()
+    def init_queries_from_tokens(self, video, candidates: float = 0.1):
+        """Query selection (as two-stage DETR): each query P_k starts as one of the most distinctive
+        patch tokens of a batch of training clips — among the strongest-responding tenth, chosen
+        far apart from each other — and the first query-response block's query projection starts
+        equal to its key projection, so query k first attends to tokens that look like its exemplar.
+        From random weights this makes lock-on less a matter of a random direction."""
+        was_training = self.training
+        self.eval()  # batch norms in the tower: leave their running statistics alone
+        patches, _ = self.encode_frames(video.flatten(0, 1))
+        self.train(was_training)
+        tokens = patches.reshape(-1, patches.shape[-1])
+        count = max(self.cfg.num_queries, int(candidates * len(tokens)))
+        strong = tokens[tokens.norm(dim=-1).argsort(descending=True)[:count]]
+        blk = self.qr_blocks[0]
+        keys = torch.nn.functional.normalize(blk.k_proj(blk.norm_x(strong)), dim=-1)
+        chosen = [0]
+        for _ in range(self.cfg.num_queries - 1):  # farthest-point sampling in key direction
+            sim = (keys @ keys[chosen].T).max(dim=1).values
+            chosen.append(int(sim.argmin()))
+        blk.q_proj.weight.copy_(blk.k_proj.weight)
+        blk.q_proj.bias.copy_(blk.k_proj.bias)
+        # ×3: the exemplar dominates Ŝ (unit scale after its norm) in Q = P + Ŝ.
+        self.queries.copy_(3.0 * blk.norm_x(strong[chosen]).unsqueeze(0))
+
     def encode_tracklets(self, responses):
         """[B, T, K, D] → [B, T, K, D]: r_t + W_t r_t, a projection of each frame's own time step."""
         if self.tracklet_time_proj is None:
@@ -394,9 +422,11 @@ _REGISTRY: dict[str, ARTConfig] = {
     # Trains on 2 CPU cores in minutes: a tiny ResNet tower (timm test_resnet) at 64², 8 frames,
     # patch tokens from its stride-8 stage (8×8). Trained from random weights, so (all measured,
     # see the README): no auxiliary losses (at γ = 5 they stop learning), no spatial enhancement
-    # and one single-head query layer (they learn, slower), K = 4, the ordered tracklet read-out.
+    # and one single-head query layer (they learn, slower), K = 4, the ordered tracklet read-out,
+    # and queries that start from distinctive training tokens (from N(0, 1) one seed in three
+    # never locked on).
     "art-tiny": ARTConfig(spatial_layers=0, qr_layers=1, num_heads=1, num_queries=4, head_dropout=0.1,
-                          gamma1=0.0, gamma2=0.0, tracklet_readout="ordered"),
+                          gamma1=0.0, gamma2=0.0, tracklet_readout="ordered", query_init="tokens"),
     # Real-time edge model: a small open_clip backbone, T = 8, 224².
     "art-edge-s": ARTConfig(name="art-edge-s", backbone="ViT-S-32", feature_stage=-1, image_size=224, num_frames=8, dim=256,
                             num_heads=8, temporal_layers=2, spatial_layers=2, qr_layers=2, mlp_ratio=4.0),

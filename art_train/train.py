@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from art_edge.errors import UserError, cli_entry, read_json
@@ -259,8 +260,12 @@ def train(model_cfg: ARTConfig, tcfg: TrainConfig, train_list, val_list, classes
     torch.manual_seed(tcfg.seed)
     raw = build_model(model_cfg, class_names=classes, clip_weights=clip_weights).to(dist.device)
     prep = preprocessing_for(raw, model_cfg)
-    model = torch.nn.parallel.DistributedDataParallel(raw) if dist.world > 1 else raw
     train_ds = ClipDataset(train_records, prep, train=True, seed=tcfg.seed, flip=tcfg.flip)
+    if not resume and getattr(model_cfg, "query_init", "random") == "tokens":
+        # Before DDP wraps the model; every rank sees the same clips, so the same init.
+        clips = np.stack([train_ds[i][0] for i in range(min(16, len(train_ds)))])
+        raw.init_queries_from_tokens(torch.from_numpy(clips).to(dist.device))
+    model = torch.nn.parallel.DistributedDataParallel(raw) if dist.world > 1 else raw
     sampler = DistributedSampler(train_ds, num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=tcfg.seed)
     loader = DataLoader(train_ds, batch_size=tcfg.batch_size, sampler=sampler, num_workers=tcfg.workers,
                         drop_last=len(train_ds) // dist.world > tcfg.batch_size)

@@ -116,3 +116,30 @@ def test_tracklet_readouts_give_logits_and_reject_unknown(readout):
         assert model(_tiny_input(model.cfg))["logits"].shape == (2, len(CLASSES))
     with pytest.raises(UserError, match="tracklet_readout"):
         create_model("art-tiny", class_names=CLASSES, tracklet_readout="max")
+
+
+def test_query_selection_starts_each_query_on_a_distinct_strong_token():
+    """query_init=tokens: every query's first attention key direction is one training token's,
+    chosen among the strongest and far apart; a bad value is a clear error."""
+    torch.manual_seed(0)
+    classes = [f"c{i}" for i in range(4)]
+    model = create_model("art-tiny", class_names=classes, image_size=32, num_frames=4, dim=32).train()
+    video = torch.randn(2, 4, 3, 32, 32)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    model.init_queries_from_tokens(video)
+    assert model.training, "the init must leave the model in the mode it found it"
+    for k, v in before.items():  # batch-norm statistics untouched
+        torch.testing.assert_close(model.state_dict()[k], v)
+    blk = model.qr_blocks[0]
+    torch.testing.assert_close(blk.q_proj.weight, blk.k_proj.weight)
+    with torch.no_grad():
+        patches, _ = model.eval().encode_frames(video.flatten(0, 1))  # as the init saw them
+        keys = torch.nn.functional.normalize(blk.k_proj(blk.norm_x(patches.reshape(-1, 32))), dim=-1)
+        queries = torch.nn.functional.normalize(blk.q_proj(blk.norm_q(model.queries[0])), dim=-1)
+    best = (queries @ keys.T).max(dim=1)
+    assert torch.all(best.values > 0.999), best.values  # each query is some token's key direction
+    assert len(set(best.indices.tolist())) == 4  # four different tokens
+    norms = patches.reshape(-1, 32).norm(dim=-1)
+    assert torch.all(norms[best.indices] >= norms.quantile(0.85))  # among the strongest tokens
+    with pytest.raises(UserError, match="query_init"):
+        create_model("art-tiny", class_names=classes, query_init="kmeans")

@@ -261,7 +261,7 @@ def train(model_cfg: ARTConfig, tcfg: TrainConfig, train_list, val_list, classes
     raw = build_model(model_cfg, class_names=classes, clip_weights=clip_weights).to(dist.device)
     prep = preprocessing_for(raw, model_cfg)
     train_ds = ClipDataset(train_records, prep, train=True, seed=tcfg.seed, flip=tcfg.flip)
-    if not resume and getattr(model_cfg, "query_init", "random") == "tokens":
+    if not resume and model_cfg.query_init == "tokens" and hasattr(raw, "init_queries_from_tokens"):  # not the Baseline
         # Before DDP wraps the model; every rank sees the same clips, so the same init.
         clips = np.stack([train_ds[i][0] for i in range(min(16, len(train_ds)))])
         raw.init_queries_from_tokens(torch.from_numpy(clips).to(dist.device))

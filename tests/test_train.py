@@ -156,3 +156,10 @@ def test_ddp_with_two_cpu_processes(synth, tmp_path):
     assert "2 process(es)" in proc.stdout
     assert (out / "model.safetensors").is_file()
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_baseline_variant_trains_with_the_art_tiny_preset(synth, tmp_path):
+    """The Baseline has no queries: the preset's query selection init must pass it by."""
+    out = tmp_path / "baseline"
+    assert _train(synth, out, "--epochs", 1, "--variant", "baseline") == 0
+    assert json.loads((out / "model.json").read_text())["model"]["variant"] == "baseline"

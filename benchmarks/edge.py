@@ -154,7 +154,39 @@ def bench_streaming(engine_dir: Path, video: Path, threads: int, stride: int, bl
         out[f"same_decisions_as_{name}"] = bool(pairs) and all(a.label == b.label for a, b in pairs)
         out[f"max_prob_diff_{name}"] = max(float(np.abs(a.probs - b.probs).max()) for a, b in pairs)
         out[f"speedup_over_{name}"] = fps["streaming"] / fps[name]
+    with ARTEngine.load(engine_dir, threads=threads) as engine:
+        out["cost_model"] = cost_model(engine, frames, stride, blocks)
     return out
+
+
+def cost_model(engine, frames, stride: int, blocks: int, repeats: int = 5) -> dict:
+    """Per-decision cost of each design from its parts, timed side by side: a frame encoded alone
+    (e1), per frame in a batch of `stride` (e_stride) and of T (e_T), and the T-frame head (h).
+    Streaming pays stride·e1 + h per decision, batched recompute T·e_T + h; with a free head the
+    ratio could still be no more than stride·e_T / e1."""
+    from art_edge.preprocess import preprocess_frame
+
+    t = engine.num_frames
+    images = np.stack([preprocess_frame(f.image, engine.preprocessing) for f in frames[:t]])
+    patches, tokens = engine.encode_frames(images)
+    parts = {"e1": lambda: engine.encode_frames(images[:1]), "e_stride": lambda: engine.encode_frames(images[:stride]),
+             "e_T": lambda: engine.encode_frames(images), "h": lambda: engine.run_head(patches[None], tokens[None])}
+    per_call = {k: [] for k in parts}
+    for _ in range(blocks):
+        for name, fn in parts.items():
+            fn()
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                per_call[name].append(1000 * (time.perf_counter() - t0))
+    ms = {k: float(np.median(v)) for k, v in per_call.items()}
+    e1, e_stride, e_t, h = ms["e1"], ms["e_stride"] / stride, ms["e_T"] / t, ms["h"]
+    streaming, recompute = stride * e1 + h, t * e_t + h
+    return {"encode_one_frame_ms": e1, "encode_per_frame_in_batch_of_stride_ms": e_stride,
+            "encode_per_frame_in_batch_of_T_ms": e_t, "head_ms": h,
+            "predicted_speedup_over_recompute_batched": recompute / streaming,
+            "bound_with_free_head": stride * e_t / e1,
+            "predicted_speedup_if_stride_frames_batched": recompute / (stride * e_stride + h)}
 
 
 def main(argv=None):
@@ -200,6 +232,12 @@ def main(argv=None):
             print(f"T = 16, stride {a.stride}: streaming {streaming['streaming_fps']:.1f} FPS vs {name} "
                   f"{streaming[name + '_fps']:.1f} FPS = {streaming['speedup_over_' + name]:.2f}×, "
                   f"same decisions: {streaming['same_decisions_as_' + name]}", flush=True)
+        c = streaming["cost_model"]
+        print(f"T = 16 parts: a frame alone {c['encode_one_frame_ms']:.1f} ms, in a batch of 16 "
+              f"{c['encode_per_frame_in_batch_of_T_ms']:.1f} ms/frame, head {c['head_ms']:.1f} ms → predicted "
+              f"{c['predicted_speedup_over_recompute_batched']:.2f}×; at most {c['bound_with_free_head']:.2f}× with a "
+              f"free head; {c['predicted_speedup_if_stride_frames_batched']:.2f}× if each stride's frames were "
+              f"encoded as one batch", flush=True)
     doc = {"benchmark": "edge", "config": a.config, "threads": a.threads, "cpus": os.cpu_count(),
            "stride": a.stride, "pipeline": pipeline, "memory": memory, "streaming_vs_recompute": streaming,
            "targets": {"fps": 30, "decision_p95_ms": 100, "streaming_speedup": 3}}

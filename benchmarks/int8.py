@@ -7,6 +7,12 @@ exactly as `art-build-engine --precision int8` does, calibrated on real syntheti
 the training preprocessing. Then, in alternating blocks (FP32, INT8, FP32, ...), the
 frame encoder runs on one clip's T frames and the clip head on one clip. Reported: median ms,
 speed-up over FP32, and the relative output error of each INT8 form.
+
+Then the ceiling: ONNX Runtime's profile gives the share of the FP32 frame encoder's time spent in
+weight products (the only ops INT8 makes faster), FP32 and INT8 matrix kernels are timed side by
+side at that graph's own product shapes, and Amdahl's law gives the best whole-graph speed-up
+INT8 can reach on this CPU even if quantization itself cost nothing — and the kernel speed-up the
+target would need.
 """
 
 from __future__ import annotations
@@ -23,15 +29,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from ort_profile import amdahl, int8_gemm_ratio, op_time_shares, session  # noqa: E402
 
-def session(path, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+TARGET = 1.8  # the INT8 frame encoder's speed-up over FP32 that issue 4 asks for
 
 
 def time_side_by_side(sessions: dict, feeds: dict, repeats: int, blocks: int = 3) -> dict:
@@ -92,7 +94,22 @@ def bench_config(name: str, threads: int, repeats: int, calib_clips: int, data: 
             result[graph] = {k: {"ms": 1000 * v, "speedup_over_fp32": med["fp32"] / v,
                                  "rel_error": max(rel_error(a, b) for a, b in zip(ref, sessions[k].run(None, feeds)))}
                              for k, v in med.items()}
+        result["frame_encoder"]["ceiling"] = int8_ceiling(work / "frame_encoder.onnx",
+                                                          work / "frame_encoder.int8.onnx", fe_feeds, threads)
     return result
+
+
+def int8_ceiling(fp32_path, int8_path, feeds, threads: int) -> dict:
+    """The most INT8 can do for this graph here: Amdahl's law over its weight-product share."""
+    fp32, int8 = op_time_shares(fp32_path, feeds, threads), op_time_shares(int8_path, feeds, threads)
+    share = fp32["shares"].get("weight_products", 0.0)
+    kernels = int8_gemm_ratio(fp32["product_shapes"], threads)
+    needed = share / (1 / TARGET - (1 - share)) if 1 / TARGET > 1 - share else None
+    return {"fp32_time_shares": fp32["shares"], "int8_time_shares": int8["shares"],
+            "weight_product_share": share, "int8_kernel_speedup": kernels["speedup"],
+            "kernel_shapes": kernels["shapes"], "bound_free_quantization": amdahl(share, kernels["speedup"]),
+            "bound_infinitely_fast_products": amdahl(share, float("inf")),
+            "target": TARGET, "kernel_speedup_needed_for_target": needed}
 
 
 def main(argv=None):
@@ -115,6 +132,12 @@ def main(argv=None):
                 row = r[graph]
                 print(f"{name:<11} {graph:<13} FP32 {row['fp32']['ms']:7.1f} ms   INT8 {row['int8']['ms']:7.1f} ms "
                       f"({row['int8']['speedup_over_fp32']:.2f}×, rel err {row['int8']['rel_error']:.3f})", flush=True)
+            c = r["frame_encoder"]["ceiling"]
+            need = c["kernel_speedup_needed_for_target"]
+            print(f"{name:<11} ceiling: weight products {100 * c['weight_product_share']:.0f} % of FP32 time, INT8 kernels "
+                  f"{c['int8_kernel_speedup']:.2f}× FP32 at its shapes → at most {c['bound_free_quantization']:.2f}× "
+                  f"(the {TARGET}× target needs {'%.2f×' % need if need else 'more than infinitely fast'} kernels)",
+                  flush=True)
     doc = {"benchmark": "int8", "machine": f"{__import__('os').cpu_count()} CPUs", "results": results}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(doc, indent=2))

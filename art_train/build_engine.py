@@ -10,6 +10,7 @@ a failed build leaves nothing half-written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -79,6 +80,8 @@ def build_engine(ckpt, out, precision: str = "fp32", backend: str = "auto", int8
         graphs = {k: p.name for k, p in paths.items()}
         trt_graphs, extra = graphs, {}
         if precision == "int8":
+            # ONNX Runtime's CPU timings say nothing about a TensorRT engine: time them for ORT builds only.
+            int8 = dataclasses.replace(int8, measure_speed=int8.measure_speed and backend == "onnxruntime")
             extra = _build_int8(tmp, out, meta, int8, log)
             graphs = trt_graphs = extra.pop("graphs")
         if backend == "tensorrt":

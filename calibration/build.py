@@ -24,7 +24,7 @@ from art_edge.errors import UserError
 from art_edge.preprocess import Preprocessing
 from calibration.calib_set import (DEFAULT_CALIB_CLIPS, MIN_CALIB_CLIPS, MIN_GATE_CLIPS, decode_clips, pick_records,
                                    read_records, require, split_records)
-from calibration.gate import Pipeline, compare_predictions, node_errors
+from calibration.gate import Pipeline, compare_predictions, measure_speed, node_errors
 from calibration.quantize import (CalibrationCache, QuantSettings, data_identity, quantize_graph, quantized_nodes,
                                   settings_dict)
 from calibration.report import REPORT_JSON, REPORT_PNG, write_report
@@ -48,6 +48,7 @@ class Int8Options:
     cache: str | None = None  # calibration cache to reuse (default: the one in the old engine dir)
     seed: int = 0
     threads: int | None = None
+    measure_speed: bool = True  # time FP32 against INT8 on ONNX Runtime here (off for TensorRT builds)
 
 
 def _paths(work_dir: Path, name: str) -> dict:
@@ -94,9 +95,10 @@ def build_int8(work_dir, meta: dict, opts: Int8Options, log=print, failed_report
         settings = QuantSettings(**{**settings_dict(settings), "op_types": settings.op_types, "exclude": list(excluded)})
         log(f"INT8: keeping {more} in float and quantizing again")
     cache.save(work_dir / CACHE_NAME)
+    speed = _speed(fp32, int8, gate.clips[0], log) if opts.measure_speed else None
     report = {"settings": settings_dict(settings), "calibration_clips": len(calib_recs), "gate": result,
               "max_drop_points": opts.max_drop, "min_agreement": opts.min_agreement, "passed": passed,
-              "kept_in_float_to_pass": excluded, "node_errors": node_rank}
+              "kept_in_float_to_pass": excluded, "node_errors": node_rank, "speed_onnxruntime_cpu": speed}
     write_report(report, work_dir)
     if not passed:
         _fail(report, work_dir, opts, failed_report_prefix, log)
@@ -104,7 +106,19 @@ def build_int8(work_dir, meta: dict, opts: Int8Options, log=print, failed_report
             "int8": {"fp32_graphs": {g: _paths(work_dir, g)["fp32"].name for g in GRAPHS},
                      "report": REPORT_JSON, "plot": REPORT_PNG, "cache": CACHE_NAME, "passed": passed,
                      "top1_agreement": result["top1_agreement"], "top1_drop_points": result["top1_drop_points"],
-                     "kept_in_float": excluded, "method": settings.method}}
+                     "kept_in_float": excluded, "method": settings.method,
+                     "speedup_onnxruntime_cpu": {g: v["speedup"] for g, v in speed.items()} if speed else None}}
+
+
+def _speed(fp32: Pipeline, int8: Pipeline, clip, log) -> dict:
+    speed = measure_speed(fp32, int8, clip)
+    fe, head = speed["frame_encoder"], speed["clip_head"]
+    log(f"INT8 speed here (ONNX Runtime, CPU): frame encoder {fe['fp32_ms']:.1f} → {fe['int8_ms']:.1f} ms "
+        f"({fe['speedup']:.2f}×), clip head {head['fp32_ms']:.1f} → {head['int8_ms']:.1f} ms ({head['speedup']:.2f}×)")
+    if fe["speedup"] < 1 and head["speedup"] < 1:
+        log("note: INT8 is slower than FP32 on this CPU (its integer kernels do not pay at this model's sizes); "
+            "for ONNX Runtime here, --precision fp32 is faster")
+    return speed
 
 
 def _select(opts: Int8Options, classes):

@@ -63,6 +63,30 @@ def compare_predictions(logits32, logits8, labels, classes: list[str], paths: li
     }
 
 
+def measure_speed(fp32: Pipeline, int8: Pipeline, clip, repeats: int = 3, blocks: int = 2) -> dict:
+    """FP32 against INT8 on this machine, each graph on one clip, in alternating blocks: whether
+    INT8 pays here depends on the CPU's integer kernels (on AVX2 without VNNI it can be slower)."""
+    images = {"images": np.ascontiguousarray(clip)}
+    with OnnxRuntimeRunner(fp32.frame_encoder, threads=fp32.threads) as fe32, \
+            OnnxRuntimeRunner(int8.frame_encoder, threads=int8.threads) as fe8, \
+            OnnxRuntimeRunner(fp32.clip_head, threads=fp32.threads) as head32, \
+            OnnxRuntimeRunner(int8.clip_head, threads=int8.threads) as head8:
+        out = fe32.infer(images)
+        tokens = {"patches": out["patches"][None], "frame_tokens": out["frame_tokens"][None]}
+        speed = {}
+        for graph, runners, feeds in (("frame_encoder", (fe32, fe8), images), ("clip_head", (head32, head8), tokens)):
+            times = {"fp32": [], "int8": []}
+            for _ in range(blocks):
+                for key, runner in zip(times, runners):
+                    runner.infer(feeds)  # warm-up of this block
+                    for _ in range(repeats):
+                        runner.infer(feeds)
+                        times[key].append(1000 * runner.inference_time)
+            ms = {k: float(np.median(v)) for k, v in times.items()}
+            speed[graph] = {"fp32_ms": ms["fp32"], "int8_ms": ms["int8"], "speedup": ms["fp32"] / ms["int8"]}
+    return speed
+
+
 # ----------------------------------------------------------------------------- per-node error
 
 def _with_outputs(path, names: list[str]) -> bytes:

@@ -35,7 +35,7 @@ def initializers(model):
 
 
 def test_int8_engine_dir_contents_and_manifest(int8_engine):
-    out, _ = int8_engine
+    out, logs = int8_engine
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["precision"] == "int8"
     assert manifest["graphs"] == {"frame_encoder": "frame_encoder.int8.onnx", "clip_head": "clip_head.int8.onnx"}
@@ -44,9 +44,28 @@ def test_int8_engine_dir_contents_and_manifest(int8_engine):
         assert name in manifest["files"], name
     report = json.loads((out / "int8_report.json").read_text())
     assert 0.0 <= report["gate"]["top1_agreement"] <= 1.0 and report["gate"]["n"] == 8
+    for graph in ("frame_encoder", "clip_head"):  # FP32 and INT8 timed side by side on this machine
+        speed = report["speed_onnxruntime_cpu"][graph]
+        assert speed["fp32_ms"] > 0 and speed["int8_ms"] > 0
+        assert speed["speedup"] == pytest.approx(speed["fp32_ms"] / speed["int8_ms"])
+    assert any(line.startswith("INT8 speed here") for line in logs)
     errs = [r["added_rel_error"] for r in report["node_errors"]]
     assert errs == sorted(errs, reverse=True) and len(errs) > 5
     assert all(r["output_rel_error"] >= 0 for r in report["node_errors"])
+
+
+def test_speed_note_only_when_int8_is_slower(monkeypatch):
+    import calibration.build as build
+
+    def fake(fe, head):
+        return lambda *a: {"frame_encoder": {"fp32_ms": 10.0, "int8_ms": 10.0 / fe, "speedup": fe},
+                           "clip_head": {"fp32_ms": 5.0, "int8_ms": 5.0 / head, "speedup": head}}
+    for fe, head, note in ((0.4, 0.7, True), (1.5, 1.1, False), (0.9, 1.2, False)):
+        monkeypatch.setattr(build, "measure_speed", fake(fe, head))
+        logs = []
+        build._speed(None, None, None, logs.append)
+        assert f"({fe:.2f}×)" in logs[0]
+        assert any("--precision fp32 is faster" in line for line in logs) == note
 
 
 def test_canonical_graph_is_symmetric_int8_with_per_channel_weights(int8_engine):

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is pinned to the CPU build found on this kind of machine; anything else pulls CUDA wheels.
 INSTALL := $(BIN)/pip install -q -e ".[train,test]"
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: setup
 
 test: setup
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q -rs
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test-fast: setup
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q -rs -m "not slow"

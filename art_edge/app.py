@@ -27,7 +27,9 @@ class EdgeOptions:
     stream: StreamConfig = field(default_factory=StreamConfig)
     output: str | None = None  # a .mp4/.avi path or "display"
     events: str | None = None  # events.jsonl
-    emit: str = "change"  # "change": an event when the decided label changes; "decision": every decision
+    emit: str = (
+        "change"  # "change": an event when the decided label changes; "decision": every decision
+    )
     headless: bool = False  # draw nothing
     max_frames: int = 0  # stop after this many frames (0: until the source ends)
     status: bool = True  # the one-line live status on the terminal
@@ -52,7 +54,7 @@ class RunStats:
             self.clips_correct += int(decision.label == decision.truth)
 
 
-def run_edge(engine, source, opts: EdgeOptions, stop: threading.Event | None = None, log=print) -> dict:
+def run_edge(engine, source, opts: EdgeOptions, stop: threading.Event | None = None) -> dict:
     """Run until the source ends, `stop` is set or max_frames; → the summary."""
     from art_edge.outputs import EventLog, StatusLine, open_output
 
@@ -102,12 +104,24 @@ def run_edge(engine, source, opts: EdgeOptions, stop: threading.Event | None = N
                 decision = new
             now = time.monotonic()
             if last_t is not None:
-                fps_ema = 0.9 * fps_ema + 0.1 / max(now - last_t, 1e-6) if fps_ema else 1 / max(now - last_t, 1e-6)
+                fps_ema = (
+                    0.9 * fps_ema + 0.1 / max(now - last_t, 1e-6)
+                    if fps_ema
+                    else 1 / max(now - last_t, 1e-6)
+                )
             last_t, last_frame = now, frame
             if output is not None:
                 from art_edge.overlay import draw_overlay
 
-                output.write(draw_overlay(frame.image, decision, classes, fps_ema, stats.decision_latency.percentile(50)))
+                output.write(
+                    draw_overlay(
+                        frame.image,
+                        decision,
+                        classes,
+                        fps_ema,
+                        stats.decision_latency.percentile(50),
+                    )
+                )
                 if getattr(output, "closed_by_user", False):
                     break
             if status:
@@ -124,10 +138,14 @@ def run_edge(engine, source, opts: EdgeOptions, stop: threading.Event | None = N
 
 
 def _status_text(source, decision, classes, fps, stats) -> str:
-    label = f"{classes[decision.label]} {decision.score:.2f}" if decision else "(filling the window)"
+    label = (
+        f"{classes[decision.label]} {decision.score:.2f}" if decision else "(filling the window)"
+    )
     p50 = stats.decision_latency.percentile(50)
-    text = (f"{label:<32} {fps:5.1f} FPS  decision {p50 or 0:5.0f} ms  frames {stats.frames}  "
-            f"dropped {source.dropped}")
+    text = (
+        f"{label:<32} {fps:5.1f} FPS  decision {p50 or 0:5.0f} ms  frames {stats.frames}  "
+        f"dropped {source.dropped}"
+    )
     if source.status not in ("live", "reading", "rendering"):
         text += f"  [{source.status}]"
     return text
@@ -135,28 +153,50 @@ def _status_text(source, decision, classes, fps, stats) -> str:
 
 def _summary(stats: RunStats, source, seconds: float, opts: EdgeOptions) -> dict:
     r = lambda v: None if v is None else round(v, 2)  # noqa: E731
-    summary = {"frames": stats.frames, "decisions": stats.decisions, "events": stats.events,
-               "seconds": round(seconds, 2), "fps": round(stats.frames / seconds, 2) if seconds > 0 else 0.0,
-               "frame_latency_ms": {"p50": r(stats.frame_latency.percentile(50)), "p95": r(stats.frame_latency.percentile(95))},
-               "decision_latency_ms": {"p50": r(stats.decision_latency.percentile(50)),
-                                       "p95": r(stats.decision_latency.percentile(95))},
-               "encode_ms_p50": r(stats.encode_ms.percentile(50)), "head_ms_p50": r(stats.head_ms.percentile(50)),
-               "dropped": source.dropped, "corrupt": source.corrupt, "reconnects": source.reconnects,
-               "output": opts.output if not opts.headless else None, "events_path": opts.events}
+    summary = {
+        "frames": stats.frames,
+        "decisions": stats.decisions,
+        "events": stats.events,
+        "seconds": round(seconds, 2),
+        "fps": round(stats.frames / seconds, 2) if seconds > 0 else 0.0,
+        "frame_latency_ms": {
+            "p50": r(stats.frame_latency.percentile(50)),
+            "p95": r(stats.frame_latency.percentile(95)),
+        },
+        "decision_latency_ms": {
+            "p50": r(stats.decision_latency.percentile(50)),
+            "p95": r(stats.decision_latency.percentile(95)),
+        },
+        "encode_ms_p50": r(stats.encode_ms.percentile(50)),
+        "head_ms_p50": r(stats.head_ms.percentile(50)),
+        "dropped": source.dropped,
+        "corrupt": source.corrupt,
+        "reconnects": source.reconnects,
+        "output": opts.output if not opts.headless else None,
+        "events_path": opts.events,
+    }
     if stats.clips_scored:
-        summary.update(clips_scored=stats.clips_scored, clip_top1=round(stats.clips_correct / stats.clips_scored, 4))
+        summary.update(
+            clips_scored=stats.clips_scored,
+            clip_top1=round(stats.clips_correct / stats.clips_scored, 4),
+        )
     return summary
 
 
 def print_summary(summary: dict, out=sys.stdout):
     fl, dl = summary["frame_latency_ms"], summary["decision_latency_ms"]
-    print(f"{summary['frames']} frames in {summary['seconds']:.1f} s: {summary['fps']:.1f} FPS; "
-          f"frame latency p50 {fl['p50']} ms p95 {fl['p95']} ms; decision latency p50 {dl['p50']} ms "
-          f"p95 {dl['p95']} ms; {summary['decisions']} decisions, dropped {summary['dropped']}, "
-          f"corrupt {summary['corrupt']}, reconnects {summary['reconnects']}", file=out)
+    print(
+        f"{summary['frames']} frames in {summary['seconds']:.1f} s: {summary['fps']:.1f} FPS; "
+        f"frame latency p50 {fl['p50']} ms p95 {fl['p95']} ms; decision latency p50 {dl['p50']} ms "
+        f"p95 {dl['p95']} ms; {summary['decisions']} decisions, dropped {summary['dropped']}, "
+        f"corrupt {summary['corrupt']}, reconnects {summary['reconnects']}",
+        file=out,
+    )
     if "clip_top1" in summary:
-        print(f"clips scored against their labels: {summary['clips_scored']}, top-1 {summary['clip_top1']:.3f}",
-              file=out)
+        print(
+            f"clips scored against their labels: {summary['clips_scored']}, top-1 {summary['clip_top1']:.3f}",
+            file=out,
+        )
     if summary.get("output"):
         print(f"annotated video: {summary['output']}", file=out)
     if summary.get("events_path"):
@@ -164,25 +204,59 @@ def print_summary(summary: dict, out=sys.stdout):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description="Real-time fine-grained action recognition from a camera, file or stream.")
+    ap = argparse.ArgumentParser(
+        description="Real-time fine-grained action recognition from a camera, file or stream."
+    )
     ap.add_argument("--engine", required=True, help="engine dir written by art-build-engine")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--camera", help="camera index N (V4L2 /dev/videoN)")
     src.add_argument("--video", help="a video file")
-    src.add_argument("--source", help="URI: /dev/videoN, rtsp://, http(s)://, csi://N, a GStreamer pipeline, "
-                                      "synthetic://?frames=32&size=96, or a LIST .csv played clip after clip")
+    src.add_argument(
+        "--source",
+        help="URI: /dev/videoN, rtsp://, http(s)://, csi://N, a GStreamer pipeline, "
+        "synthetic://?frames=32&size=96, or a LIST .csv played clip after clip",
+    )
     ap.add_argument("--output", help="annotated video (.mp4/.avi) or 'display'")
     ap.add_argument("--events", help="events JSONL, one decision a line, flushed as written")
     ap.add_argument("--headless", action="store_true", help="draw nothing")
-    ap.add_argument("--backend", default="onnxruntime", help="onnxruntime or tensorrt")
+    ap.add_argument(
+        "--backend",
+        default="onnxruntime",
+        choices=["onnxruntime", "tensorrt"],
+        help="the runtime of the engine dir (tensorrt: engines built on this device)",
+    )
     ap.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
-    ap.add_argument("--window", type=int, default=0, help="frames buffered; T are sampled from them (default 4·T)")
+    ap.add_argument(
+        "--window",
+        type=int,
+        default=0,
+        help="frames buffered; T are sampled from them (default 4·T)",
+    )
     ap.add_argument("--stride", type=int, default=4, help="frames between decisions")
-    ap.add_argument("--smoothing", type=float, default=0.5, help="moving-average weight of past probabilities (0: off)")
-    ap.add_argument("--hysteresis", type=float, default=0.1, help="lead another class needs to take over the label")
-    ap.add_argument("--emit", default="change", choices=["change", "decision"], help="when to write an event")
-    ap.add_argument("--realtime", action="store_true", help="play a file at its own frame rate (drop when slow)")
-    ap.add_argument("--reconnect-timeout", type=float, default=30.0, help="seconds to keep retrying a lost camera")
+    ap.add_argument(
+        "--smoothing",
+        type=float,
+        default=0.5,
+        help="moving-average weight of past probabilities (0: off)",
+    )
+    ap.add_argument(
+        "--hysteresis",
+        type=float,
+        default=0.1,
+        help="lead another class needs to take over the label",
+    )
+    ap.add_argument(
+        "--emit", default="change", choices=["change", "decision"], help="when to write an event"
+    )
+    ap.add_argument(
+        "--realtime", action="store_true", help="play a file at its own frame rate (drop when slow)"
+    )
+    ap.add_argument(
+        "--reconnect-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to keep retrying a lost camera",
+    )
     ap.add_argument("--max-frames", type=int, default=0, help="stop after N frames")
     ap.add_argument("--root", help="folder for relative paths in a LIST source")
     ap.add_argument("--summary", help="write the run summary JSON here")
@@ -220,13 +294,28 @@ def main(argv=None):
 
         if not Path(a.video).is_file():
             raise UserError(f"video file not found: {a.video}")
-    source = open_source(uri, realtime=a.realtime, reconnect_timeout=a.reconnect_timeout, classes=engine.classes,
-                         root=a.root)
-    opts = EdgeOptions(StreamConfig(window=a.window, stride=a.stride, smoothing=a.smoothing, hysteresis=a.hysteresis),
-                       output=a.output, events=a.events, emit=a.emit, headless=a.headless, max_frames=a.max_frames)
+    source = open_source(
+        uri,
+        realtime=a.realtime,
+        reconnect_timeout=a.reconnect_timeout,
+        classes=engine.classes,
+        root=a.root,
+    )
+    opts = EdgeOptions(
+        StreamConfig(
+            window=a.window, stride=a.stride, smoothing=a.smoothing, hysteresis=a.hysteresis
+        ),
+        output=a.output,
+        events=a.events,
+        emit=a.emit,
+        headless=a.headless,
+        max_frames=a.max_frames,
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())  # finish the frame in flight, then shut down cleanly
+        signal.signal(
+            sig, lambda *_: stop.set()
+        )  # finish the frame in flight, then shut down cleanly
     with engine:
         summary = run_edge(engine, source, opts, stop)
     print_summary(summary)

@@ -1,7 +1,7 @@
 """Outputs: an annotated video file, a display window, the events log and the live status line.
 
-    out = open_output("out.mp4", fps=30)   # or "display"; written to a temporary name, renamed on close
-    events = EventLog("events.jsonl", classes)
+out = open_output("out.mp4", fps=30)   # or "display"; written to a temporary name, renamed on close
+events = EventLog("events.jsonl", classes)
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from art_edge.errors import UserError
+from art_edge.files import partial_path
 
 
 class VideoFileOutput:
@@ -24,17 +25,23 @@ class VideoFileOutput:
     def __init__(self, path, fps: float):
         self.path = Path(path)
         self.fps = fps if fps and fps > 0 else 30.0
-        self.part = self.path.with_name(f".{self.path.stem}.part{self.path.suffix}")
+        self.part = partial_path(self.path)
         self.writer = None
         self.frames = 0
 
     def write(self, bgr: np.ndarray):
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
-            self.writer = cv2.VideoWriter(str(self.part), fourcc, self.fps, (bgr.shape[1], bgr.shape[0]))
+            fourcc = cv2.VideoWriter_fourcc(
+                *("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v")
+            )
+            self.writer = cv2.VideoWriter(
+                str(self.part), fourcc, self.fps, (bgr.shape[1], bgr.shape[0])
+            )
             if not self.writer.isOpened():
-                raise UserError(f"OpenCV cannot write {self.path}: use a .mp4 or .avi path in a writable folder")
+                raise UserError(
+                    f"OpenCV cannot write {self.path}: use a .mp4 or .avi path in a writable folder"
+                )
         self.writer.write(bgr)
         self.frames += 1
 
@@ -49,12 +56,20 @@ class DisplayOutput:
     """An OpenCV window; needs a display and an OpenCV build with a GUI backend."""
 
     def __init__(self, title: str = "art-edge"):
-        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("win32", "darwin")):
-            raise UserError("--output display: no display here (DISPLAY is not set); use --output out.mp4 or --headless")
+        if not (
+            os.environ.get("DISPLAY")
+            or os.environ.get("WAYLAND_DISPLAY")
+            or sys.platform in ("win32", "darwin")
+        ):
+            raise UserError(
+                "--output display: no display here (DISPLAY is not set); use --output out.mp4 or --headless"
+            )
         info = cv2.getBuildInformation()
         if "GUI:                           NONE" in info:
-            raise UserError("--output display: this OpenCV build has no GUI (opencv-python-headless); "
-                            "install opencv-python, or use --output out.mp4")
+            raise UserError(
+                "--output display: this OpenCV build has no GUI (opencv-python-headless); "
+                "install opencv-python, or use --output out.mp4"
+            )
         self.title = title
         self.closed_by_user = False
 
@@ -83,20 +98,23 @@ class EventLog:
         self.path, self.classes = Path(path), classes
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = open(self.path, "w", buffering=1)
-        self.count = 0
 
     def write(self, decision, wall_time: float | None = None):
-        event = {"ts": round(wall_time if wall_time is not None else time.time(), 3), "frame": decision.frame,
-                 "label": self.classes[decision.label], "score": round(decision.score, 4),
-                 "topk": [{"label": self.classes[c], "score": round(p, 4)} for c, p in decision.topk],
-                 # per tracklet: its saliency over the T sampled frames (each row sums to 1)
-                 "saliency": np.round(decision.saliency.T.astype(np.float64), 4).tolist(),
-                 "changed": decision.changed, "latency_ms": round(decision.latency_ms, 1)}
+        event = {
+            "ts": round(wall_time if wall_time is not None else time.time(), 3),
+            "frame": decision.frame,
+            "label": self.classes[decision.label],
+            "score": round(decision.score, 4),
+            "topk": [{"label": self.classes[c], "score": round(p, 4)} for c, p in decision.topk],
+            # per tracklet: its saliency over the T sampled frames (each row sums to 1)
+            "saliency": np.round(decision.saliency.T.astype(np.float64), 4).tolist(),
+            "changed": decision.changed,
+            "latency_ms": round(decision.latency_ms, 1),
+        }
         if decision.truth is not None and 0 <= decision.truth < len(self.classes):
             event["truth"] = self.classes[decision.truth]
         self.file.write(json.dumps(event) + "\n")
         self.file.flush()
-        self.count += 1
 
     def close(self):
         self.file.close()

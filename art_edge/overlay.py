@@ -7,8 +7,16 @@ import cv2
 import numpy as np
 
 # One colour per tracklet (BGR), distinct on sports footage.
-TRACKLET_COLOURS = [(0, 170, 255), (255, 120, 0), (80, 220, 80), (220, 60, 220), (0, 230, 230), (255, 255, 255),
-                    (60, 60, 230), (200, 200, 60)]
+TRACKLET_COLOURS = [
+    (0, 170, 255),
+    (255, 120, 0),
+    (80, 220, 80),
+    (220, 60, 220),
+    (0, 230, 230),
+    (255, 255, 255),
+    (60, 60, 230),
+    (200, 200, 60),
+]
 
 
 def crop_box(height: int, width: int) -> tuple[int, int, int]:
@@ -17,14 +25,16 @@ def crop_box(height: int, width: int) -> tuple[int, int, int]:
     return (width - side) // 2, (height - side) // 2, side
 
 
-def attention_heatmaps(frame_bgr: np.ndarray, attention: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+def attention_heatmaps(
+    frame_bgr: np.ndarray, attention: np.ndarray, alpha: float = 0.55
+) -> np.ndarray:
     """Tint the model's view of the frame by each tracklet's attention map ([K, L], L a square grid)."""
     k, length = attention.shape
     grid = int(round(np.sqrt(length)))
     if grid * grid != length:
         return frame_bgr  # a non-square token layout has no picture; draw nothing rather than lie
     x0, y0, side = crop_box(*frame_bgr.shape[:2])
-    region = frame_bgr[y0:y0 + side, x0:x0 + side].astype(np.float32)
+    region = frame_bgr[y0 : y0 + side, x0 : x0 + side].astype(np.float32)
     tint = np.zeros_like(region)
     weight = np.zeros(region.shape[:2], np.float32)
     for i in range(k):
@@ -36,7 +46,7 @@ def attention_heatmaps(frame_bgr: np.ndarray, attention: np.ndarray, alpha: floa
     w = (alpha * np.clip(weight, 0, 1))[..., None]
     tint = tint / np.maximum(weight, 1e-6)[..., None]
     out = frame_bgr.copy()
-    out[y0:y0 + side, x0:x0 + side] = (region * (1 - w) + tint * w).astype(np.uint8)
+    out[y0 : y0 + side, x0 : x0 + side] = (region * (1 - w) + tint * w).astype(np.uint8)
     # Each tracklet's peak cell outlined in its colour (inset per tracklet, so shared peaks stay visible).
     cell = side / grid
     for i in range(k):
@@ -51,30 +61,53 @@ def attention_heatmaps(frame_bgr: np.ndarray, attention: np.ndarray, alpha: floa
 def _text(img, text, org, scale, colour=(255, 255, 255), thickness=1):
     """Text with a drop shadow, legible on any background."""
     shadow = (org[0] + 1, org[1] + 1)
-    cv2.putText(img, text, shadow, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness, cv2.LINE_AA)
+    cv2.putText(
+        img, text, shadow, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness, cv2.LINE_AA
+    )
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
 
 
-def draw_overlay(frame_rgb: np.ndarray, decision, classes: list[str], fps: float, latency_ms: float | None,
-                 min_side: int = 360) -> np.ndarray:
+def draw_overlay(
+    frame_rgb: np.ndarray,
+    decision,
+    classes: list[str],
+    fps: float,
+    latency_ms: float | None,
+    min_side: int = 360,
+) -> np.ndarray:
     """→ an annotated BGR frame (upscaled so text stays legible on small inputs)."""
     bgr = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR)
     h, w = bgr.shape[:2]
     if min(h, w) < min_side:
         s = min_side / min(h, w)
-        bgr = cv2.resize(bgr, (int(round(w * s)), int(round(h * s))), interpolation=cv2.INTER_LINEAR)
+        bgr = cv2.resize(
+            bgr, (int(round(w * s)), int(round(h * s))), interpolation=cv2.INTER_LINEAR
+        )
         h, w = bgr.shape[:2]
     scale = max(0.5, min(h, w) / 480)
     if decision is not None:
         bgr = attention_heatmaps(bgr, decision.attention)
-        _text(bgr, f"{classes[decision.label]}  {decision.score:.2f}", (10, int(34 * scale + 8)), 1.0 * scale,
-              thickness=2)
+        _text(
+            bgr,
+            f"{classes[decision.label]}  {decision.score:.2f}",
+            (10, int(34 * scale + 8)),
+            1.0 * scale,
+            thickness=2,
+        )
         bar_w, bar_h = int(w * 0.28), int(16 * scale + 4)
         for row, (cls, p) in enumerate(decision.topk):
             y = int(48 * scale + 16) + row * (bar_h + 4)
             cv2.rectangle(bgr, (10, y), (10 + bar_w, y + bar_h), (40, 40, 40), -1)
-            cv2.rectangle(bgr, (10, y), (10 + int(bar_w * p), y + bar_h), (0, 200, 0) if row == 0 else (0, 140, 200), -1)
+            cv2.rectangle(
+                bgr,
+                (10, y),
+                (10 + int(bar_w * p), y + bar_h),
+                (0, 200, 0) if row == 0 else (0, 140, 200),
+                -1,
+            )
             _text(bgr, f"{classes[cls]} {p:.2f}", (16 + bar_w, y + bar_h - 3), 0.55 * scale)
-    status = f"{fps:5.1f} FPS" + (f"   latency {latency_ms:.0f} ms" if latency_ms is not None else "")
+    status = f"{fps:5.1f} FPS" + (
+        f"   latency {latency_ms:.0f} ms" if latency_ms is not None else ""
+    )
     _text(bgr, status, (10, h - 12), 0.6 * scale)
     return bgr

@@ -27,18 +27,26 @@ class Preprocessing:
     mean: tuple = field(default_factory=lambda: CLIP_MEAN)  # per-channel RGB mean (0..1 scale)
     std: tuple = field(default_factory=lambda: CLIP_STD)  # per-channel RGB std (0..1 scale)
     sampling: str = "segment"  # sparse TSN sampling: T equal segments, one frame from each
-    train_scale: tuple = (0.7, 1.0)  # random crop side as a fraction of the short side (training only)
+    train_scale: tuple = (
+        0.8,
+        1.0,
+    )  # random crop side as a fraction of the short side (training only)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Preprocessing":
-        known = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in cls.__dataclass_fields__}
+    def from_dict(cls, d: dict) -> Preprocessing:
+        known = {
+            k: tuple(v) if isinstance(v, list) else v
+            for k, v in d.items()
+            if k in cls.__dataclass_fields__
+        }
         return cls(**known)
 
 
 # ----------------------------------------------------------------------------- decoding
+
 
 def _open(path: str | Path) -> cv2.VideoCapture:
     path = str(path)
@@ -102,7 +110,10 @@ def read_frames(path: str | Path, indices) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- sampling
 
-def sample_segment_indices(num_total: int, num_frames: int, train: bool, rng=None, start: int = 0) -> np.ndarray:
+
+def sample_segment_indices(
+    num_total: int, num_frames: int, train: bool, rng=None, start: int = 0
+) -> np.ndarray:
     """TSN sparse sampling: split [start, start+num_total) into T equal segments, take one frame
     from each — a random one when training, the centre one when evaluating."""
     if num_total <= 0:
@@ -125,6 +136,7 @@ def streaming_window_indices(num_buffered: int, num_frames: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- geometry
 
+
 def resize_short_side(img: np.ndarray, size: int) -> np.ndarray:
     h, w = img.shape[:2]
     scale = size / min(h, w)
@@ -138,7 +150,7 @@ def resize_short_side(img: np.ndarray, size: int) -> np.ndarray:
 def center_crop(img: np.ndarray, size: int) -> np.ndarray:
     h, w = img.shape[:2]
     top, left = (h - size) // 2, (w - size) // 2
-    return img[top:top + size, left:left + size]
+    return img[top : top + size, left : left + size]
 
 
 def eval_transform(frame: np.ndarray, size: int) -> np.ndarray:
@@ -152,10 +164,16 @@ def random_scale_crop(frames: np.ndarray, size: int, scale: tuple, rng) -> np.nd
     side = max(8, int(min(h, w) * rng.uniform(*scale)))
     top = int(rng.integers(0, h - side + 1))
     left = int(rng.integers(0, w - side + 1))
-    return np.stack([
-        cv2.resize(f[top:top + side, left:left + side], (size, size), interpolation=cv2.INTER_LINEAR)
-        for f in frames
-    ])
+    return np.stack(
+        [
+            cv2.resize(
+                f[top : top + side, left : left + side],
+                (size, size),
+                interpolation=cv2.INTER_LINEAR,
+            )
+            for f in frames
+        ]
+    )
 
 
 def normalize(frames: np.ndarray, mean, std) -> np.ndarray:
@@ -170,8 +188,9 @@ def preprocess_frame(frame_rgb: np.ndarray, prep: Preprocessing) -> np.ndarray:
     return normalize(eval_transform(frame_rgb, prep.image_size), prep.mean, prep.std)
 
 
-def preprocess_clip(frames_rgb: np.ndarray, prep: Preprocessing, train: bool = False, rng=None,
-                    flip: bool = False) -> np.ndarray:
+def preprocess_clip(
+    frames_rgb: np.ndarray, prep: Preprocessing, train: bool = False, rng=None, flip: bool = False
+) -> np.ndarray:
     """RGB uint8 [T, H, W, 3] → float32 [T, 3, S, S]. Training adds a random scale/crop and,
     only when asked, a horizontal flip (a flip can change a fine-grained label)."""
     if train:
@@ -184,8 +203,15 @@ def preprocess_clip(frames_rgb: np.ndarray, prep: Preprocessing, train: bool = F
     return normalize(frames, prep.mean, prep.std)
 
 
-def load_clip(path: str | Path, prep: Preprocessing, train: bool = False, rng=None, flip: bool = False,
-              start_frame: int | None = None, end_frame: int | None = None) -> np.ndarray:
+def load_clip(
+    path: str | Path,
+    prep: Preprocessing,
+    train: bool = False,
+    rng=None,
+    flip: bool = False,
+    start_frame: int | None = None,
+    end_frame: int | None = None,
+) -> np.ndarray:
     """Decode, sample and preprocess one clip → float32 [T, 3, S, S]."""
     start = start_frame or 0
     end = end_frame if end_frame is not None and end_frame > start else None

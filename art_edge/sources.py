@@ -50,8 +50,6 @@ class Frame:
 class VideoSource:
     """The protocol: open() / capture(timeout) / close(), a context manager, with counters."""
 
-    live = False  # True: frames come at their own pace and stale ones are dropped
-
     def __init__(self, uri: str):
         self.uri = uri
         self.dropped = 0  # frames replaced before the pipeline took them
@@ -79,6 +77,7 @@ class VideoSource:
 
 # ----------------------------------------------------------------------------- OpenCV-backed sources
 
+
 def _bgr_to_rgb(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
@@ -87,10 +86,16 @@ class CaptureSource(VideoSource):
     """cv2.VideoCapture behind a grabber thread that keeps only the newest frame (cameras,
     streams, GStreamer pipelines, and files played in real time)."""
 
-    live = True
-
-    def __init__(self, uri: str, target, api=cv2.CAP_ANY, describe: str | None = None, pace: bool = False,
-                 reconnect_timeout: float = 30.0, end_is_final: bool = False):
+    def __init__(
+        self,
+        uri: str,
+        target,
+        api=cv2.CAP_ANY,
+        describe: str | None = None,
+        pace: bool = False,
+        reconnect_timeout: float = 30.0,
+        end_is_final: bool = False,
+    ):
         super().__init__(uri)
         self.target, self.api, self.describe = target, api, describe or str(target)
         self.pace, self.reconnect_timeout, self.end_is_final = pace, reconnect_timeout, end_is_final
@@ -158,8 +163,10 @@ class CaptureSource(VideoSource):
             waited = time.monotonic() - lost_at
             if waited > self.reconnect_timeout:
                 with self._lock:
-                    self._failure = (f"lost {self.describe} and could not reconnect within "
-                                     f"{self.reconnect_timeout:.0f} s (--reconnect-timeout)")
+                    self._failure = (
+                        f"lost {self.describe} and could not reconnect within "
+                        f"{self.reconnect_timeout:.0f} s (--reconnect-timeout)"
+                    )
                     self._lock.notify_all()
                 return False
             self.status = f"reconnecting ({waited:.0f} s)"
@@ -193,15 +200,19 @@ class CaptureSource(VideoSource):
 
 class CameraSource(CaptureSource):
     def __init__(self, uri: str, device, reconnect_timeout: float = 30.0):
-        describe = f"camera {device}" + (f" (/dev/video{device})" if isinstance(device, int) else "")
+        describe = f"camera {device}" + (
+            f" (/dev/video{device})" if isinstance(device, int) else ""
+        )
         api = cv2.CAP_V4L2 if os.name == "posix" and Path("/dev").is_dir() else cv2.CAP_ANY
         super().__init__(uri, device, api, describe, reconnect_timeout=reconnect_timeout)
 
     def _cannot_open_message(self) -> str:
         found = sorted(glob.glob("/dev/video*"))
         there = ", ".join(found) if found else "no /dev/video* devices on this machine"
-        return (f"cannot open {self.describe}: tried OpenCV's V4L2 capture; video devices here: {there}. "
-                "Pass --camera N for one of them, or --video FILE / --source URI")
+        return (
+            f"cannot open {self.describe}: tried OpenCV's V4L2 capture; video devices here: {there}. "
+            "Pass --camera N for one of them, or --video FILE / --source URI"
+        )
 
 
 class FileSource(VideoSource):
@@ -216,7 +227,9 @@ class FileSource(VideoSource):
             raise UserError(f"video file not found: {self.path}")
         self._cap = cv2.VideoCapture(str(self.path))
         if not self._cap.isOpened():
-            raise UserError(f"cannot read {self.path}: not a video OpenCV can decode (MP4, AVI, WebM, ...)")
+            raise UserError(
+                f"cannot read {self.path}: not a video OpenCV can decode (MP4, AVI, WebM, ...)"
+            )
         self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self._total = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.status = "reading"
@@ -251,7 +264,9 @@ class PlaylistSource(VideoSource):
         from art_edge.cliplist import read_list
 
         if self.classes is None:
-            raise UserError("a LIST source needs the class names; art-edge takes them from the engine dir")
+            raise UserError(
+                "a LIST source needs the class names; art-edge takes them from the engine dir"
+            )
         self.records = read_list(self.list_path, self.classes, self.root)
         self.status = "reading"
 
@@ -280,7 +295,11 @@ class PlaylistSource(VideoSource):
             except EndOfStream:
                 self._next_clip()
                 continue
-            frame.index, frame.segment, frame.label = self._count, self._clip, self.records[self._clip].label
+            frame.index, frame.segment, frame.label = (
+                self._count,
+                self._clip,
+                self.records[self._clip].label,
+            )
             self._count += 1
             return frame
 
@@ -294,8 +313,16 @@ class SyntheticSource(VideoSource):
     a camera for demos and tests. `synthetic://?frames=32&size=96&clips=0&seed=0&fps=0`
     (clips=0: endless; fps>0: paced like a camera)."""
 
-    def __init__(self, uri: str, frames: int = 32, size: int = 96, clips: int = 0, seed: int = 0, fps: float = 0.0,
-                 num_classes: int | None = None):
+    def __init__(
+        self,
+        uri: str,
+        frames: int = 32,
+        size: int = 96,
+        clips: int = 0,
+        seed: int = 0,
+        fps: float = 0.0,
+        num_classes: int | None = None,
+    ):
         super().__init__(uri)
         from art_edge.synthetic import CLASSES
 
@@ -331,11 +358,14 @@ class SyntheticSource(VideoSource):
 
 # ----------------------------------------------------------------------------- the factory
 
+
 def csi_pipeline(sensor: int, width: int = 1280, height: int = 720, fps: int = 30) -> str:
     """The usual Jetson CSI camera pipeline (nvarguscamerasrc → BGR appsink)."""
-    return (f"nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), width={width}, height={height}, "
-            f"framerate={fps}/1, format=NV12 ! nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! "
-            "video/x-raw, format=BGR ! appsink drop=true max-buffers=1")
+    return (
+        f"nvarguscamerasrc sensor-id={sensor} ! video/x-raw(memory:NVMM), width={width}, height={height}, "
+        f"framerate={fps}/1, format=NV12 ! nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! "
+        "video/x-raw, format=BGR ! appsink drop=true max-buffers=1"
+    )
 
 
 def opencv_has_gstreamer() -> bool:
@@ -347,14 +377,26 @@ def opencv_has_gstreamer() -> bool:
 
 def _gstreamer(uri: str, pipeline: str, reconnect_timeout: float) -> CaptureSource:
     if not opencv_has_gstreamer():
-        raise UserError(f"{uri}: this OpenCV build has no GStreamer (cv2.getBuildInformation() says so); "
-                        "install an OpenCV built with GStreamer (JetPack's has it), or use --camera N / --video FILE")
-    return CaptureSource(uri, pipeline, cv2.CAP_GSTREAMER, f"GStreamer pipeline {pipeline!r}",
-                         reconnect_timeout=reconnect_timeout)
+        raise UserError(
+            f"{uri}: this OpenCV build has no GStreamer (cv2.getBuildInformation() says so); "
+            "install an OpenCV built with GStreamer (JetPack's has it), or use --camera N / --video FILE"
+        )
+    return CaptureSource(
+        uri,
+        pipeline,
+        cv2.CAP_GSTREAMER,
+        f"GStreamer pipeline {pipeline!r}",
+        reconnect_timeout=reconnect_timeout,
+    )
 
 
-def open_source(uri: str, realtime: bool = False, reconnect_timeout: float = 30.0, classes: list[str] | None = None,
-                root=None) -> VideoSource:
+def open_source(
+    uri: str,
+    realtime: bool = False,
+    reconnect_timeout: float = 30.0,
+    classes: list[str] | None = None,
+    root=None,
+) -> VideoSource:
     """A URI → a source (not yet opened). See the module docstring for the forms."""
     uri = str(uri).strip()
     if uri.isdigit():
@@ -363,28 +405,42 @@ def open_source(uri: str, realtime: bool = False, reconnect_timeout: float = 30.
         return CameraSource(uri, uri, reconnect_timeout)
     parsed = urlparse(uri)
     if parsed.scheme == "csi":
-        sensor = (parsed.netloc or parsed.path.strip("/") or "0")
+        sensor = parsed.netloc or parsed.path.strip("/") or "0"
         if not sensor.isdigit():
             raise UserError(f"{uri}: expected csi://N with N the sensor id")
         return _gstreamer(uri, csi_pipeline(int(sensor)), reconnect_timeout)
     if parsed.scheme == "synthetic":
         q = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         try:
-            return SyntheticSource(uri, int(q.get("frames", 32)), int(q.get("size", 96)), int(q.get("clips", 0)),
-                                   int(q.get("seed", 0)), float(q.get("fps", 0)),
-                                   len(classes) if classes else None)
+            return SyntheticSource(
+                uri,
+                int(q.get("frames", 32)),
+                int(q.get("size", 96)),
+                int(q.get("clips", 0)),
+                int(q.get("seed", 0)),
+                float(q.get("fps", 0)),
+                len(classes) if classes else None,
+            )
         except ValueError:
-            raise UserError(f"{uri}: synthetic:// takes frames, size, clips, seed, fps as numbers") from None
+            raise UserError(
+                f"{uri}: synthetic:// takes frames, size, clips, seed, fps as numbers"
+            ) from None
     if parsed.scheme in STREAM_SCHEMES:
-        return CaptureSource(uri, uri, cv2.CAP_FFMPEG, f"stream {uri}", reconnect_timeout=reconnect_timeout)
+        return CaptureSource(
+            uri, uri, cv2.CAP_FFMPEG, f"stream {uri}", reconnect_timeout=reconnect_timeout
+        )
     if uri.startswith("gst:") or " ! " in uri:
         return _gstreamer(uri, uri.removeprefix("gst:").strip(), reconnect_timeout)
     path = Path(uri)
     if path.suffix.lower() == ".csv":
         return PlaylistSource(uri, path, classes, root)
     if not path.exists():
-        raise UserError(f"no such video file: {uri} (a source is a camera index, /dev/videoN, a file, "
-                        "rtsp:// or http(s):// URL, csi://N, a GStreamer pipeline, synthetic://, or a LIST .csv)")
+        raise UserError(
+            f"no such video file: {uri} (a source is a camera index, /dev/videoN, a file, "
+            "rtsp:// or http(s):// URL, csi://N, a GStreamer pipeline, synthetic://, or a LIST .csv)"
+        )
     if realtime:
-        return CaptureSource(uri, str(path), cv2.CAP_ANY, f"video file {uri}", pace=True, end_is_final=True)
+        return CaptureSource(
+            uri, str(path), cv2.CAP_ANY, f"video file {uri}", pace=True, end_is_final=True
+        )
     return FileSource(uri, path)

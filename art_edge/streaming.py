@@ -7,8 +7,7 @@
 
 Decisions are smoothed over time (an exponential moving average of the class probabilities) and
 the decided label only changes when another class leads it by the hysteresis margin, so labels
-do not flicker. `RecomputeClassifier` is the design this replaces — re-encoding the whole sample
-at every decision — kept for the benchmark that measures the difference.
+do not flicker.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ class Decision:
     score: float  # its smoothed probability
     changed: bool  # the decided label differs from the previous decision's
     probs: np.ndarray  # smoothed class probabilities
-    raw_label: int  # argmax of this decision alone
     topk: list  # [(class id, smoothed probability)], best first
     saliency: np.ndarray  # [T, K] per-tracklet saliency over the sampled frames
     attention: np.ndarray  # [K, L] attention maps of the newest sampled frame
@@ -81,20 +79,17 @@ class FrameRing:
     def __init__(self, capacity: int):
         self.capacity = capacity
         self.patches = self.tokens = None
-        self.frame_ids = np.zeros(capacity, np.int64)
-        self.timestamps = np.zeros(capacity, np.float64)
         self.count = 0  # frames pushed since the last reset
 
     def reset(self):
         self.count = 0
 
-    def push(self, patches: np.ndarray, tokens: np.ndarray, frame_id: int, timestamp: float):
+    def push(self, patches: np.ndarray, tokens: np.ndarray):
         if self.patches is None:
             self.patches = np.zeros((self.capacity, *patches.shape), patches.dtype)
             self.tokens = np.zeros((self.capacity, *tokens.shape), tokens.dtype)
         slot = self.count % self.capacity
         self.patches[slot], self.tokens[slot] = patches, tokens
-        self.frame_ids[slot], self.timestamps[slot] = frame_id, timestamp
         self.count += 1
 
     def slots(self, num_frames: int) -> np.ndarray:
@@ -126,7 +121,9 @@ class StreamingClassifier:
         self.since_decision = 0
 
     def push(self, frame: Frame) -> Decision | None:
-        if frame.segment != self.segment:  # a new clip: nothing of the old one belongs in the window
+        if (
+            frame.segment != self.segment
+        ):  # a new clip: nothing of the old one belongs in the window
             self.reset()
             self.segment = frame.segment
         self._add(frame)
@@ -149,7 +146,7 @@ class StreamingClassifier:
         t0 = time.perf_counter()
         patches, tokens = self.engine.encode_frames(image)
         self.encode_ms = 1000 * (time.perf_counter() - t0)
-        self.ring.push(patches[0], tokens[0], frame.index, frame.timestamp)
+        self.ring.push(patches[0], tokens[0])
 
     def _head_inputs(self):
         slots = self.ring.slots(self.num_frames)
@@ -164,41 +161,21 @@ class StreamingClassifier:
         label, changed = self.smoother.update(probs)
         smoothed = self.smoother.probs
         order = np.argsort(-smoothed)[: self.cfg.topk]
-        return Decision(frame=frame.index, timestamp=frame.timestamp, label=label, score=float(smoothed[label]),
-                        changed=changed, probs=smoothed, raw_label=int(probs.argmax()),
-                        topk=[(int(i), float(smoothed[i])) for i in order], saliency=out["saliency"][0],
-                        attention=out["attention"][0, -1], segment=frame.segment, truth=frame.label,
-                        head_ms=head_ms, latency_ms=1000 * (time.monotonic() - frame.timestamp))
-
-
-class RecomputeClassifier(StreamingClassifier):
-    """The design streaming replaces: buffer preprocessed images, and at every decision encode
-    all T sampled frames again — in one batch (`batched`, the strong form) or one frame at a time
-    as the live encoder does. Same sampling, same decisions; only for benchmarks/edge.py."""
-
-    def __init__(self, engine, config: StreamConfig | None = None, batched: bool = True):
-        super().__init__(engine, config)
-        self.batched = batched
-
-    def _add(self, frame: Frame):
-        image = preprocess_frame(frame.image, self.engine.preprocessing)
-        if self.ring.patches is None:
-            self.ring.patches = np.zeros((self.window, *image.shape), np.float32)
-            self.ring.tokens = np.zeros((self.window, 1), np.float32)
-        slot = self.ring.count % self.window
-        self.ring.patches[slot] = image
-        self.ring.frame_ids[slot], self.ring.timestamps[slot] = frame.index, frame.timestamp
-        self.ring.count += 1
-        self.encode_ms = 0.0
-
-    def _head_inputs(self):
-        images = self.ring.patches[self.ring.slots(self.num_frames)]
-        if self.batched:
-            patches, tokens = self.engine.encode_frames(np.ascontiguousarray(images))
-        else:
-            outs = [self.engine.encode_frames(np.ascontiguousarray(img[None])) for img in images]
-            patches, tokens = np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
-        return patches[None], tokens[None]
+        return Decision(
+            frame=frame.index,
+            timestamp=frame.timestamp,
+            label=label,
+            score=float(smoothed[label]),
+            changed=changed,
+            probs=smoothed,
+            topk=[(int(i), float(smoothed[i])) for i in order],
+            saliency=out["saliency"][0],
+            attention=out["attention"][0, -1],
+            segment=frame.segment,
+            truth=frame.label,
+            head_ms=head_ms,
+            latency_ms=1000 * (time.monotonic() - frame.timestamp),
+        )
 
 
 @dataclass
@@ -214,4 +191,4 @@ class LatencyLog:
             del self.samples[: -self.keep]
 
     def percentile(self, q: float) -> float | None:
-        return float(np.percentile(self.samples[-self.keep:], q)) if self.samples else None
+        return float(np.percentile(self.samples[-self.keep :], q)) if self.samples else None

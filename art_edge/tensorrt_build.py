@@ -27,7 +27,12 @@ def _gpu_capability(cudart) -> str:
 
 
 def engine_key(graph_sha256: str, capability: str, trt_version: str, precision: str) -> dict:
-    return {"graph_sha256": graph_sha256, "gpu": capability, "tensorrt": trt_version, "precision": precision}
+    return {
+        "graph_sha256": graph_sha256,
+        "gpu": capability,
+        "tensorrt": trt_version,
+        "precision": precision,
+    }
 
 
 def load_plugins(trt, plugin_library: str | None):
@@ -35,13 +40,17 @@ def load_plugins(trt, plugin_library: str | None):
     registry = trt.get_plugin_registry()
     if plugin_library:
         if not Path(plugin_library).is_file():
-            raise UserError(f"plugin library not found: {plugin_library} (build plugins/ with CMake first)")
+            raise UserError(
+                f"plugin library not found: {plugin_library} (build plugins/ with CMake first)"
+            )
         registry.load_library(str(plugin_library))
     found = {c.name for c in registry.all_creators if getattr(c, "plugin_namespace", "") == "art"}
     missing = [op for op in PLUGIN_OPS if op not in found]
     if missing:
-        raise UserError(f"TensorRT plugins {missing} (namespace 'art') are not registered: pass the library built "
-                        "from plugins/ (ART_PLUGIN_LIBRARY=/path/libart_plugins.so), or import plugins.trt_python")
+        raise UserError(
+            f"TensorRT plugins {missing} (namespace 'art') are not registered: pass the library built "
+            "from plugins/ (ART_PLUGIN_LIBRARY=/path/libart_plugins.so), or import plugins.trt_python"
+        )
 
 
 def graph_for_plugins(onnx_path: Path) -> bytes:
@@ -56,7 +65,9 @@ def graph_for_plugins(onnx_path: Path) -> bytes:
     return model.SerializeToString()
 
 
-def build_one(trt, onnx_path: Path, engine_path: Path, precision: str, batch: tuple, timing_cache: Path, log):
+def build_one(
+    trt, onnx_path: Path, engine_path: Path, precision: str, batch: tuple, timing_cache: Path, log
+):
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     # fp32 graphs and int8 Q/DQ graphs build strongly typed: precision follows the graph. fp16
@@ -87,8 +98,14 @@ def build_one(trt, onnx_path: Path, engine_path: Path, precision: str, batch: tu
     timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
 
 
-def build_tensorrt_engines(engine_dir, graphs: dict, precision: str, plugin_library: str | None = None,
-                           previous_dir=None, log=print) -> dict:
+def build_tensorrt_engines(
+    engine_dir,
+    graphs: dict,
+    precision: str,
+    plugin_library: str | None = None,
+    previous_dir=None,
+    log=print,
+) -> dict:
     """Build one engine per graph, or reuse the one in `previous_dir` (the engine dir being
     replaced) when its key matches; → the manifest's tensorrt entry."""
     import os
@@ -110,16 +127,32 @@ def build_tensorrt_engines(engine_dir, graphs: dict, precision: str, plugin_libr
         shutil.copy(old_dir / "timing.cache", engine_dir / "timing.cache")
     engines, keys = {}, {}
     for name, onnx_name in graphs.items():
-        key = engine_key(sha256_file(engine_dir / onnx_name), capability, trt.__version__, precision)
+        key = engine_key(
+            sha256_file(engine_dir / onnx_name), capability, trt.__version__, precision
+        )
         engine_name = f"{name}.{precision}.{capability}.engine"
         if old_keys.get(name) == key and (old_dir / engine_name).is_file():
-            log(f"reusing TensorRT engine {engine_name} (same graph, GPU, TensorRT version and precision)")
+            log(
+                f"reusing TensorRT engine {engine_name} (same graph, GPU, TensorRT version and precision)"
+            )
             if old_dir != engine_dir:
                 shutil.copy(old_dir / engine_name, engine_dir / engine_name)
         else:
-            build_one(trt, engine_dir / onnx_name, engine_dir / engine_name, precision, BATCH_PROFILE[name],
-                      engine_dir / "timing.cache", log)
+            build_one(
+                trt,
+                engine_dir / onnx_name,
+                engine_dir / engine_name,
+                precision,
+                BATCH_PROFILE[name],
+                engine_dir / "timing.cache",
+                log,
+            )
         engines[name], keys[name] = engine_name, key
     keys_path.write_text(json.dumps(keys, indent=2))
-    return {"engines": engines, "keys": keys, "gpu": capability, "version": trt.__version__,
-            "plugin_library": plugin_library}
+    return {
+        "engines": engines,
+        "keys": keys,
+        "gpu": capability,
+        "version": trt.__version__,
+        "plugin_library": plugin_library,
+    }

@@ -1,3 +1,5 @@
-"""ART training: the model, losses, video datasets, training loop, evaluation and export."""
+"""ART training: the model, losses, video datasets, training loop, evaluation and export.
 
-from art_train.model import ARTConfig, create_model, get_config, list_models  # noqa: F401
+Importing this package imports nothing heavy: `art_train.model`, `art_train.train` and the
+export need torch (the `[train]` extra); `art-prepare-dataset` needs only numpy and OpenCV.
+"""

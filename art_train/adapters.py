@@ -37,6 +37,7 @@ def _load_json(path: Path, hint: str):
 
 # ----------------------------------------------------------------------------- Diving48
 
+
 def diving48(ann: Path):
     """Diving48 V2: Diving48_vocab.json (a list of [takeoff, somersault, twist, flight] per class)
     and Diving48_V2_{train,test}.json (records with vid_name, label, start_frame, end_frame)."""
@@ -46,7 +47,14 @@ def diving48(ann: Path):
     for split, name in (("train", "Diving48_V2_train.json"), ("val", "Diving48_V2_test.json")):
         rows = []
         for r in _load_json(ann / name, "Diving48 V2 split"):
-            rows.append((f"{r['vid_name']}.mp4", classes[int(r["label"])], r.get("start_frame"), r.get("end_frame")))
+            rows.append(
+                (
+                    f"{r['vid_name']}.mp4",
+                    classes[int(r["label"])],
+                    r.get("start_frame"),
+                    r.get("end_frame"),
+                )
+            )
         splits[split] = rows
     return classes, splits
 
@@ -63,15 +71,22 @@ def finegym(ann: Path, subset: str = "gym99"):
     if subset not in ("gym99", "gym288"):
         raise UserError(f"--subset must be gym99 or gym288, got {subset!r}")
     classes = {}
-    for line in _need(ann / f"{subset}_categories.txt", "FineGym categories").read_text().splitlines():
+    for line in (
+        _need(ann / f"{subset}_categories.txt", "FineGym categories").read_text().splitlines()
+    ):
         m = _GYM_CATEGORY.match(line.strip())
         if m:
             classes[int(m.group(1))] = m.group(4).strip()
     if not classes:
-        raise UserError(f"no 'Clabel: N; set: N; Glabel: N; name' lines in {ann / f'{subset}_categories.txt'}")
+        raise UserError(
+            f"no 'Clabel: N; set: N; Glabel: N; name' lines in {ann / f'{subset}_categories.txt'}"
+        )
     names = [classes[i] for i in sorted(classes)]
     splits = {}
-    for split, name in (("train", f"{subset}_train_element_v1.1.txt"), ("val", f"{subset}_val_element.txt")):
+    for split, name in (
+        ("train", f"{subset}_train_element_v1.1.txt"),
+        ("val", f"{subset}_val_element.txt"),
+    ):
         rows = []
         for line in _need(ann / name, "FineGym element list").read_text().splitlines():
             if line.strip():
@@ -83,6 +98,7 @@ def finegym(ann: Path, subset: str = "gym99"):
 
 # ----------------------------------------------------------------------------- Something-Something v2
 
+
 def ssv2(ann: Path):
     """Something-Something v2: something-something-v2-labels.json ({template: "index"}) and
     something-something-v2-{train,validation}.json (records with id and template); the label is
@@ -90,19 +106,24 @@ def ssv2(ann: Path):
     labels = _load_json(ann / "something-something-v2-labels.json", "SSv2 labels")
     classes = [name for name, _ in sorted(labels.items(), key=lambda kv: int(kv[1]))]
     splits = {}
-    for split, name in (("train", "something-something-v2-train.json"),
-                        ("val", "something-something-v2-validation.json")):
+    for split, name in (
+        ("train", "something-something-v2-train.json"),
+        ("val", "something-something-v2-validation.json"),
+    ):
         rows = []
         for r in _load_json(ann / name, "SSv2 split"):
             label = r["template"].replace("[", "").replace("]", "")
             if label not in labels:
-                raise UserError(f"{ann / name}: template {label!r} of video {r['id']} is not in the labels file")
+                raise UserError(
+                    f"{ann / name}: template {label!r} of video {r['id']} is not in the labels file"
+                )
             rows.append((f"{r['id']}.webm", label, None, None))
         splits[split] = rows
     return classes, splits
 
 
 # ----------------------------------------------------------------------------- Kinetics
+
 
 def kinetics(ann: Path):
     """Kinetics-400/600/700: {train,validate}.csv with the header label,youtube_id,time_start,time_end,split;
@@ -112,8 +133,12 @@ def kinetics(ann: Path):
         rows = []
         with _need(ann / name, "Kinetics csv").open(newline="") as f:
             reader = csv.DictReader(f)
-            if not {"label", "youtube_id", "time_start", "time_end"} <= set(reader.fieldnames or []):
-                raise UserError(f"{ann / name}: expected the header label,youtube_id,time_start,time_end,split")
+            if not {"label", "youtube_id", "time_start", "time_end"} <= set(
+                reader.fieldnames or []
+            ):
+                raise UserError(
+                    f"{ann / name}: expected the header label,youtube_id,time_start,time_end,split"
+                )
             for r in reader:
                 clip = f"{r['youtube_id']}_{int(float(r['time_start'])):06d}_{int(float(r['time_end'])):06d}.mp4"
                 rows.append((clip, r["label"], None, None))
@@ -152,30 +177,45 @@ def ntu(ann: Path, protocol: str = "xsub"):
     return [f"A{a:03d}" for a in range(1, max(actions) + 1)], splits
 
 
-ADAPTERS = {"diving48": diving48, "finegym": finegym, "ssv2": ssv2, "kinetics": kinetics, "ntu": ntu}
+ADAPTERS = {
+    "diving48": diving48,
+    "finegym": finegym,
+    "ssv2": ssv2,
+    "kinetics": kinetics,
+    "ntu": ntu,
+}
 
 
 def write_lists(out: Path, classes: list[str], splits: dict):
-    from art_train.checkpoint import atomic_write
+    from art_edge.files import atomic_write, atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():
+
         def write(p, rows=rows):
             with open(p, "w", newline="") as f:
                 w = csv.writer(f)
                 w.writerow(["path", "label", "start_frame", "end_frame"])
                 for path, label, start, end in rows:
-                    w.writerow([path, label, "" if start is None else start, "" if end is None else end])
+                    w.writerow(
+                        [path, label, "" if start is None else start, "" if end is None else end]
+                    )
+
         atomic_write(out / f"{split}.csv", write)
-    atomic_write(out / "classes.txt", lambda p: Path(p).write_text("\n".join(classes) + "\n"))
+    atomic_write_text(out / "classes.txt", "\n".join(classes) + "\n")
 
 
 @cli_entry
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Turn a dataset's official annotation files into LIST CSVs.")
+    ap = argparse.ArgumentParser(
+        description="Turn a dataset's official annotation files into LIST CSVs."
+    )
     ap.add_argument("dataset", choices=sorted(ADAPTERS))
-    ap.add_argument("--annotations", required=True, help="folder holding the official annotation files "
-                    "(for NTU: the video folder)")
+    ap.add_argument(
+        "--annotations",
+        required=True,
+        help="folder holding the official annotation files (for NTU: the video folder)",
+    )
     ap.add_argument("--out", required=True, help="folder for train.csv, val.csv, classes.txt")
     ap.add_argument("--subset", default="gym99", help="FineGym: gym99 or gym288")
     ap.add_argument("--protocol", default="xsub", help="NTU: xsub or xview")
@@ -184,8 +224,11 @@ def main(argv=None):
     extra = {"finegym": {"subset": a.subset}, "ntu": {"protocol": a.protocol}}.get(a.dataset, {})
     classes, splits = ADAPTERS[a.dataset](ann, **extra)
     write_lists(Path(a.out), classes, splits)
-    print(f"{a.dataset}: {len(classes)} classes, " + ", ".join(f"{k} {len(v)} clips" for k, v in splits.items())
-          + f" → {a.out}")
+    print(
+        f"{a.dataset}: {len(classes)} classes, "
+        + ", ".join(f"{k} {len(v)} clips" for k, v in splits.items())
+        + f" → {a.out}"
+    )
     return 0
 
 

@@ -12,17 +12,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from art_edge import __version__
 from art_edge.engine import FORMAT, MANIFEST, sha256_file
 from art_edge.errors import UserError, cli_entry
+from art_edge.files import atomic_dir
 from calibration.calib_set import DEFAULT_CALIB_CLIPS
+from calibration.quantize import METHODS
+
+PRECISIONS = ("fp32", "fp16", "int8")
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
 
 def tensorrt_available() -> bool:
@@ -37,25 +39,54 @@ def resolve_backend(backend: str) -> str:
     if backend == "auto":
         return "tensorrt" if tensorrt_available() else "onnxruntime"
     if backend == "tensorrt" and not tensorrt_available():
-        raise UserError("--backend tensorrt: TensorRT is not installed or cannot load here; "
-                        "use --backend onnxruntime (or auto)")
+        raise UserError(
+            "--backend tensorrt: TensorRT is not installed or cannot load here; "
+            "use --backend onnxruntime (or auto)"
+        )
     if backend not in ("onnxruntime", "tensorrt"):
         raise UserError(f"unknown --backend {backend!r}; use auto, onnxruntime or tensorrt")
     return backend
 
 
-def write_manifest(engine_dir: Path, meta: dict, precision: str, backend: str, graphs: dict, extra: dict | None = None):
-    files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-             for p in sorted(engine_dir.iterdir()) if p.is_file() and p.name != MANIFEST}
-    manifest = {"format": FORMAT, "toolkit_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "model": meta["model"], "classes": meta["classes"], "preprocessing": meta["preprocessing"],
-                "precision": precision, "backend": backend, "graphs": graphs, "files": files, **(extra or {})}
+def write_manifest(
+    engine_dir: Path,
+    meta: dict,
+    precision: str,
+    backend: str,
+    graphs: dict,
+    extra: dict | None = None,
+):
+    files = {
+        p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for p in sorted(engine_dir.iterdir())
+        if p.is_file() and p.name != MANIFEST
+    }
+    manifest = {
+        "format": FORMAT,
+        "toolkit_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": meta["model"],
+        "classes": meta["classes"],
+        "preprocessing": meta["preprocessing"],
+        "precision": precision,
+        "backend": backend,
+        "graphs": graphs,
+        "files": files,
+        **(extra or {}),
+    }
     (engine_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
-def build_engine(ckpt, out, precision: str = "fp32", backend: str = "auto", int8=None, force: bool = False,
-                 log=print) -> dict:
+def build_engine(
+    ckpt,
+    out,
+    precision: str = "fp32",
+    backend: str = "auto",
+    int8=None,
+    force: bool = False,
+    log=print,
+) -> dict:
     """Export, (INT8: calibrate, quantize, gate,) (TensorRT: build engines,) write the manifest,
     all in a temporary dir renamed to `out` at the end. `int8` is a calibration.build.Int8Options."""
     from art_train.checkpoint import load_checkpoint
@@ -65,37 +96,42 @@ def build_engine(ckpt, out, precision: str = "fp32", backend: str = "auto", int8
     if precision not in ("fp32", "fp16", "int8"):
         raise UserError(f"unknown --precision {precision!r}; use fp32, fp16 or int8")
     if precision == "int8" and (int8 is None or not int8.calib):
-        raise UserError("--precision int8 needs --calib LIST: real clips to calibrate on (the training LIST works)")
+        raise UserError(
+            "--precision int8 needs --calib LIST: real clips to calibrate on (the training LIST works)"
+        )
     backend = resolve_backend(backend)
     if precision == "fp16" and backend != "tensorrt":
-        raise UserError("--precision fp16 needs --backend tensorrt; ONNX Runtime on the CPU runs fp32 or int8")
+        raise UserError(
+            "--precision fp16 needs --backend tensorrt; ONNX Runtime on the CPU runs fp32 or int8"
+        )
     if out.exists() and any(out.iterdir()) and not force:
-        raise UserError(f"{out} exists and is not empty: pass --force to replace it, or choose another --out")
+        raise UserError(
+            f"{out} exists and is not empty: pass --force to replace it, or choose another --out"
+        )
     model, meta = load_checkpoint(ckpt)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.build-", dir=out.parent))
-    try:
+    with atomic_dir(out, replace=True) as tmp:
         log(f"exporting {meta['model']['name']} from {ckpt} to ONNX")
         paths = export_onnx(model, meta, tmp)
         graphs = {k: p.name for k, p in paths.items()}
         trt_graphs, extra = graphs, {}
         if precision == "int8":
             # ONNX Runtime's CPU timings say nothing about a TensorRT engine: time them for ORT builds only.
-            int8 = dataclasses.replace(int8, measure_speed=int8.measure_speed and backend == "onnxruntime")
+            int8 = dataclasses.replace(
+                int8, measure_speed=int8.measure_speed and backend == "onnxruntime"
+            )
             extra = _build_int8(tmp, out, meta, int8, log)
             graphs = trt_graphs = extra.pop("graphs")
         if backend == "tensorrt":
             from art_edge.tensorrt_build import build_tensorrt_engines
 
-            extra["tensorrt"] = build_tensorrt_engines(tmp, trt_graphs, precision, previous_dir=out, log=log)
+            extra["tensorrt"] = build_tensorrt_engines(
+                tmp, trt_graphs, precision, previous_dir=out, log=log
+            )
         manifest = write_manifest(tmp, meta, precision, backend, graphs, extra)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    log(f"engine dir {out}: " + ", ".join(f"{n} ({e['bytes'] / 1e6:.1f} MB)" for n, e in manifest["files"].items()))
+    log(
+        f"engine dir {out}: "
+        + ", ".join(f"{n} ({e['bytes'] / 1e6:.1f} MB)" for n, e in manifest["files"].items())
+    )
     return manifest
 
 
@@ -112,23 +148,50 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="Build an engine dir from an art-train checkpoint.")
     ap.add_argument("--ckpt", required=True, help="run dir written by art-train")
     ap.add_argument("--out", required=True, help="engine dir to write")
-    ap.add_argument("--precision", default="fp32", help="fp32, fp16 (TensorRT) or int8")
-    ap.add_argument("--backend", default="auto", help="auto (TensorRT when present), onnxruntime or tensorrt")
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS, help="fp16 needs TensorRT")
+    ap.add_argument(
+        "--backend", default="auto", choices=BACKENDS, help="auto: TensorRT when it loads here"
+    )
     ap.add_argument("--force", action="store_true", help="replace an existing engine dir")
     q = ap.add_argument_group("INT8 (--precision int8)")
     q.add_argument("--calib", help="LIST of real clips to calibrate on (the training LIST works)")
     q.add_argument("--root", help="folder for relative paths in --calib and --holdout")
-    q.add_argument("--holdout", help="LIST for the accuracy gate (default: --calib clips not used to calibrate)")
-    q.add_argument("--calib-size", type=int, default=DEFAULT_CALIB_CLIPS, help="clips to calibrate on")
+    q.add_argument(
+        "--holdout",
+        help="LIST for the accuracy gate (default: --calib clips not used to calibrate)",
+    )
+    q.add_argument(
+        "--calib-size", type=int, default=DEFAULT_CALIB_CLIPS, help="clips to calibrate on"
+    )
     q.add_argument("--gate-size", type=int, help="held-out clips the gate scores (default: all)")
-    q.add_argument("--calib-method", default="minmax", help="minmax, entropy or percentile")
-    q.add_argument("--percentile", type=float, default=99.999, help="clipping point of --calib-method percentile")
-    q.add_argument("--calib-cache", help="ranges to reuse when they match (default: the old engine dir's)")
-    q.add_argument("--max-drop", type=float, default=1.0, help="top-1 points INT8 may lose against FP32")
-    q.add_argument("--min-agreement", type=float, help="also require this FP32/INT8 top-1 agreement (0..1)")
-    q.add_argument("--auto-exclude", type=int, default=0, metavar="ROUNDS",
-                   help="on a gate failure, keep the 2 most sensitive nodes in float and retry, up to ROUNDS times")
-    q.add_argument("--keep-failed-int8", action="store_true", help="keep an INT8 build that fails the gate")
+    q.add_argument(
+        "--calib-method", default="minmax", choices=METHODS, help="how activation ranges are chosen"
+    )
+    q.add_argument(
+        "--percentile",
+        type=float,
+        default=99.999,
+        help="clipping point of --calib-method percentile",
+    )
+    q.add_argument(
+        "--calib-cache", help="ranges to reuse when they match (default: the old engine dir's)"
+    )
+    q.add_argument(
+        "--max-drop", type=float, default=1.0, help="top-1 points INT8 may lose against FP32"
+    )
+    q.add_argument(
+        "--min-agreement", type=float, help="also require this FP32/INT8 top-1 agreement (0..1)"
+    )
+    q.add_argument(
+        "--auto-exclude",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="on a gate failure, keep the 2 most sensitive nodes in float and retry, up to ROUNDS times",
+    )
+    q.add_argument(
+        "--keep-failed-int8", action="store_true", help="keep an INT8 build that fails the gate"
+    )
     q.add_argument("--threads", type=int, help="ONNX Runtime threads for calibration and the gate")
     a = ap.parse_args(argv)
     int8 = None
@@ -136,10 +199,20 @@ def main(argv=None):
         from calibration.build import Int8Options
         from calibration.quantize import QuantSettings
 
-        int8 = Int8Options(calib=a.calib, root=a.root, holdout=a.holdout, calib_size=a.calib_size,
-                           gate_size=a.gate_size, settings=QuantSettings(method=a.calib_method, percentile=a.percentile),
-                           max_drop=a.max_drop, min_agreement=a.min_agreement, keep_failed=a.keep_failed_int8,
-                           auto_exclude=a.auto_exclude, cache=a.calib_cache, threads=a.threads)
+        int8 = Int8Options(
+            calib=a.calib,
+            root=a.root,
+            holdout=a.holdout,
+            calib_size=a.calib_size,
+            gate_size=a.gate_size,
+            settings=QuantSettings(method=a.calib_method, percentile=a.percentile),
+            max_drop=a.max_drop,
+            min_agreement=a.min_agreement,
+            keep_failed=a.keep_failed_int8,
+            auto_exclude=a.auto_exclude,
+            cache=a.calib_cache,
+            threads=a.threads,
+        )
     build_engine(a.ckpt, a.out, a.precision, a.backend, int8, a.force)
     return 0
 

@@ -7,30 +7,15 @@ step) stays in the run dir that wrote it and is read with `torch.load(weights_on
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from art_edge.errors import UserError, read_json
+from art_edge.files import atomic_write, atomic_write_text
 from art_edge.preprocess import Preprocessing
 
 WEIGHTS, META, RESUME = "model.safetensors", "model.json", "last.pt"
-
-
-def atomic_write(path: Path, write_fn):
-    """Call write_fn(tmp_path), then rename over `path`: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(run_dir, model, class_names, prep: Preprocessing, extra: dict | None = None):
@@ -38,18 +23,26 @@ def save_checkpoint(run_dir, model, class_names, prep: Preprocessing, extra: dic
 
     run_dir = Path(run_dir)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    meta = {"format": "art-checkpoint/1", "model": model.cfg.to_dict(), "classes": list(class_names),
-            "preprocessing": prep.to_dict(), **(extra or {})}
+    meta = {
+        "format": "art-checkpoint/1",
+        "model": model.cfg.to_dict(),
+        "classes": list(class_names),
+        "preprocessing": prep.to_dict(),
+        **(extra or {}),
+    }
     atomic_write(run_dir / WEIGHTS, lambda p: save_file(state, p))
-    atomic_write(run_dir / META, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
+    atomic_write_text(run_dir / META, json.dumps(meta, indent=2))
 
 
 def read_meta(run_dir) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"checkpoint dir not found: {run_dir} (pass the --out of art-train)")
-    return read_json(run_dir / META, f"{run_dir} has no {META}: not an art-train run dir",
-                     "the checkpoint is corrupt")
+    return read_json(
+        run_dir / META,
+        f"{run_dir} has no {META}: not an art-train run dir",
+        "the checkpoint is corrupt",
+    )
 
 
 def read_weights(run_dir) -> dict:
@@ -58,7 +51,9 @@ def read_weights(run_dir) -> dict:
 
     path = Path(run_dir) / WEIGHTS
     if not path.is_file():
-        raise UserError(f"{run_dir} has no {WEIGHTS}: training did not finish an epoch, or the file was removed")
+        raise UserError(
+            f"{run_dir} has no {WEIGHTS}: training did not finish an epoch, or the file was removed"
+        )
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
@@ -83,10 +78,19 @@ def load_state(model, state: dict, source: str):
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing or unexpected or wrong:
-        detail = "; ".join(f"{what}: {keys[:3]}{'…' if len(keys) > 3 else ''}" for what, keys in
-                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)
-        raise UserError(f"weights in {source} do not fit the {model.cfg.name} architecture ({detail}); "
-                        "use the model.json that was saved with them")
+        detail = "; ".join(
+            f"{what}: {keys[:3]}{'…' if len(keys) > 3 else ''}"
+            for what, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("wrong shape", wrong),
+            )
+            if keys
+        )
+        raise UserError(
+            f"weights in {source} do not fit the {model.cfg.name} architecture ({detail}); "
+            "use the model.json that was saved with them"
+        )
     model.load_state_dict(state)
 
 

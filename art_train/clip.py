@@ -39,13 +39,17 @@ def create_clip(name: str, image_size: int, weights: str | None = None, warn_ran
     """An open_clip CLIP model by name at `image_size`, with local weights when given."""
     open_clip = import_open_clip()
     if name not in open_clip.list_models():
-        raise UserError(f"unknown open_clip model {name!r}; see open_clip.list_models() for the names")
+        raise UserError(
+            f"unknown open_clip model {name!r}; see open_clip.list_models() for the names"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import logging
 
         level = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)  # open_clip logs "no pretrained weights" at WARNING
+        logging.getLogger().setLevel(
+            logging.ERROR
+        )  # open_clip logs "no pretrained weights" at WARNING
         try:
             model = open_clip.create_model(name, pretrained=None, force_image_size=image_size)
         finally:
@@ -57,10 +61,15 @@ def create_clip(name: str, image_size: int, weights: str | None = None, warn_ran
         try:
             open_clip.load_checkpoint(model, str(path), strict=False, weights_only=True)
         except Exception as e:  # open_clip raises many kinds on a mismatched or corrupt file
-            raise UserError(f"--clip-weights {weights} does not fit open_clip model {name!r}: {e}") from None
+            raise UserError(
+                f"--clip-weights {weights} does not fit open_clip model {name!r}: {e}"
+            ) from None
     elif warn_random:
-        print(f"warning: open_clip model {name!r} starts from random weights; pass --clip-weights PATH "
-              "to load a local open_clip/OpenAI checkpoint", file=sys.stderr)
+        print(
+            f"warning: open_clip model {name!r} starts from random weights; pass --clip-weights PATH "
+            "to load a local open_clip/OpenAI checkpoint",
+            file=sys.stderr,
+        )
     return model
 
 

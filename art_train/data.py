@@ -1,14 +1,10 @@
-"""Video clip lists (the LIST CSV of shared/DESIGN.md) and the training/evaluation dataset.
-
-A LIST is a CSV with a header `path,label` and optional `start_frame,end_frame`; `label` is a
-class name or its index; a relative path is taken from `root`, or from the LIST file's folder.
-"""
+"""The training/evaluation dataset over LIST records (art_edge.cliplist reads the LIST files)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from art_edge.cliplist import ClipRecord, probe_records, read_classes, read_list  # noqa: F401 (re-exported)
+from art_edge.cliplist import ClipRecord
 from art_edge.preprocess import Preprocessing, load_clip
 
 
@@ -18,8 +14,14 @@ class ClipDataset:
     Augmentation randomness comes from (seed, epoch, index), so a run and its resume see the
     same clips whatever the worker count."""
 
-    def __init__(self, records: list[ClipRecord], prep: Preprocessing, train: bool, seed: int = 0,
-                 flip: bool = False):
+    def __init__(
+        self,
+        records: list[ClipRecord],
+        prep: Preprocessing,
+        train: bool,
+        seed: int = 0,
+        flip: bool = False,
+    ):
         self.records, self.prep, self.train, self.seed, self.flip = records, prep, train, seed, flip
         self.epoch = 0
 
@@ -32,6 +34,13 @@ class ClipDataset:
     def __getitem__(self, i):
         r = self.records[i]
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        clip = load_clip(r.path, self.prep, train=self.train, rng=rng, flip=self.flip,
-                         start_frame=r.start_frame, end_frame=r.end_frame)
+        clip = load_clip(
+            r.path,
+            self.prep,
+            train=self.train,
+            rng=rng,
+            flip=self.flip,
+            start_frame=r.start_frame,
+            end_frame=r.end_frame,
+        )
         return clip, r.label

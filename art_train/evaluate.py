@@ -1,6 +1,7 @@
-"""art-eval: score a checkpoint on a LIST of clips.
+"""art-eval: score a checkpoint (needs torch) or an engine dir (no torch) on a LIST of clips.
 
-    art-eval --ckpt RUN_DIR --val LIST --classes FILE [--root DIR] [--json]
+art-eval --ckpt RUN_DIR --val LIST --classes FILE [--root DIR] [--json]
+art-eval --engine ENGINE_DIR --val LIST --classes FILE [--threads N] [--json]
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import json
 import sys
 
 import numpy as np
-import torch
 
 from art_edge.errors import UserError, cli_entry
 
@@ -31,16 +31,17 @@ def classification_metrics(preds, labels, num_classes: int) -> dict:
     }
 
 
-@torch.no_grad()
 def predict(model, loader, device="cpu", progress: bool = False):
     """→ (predicted class ids, true labels) over a DataLoader of (clips, labels)."""
+    import torch
     from tqdm import tqdm
 
     model.eval()
     preds, labels = [], []
-    for clips, y in tqdm(loader, desc="eval", disable=not progress, leave=False):
-        preds.append(model(clips.to(device))["logits"].argmax(-1).cpu())
-        labels.append(y)
+    with torch.no_grad():
+        for clips, y in tqdm(loader, desc="eval", disable=not progress, leave=False):
+            preds.append(model(clips.to(device))["logits"].argmax(-1).cpu())
+            labels.append(y)
     return torch.cat(preds).numpy(), torch.cat(labels).numpy()
 
 
@@ -49,41 +50,63 @@ def make_loader(records, prep, batch_size: int, workers: int = 0):
 
     from art_train.data import ClipDataset
 
-    return DataLoader(ClipDataset(records, prep, train=False), batch_size=batch_size, shuffle=False,
-                      num_workers=workers)
+    return DataLoader(
+        ClipDataset(records, prep, train=False),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+    )
 
 
 def check_classes(classes: list[str], trained: list[str], source: str):
     if classes != trained:
-        raise UserError(f"the classes file does not match {source} ({len(classes)} classes given, "
-                        f"{len(trained)} trained; first difference: "
-                        f"{next((a, b) for a, b in zip(classes + [None] * 99, trained + [None] * 99) if a != b)}); "
-                        "pass the classes file the model was trained with")
+        raise UserError(
+            f"the classes file does not match {source} ({len(classes)} classes given, "
+            f"{len(trained)} trained; first difference: "
+            f"{next((a, b) for a, b in zip(classes + [None] * 99, trained + [None] * 99) if a != b)}); "
+            "pass the classes file the model was trained with"
+        )
 
 
-def evaluate_checkpoint(run_dir, val_list, classes_file, root=None, batch_size: int = 8, workers: int = 0,
-                        progress: bool = False) -> dict:
+def evaluate_checkpoint(
+    run_dir,
+    val_list,
+    classes_file,
+    root=None,
+    batch_size: int = 8,
+    workers: int = 0,
+    progress: bool = False,
+) -> dict:
+    from art_edge.cliplist import probe_records, read_classes, read_list
     from art_edge.preprocess import Preprocessing
     from art_train.checkpoint import load_checkpoint
-    from art_train.data import probe_records, read_classes, read_list
 
     model, meta = load_checkpoint(run_dir)
     classes = read_classes(classes_file)
     check_classes(classes, meta["classes"], f"the checkpoint in {run_dir}")
     records = probe_records(read_list(val_list, classes, root), what="val clips")
     prep = Preprocessing.from_dict(meta["preprocessing"])
-    preds, labels = predict(model, make_loader(records, prep, batch_size, workers), progress=progress)
+    preds, labels = predict(
+        model, make_loader(records, prep, batch_size, workers), progress=progress
+    )
     return classification_metrics(preds, labels, len(classes))
 
 
-def evaluate_engine(engine_dir, val_list, classes_file, root=None, batch_size: int = 8, threads: int | None = None,
-                    progress: bool = False) -> dict:
+def evaluate_engine(
+    engine_dir,
+    val_list,
+    classes_file,
+    root=None,
+    batch_size: int = 8,
+    threads: int | None = None,
+    progress: bool = False,
+) -> dict:
     """Score an engine dir through the same runners art-edge uses (no torch in the loop)."""
     from tqdm import tqdm
 
+    from art_edge.cliplist import probe_records, read_classes, read_list
     from art_edge.engine import ARTEngine
     from art_edge.preprocess import load_clip
-    from art_train.data import probe_records, read_classes, read_list
 
     engine = ARTEngine.load(engine_dir, threads=threads)
     classes = read_classes(classes_file)
@@ -91,36 +114,69 @@ def evaluate_engine(engine_dir, val_list, classes_file, root=None, batch_size: i
     records = probe_records(read_list(val_list, classes, root), what="val clips")
     preds = []
     with engine:
-        for i in tqdm(range(0, len(records), batch_size), desc="eval", disable=not progress, leave=False):
-            batch = records[i:i + batch_size]
-            clips = np.stack([load_clip(r.path, engine.preprocessing, start_frame=r.start_frame,
-                                        end_frame=r.end_frame) for r in batch])
+        for i in tqdm(
+            range(0, len(records), batch_size), desc="eval", disable=not progress, leave=False
+        ):
+            batch = records[i : i + batch_size]
+            clips = np.stack(
+                [
+                    load_clip(
+                        r.path,
+                        engine.preprocessing,
+                        start_frame=r.start_frame,
+                        end_frame=r.end_frame,
+                    )
+                    for r in batch
+                ]
+            )
             preds.extend(engine.classify_clips(clips)["logits"].argmax(-1).tolist())
     return classification_metrics(preds, [r.label for r in records], len(classes))
 
 
 @cli_entry
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Score an ART checkpoint (or engine dir) on a LIST of clips.")
+    ap = argparse.ArgumentParser(
+        description="Score an ART checkpoint (or engine dir) on a LIST of clips."
+    )
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--ckpt", help="run dir written by art-train")
     src.add_argument("--engine", help="engine dir written by art-build-engine")
     ap.add_argument("--val", required=True, help="LIST CSV (path,label[,start_frame,end_frame])")
     ap.add_argument("--classes", required=True, help="classes file, one name a line")
-    ap.add_argument("--root", help="folder that relative LIST paths are taken from (default: the LIST's folder)")
+    ap.add_argument(
+        "--root", help="folder that relative LIST paths are taken from (default: the LIST's folder)"
+    )
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    ap.add_argument("--json", action="store_true", help="print one JSON object: top1, mean_class_acc, n, confusion")
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (--ckpt)")
+    ap.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
+    ap.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: top1, mean_class_acc, n, confusion",
+    )
     a = ap.parse_args(argv)
     if a.engine:
-        m = evaluate_engine(a.engine, a.val, a.classes, a.root, a.batch_size, progress=sys.stderr.isatty())
+        m = evaluate_engine(
+            a.engine,
+            a.val,
+            a.classes,
+            a.root,
+            a.batch_size,
+            a.threads,
+            progress=sys.stderr.isatty(),
+        )
     else:
-        m = evaluate_checkpoint(a.ckpt, a.val, a.classes, a.root, a.batch_size, a.workers,
-                                progress=sys.stderr.isatty())
+        if a.threads:
+            import torch
+
+            torch.set_num_threads(a.threads)
+        m = evaluate_checkpoint(
+            a.ckpt, a.val, a.classes, a.root, a.batch_size, a.workers, progress=sys.stderr.isatty()
+        )
     if a.json:
         print(json.dumps({**m, "confusion": m["confusion"].tolist()}))
     else:
-        from art_train.data import read_classes
+        from art_edge.cliplist import read_classes
 
         classes = read_classes(a.classes)
         print(f"top-1 {m['top1']:.4f}   mean class acc {m['mean_class_acc']:.4f}   n = {m['n']}")

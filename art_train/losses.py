@@ -43,7 +43,9 @@ def mtc_tracklet(responses):
 
 def sema_video(x_cls, agent_semantics, labels, temperature: float):
     """x_cls [B, D], agent_semantics [P, N, D]."""
-    sim = torch.einsum("bd,pnd->bpn", F.normalize(x_cls, dim=-1), F.normalize(agent_semantics, dim=-1))
+    sim = torch.einsum(
+        "bd,pnd->bpn", F.normalize(x_cls, dim=-1), F.normalize(agent_semantics, dim=-1)
+    )
     return F.cross_entropy(sim.max(dim=1).values / temperature, labels)
 
 
@@ -66,9 +68,17 @@ def art_loss(out: dict, labels, model, cfg):
         agent = model.semantics.agent_semantics()
         terms["sema_video"] = sema_video(out["x_cls"], agent, labels, cfg.sema_temperature)
         terms["sema_prototype"] = sema_prototype(model.prototypes, agent, cfg.sema_temperature)
-        terms["L_MTC"] = (cfg.spatial_weight * terms["mtc_spatial"] + cfg.temporal_weight * terms["mtc_temporal"]
-                          + cfg.tracklet_weight * terms["mtc_tracklet"])
+        terms["L_MTC"] = (
+            cfg.spatial_weight * terms["mtc_spatial"]
+            + cfg.temporal_weight * terms["mtc_temporal"]
+            + cfg.tracklet_weight * terms["mtc_tracklet"]
+        )
         terms["L_sema"] = terms["sema_video"] + terms["sema_prototype"]
-        total = terms["L_v"] + terms["L_con"] + cfg.gamma1 * terms["L_MTC"] + cfg.gamma2 * terms["L_sema"]
+        total = (
+            terms["L_v"]
+            + terms["L_con"]
+            + cfg.gamma1 * terms["L_MTC"]
+            + cfg.gamma2 * terms["L_sema"]
+        )
     terms["loss"] = total
     return total, {k: float(v.detach()) for k, v in terms.items()}

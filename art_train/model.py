@@ -7,13 +7,15 @@ N classes, P prompt templates.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from art_edge.errors import UserError
+from art_edge.preprocess import Preprocessing
+from art_train.configs import ARTConfig, get_config, list_models  # noqa: F401 (the registry lives there)
 from art_train.ops import qr_attention, tracklet_link
 
 # ----------------------------------------------------------------------------- blocks
@@ -44,17 +46,28 @@ class SelfAttention(nn.Module):
 
     def forward(self, x):
         b, n, d = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        qkv = (
+            self.qkv(x).reshape(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        )
         q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = self.attn_drop(torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * self.scale, dim=-1))
+        attn = self.attn_drop(
+            torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * self.scale, dim=-1)
+        )
         return self.proj(torch.matmul(attn, v).transpose(1, 2).reshape(b, n, d))
 
 
 class Block(nn.Module):
     """Pre-norm transformer block."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop: float = 0.0,
-                 norm_layer=nn.LayerNorm, act_layer=nn.GELU):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        drop: float = 0.0,
+        norm_layer=nn.LayerNorm,
+        act_layer=nn.GELU,
+    ):
         super().__init__()
         self.norm1 = norm_layer(dim)
         self.attn = SelfAttention(dim, num_heads, attn_drop=drop)
@@ -71,8 +84,16 @@ class QueryResponseBlock(nn.Module):
     """Region queries attend to one frame's enhanced patch tokens (step 7: MCA, softmax over HW).
     The attention core is the fused op `qr_attention`; its projections stay plain Linear layers."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop: float = 0.0,
-                 norm_layer=nn.LayerNorm, act_layer=nn.GELU, logit_scale: float = 1.0):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        drop: float = 0.0,
+        norm_layer=nn.LayerNorm,
+        act_layer=nn.GELU,
+        logit_scale: float = 1.0,
+    ):
         super().__init__()
         self.num_heads = num_heads
         self.scale = logit_scale * (dim // num_heads) ** -0.5
@@ -88,18 +109,27 @@ class QueryResponseBlock(nn.Module):
 
     def forward(self, q, x):
         nx = self.norm_x(x)
-        out, attn = qr_attention(self.q_proj(self.norm_q(q)), self.k_proj(nx), self.v_proj(nx),
-                                 self.num_heads, self.scale)
+        out, attn = qr_attention(
+            self.q_proj(self.norm_q(q)),
+            self.k_proj(nx),
+            self.v_proj(nx),
+            self.num_heads,
+            self.scale,
+        )
         q = q + self.drop(self.out_proj(out))
         return q + self.mlp(self.norm2(q)), attn
 
 
-def classifier(dim: int, num_classes: int, hidden: int, drop: float, act_layer=nn.GELU) -> nn.Module:
+def classifier(
+    dim: int, num_classes: int, hidden: int, drop: float, act_layer=nn.GELU
+) -> nn.Module:
     """Dropout → Linear, or Dropout → Linear → act → Linear when hidden > 0. The order-aware
-    tracklet features need a non-linear read-out (a linear head did not learn, see the README)."""
+    tracklet features need a non-linear read-out (a linear head did not learn: docs/experiments/random-weights.md)."""
     if hidden <= 0:
         return nn.Sequential(nn.Dropout(drop), nn.Linear(dim, num_classes))
-    return nn.Sequential(nn.Dropout(drop), nn.Linear(dim, hidden), act_layer(), nn.Linear(hidden, num_classes))
+    return nn.Sequential(
+        nn.Dropout(drop), nn.Linear(dim, hidden), act_layer(), nn.Linear(hidden, num_classes)
+    )
 
 
 class FrameEncoder(nn.Module):
@@ -117,8 +147,9 @@ class FrameEncoder(nn.Module):
         self.indices = 1 if feature_stage < 0 else [feature_stage]
         with torch.no_grad():
             was_training = visual.training
-            probe = visual.eval().forward_intermediates(torch.zeros(1, 3, image_size, image_size),
-                                                        indices=self.indices)
+            probe = visual.eval().forward_intermediates(
+                torch.zeros(1, 3, image_size, image_size), indices=self.indices
+            )
             visual.train(was_training)
         fmap, pooled = probe["image_intermediates"][-1], probe["image_features"]
         self.grid = (fmap.shape[2], fmap.shape[3])
@@ -127,7 +158,9 @@ class FrameEncoder(nn.Module):
         self.cls_proj = nn.Linear(pooled.shape[-1], dim)
 
     def forward(self, images):
-        out = self.visual.forward_intermediates(images, indices=self.indices, normalize_intermediates=True)
+        out = self.visual.forward_intermediates(
+            images, indices=self.indices, normalize_intermediates=True
+        )
         patches = out["image_intermediates"][-1].flatten(2).transpose(1, 2)  # N L C
         return self.patch_proj(patches), self.cls_proj(out["image_features"])
 
@@ -135,12 +168,22 @@ class FrameEncoder(nn.Module):
 class TemporalEncoder(nn.Module):
     """Step 2: a small transformer over the T frame tokens, read out at a learned clip token."""
 
-    def __init__(self, dim: int, num_frames: int, depth: int, num_heads: int, mlp_ratio: float = 4.0,
-                 drop: float = 0.0, norm_layer=nn.LayerNorm):
+    def __init__(
+        self,
+        dim: int,
+        num_frames: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        drop: float = 0.0,
+        norm_layer=nn.LayerNorm,
+    ):
         super().__init__()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.randn(1, num_frames + 1, dim) * 0.02)
-        self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio, drop, norm_layer) for _ in range(depth))
+        self.blocks = nn.ModuleList(
+            Block(dim, num_heads, mlp_ratio, drop, norm_layer) for _ in range(depth)
+        )
         self.norm = norm_layer(dim)
 
     def forward(self, frame_tokens):  # [B, T, D] → [B, D]
@@ -158,7 +201,9 @@ class SemanticsBank(nn.Module):
     EMA-like fine-tuning: a trainable agent copy S_a is trained by L_sema; the bank S (a buffer,
     no gradient) follows it with momentum after each optimizer step. The model reads the bank."""
 
-    def __init__(self, num_prompts: int, num_classes: int, text_dim: int, dim: int, momentum: float):
+    def __init__(
+        self, num_prompts: int, num_classes: int, text_dim: int, dim: int, momentum: float
+    ):
         super().__init__()
         self.momentum = momentum
         self.register_buffer("bank", torch.zeros(num_prompts, num_classes, text_dim))
@@ -184,7 +229,9 @@ class SemanticsBank(nn.Module):
 def sincos_2d(grid: tuple[int, int], dim: int) -> torch.Tensor:
     """Fixed 2D sine-cosine position embedding [1, h·w, dim] with unit amplitude (DETR/MAE style)."""
     h, w = grid
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
     quarter = dim // 4
     freqs = 1.0 / (100.0 ** (torch.arange(quarter, dtype=torch.float32) / max(1, quarter)))
     parts = [f(c.reshape(-1, 1) * freqs) for c in (ys, xs) for f in (torch.sin, torch.cos)]
@@ -200,72 +247,6 @@ def select_topk(x_cls, class_semantics, k: int):
     return idx, class_semantics[idx]
 
 
-# ----------------------------------------------------------------------------- config
-
-PROMPT_TEMPLATES = (
-    "This is a video about {}.",
-    "The person is doing {}.",
-    "A video of a person {}.",
-    "Someone performing {}.",
-    "A clip of {}.",
-    "Playing {}.",
-    "{}",
-    "The action of {}.",
-)
-
-
-@dataclass
-class ARTConfig:
-    name: str = "art-tiny"  # registry name this config came from
-    variant: str = "art"  # "art", or "baseline": backbone + temporal token straight into a classifier
-    backbone: str = "ART-ResNet-Tiny"  # open_clip model name for the frame encoder and text encoder
-    feature_stage: int = 2  # backbone block/stage that gives the patch tokens (-1: the last; 2: stride 8 of a CNN)
-    image_size: int = 64  # square input side
-    num_frames: int = 8  # T: sparse frames per clip
-    num_classes: int = 0  # N: set from the classes file
-    dim: int = 128  # d: latent width
-    num_queries: int = 2  # K: region queries = tracklets
-    num_heads: int = 4  # heads in every attention
-    temporal_layers: int = 1  # temporal transformer depth (x_cls)
-    spatial_layers: int = 2  # spatial semantic enhancement depth
-    qr_layers: int = 2  # query-response attention depth
-    tracklet_time_proj: bool = True  # r_t + W_t r_t before aggregation, so the sum over time keeps order
-    query_init_std: float = 1.0  # init std of the learned queries P (DETR: 1)
-    query_init: str = "random"  # "random": N(0, query_init_std); "tokens": from distinctive training tokens
-    qr_logit_scale: float = 4.0  # multiplies 1/sqrt(head dim) in query-response attention: sharp maps
-    head_hidden: int = 256  # hidden width of the MLP classifiers (0 = a single linear layer)
-    tracklet_readout: str = "sum"  # "sum": Σ_t w_t r_t (paper); "ordered": the head reads [w_1 r_1 … w_T r_T] in time order
-    mlp_ratio: float = 2.0  # MLP hidden width / d
-    drop: float = 0.0  # dropout inside blocks
-    head_dropout: float = 0.5  # dropout before the classifiers
-    prompts: tuple = PROMPT_TEMPLATES  # N_prom templates for the semantics bank
-    ema_momentum: float = 0.99  # bank ← m·bank + (1-m)·agent after each step
-    link_temperature: float = 0.1  # TrackletLink: softmax over time of cosine / temperature
-    sema_temperature: float = 0.07  # L_sema InfoNCE temperature
-    lambda_temporal: float = 0.6  # L_MTC temporal: adjacent responses should reach this cosine
-    gamma1: float = 5.0  # weight of L_MTC
-    gamma2: float = 5.0  # weight of L_sema
-    spatial_weight: float = 1.0  # L_MTC = spatial_weight·spatial + temporal_weight·temporal + tracklet_weight·tracklet
-    temporal_weight: float = 1.0
-    tracklet_weight: float = 1.0
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["prompts"] = list(self.prompts)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ARTConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise UserError(f"unknown model config fields {unknown}; known fields: {sorted(known)}")
-        d = dict(d)
-        if "prompts" in d:
-            d["prompts"] = tuple(d["prompts"])
-        return cls(**d)
-
-
 # ----------------------------------------------------------------------------- models
 
 
@@ -273,42 +254,62 @@ class ART(nn.Module):
     def __init__(self, cfg: ARTConfig, visual: nn.Module, text_dim: int):
         super().__init__()
         if cfg.num_queries > cfg.num_classes:
-            raise UserError(f"K = {cfg.num_queries} queries need at least K classes, got {cfg.num_classes}: "
-                            "lower num_queries or add classes")
+            raise UserError(
+                f"K = {cfg.num_queries} queries need at least K classes, got {cfg.num_classes}: "
+                "lower num_queries or add classes"
+            )
         self.cfg = cfg
         d, h = cfg.dim, cfg.num_heads
         self.frame_encoder = FrameEncoder(visual, cfg.image_size, d, cfg.feature_stage)
-        self.temporal = TemporalEncoder(d, cfg.num_frames, cfg.temporal_layers, h, cfg.mlp_ratio, cfg.drop)
-        self.semantics = SemanticsBank(len(cfg.prompts), cfg.num_classes, text_dim, d, cfg.ema_momentum)
+        self.temporal = TemporalEncoder(
+            d, cfg.num_frames, cfg.temporal_layers, h, cfg.mlp_ratio, cfg.drop
+        )
+        self.semantics = SemanticsBank(
+            len(cfg.prompts), cfg.num_classes, text_dim, d, cfg.ema_momentum
+        )
         # Region queries must know *where* a response comes from: a learned position embedding that
         # starts as a unit-scale 2D sine-cosine one. From a 0.02-scale random start, a model
-        # trained from scratch never finds the small region (measured; see the README).
+        # trained from scratch never finds the small region (measured: docs/experiments/random-weights.md).
         self.patch_pos = nn.Parameter(sincos_2d(self.frame_encoder.grid, d))
-        self.spatial = nn.ModuleList(Block(d, h, cfg.mlp_ratio, cfg.drop) for _ in range(cfg.spatial_layers))
+        self.spatial = nn.ModuleList(
+            Block(d, h, cfg.mlp_ratio, cfg.drop) for _ in range(cfg.spatial_layers)
+        )
         self.spatial_norm = nn.LayerNorm(d)
         # P: discriminative queries, N(0, 1) as DETR's query embeddings. At 0.02 scale the
         # (unit-scale, clip-dependent) top-K semantics dominate Q = P + Ŝ at the start, so every clip
         # asks a different question and no consistent "where to look" forms.
         self.queries = nn.Parameter(torch.randn(1, cfg.num_queries, d) * cfg.query_init_std)
-        self.qr_blocks = nn.ModuleList(QueryResponseBlock(d, h, cfg.mlp_ratio, cfg.drop, logit_scale=cfg.qr_logit_scale)
-                                       for _ in range(cfg.qr_layers))
+        self.qr_blocks = nn.ModuleList(
+            QueryResponseBlock(d, h, cfg.mlp_ratio, cfg.drop, logit_scale=cfg.qr_logit_scale)
+            for _ in range(cfg.qr_layers)
+        )
         self.response_norm = nn.LayerNorm(d)
         # The paper's UniFormerV2 backbone mixes time inside every frame feature; our per-frame
         # CLIP tower does not, and a saliency-weighted sum over time is blind to order (it cannot
         # tell a motion from its reverse). So each frame's response gets a projection of its own
         # time step first: r'_t = r_t + W_t r_t, and Σ_t w_t r'_t keeps the order. (A transformer
-        # block over time did not learn within our CPU budget; this did — see the README.)
-        self.tracklet_time_proj = nn.Parameter(torch.randn(cfg.num_frames, d, d) * d ** -0.5) \
-            if cfg.tracklet_time_proj else None
-        self.prototypes = nn.Parameter(torch.randn(cfg.num_classes, d) * 0.02)  # W: decoupled from the head
+        # block over time did not learn within our CPU budget; this did: docs/experiments/random-weights.md.)
+        self.tracklet_time_proj = (
+            nn.Parameter(torch.randn(cfg.num_frames, d, d) * d**-0.5)
+            if cfg.tracklet_time_proj
+            else None
+        )
+        self.prototypes = nn.Parameter(
+            torch.randn(cfg.num_classes, d) * 0.02
+        )  # W: decoupled from the head
         if cfg.query_init not in ("random", "tokens"):
             raise UserError(f"query_init must be 'random' or 'tokens', got {cfg.query_init!r}")
         if cfg.tracklet_readout not in ("ordered", "sum"):
-            raise UserError(f"tracklet_readout must be 'ordered' or 'sum', got {cfg.tracklet_readout!r}")
+            raise UserError(
+                f"tracklet_readout must be 'ordered' or 'sum', got {cfg.tracklet_readout!r}"
+            )
         per_tracklet = d * (cfg.num_frames if cfg.tracklet_readout == "ordered" else 1)
-        self.head = classifier(d + cfg.num_queries * per_tracklet, cfg.num_classes, cfg.head_hidden,
-                               cfg.head_dropout)  # fusion: x_cls + K tracklets
-        self.video_head = classifier(d, cfg.num_classes, cfg.head_hidden, cfg.head_dropout)  # x_cls alone
+        self.head = classifier(
+            d + cfg.num_queries * per_tracklet, cfg.num_classes, cfg.head_hidden, cfg.head_dropout
+        )  # fusion: x_cls + K tracklets
+        self.video_head = classifier(
+            d, cfg.num_classes, cfg.head_hidden, cfg.head_dropout
+        )  # x_cls alone
 
     def encode_frames(self, images):
         """[N, 3, H, W] → patch tokens [N, L, D], frame tokens [N, D]. Cacheable per frame."""
@@ -321,8 +322,13 @@ class ART(nn.Module):
         x_cls = self.temporal(frame_tokens)
         topk_ids, s_topk = select_topk(x_cls, self.semantics.class_semantics(), k)
         # Step 5: self-attention over concat(X_t, S_topk), every frame at once.
-        x = torch.cat([patches.reshape(b * t, length, d) + self.patch_pos,
-                       s_topk.unsqueeze(1).expand(b, t, k, d).reshape(b * t, k, d)], dim=1)
+        x = torch.cat(
+            [
+                patches.reshape(b * t, length, d) + self.patch_pos,
+                s_topk.unsqueeze(1).expand(b, t, k, d).reshape(b * t, k, d),
+            ],
+            dim=1,
+        )
         for blk in self.spatial:
             x = blk(x)
         x = self.spatial_norm(x)
@@ -337,9 +343,12 @@ class ART(nn.Module):
         # Step 10. "sum" is the paper's Σ_t w_t r_t. A sum over time cannot tell a motion from its
         # reverse (the time projection above is there for that); "ordered" instead lets the head
         # read each tracklet's saliency-weighted responses in time order (T·w_t r_t: uniform
-        # weights leave them at scale). Neither made full ART learn from random weights yet.
+        # weights leave them at scale). art-tiny learns from random weights with "ordered"
+        # (docs/experiments/random-weights.md).
         if self.cfg.tracklet_readout == "ordered":
-            tracklets = (saliency.unsqueeze(-1) * responses * t).transpose(1, 2).reshape(b, k * t * d)
+            tracklets = (
+                (saliency.unsqueeze(-1) * responses * t).transpose(1, 2).reshape(b, k * t * d)
+            )
         else:
             tracklets = agg.reshape(b, k * d)
         logits = self.head(torch.cat([x_cls, tracklets], dim=-1))
@@ -391,7 +400,9 @@ class ART(nn.Module):
         topk_ids [B, K]."""
         b, t = video.shape[:2]
         patches, frame_tokens = self.encode_frames(video.flatten(0, 1))
-        return self.forward_head(patches.reshape(b, t, *patches.shape[1:]), frame_tokens.reshape(b, t, -1))
+        return self.forward_head(
+            patches.reshape(b, t, *patches.shape[1:]), frame_tokens.reshape(b, t, -1)
+        )
 
 
 class Baseline(nn.Module):
@@ -401,9 +412,12 @@ class Baseline(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.frame_encoder = FrameEncoder(visual, cfg.image_size, cfg.dim, cfg.feature_stage)
-        self.temporal = TemporalEncoder(cfg.dim, cfg.num_frames, cfg.temporal_layers, cfg.num_heads,
-                                        cfg.mlp_ratio, cfg.drop)
-        self.head = classifier(cfg.dim, cfg.num_classes, cfg.head_hidden, cfg.head_dropout)  # same read-out as ART
+        self.temporal = TemporalEncoder(
+            cfg.dim, cfg.num_frames, cfg.temporal_layers, cfg.num_heads, cfg.mlp_ratio, cfg.drop
+        )
+        self.head = classifier(
+            cfg.dim, cfg.num_classes, cfg.head_hidden, cfg.head_dropout
+        )  # same read-out as ART
 
     def encode_frames(self, images):
         return self.frame_encoder(images)
@@ -416,38 +430,7 @@ class Baseline(nn.Module):
     forward = ART.forward
 
 
-# ----------------------------------------------------------------------------- registry
-
-_REGISTRY: dict[str, ARTConfig] = {
-    # Trains on 2 CPU cores in minutes: a tiny ResNet tower (timm test_resnet) at 64², 8 frames,
-    # patch tokens from its stride-8 stage (8×8). Trained from random weights, so (all measured,
-    # see the README): no auxiliary losses (at γ = 5 they stop learning), no spatial enhancement
-    # and one single-head query layer (they learn, slower), K = 4, the ordered tracklet read-out,
-    # and queries that start from distinctive training tokens (from N(0, 1) one seed in three
-    # never locked on).
-    "art-tiny": ARTConfig(spatial_layers=0, qr_layers=1, num_heads=1, num_queries=4, head_dropout=0.1,
-                          gamma1=0.0, gamma2=0.0, tracklet_readout="ordered", query_init="tokens"),
-    # Real-time edge model: a small open_clip backbone, T = 8, 224².
-    "art-edge-s": ARTConfig(name="art-edge-s", backbone="ViT-S-32", feature_stage=-1, image_size=224, num_frames=8, dim=256,
-                            num_heads=8, temporal_layers=2, spatial_layers=2, qr_layers=2, mlp_ratio=4.0),
-    # The paper's settings (with a CLIP ViT-B/16 per frame in place of UniFormerV2).
-    "art-b16": ARTConfig(name="art-b16", backbone="ViT-B-16", feature_stage=-1, image_size=224, num_frames=16, dim=256,
-                         num_queries=2, num_heads=8, temporal_layers=2, spatial_layers=4, qr_layers=4,
-                         mlp_ratio=4.0, lambda_temporal=0.6, gamma1=5.0, gamma2=5.0),
-}
-
-
-def list_models() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get_config(name: str, **overrides) -> ARTConfig:
-    if name not in _REGISTRY:
-        raise UserError(f"unknown config {name!r}; known configs: {', '.join(list_models())}")
-    bad = sorted(set(overrides) - {f.name for f in fields(ARTConfig)})
-    if bad:
-        raise UserError(f"unknown config fields {bad} for {name!r}")
-    return replace(_REGISTRY[name], **overrides)
+# ----------------------------------------------------------------------------- factory
 
 
 @torch.no_grad()
@@ -464,7 +447,9 @@ def encode_class_texts(clip_model, backbone: str, class_names, prompts) -> torch
     return torch.stack(feats)
 
 
-def build_model(cfg: ARTConfig, class_names=None, clip_weights: str | None = None, quiet: bool = False) -> nn.Module:
+def build_model(
+    cfg: ARTConfig, class_names=None, clip_weights: str | None = None, quiet: bool = False
+) -> nn.Module:
     """The model for `cfg`. With `class_names`, the semantics bank is built by the CLIP text
     encoder (training start); without, it is left for a checkpoint to fill (loading)."""
     from art_train.clip import create_clip, tokenizer_for
@@ -479,17 +464,36 @@ def build_model(cfg: ARTConfig, class_names=None, clip_weights: str | None = Non
     cls = Baseline if cfg.variant == "baseline" else ART
     model = cls(cfg, clip_model.visual, text_dim)
     if class_names is not None and cfg.variant == "art":
-        model.semantics.init_from(encode_class_texts(clip_model, cfg.backbone, class_names, cfg.prompts))
+        model.semantics.init_from(
+            encode_class_texts(clip_model, cfg.backbone, class_names, cfg.prompts)
+        )
     return model
 
 
-def create_model(name: str, class_names=None, clip_weights: str | None = None, **overrides) -> nn.Module:
+def create_model(
+    name: str, class_names=None, clip_weights: str | None = None, **overrides
+) -> nn.Module:
     """timm-style factory: `create_model("art-tiny", num_classes=6, variant="baseline")`."""
-    cfg = get_config(name, **overrides)
+    cfg, _ = get_config(name, **overrides)
     if class_names is not None and cfg.num_classes == 0:
         cfg = replace(cfg, num_classes=len(class_names))
     return build_model(cfg, class_names, clip_weights)
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def preprocessing_for(model) -> Preprocessing:
+    """The preprocessing that matches a built model: its size and T, and the mean/std its visual
+    tower was trained with (open_clip carries them on the tower)."""
+    from art_train.clip import preprocess_stats
+
+    mean, std = preprocess_stats(model.frame_encoder)
+    return Preprocessing(
+        image_size=model.cfg.image_size, num_frames=model.cfg.num_frames, mean=mean, std=std
+    )
+
+
+def create_model_and_transforms(
+    name: str, class_names=None, clip_weights: str | None = None, **overrides
+):
+    """open_clip-style factory: (model, its Preprocessing)."""
+    model = create_model(name, class_names, clip_weights, **overrides)
+    return model, preprocessing_for(model)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from plugins import LINK_MAX_FRAMES, QR_MAX_QUERIES, QR_MAX_TOKENS
+
 
 def _fused(x: torch.Tensor):
     """The CUDA kernels of plugins/ for inference on a GPU (no backward), else None."""
@@ -25,7 +27,7 @@ def qr_attention(q, k, v, num_heads: int, scale: float):
     if torch.onnx.is_in_onnx_export():
         return _QRAttentionNode.apply(q, k, v, num_heads, scale)
     fused = _fused(q)
-    if fused is not None and q.shape[1] <= 16 and k.shape[1] <= 1024:
+    if fused is not None and q.shape[1] <= QR_MAX_QUERIES and k.shape[1] <= QR_MAX_TOKENS:
         return fused.qr_attention(q, k, v, num_heads, scale)
     return qr_attention_reference(q, k, v, num_heads, scale)
 
@@ -36,12 +38,18 @@ def tracklet_link(responses, semantics, temperature: float, eps: float = 1e-6):
     if torch.onnx.is_in_onnx_export():
         return _TrackletLinkNode.apply(responses, semantics, temperature, eps)
     fused = _fused(responses)
-    if fused is not None and 2 <= responses.shape[1] <= 64 and responses.shape[2] <= 16:
+    if (
+        fused is not None
+        and 2 <= responses.shape[1] <= LINK_MAX_FRAMES
+        and responses.shape[2] <= QR_MAX_QUERIES
+    ):
         return fused.tracklet_link(responses, semantics, temperature, eps)
     return tracklet_link_reference(responses, semantics, temperature, eps)
 
 
-def qr_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int, scale: float):
+def qr_attention_reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int, scale: float
+):
     """Multi-head cross-attention of a few queries over one frame's tokens.
 
     q: [N, K, D] queries (N = clips × frames), k, v: [N, L, D] token keys and values (L = HW).
@@ -59,8 +67,9 @@ def qr_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, nu
     return out, attn.mean(dim=1)
 
 
-def tracklet_link_reference(responses: torch.Tensor, semantics: torch.Tensor, temperature: float,
-                            eps: float = 1e-6):
+def tracklet_link_reference(
+    responses: torch.Tensor, semantics: torch.Tensor, temperature: float, eps: float = 1e-6
+):
     """Aggregate each tracklet over time by its relevance to the top-K class semantics.
 
     responses: [B, T, K, D] (tracklet k = query k in every frame), semantics: [B, K, D] (S_topk).
@@ -83,6 +92,7 @@ def tracklet_link_reference(responses: torch.Tensor, semantics: torch.Tensor, te
 # The exporter calls `symbolic` instead of tracing `forward`: one custom node per op, whose
 # attributes carry what a TensorRT plugin or the ONNX function body (art_train/export.py) needs.
 
+
 class _QRAttentionNode(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, num_heads, scale):
@@ -90,8 +100,17 @@ class _QRAttentionNode(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, q, k, v, num_heads, scale):
-        out, attn = g.op("art::QRAttention", q, k, v, num_heads_i=num_heads, scale_f=scale,
-                         plugin_namespace_s="art", plugin_version_s="1", outputs=2)
+        out, attn = g.op(
+            "art::QRAttention",
+            q,
+            k,
+            v,
+            num_heads_i=num_heads,
+            scale_f=scale,
+            plugin_namespace_s="art",
+            plugin_version_s="1",
+            outputs=2,
+        )
         out.setType(q.type())
         attn.setType(q.type().with_sizes([None, None, None]))
         return out, attn
@@ -104,8 +123,16 @@ class _TrackletLinkNode(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, responses, semantics, temperature, eps):
-        agg, saliency, coherence = g.op("art::TrackletLink", responses, semantics, temperature_f=temperature,
-                                        eps_f=eps, plugin_namespace_s="art", plugin_version_s="1", outputs=3)
+        agg, saliency, coherence = g.op(
+            "art::TrackletLink",
+            responses,
+            semantics,
+            temperature_f=temperature,
+            eps_f=eps,
+            plugin_namespace_s="art",
+            plugin_version_s="1",
+            outputs=3,
+        )
         agg.setType(semantics.type())
         saliency.setType(responses.type().with_sizes([None, None, None]))
         coherence.setType(responses.type().with_sizes([None, None, None]))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from art_train.checkpoint import atomic_write
+from art_edge.files import atomic_write
 
 
 def _plt():
@@ -48,8 +48,15 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path, title: str = "confu
         for i in range(n):
             for j in range(n):
                 if cm[i, j]:
-                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        int(cm[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.tight_layout()
     atomic_write(Path(path), lambda p: fig.savefig(p, format="png", dpi=100))

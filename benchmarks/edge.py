@@ -19,40 +19,72 @@ and its gate is reported, not enforced (random weights have no accuracy to keep)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from art_edge.preprocess import preprocess_frame
+from art_edge.sources import Frame
+from art_edge.streaming import StreamConfig, StreamingClassifier
+
+from benchlib import RESULTS, RssSampler, alternating, medians, write_result
 
 
 def make_checkpoint(name: str, classes, out: Path, **overrides) -> Path:
     import torch
 
     from art_train.checkpoint import save_checkpoint
-    from art_train.model import create_model
-    from art_train.train import preprocessing_for
+    from art_train.model import create_model_and_transforms
 
     torch.manual_seed(0)
-    model = create_model(name, class_names=classes, **overrides).eval()
-    save_checkpoint(out, model, classes, preprocessing_for(model, model.cfg))
+    model, prep = create_model_and_transforms(name, class_names=classes, **overrides)
+    save_checkpoint(out, model.eval(), classes, prep)
     return out
+
+
+class RecomputeClassifier(StreamingClassifier):
+    """The design streaming replaces: buffer preprocessed images, and at every decision encode
+    all T sampled frames again — in one batch (`batched`, the strong form) or one frame at a time
+    as the live encoder does. Same sampling, same decisions: the baseline streaming is measured against."""
+
+    def __init__(self, engine, config: StreamConfig | None = None, batched: bool = True):
+        super().__init__(engine, config)
+        self.batched = batched
+
+    def _add(self, frame: Frame):
+        image = preprocess_frame(frame.image, self.engine.preprocessing)
+        if self.ring.patches is None:
+            self.ring.patches = np.zeros((self.window, *image.shape), np.float32)
+            self.ring.tokens = np.zeros((self.window, 1), np.float32)
+        slot = self.ring.count % self.window
+        self.ring.patches[slot] = image
+        self.ring.count += 1
+        self.encode_ms = 0.0
+
+    def _head_inputs(self):
+        images = self.ring.patches[self.ring.slots(self.num_frames)]
+        if self.batched:
+            patches, tokens = self.engine.encode_frames(np.ascontiguousarray(images))
+        else:
+            outs = [self.engine.encode_frames(np.ascontiguousarray(img[None])) for img in images]
+            patches, tokens = (
+                np.concatenate([o[0] for o in outs]),
+                np.concatenate([o[1] for o in outs]),
+            )
+        return patches[None], tokens[None]
 
 
 def long_video(path: Path, frames: int, size: int = 160, seed: int = 3) -> Path:
     """Synthetic clips back to back in one file: a camera's worth of frames."""
-    from art_edge.synthetic import CLASSES, render_clip
-    from art_train.synthetic import write_video
+    from art_edge.synthetic import CLASSES, render_clip, write_video
 
     rng = np.random.default_rng(seed)
-    clips = [render_clip(int(rng.integers(len(CLASSES))), size, 32, rng) for _ in range(-(-frames // 32))]
+    clips = [
+        render_clip(int(rng.integers(len(CLASSES))), size, 32, rng) for _ in range(-(-frames // 32))
+    ]
     write_video(path, np.concatenate(clips)[:frames], fps=30.0)
     return path
 
@@ -64,8 +96,11 @@ def pipeline_run(engine_dir: Path, video: Path, threads: int, stride: int) -> di
     from art_edge.streaming import StreamConfig
 
     with ARTEngine.load(engine_dir, threads=threads) as engine:
-        return run_edge(engine, open_source(str(video)), EdgeOptions(StreamConfig(stride=stride), headless=True,
-                                                                     status=False))
+        return run_edge(
+            engine,
+            open_source(str(video)),
+            EdgeOptions(StreamConfig(stride=stride), headless=True, status=False),
+        )
 
 
 def bench_pipeline(engines: dict, video: Path, threads: int, stride: int, blocks: int) -> dict:
@@ -76,44 +111,45 @@ def bench_pipeline(engines: dict, video: Path, threads: int, stride: int, blocks
     out = {}
     for name, rs in runs.items():
         best = max(rs, key=lambda r: r["fps"])  # the block least disturbed by the shared machine
-        out[name] = {"fps_per_block": [r["fps"] for r in rs], "fps": statistics.median(r["fps"] for r in rs),
-                     "frame_latency_ms": best["frame_latency_ms"], "decision_latency_ms": best["decision_latency_ms"],
-                     "encode_ms_p50": best["encode_ms_p50"], "head_ms_p50": best["head_ms_p50"],
-                     "frames": best["frames"], "decisions": best["decisions"], "dropped": best["dropped"]}
+        out[name] = {
+            "fps_per_block": [r["fps"] for r in rs],
+            "fps": statistics.median(r["fps"] for r in rs),
+            "frame_latency_ms": best["frame_latency_ms"],
+            "decision_latency_ms": best["decision_latency_ms"],
+            "encode_ms_p50": best["encode_ms_p50"],
+            "head_ms_p50": best["head_ms_p50"],
+            "frames": best["frames"],
+            "decisions": best["decisions"],
+            "dropped": best["dropped"],
+        }
     return out
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 def memory_run(engine_dir: Path, frames: int, threads: int, tmp: Path) -> dict:
     """RSS every half second while the pipeline runs with every output on."""
-    import threading
-
     from art_edge.app import EdgeOptions, run_edge
     from art_edge.engine import ARTEngine
     from art_edge.sources import open_source
-    from art_edge.streaming import StreamConfig
 
-    samples, done = [], threading.Event()
-
-    def sample():
-        while not done.wait(0.5):
-            samples.append(rss_mb())
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    with ARTEngine.load(engine_dir, threads=threads) as engine:
-        sampler.start()
-        summary = run_edge(engine, open_source(f"synthetic://?frames=32&size=160&clips={-(-frames // 32)}"),
-                           EdgeOptions(StreamConfig(), output=str(tmp / "long.mp4"), events=str(tmp / "long.jsonl"),
-                                       emit="decision", status=False))
-        done.set()
-        sampler.join()
-    quarter = max(1, len(samples) // 4)
-    return {"frames": summary["frames"], "seconds": summary["seconds"], "rss_mb_first_quarter_max": max(samples[:quarter]),
-            "rss_mb_last_quarter_max": max(samples[-quarter:]), "rss_mb_samples": [round(x, 1) for x in samples]}
+    with ARTEngine.load(engine_dir, threads=threads) as engine, RssSampler() as mem:
+        summary = run_edge(
+            engine,
+            open_source(f"synthetic://?frames=32&size=160&clips={-(-frames // 32)}"),
+            EdgeOptions(
+                StreamConfig(),
+                output=str(tmp / "long.mp4"),
+                events=str(tmp / "long.jsonl"),
+                emit="decision",
+                status=False,
+            ),
+        )
+    return {
+        "frames": summary["frames"],
+        "seconds": summary["seconds"],
+        "rss_mb_first_quarter_max": mem.quarter_max("first"),
+        "rss_mb_last_quarter_max": mem.quarter_max("last"),
+        "rss_mb_samples": [round(x, 1) for x in mem.samples],
+    }
 
 
 def decode_frames(video: Path):
@@ -132,23 +168,33 @@ def bench_streaming(engine_dir: Path, video: Path, threads: int, stride: int, bl
     from functools import partial
 
     from art_edge.engine import ARTEngine
-    from art_edge.streaming import RecomputeClassifier, StreamConfig, StreamingClassifier
 
     frames = decode_frames(video)
     cfg = StreamConfig(stride=stride)
-    designs = {"streaming": StreamingClassifier, "recompute_batched": partial(RecomputeClassifier, batched=True),
-               "recompute_per_frame": partial(RecomputeClassifier, batched=False)}
-    times, decisions = {k: [] for k in designs}, {}
+    designs = {
+        "streaming": StreamingClassifier,
+        "recompute_batched": partial(RecomputeClassifier, batched=True),
+        "recompute_per_frame": partial(RecomputeClassifier, batched=False),
+    }
+    decisions = {}
     with ARTEngine.load(engine_dir, threads=threads) as engine:
-        for _ in range(blocks):
-            for name, make in designs.items():
-                clf = make(engine, cfg)
-                t0 = time.perf_counter()
-                decisions[name] = [d for d in (clf.push(f) for f in frames) if d is not None]
-                times[name].append(time.perf_counter() - t0)
+
+        def play(name):
+            clf = designs[name](engine, cfg)
+            decisions[name] = [d for d in (clf.push(f) for f in frames) if d is not None]
+
+        times = alternating(
+            {name: partial(play, name) for name in designs}, repeats=1, blocks=blocks, warmup=False
+        )
     fps = {k: len(frames) / min(v) for k, v in times.items()}
-    out = {"num_frames": engine.num_frames, "stride": stride, "window": 4 * engine.num_frames, "frames": len(frames),
-           "decisions": len(decisions["streaming"]), **{f"{k}_fps": v for k, v in fps.items()}}
+    out = {
+        "num_frames": engine.num_frames,
+        "stride": stride,
+        "window": 4 * engine.num_frames,
+        "frames": len(frames),
+        "decisions": len(decisions["streaming"]),
+        **{f"{k}_fps": v for k, v in fps.items()},
+    }
     for name in ("recompute_batched", "recompute_per_frame"):
         pairs = list(zip(decisions["streaming"], decisions[name]))
         out[f"same_decisions_as_{name}"] = bool(pairs) and all(a.label == b.label for a, b in pairs)
@@ -164,34 +210,32 @@ def cost_model(engine, frames, stride: int, blocks: int, repeats: int = 5) -> di
     (e1), per frame in a batch of `stride` (e_stride) and of T (e_T), and the T-frame head (h).
     Streaming pays stride·e1 + h per decision, batched recompute T·e_T + h; with a free head the
     ratio could still be no more than stride·e_T / e1."""
-    from art_edge.preprocess import preprocess_frame
-
     t = engine.num_frames
     images = np.stack([preprocess_frame(f.image, engine.preprocessing) for f in frames[:t]])
     patches, tokens = engine.encode_frames(images)
-    parts = {"e1": lambda: engine.encode_frames(images[:1]), "e_stride": lambda: engine.encode_frames(images[:stride]),
-             "e_T": lambda: engine.encode_frames(images), "h": lambda: engine.run_head(patches[None], tokens[None])}
-    per_call = {k: [] for k in parts}
-    for _ in range(blocks):
-        for name, fn in parts.items():
-            fn()
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                fn()
-                per_call[name].append(1000 * (time.perf_counter() - t0))
-    ms = {k: float(np.median(v)) for k, v in per_call.items()}
+    parts = {
+        "e1": lambda: engine.encode_frames(images[:1]),
+        "e_stride": lambda: engine.encode_frames(images[:stride]),
+        "e_T": lambda: engine.encode_frames(images),
+        "h": lambda: engine.run_head(patches[None], tokens[None]),
+    }
+    ms = medians(alternating(parts, repeats, blocks), scale=1000)
     e1, e_stride, e_t, h = ms["e1"], ms["e_stride"] / stride, ms["e_T"] / t, ms["h"]
     streaming, recompute = stride * e1 + h, t * e_t + h
-    return {"encode_one_frame_ms": e1, "encode_per_frame_in_batch_of_stride_ms": e_stride,
-            "encode_per_frame_in_batch_of_T_ms": e_t, "head_ms": h,
-            "predicted_speedup_over_recompute_batched": recompute / streaming,
-            "bound_with_free_head": stride * e_t / e1,
-            "predicted_speedup_if_stride_frames_batched": recompute / (stride * e_stride + h)}
+    return {
+        "encode_one_frame_ms": e1,
+        "encode_per_frame_in_batch_of_stride_ms": e_stride,
+        "encode_per_frame_in_batch_of_T_ms": e_t,
+        "head_ms": h,
+        "predicted_speedup_over_recompute_batched": recompute / streaming,
+        "bound_with_free_head": stride * e_t / e1,
+        "predicted_speedup_if_stride_frames_batched": recompute / (stride * e_stride + h),
+    }
 
 
 def main(argv=None):
+    from art_edge.synthetic import make_dataset
     from art_train.build_engine import build_engine
-    from art_train.synthetic import make_dataset
     from calibration.build import Int8Options
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -200,8 +244,10 @@ def main(argv=None):
     ap.add_argument("--frames", type=int, default=240, help="frames in the test video")
     ap.add_argument("--stride", type=int, default=4)
     ap.add_argument("--blocks", type=int, default=2, help="alternating repeats of each measurement")
-    ap.add_argument("--memory-frames", type=int, default=3000, help="frames of the long run (0: skip it)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "edge.json"))
+    ap.add_argument(
+        "--memory-frames", type=int, default=3000, help="frames of the long run (0: skip it)"
+    )
+    ap.add_argument("--out", default=str(RESULTS / "edge.json"))
     a = ap.parse_args(argv)
     quiet = dict(log=lambda *x: None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -212,38 +258,72 @@ def main(argv=None):
         ckpt = make_checkpoint(a.config, classes, tmp / "run")
         engines = {"fp32": tmp / "fp32", "int8": tmp / "int8"}
         build_engine(ckpt, engines["fp32"], "fp32", "onnxruntime", **quiet)
-        build_engine(ckpt, engines["int8"], "int8", "onnxruntime", Int8Options(
-            calib=str(data / "train.csv"), holdout=str(data / "val.csv"), calib_size=16, keep_failed=True,
-            threads=a.threads), **quiet)
+        build_engine(
+            ckpt,
+            engines["int8"],
+            "int8",
+            "onnxruntime",
+            Int8Options(
+                calib=str(data / "train.csv"),
+                holdout=str(data / "val.csv"),
+                calib_size=16,
+                keep_failed=True,
+                threads=a.threads,
+            ),
+            **quiet,
+        )
         pipeline = bench_pipeline(engines, video, a.threads, a.stride, a.blocks)
         for name, row in pipeline.items():
-            print(f"{a.config} {name}: {row['fps']:.1f} FPS sustained; frame latency p50 {row['frame_latency_ms']['p50']} "
-                  f"p95 {row['frame_latency_ms']['p95']} ms; decision latency p50 {row['decision_latency_ms']['p50']} "
-                  f"p95 {row['decision_latency_ms']['p95']} ms", flush=True)
-        memory = memory_run(engines["int8"], a.memory_frames, a.threads, tmp) if a.memory_frames else None
+            print(
+                f"{a.config} {name}: {row['fps']:.1f} FPS sustained; "
+                f"frame latency p50 {row['frame_latency_ms']['p50']} "
+                f"p95 {row['frame_latency_ms']['p95']} ms; decision latency p50 {row['decision_latency_ms']['p50']} "
+                f"p95 {row['decision_latency_ms']['p95']} ms",
+                flush=True,
+            )
+        memory = (
+            memory_run(engines["int8"], a.memory_frames, a.threads, tmp)
+            if a.memory_frames
+            else None
+        )
         if memory:
-            print(f"long run: {memory['frames']} frames in {memory['seconds']:.0f} s with overlay, MP4 and events; "
-                  f"RSS {memory['rss_mb_first_quarter_max']:.0f} MB (first quarter) → "
-                  f"{memory['rss_mb_last_quarter_max']:.0f} MB (last quarter)", flush=True)
+            print(
+                f"long run: {memory['frames']} frames in {memory['seconds']:.0f} s with overlay, MP4 and events; "
+                f"RSS {memory['rss_mb_first_quarter_max']:.0f} MB (first quarter) → "
+                f"{memory['rss_mb_last_quarter_max']:.0f} MB (last quarter)",
+                flush=True,
+            )
         ckpt16 = make_checkpoint(a.config, classes, tmp / "run16", num_frames=16)
         build_engine(ckpt16, tmp / "t16", "fp32", "onnxruntime", **quiet)
         streaming = bench_streaming(tmp / "t16", video, a.threads, a.stride, a.blocks)
         for name in ("recompute_batched", "recompute_per_frame"):
-            print(f"T = 16, stride {a.stride}: streaming {streaming['streaming_fps']:.1f} FPS vs {name} "
-                  f"{streaming[name + '_fps']:.1f} FPS = {streaming['speedup_over_' + name]:.2f}×, "
-                  f"same decisions: {streaming['same_decisions_as_' + name]}", flush=True)
+            print(
+                f"T = 16, stride {a.stride}: streaming {streaming['streaming_fps']:.1f} FPS vs {name} "
+                f"{streaming[name + '_fps']:.1f} FPS = {streaming['speedup_over_' + name]:.2f}×, "
+                f"same decisions: {streaming['same_decisions_as_' + name]}",
+                flush=True,
+            )
         c = streaming["cost_model"]
-        print(f"T = 16 parts: a frame alone {c['encode_one_frame_ms']:.1f} ms, in a batch of 16 "
-              f"{c['encode_per_frame_in_batch_of_T_ms']:.1f} ms/frame, head {c['head_ms']:.1f} ms → predicted "
-              f"{c['predicted_speedup_over_recompute_batched']:.2f}×; at most {c['bound_with_free_head']:.2f}× with a "
-              f"free head; {c['predicted_speedup_if_stride_frames_batched']:.2f}× if each stride's frames were "
-              f"encoded as one batch", flush=True)
-    doc = {"benchmark": "edge", "config": a.config, "threads": a.threads, "cpus": os.cpu_count(),
-           "stride": a.stride, "pipeline": pipeline, "memory": memory, "streaming_vs_recompute": streaming,
-           "targets": {"fps": 30, "decision_p95_ms": 100, "streaming_speedup": 3}}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(doc, indent=2))
-    print(f"wrote {a.out}")
+        print(
+            f"T = 16 parts: a frame alone {c['encode_one_frame_ms']:.1f} ms, in a batch of 16 "
+            f"{c['encode_per_frame_in_batch_of_T_ms']:.1f} ms/frame, head {c['head_ms']:.1f} ms → predicted "
+            f"{c['predicted_speedup_over_recompute_batched']:.2f}×; at most {c['bound_with_free_head']:.2f}× with a "
+            f"free head; {c['predicted_speedup_if_stride_frames_batched']:.2f}× if each stride's frames were "
+            f"encoded as one batch",
+            flush=True,
+        )
+    doc = {
+        "benchmark": "edge",
+        "config": a.config,
+        "threads": a.threads,
+        "cpus": os.cpu_count(),
+        "stride": a.stride,
+        "pipeline": pipeline,
+        "memory": memory,
+        "streaming_vs_recompute": streaming,
+        "targets": {"fps": 30, "decision_p95_ms": 100, "streaming_speedup": 3},
+    }
+    write_result(a.out, doc)
 
 
 if __name__ == "__main__":

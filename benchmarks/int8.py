@@ -18,56 +18,38 @@ target would need.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import sys
+import os
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from calibration.gate import rel_error
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchlib import RESULTS, alternating, medians, write_result
+from ort_profile import amdahl, int8_gemm_ratio, op_time_shares, session
 
-from ort_profile import amdahl, int8_gemm_ratio, op_time_shares, session  # noqa: E402
-
-TARGET = 1.8  # the INT8 frame encoder's speed-up over FP32 that issue 4 asks for
+TARGET = 1.8  # the INT8 frame encoder's speed-up over FP32 that the project aims for on the CPU
 
 
 def time_side_by_side(sessions: dict, feeds: dict, repeats: int, blocks: int = 3) -> dict:
-    times = {k: [] for k in sessions}
-    for _ in range(blocks):
-        for name, sess in sessions.items():
-            sess.run(None, feeds)  # warm-up of this block
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                sess.run(None, feeds)
-                times[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-def rel_error(a, b) -> float:
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12))
+    runs = {name: (lambda s=sess: s.run(None, feeds)) for name, sess in sessions.items()}
+    return medians(alternating(runs, repeats, blocks))
 
 
 def bench_config(name: str, threads: int, repeats: int, calib_clips: int, data: Path) -> dict:
     import torch
 
     from art_edge.cliplist import read_classes, read_list
-    from art_edge.preprocess import Preprocessing
     from art_train.export import export_onnx
-    from art_train.model import create_model
+    from art_train.model import create_model_and_transforms
     from calibration.build import quantize_engine_graphs
     from calibration.calib_set import decode_clips, pick_records
     from calibration.quantize import CalibrationCache, QuantSettings
 
     classes = read_classes(data / "classes.txt")
     torch.manual_seed(0)
-    model = create_model(name, class_names=classes).eval()
-    cfg = model.cfg
-    prep = Preprocessing(image_size=cfg.image_size, num_frames=cfg.num_frames)
+    model, prep = create_model_and_transforms(name, class_names=classes)
+    model, cfg = model.eval(), model.cfg
     meta = {"model": cfg.to_dict(), "classes": classes, "preprocessing": prep.to_dict()}
     records = pick_records(read_list(data / "train.csv", classes), calib_clips + 1)
     clips = decode_clips(records, prep, "clips")
@@ -75,73 +57,116 @@ def bench_config(name: str, threads: int, repeats: int, calib_clips: int, data: 
         work = Path(tmp)
         export_onnx(model, meta, work)
         t0 = time.time()
-        quantize_engine_graphs(work, QuantSettings(), CalibrationCache(None), {}, lambda: type(clips)(
-            clips.clips[:-1], clips.labels[:-1], clips.paths[:-1]), threads)
+        quantize_engine_graphs(
+            work,
+            QuantSettings(),
+            CalibrationCache(None),
+            {},
+            lambda: type(clips)(clips.clips[:-1], clips.labels[:-1], clips.paths[:-1]),
+            threads,
+        )
         quant_s = time.time() - t0
         clip = clips.clips[-1]  # not used to calibrate
-        fe = {k: session(work / f"frame_encoder{s}.onnx", threads) for k, s in
-              (("fp32", ""), ("int8", ".int8"))}
+        fe = {
+            k: session(work / f"frame_encoder{s}.onnx", threads)
+            for k, s in (("fp32", ""), ("int8", ".int8"))
+        }
         fe_feeds = {"images": clip}
         patches, tokens = fe["fp32"].run(None, fe_feeds)
-        head = {k: session(work / f"clip_head{s}.onnx", threads) for k, s in
-                (("fp32", ""), ("int8", ".int8"))}
+        head = {
+            k: session(work / f"clip_head{s}.onnx", threads)
+            for k, s in (("fp32", ""), ("int8", ".int8"))
+        }
         head_feeds = {"patches": patches[None], "frame_tokens": tokens[None]}
-        result = {"config": name, "frames": cfg.num_frames, "image_size": cfg.image_size, "threads": threads,
-                  "quantize_seconds": round(quant_s, 1), "calibration_clips": calib_clips}
-        for graph, sessions, feeds in (("frame_encoder", fe, fe_feeds), ("clip_head", head, head_feeds)):
+        result = {
+            "config": name,
+            "frames": cfg.num_frames,
+            "image_size": cfg.image_size,
+            "threads": threads,
+            "quantize_seconds": round(quant_s, 1),
+            "calibration_clips": calib_clips,
+        }
+        for graph, sessions, feeds in (
+            ("frame_encoder", fe, fe_feeds),
+            ("clip_head", head, head_feeds),
+        ):
             ref = sessions["fp32"].run(None, feeds)
             med = time_side_by_side(sessions, feeds, repeats)
-            result[graph] = {k: {"ms": 1000 * v, "speedup_over_fp32": med["fp32"] / v,
-                                 "rel_error": max(rel_error(a, b) for a, b in zip(ref, sessions[k].run(None, feeds)))}
-                             for k, v in med.items()}
-        result["frame_encoder"]["ceiling"] = int8_ceiling(work / "frame_encoder.onnx",
-                                                          work / "frame_encoder.int8.onnx", fe_feeds, threads)
+            result[graph] = {
+                k: {
+                    "ms": 1000 * v,
+                    "speedup_over_fp32": med["fp32"] / v,
+                    "rel_error": max(
+                        rel_error(a, b) for a, b in zip(ref, sessions[k].run(None, feeds))
+                    ),
+                }
+                for k, v in med.items()
+            }
+        result["frame_encoder"]["ceiling"] = int8_ceiling(
+            work / "frame_encoder.onnx", work / "frame_encoder.int8.onnx", fe_feeds, threads
+        )
     return result
 
 
 def int8_ceiling(fp32_path, int8_path, feeds, threads: int) -> dict:
     """The most INT8 can do for this graph here: Amdahl's law over its weight-product share."""
-    fp32, int8 = op_time_shares(fp32_path, feeds, threads), op_time_shares(int8_path, feeds, threads)
+    fp32, int8 = (
+        op_time_shares(fp32_path, feeds, threads),
+        op_time_shares(int8_path, feeds, threads),
+    )
     share = fp32["shares"].get("weight_products", 0.0)
     kernels = int8_gemm_ratio(fp32["product_shapes"], threads)
     needed = share / (1 / TARGET - (1 - share)) if 1 / TARGET > 1 - share else None
-    return {"fp32_time_shares": fp32["shares"], "int8_time_shares": int8["shares"],
-            "weight_product_share": share, "int8_kernel_speedup": kernels["speedup"],
-            "kernel_shapes": kernels["shapes"], "bound_free_quantization": amdahl(share, kernels["speedup"]),
-            "bound_infinitely_fast_products": amdahl(share, float("inf")),
-            "target": TARGET, "kernel_speedup_needed_for_target": needed}
+    return {
+        "fp32_time_shares": fp32["shares"],
+        "int8_time_shares": int8["shares"],
+        "weight_product_share": share,
+        "int8_kernel_speedup": kernels["speedup"],
+        "kernel_shapes": kernels["shapes"],
+        "bound_free_quantization": amdahl(share, kernels["speedup"]),
+        "bound_infinitely_fast_products": amdahl(share, float("inf")),
+        "target": TARGET,
+        "kernel_speedup_needed_for_target": needed,
+    }
 
 
 def main(argv=None):
-    from art_train.synthetic import make_dataset
+    from art_edge.synthetic import make_dataset
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--configs", nargs="+", default=["art-tiny", "art-edge-s"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--calib-clips", type=int, default=16)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "int8.json"))
+    ap.add_argument("--out", default=str(RESULTS / "int8.json"))
     a = ap.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        data = make_dataset(Path(tmp) / "data", per_class=4, val_per_class=1, seed=7, progress=False)
+        data = make_dataset(
+            Path(tmp) / "data", per_class=4, val_per_class=1, seed=7, progress=False
+        )
         for name in a.configs:
             r = bench_config(name, a.threads, a.repeats, a.calib_clips, data)
             results.append(r)
             for graph in ("frame_encoder", "clip_head"):
                 row = r[graph]
-                print(f"{name:<11} {graph:<13} FP32 {row['fp32']['ms']:7.1f} ms   INT8 {row['int8']['ms']:7.1f} ms "
-                      f"({row['int8']['speedup_over_fp32']:.2f}×, rel err {row['int8']['rel_error']:.3f})", flush=True)
+                print(
+                    f"{name:<11} {graph:<13} FP32 {row['fp32']['ms']:7.1f} ms   INT8 {row['int8']['ms']:7.1f} ms "
+                    f"({row['int8']['speedup_over_fp32']:.2f}×, rel err {row['int8']['rel_error']:.3f})",
+                    flush=True,
+                )
             c = r["frame_encoder"]["ceiling"]
             need = c["kernel_speedup_needed_for_target"]
-            print(f"{name:<11} ceiling: weight products {100 * c['weight_product_share']:.0f} % of FP32 time, INT8 kernels "
-                  f"{c['int8_kernel_speedup']:.2f}× FP32 at its shapes → at most {c['bound_free_quantization']:.2f}× "
-                  f"(the {TARGET}× target needs {'%.2f×' % need if need else 'more than infinitely fast'} kernels)",
-                  flush=True)
-    doc = {"benchmark": "int8", "machine": f"{__import__('os').cpu_count()} CPUs", "results": results}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(doc, indent=2))
-    print(f"wrote {a.out}")
+            print(
+                f"{name:<11} ceiling: weight products {100 * c['weight_product_share']:.0f} % of FP32 "
+                f"time, INT8 kernels {c['int8_kernel_speedup']:.2f}× FP32 at its shapes → at most "
+                f"{c['bound_free_quantization']:.2f}× (the {TARGET}× target needs "
+                f"{f'{need:.2f}×' if need else 'more than infinitely fast'} kernels)",
+                flush=True,
+            )
+    write_result(
+        a.out, {"benchmark": "int8", "machine": f"{os.cpu_count()} CPUs", "results": results}
+    )
 
 
 if __name__ == "__main__":

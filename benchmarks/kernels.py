@@ -18,8 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+RESULTS = Path(__file__).resolve().parent / "results"
 
 QR = {"paper": (8 * 16, 2, 196, 256, 8), "edge": (8, 4, 49, 384, 6)}
 LINK = {"paper": (8, 16, 2, 256), "edge": (1, 8, 4, 384)}
@@ -57,53 +56,83 @@ def bench_qr(torch, ops, shape, dtype):
     fused = cuda_time_ms(torch, lambda: ops.qr_attention(q, k, v, heads, scale))
     unfused = cuda_time_ms(torch, lambda: qr_attention_reference(q, k, v, heads, scale))
     sdpa = cuda_time_ms(torch, lambda: F.scaled_dot_product_attention(qh, kh, vh, scale=scale))
-    return {"fused_ms": fused, "unfused_pytorch_ms": unfused, "sdpa_ms_without_maps": sdpa,
-            "speedup_over_unfused": unfused / fused, "speedup_over_sdpa": sdpa / fused}
+    return {
+        "fused_ms": fused,
+        "unfused_pytorch_ms": unfused,
+        "sdpa_ms_without_maps": sdpa,
+        "speedup_over_unfused": unfused / fused,
+        "speedup_over_sdpa": sdpa / fused,
+    }
 
 
 def bench_link(torch, ops, shape, dtype, copy_gbs):
     from art_train.ops import tracklet_link_reference
 
     b, t, k, d = shape
-    r, s = torch.randn(b, t, k, d, device="cuda", dtype=dtype), torch.randn(b, k, d, device="cuda", dtype=dtype)
+    r, s = (
+        torch.randn(b, t, k, d, device="cuda", dtype=dtype),
+        torch.randn(b, k, d, device="cuda", dtype=dtype),
+    )
     fused = cuda_time_ms(torch, lambda: ops.tracklet_link(r, s, 0.1))
     unfused = cuda_time_ms(torch, lambda: tracklet_link_reference(r, s, 0.1))
     size = r.element_size()
     moved = (r.numel() + s.numel() + b * k * d + b * t * k + b * (t - 1) * k) * size
     gbs = moved / (fused * 1e-3) / 1e9
-    return {"fused_ms": fused, "unfused_pytorch_ms": unfused, "speedup_over_unfused": unfused / fused,
-            "effective_gbs": gbs, "fraction_of_copy_bandwidth": gbs / copy_gbs}
+    return {
+        "fused_ms": fused,
+        "unfused_pytorch_ms": unfused,
+        "speedup_over_unfused": unfused / fused,
+        "effective_gbs": gbs,
+        "fraction_of_copy_bandwidth": gbs / copy_gbs,
+    }
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "kernels.json"))
+    ap.add_argument("--out", default=str(RESULTS / "kernels.json"))
     a = ap.parse_args(argv)
     import torch
 
     if not torch.cuda.is_available():
-        print("error: benchmarks/kernels.py needs an NVIDIA GPU with CUDA (torch.cuda.is_available() is False)",
-              file=sys.stderr)
+        print(
+            "error: benchmarks/kernels.py needs an NVIDIA GPU with CUDA (torch.cuda.is_available() is False)",
+            file=sys.stderr,
+        )
         return 2
-    from plugins.torch_ops import build_extension, FusedOps
+    from plugins.torch_ops import FusedOps, build_extension
 
     ops = FusedOps(build_extension())
     torch.set_grad_enabled(False)
     copy_gbs = copy_bandwidth_gbs(torch)
-    results = {"gpu": torch.cuda.get_device_name(), "copy_bandwidth_gbs": copy_gbs, "qr_attention": {},
-               "tracklet_link": {}}
+    results = {
+        "gpu": torch.cuda.get_device_name(),
+        "copy_bandwidth_gbs": copy_gbs,
+        "qr_attention": {},
+        "tracklet_link": {},
+    }
     for dname, dtype in (("float32", torch.float32), ("float16", torch.float16)):
         for name, shape in QR.items():
-            results["qr_attention"][f"{name}/{dname}"] = {"shape": shape, **bench_qr(torch, ops, shape, dtype)}
+            results["qr_attention"][f"{name}/{dname}"] = {
+                "shape": shape,
+                **bench_qr(torch, ops, shape, dtype),
+            }
         for name, shape in LINK.items():
-            results["tracklet_link"][f"{name}/{dname}"] = {"shape": shape,
-                                                           **bench_link(torch, ops, shape, dtype, copy_gbs)}
+            results["tracklet_link"][f"{name}/{dname}"] = {
+                "shape": shape,
+                **bench_link(torch, ops, shape, dtype, copy_gbs),
+            }
     for op in ("qr_attention", "tracklet_link"):
         for key, row in results[op].items():
-            extra = f", {100 * row['fraction_of_copy_bandwidth']:.0f} % of copy bandwidth" if op == "tracklet_link" else \
-                f", SDPA (no maps) {row['sdpa_ms_without_maps'] * 1000:.1f} µs"
-            print(f"{op:<14} {key:<14} fused {row['fused_ms'] * 1000:8.1f} µs  unfused {row['unfused_pytorch_ms'] * 1000:8.1f} µs"
-                  f"  ({row['speedup_over_unfused']:.2f}×){extra}")
+            extra = (
+                f", {100 * row['fraction_of_copy_bandwidth']:.0f} % of copy bandwidth"
+                if op == "tracklet_link"
+                else f", SDPA (no maps) {row['sdpa_ms_without_maps'] * 1000:.1f} µs"
+            )
+            print(
+                f"{op:<14} {key:<14} fused {row['fused_ms'] * 1000:8.1f} µs  "
+                f"unfused {row['unfused_pytorch_ms'] * 1000:8.1f} µs"
+                f"  ({row['speedup_over_unfused']:.2f}×){extra}"
+            )
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(results, indent=2))
     print(f"wrote {a.out}")

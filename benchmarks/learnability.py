@@ -3,14 +3,13 @@
     python benchmarks/learnability.py [--epochs 6] [--out benchmarks/results/learnability.json]
 
 Small probes on the same clips (decoded once, eval transform), each trained with AdamW 1e-3,
-batch 8: they locate where learning from scratch breaks down (see the README's Status section).
+batch 8: they locate where learning from scratch breaks down (docs/experiments/random-weights.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,48 +19,62 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+RESULTS = Path(__file__).resolve().parent / "results"
 
 FRAMES, SIZE, CLASSES = 8, 64, 6
 
 
 def load_split(data: Path, split: str):
+    from art_edge.cliplist import read_classes, read_list
     from art_edge.preprocess import Preprocessing, load_clip
-    from art_train.data import read_classes, read_list
 
     prep = Preprocessing(image_size=SIZE, num_frames=FRAMES)
     recs = read_list(data / f"{split}.csv", read_classes(data / "classes.txt"))
-    return torch.from_numpy(np.stack([load_clip(r.path, prep) for r in recs])), torch.tensor([r.label for r in recs])
+    return torch.from_numpy(np.stack([load_clip(r.path, prep) for r in recs])), torch.tensor(
+        [r.label for r in recs]
+    )
 
 
 class Probe(nn.Module):
     """Frame features [N, L, d] (a tower) → a read-out over the clip → class logits."""
 
-    def __init__(self, tower: str, readout: str, d: int = 64, queries: int = 4, logit_scale: float = 1.0):
+    def __init__(
+        self, tower: str, readout: str, d: int = 64, queries: int = 4, logit_scale: float = 1.0
+    ):
         super().__init__()
         from art_train.clip import create_clip
         from art_train.model import FrameEncoder, sincos_2d
 
-        self.readout, self.d, self.k, self.scale = readout, d, queries, logit_scale * d ** -0.5
+        self.readout, self.d, self.k, self.scale = readout, d, queries, logit_scale * d**-0.5
         if tower == "cnn":  # a plain 3-layer CNN, stride 4 → 8×8 after pooling
-            self.cnn = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.GELU(), nn.Conv2d(16, 16, 3, 1, 1), nn.GELU(),
-                                     nn.Conv2d(16, d, 3, 2, 1), nn.AdaptiveAvgPool2d(8))
+            self.cnn = nn.Sequential(
+                nn.Conv2d(3, 16, 3, 2, 1),
+                nn.GELU(),
+                nn.Conv2d(16, 16, 3, 1, 1),
+                nn.GELU(),
+                nn.Conv2d(16, d, 3, 2, 1),
+                nn.AdaptiveAvgPool2d(8),
+            )
             grid = (8, 8)
         else:
             name, stage = {"vit": ("ART-ViT-Tiny", -1), "resnet": ("ART-ResNet-Tiny", 2)}[tower]
-            self.encoder = FrameEncoder(create_clip(name, SIZE, warn_random=False).visual, SIZE, d, stage)
+            self.encoder = FrameEncoder(
+                create_clip(name, SIZE, warn_random=False).visual, SIZE, d, stage
+            )
             grid = self.encoder.grid
         length = grid[0] * grid[1]
         self.register_buffer("pos", sincos_2d(grid, d))
         self.queries = nn.Parameter(torch.randn(queries, d))
         self.wk, self.wv = nn.Linear(d, d), nn.Linear(d, d)
         self.semantics = nn.Parameter(torch.randn(1, queries, d))
-        self.time_proj = nn.Parameter(torch.randn(FRAMES, d, d) * d ** -0.5)
+        self.time_proj = nn.Parameter(torch.randn(FRAMES, d, d) * d**-0.5)
         flat = FRAMES * (length if readout == "flatten" else queries) * d
         self.flat_head = nn.Linear(flat, CLASSES)
-        self.mlp = nn.Sequential(nn.Linear(flat if readout == "attn_mlp" else queries * d, 128), nn.GELU(),
-                                 nn.Linear(128, CLASSES))
+        self.mlp = nn.Sequential(
+            nn.Linear(flat if readout == "attn_mlp" else queries * d, 128),
+            nn.GELU(),
+            nn.Linear(128, CLASSES),
+        )
         self.lin = nn.Linear(queries * d, CLASSES)
 
     def features(self, frames):
@@ -96,7 +109,7 @@ def train_probe(model, train, val, epochs: int) -> dict:
         model.train()
         perm = torch.randperm(len(xtr))
         for i in range(0, len(xtr), 8):
-            idx = perm[i:i + 8]
+            idx = perm[i : i + 8]
             loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
             opt.zero_grad()
             loss.backward()
@@ -137,25 +150,36 @@ PROBES = [  # (name, tower, read-out, attention logit scale)
 
 
 def main(argv=None):
-    from art_train.synthetic import make_dataset
+    from art_edge.synthetic import make_dataset
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "learnability.json"))
+    ap.add_argument("--out", default=str(RESULTS / "learnability.json"))
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        data = make_dataset(Path(tmp) / "data", per_class=60, val_per_class=20, seed=1234, progress=False)
+        data = make_dataset(
+            Path(tmp) / "data", per_class=60, val_per_class=20, seed=1234, progress=False
+        )
         train, val = load_split(data, "train"), load_split(data, "val")
     results = {"linear_on_pixels": linear_on_pixels(train, val)}
     print(f"{'linear_on_pixels':<50} {results['linear_on_pixels']['val_top1']:.3f}", flush=True)
     for name, tower, readout, scale in PROBES:
         torch.manual_seed(0)
         results[name] = train_probe(Probe(tower, readout, logit_scale=scale), train, val, a.epochs)
-        print(f"{name:<50} {results[name]['val_top1']:.3f}  ({results[name]['seconds']:.0f} s)", flush=True)
-    report = {"benchmark": "learnability", "epochs": a.epochs, "train_clips": len(train[1]),
-              "val_clips": len(val[1]), "chance": 1 / CLASSES, "results": results}
+        print(
+            f"{name:<50} {results[name]['val_top1']:.3f}  ({results[name]['seconds']:.0f} s)",
+            flush=True,
+        )
+    report = {
+        "benchmark": "learnability",
+        "epochs": a.epochs,
+        "train_clips": len(train[1]),
+        "val_clips": len(val[1]),
+        "chance": 1 / CLASSES,
+        "results": results,
+    }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(report, indent=2))
     print(f"wrote {a.out}")

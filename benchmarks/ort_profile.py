@@ -14,32 +14,32 @@ from __future__ import annotations
 import json
 import statistics
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from art_edge.backends.onnxruntime import create_session
+
+from benchlib import alternating, medians
+
 # ORT's fused integer kernels that the QDQ products of calibration/ turn into on the CPU.
-INTEGER_PRODUCTS = {"MatMulIntegerToFloat", "MatMulInteger", "QLinearMatMul", "QGemm", "QLinearConv",
-                    "ConvInteger", "DynamicQuantizeMatMul"}
+INTEGER_PRODUCTS = {
+    "MatMulIntegerToFloat",
+    "MatMulInteger",
+    "QLinearMatMul",
+    "QGemm",
+    "QLinearConv",
+    "ConvInteger",
+    "DynamicQuantizeMatMul",
+}
 FLOAT_PRODUCTS = {"MatMul", "FusedMatMul", "Gemm", "Conv", "FusedConv", "FusedGemm"}
 QUANTIZE = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 
 
 def session(path, threads: int, profile_dir: str | None = None):
-    """A CPU session with the options the runner uses (art_edge/backends/onnxruntime.py)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if profile_dir:
-        opts.enable_profiling = True
-        opts.profile_file_prefix = str(Path(profile_dir) / "ort")
-    model = path.SerializeToString() if hasattr(path, "SerializeToString") else str(path)
-    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    """A CPU session with the options the runner uses."""
+    return create_session(path, threads, profile_dir=profile_dir)
 
 
 def _category(op: str, inputs: list) -> str:
@@ -78,9 +78,13 @@ def op_time_shares(path, feeds: dict, threads: int, runs: int = 5) -> dict:
             out = next(iter(args["output_type_shape"][0].values()))
             shapes[(int(np.prod(inputs[0][:-1])), inputs[0][-1], out[-1])] += 1
     total = sum(time_us.values())
-    return {"shares": {k: v / total for k, v in sorted(time_us.items())},
-            "profiled_run_ms": statistics.median(e["dur"] for e in model_runs) / 1000 if model_runs else None,
-            "product_shapes": [[*k, v // (2 + runs)] for k, v in sorted(shapes.items())]}  # per run: warm-ups are profiled too
+    return {
+        "shares": {k: v / total for k, v in sorted(time_us.items())},
+        "profiled_run_ms": statistics.median(e["dur"] for e in model_runs) / 1000
+        if model_runs
+        else None,
+        "product_shapes": [[*k, v // (2 + runs)] for k, v in sorted(shapes.items())],
+    }  # per run: warm-ups are profiled too
 
 
 def matmul_graph(w: np.ndarray, m: int, int8: bool):
@@ -91,31 +95,30 @@ def matmul_graph(w: np.ndarray, m: int, int8: bool):
     k, n = w.shape
     if int8:
         scale = np.abs(w).max(0) / 63
-        inits = [numpy_helper.from_array(np.round(w / scale).astype(np.int8), "wq"),
-                 numpy_helper.from_array(scale.astype(np.float32), "ws"),
-                 numpy_helper.from_array(np.zeros(n, np.int8), "wz"),
-                 numpy_helper.from_array(np.array(0.05, np.float32), "xs"),
-                 numpy_helper.from_array(np.array(0, np.int8), "xz")]
-        nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
-                 helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
-                 helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=1),
-                 helper.make_node("MatMul", ["xd", "wd"], ["y"])]
+        inits = [
+            numpy_helper.from_array(np.round(w / scale).astype(np.int8), "wq"),
+            numpy_helper.from_array(scale.astype(np.float32), "ws"),
+            numpy_helper.from_array(np.zeros(n, np.int8), "wz"),
+            numpy_helper.from_array(np.array(0.05, np.float32), "xs"),
+            numpy_helper.from_array(np.array(0, np.int8), "xz"),
+        ]
+        nodes = [
+            helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+            helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+            helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=1),
+            helper.make_node("MatMul", ["xd", "wd"], ["y"]),
+        ]
     else:
         inits = [numpy_helper.from_array(w, "w")]
         nodes = [helper.make_node("MatMul", ["x", "w"], ["y"])]
-    graph = helper.make_graph(nodes, "product", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "product",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-
-
-def _median_us(sess, feeds, repeats: int) -> list[float]:
-    sess.run(None, feeds)
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        sess.run(None, feeds)
-        out.append(1e6 * (time.perf_counter() - t0))
-    return out
 
 
 def int8_gemm_ratio(product_shapes, threads: int, repeats: int = 30, blocks: int = 3) -> dict:
@@ -127,16 +130,25 @@ def int8_gemm_ratio(product_shapes, threads: int, repeats: int = 30, blocks: int
     for m, k, n, count in product_shapes:
         w = (0.05 * rng.standard_normal((k, n))).astype(np.float32)
         feeds = {"x": rng.standard_normal((m, k)).astype(np.float32)}
-        sessions = {"fp32": session(matmul_graph(w, m, False), threads),
-                    "int8": session(matmul_graph(w, m, True), threads)}
-        times = {key: [] for key in sessions}
-        for _ in range(blocks):
-            for key, sess in sessions.items():
-                times[key] += _median_us(sess, feeds, repeats)
-        med = {key: statistics.median(v) for key, v in times.items()}
+        sessions = {
+            "fp32": session(matmul_graph(w, m, False), threads),
+            "int8": session(matmul_graph(w, m, True), threads),
+        }
+        runs = {key: (lambda s=sess, f=feeds: s.run(None, f)) for key, sess in sessions.items()}
+        med = medians(alternating(runs, repeats, blocks), scale=1e6)
         fp32_us, int8_us = fp32_us + count * med["fp32"], int8_us + count * med["int8"]
-        per_shape.append({"m": m, "k": k, "n": n, "count": count, "fp32_us": med["fp32"], "int8_us": med["int8"],
-                          "fp32_gflops": 2 * m * k * n / med["fp32"] / 1e3, "speedup": med["fp32"] / med["int8"]})
+        per_shape.append(
+            {
+                "m": m,
+                "k": k,
+                "n": n,
+                "count": count,
+                "fp32_us": med["fp32"],
+                "int8_us": med["int8"],
+                "fp32_gflops": 2 * m * k * n / med["fp32"] / 1e3,
+                "speedup": med["fp32"] / med["int8"],
+            }
+        )
     return {"speedup": fp32_us / int8_us if int8_us else None, "shapes": per_shape}
 
 

@@ -1,6 +1,7 @@
 """ART against the paper's Baseline on the synthetic fine-grained set, same budget, 3 seeds, CPU.
 
-    python benchmarks/synthetic_ablation.py [--seeds 0 1 2] [--epochs 12] [--out benchmarks/results/synthetic_ablation.json]
+    python benchmarks/synthetic_ablation.py [--seeds 0 1 2] [--epochs 12]
+        [--out benchmarks/results/synthetic_ablation.json]
 
 Both variants use the same art-tiny backbone, temporal token, data, epochs, optimizer and seeds;
 the Baseline sends the temporal token straight into a classifier of the same shape. Runs through
@@ -13,21 +14,19 @@ import argparse
 import io
 import json
 import statistics
-import sys
 import tempfile
 import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv=None):
     import torch
 
+    from art_edge.synthetic import make_dataset
     from art_train.evaluate import evaluate_checkpoint
-    from art_train.synthetic import make_dataset
     from art_train.train import resolve_config, train_with_restarts
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -35,46 +34,93 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--per-class", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--variants", nargs="+", default=["art", "baseline"], choices=["art", "baseline"])
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="config override for every run, e.g. --set gamma1=5 --set gamma2=5")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "synthetic_ablation.json"))
+    ap.add_argument(
+        "--variants", nargs="+", default=["art", "baseline"], choices=["art", "baseline"]
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every run, e.g. --set gamma1=5 --set gamma2=5",
+    )
+    ap.add_argument("--out", default=str(RESULTS / "synthetic_ablation.json"))
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     t_start = time.time()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        data = make_dataset(Path(tmp) / "data", per_class=a.per_class, val_per_class=20, seed=1234, progress=False)
+        data = make_dataset(
+            Path(tmp) / "data", per_class=a.per_class, val_per_class=20, seed=1234, progress=False
+        )
         for seed in a.seeds:
             for variant in a.variants:
-                model_cfg, tcfg = resolve_config("art-tiny", [*a.set, f"variant={variant}", f"seed={seed}",
-                                                              f"epochs={a.epochs}"])
+                model_cfg, tcfg = resolve_config(
+                    "art-tiny", [*a.set, f"variant={variant}", f"seed={seed}", f"epochs={a.epochs}"]
+                )
                 out = Path(tmp) / f"{variant}-{seed}"
                 t0 = time.time()
                 with redirect_stdout(io.StringIO()):
-                    best = train_with_restarts(model_cfg, tcfg, data / "train.csv", data / "val.csv",
-                                               data / "classes.txt", out, progress=False)
+                    best = train_with_restarts(
+                        model_cfg,
+                        tcfg,
+                        data / "train.csv",
+                        data / "val.csv",
+                        data / "classes.txt",
+                        out,
+                        progress=False,
+                    )
                 m = evaluate_checkpoint(out, data / "val.csv", data / "classes.txt")
                 restarts = out / "restarts.json"
-                runs.append({"variant": variant, "seed": seed, "top1": m["top1"], "mean_class_acc": m["mean_class_acc"],
-                             "best_epoch": best.get("epoch"), "seconds": round(time.time() - t0, 1),
-                             "restarts": json.loads(restarts.read_text()) if restarts.is_file() else None})
-                print(f"{variant:<9} seed {seed}: top-1 {m['top1']:.3f}  ({runs[-1]['seconds']:.0f} s)", flush=True)
+                runs.append(
+                    {
+                        "variant": variant,
+                        "seed": seed,
+                        "top1": m["top1"],
+                        "mean_class_acc": m["mean_class_acc"],
+                        "best_epoch": best.get("epoch"),
+                        "seconds": round(time.time() - t0, 1),
+                        "restarts": json.loads(restarts.read_text())
+                        if restarts.is_file()
+                        else None,
+                    }
+                )
+                print(
+                    f"{variant:<9} seed {seed}: top-1 {m['top1']:.3f}  ({runs[-1]['seconds']:.0f} s)",
+                    flush=True,
+                )
     summary = {}
     for variant in a.variants:
         accs = [r["top1"] for r in runs if r["variant"] == variant]
-        summary[variant] = {"top1_mean": statistics.mean(accs), "top1_std": statistics.pstdev(accs),
-                            "top1_min": min(accs), "top1_max": max(accs)}
-    report = {"benchmark": "synthetic_ablation", "config": "art-tiny", "overrides": a.set, "epochs": a.epochs,
-              "seeds": a.seeds,
-              "train_clips": 6 * a.per_class, "val_clips": 6 * 20, "threads": a.threads,
-              "total_seconds": round(time.time() - t_start, 1), "summary": summary, "runs": runs}
+        summary[variant] = {
+            "top1_mean": statistics.mean(accs),
+            "top1_std": statistics.pstdev(accs),
+            "top1_min": min(accs),
+            "top1_max": max(accs),
+        }
+    report = {
+        "benchmark": "synthetic_ablation",
+        "config": "art-tiny",
+        "overrides": a.set,
+        "epochs": a.epochs,
+        "seeds": a.seeds,
+        "train_clips": 6 * a.per_class,
+        "val_clips": 6 * 20,
+        "threads": a.threads,
+        "total_seconds": round(time.time() - t_start, 1),
+        "summary": summary,
+        "runs": runs,
+    }
     if {"art", "baseline"} <= set(summary):
-        report["art_minus_baseline_points"] = 100 * (summary["art"]["top1_mean"] - summary["baseline"]["top1_mean"])
+        report["art_minus_baseline_points"] = 100 * (
+            summary["art"]["top1_mean"] - summary["baseline"]["top1_mean"]
+        )
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(report, indent=2))
     for v, s in summary.items():
-        print(f"{v:<9} top-1 {100 * s['top1_mean']:.1f} ± {100 * s['top1_std']:.1f} (min {100 * s['top1_min']:.1f})")
+        print(
+            f"{v:<9} top-1 {100 * s['top1_mean']:.1f} ± {100 * s['top1_std']:.1f} (min {100 * s['top1_min']:.1f})"
+        )
     if "art_minus_baseline_points" in report:
         print(f"ART − Baseline: {report['art_minus_baseline_points']:+.1f} points")
     print(f"{report['total_seconds']:.0f} s in all; wrote {a.out}")

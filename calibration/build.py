@@ -22,11 +22,25 @@ from pathlib import Path
 from art_edge.engine import sha256_file
 from art_edge.errors import UserError
 from art_edge.preprocess import Preprocessing
-from calibration.calib_set import (DEFAULT_CALIB_CLIPS, MIN_CALIB_CLIPS, MIN_GATE_CLIPS, decode_clips, pick_records,
-                                   read_records, require, split_records)
+from calibration.calib_set import (
+    DEFAULT_CALIB_CLIPS,
+    MIN_CALIB_CLIPS,
+    MIN_GATE_CLIPS,
+    decode_clips,
+    pick_records,
+    read_records,
+    require,
+    split_records,
+)
 from calibration.gate import Pipeline, compare_predictions, measure_speed, node_errors
-from calibration.quantize import (CalibrationCache, QuantSettings, data_identity, quantize_graph, quantized_nodes,
-                                  settings_dict)
+from calibration.quantize import (
+    CalibrationCache,
+    QuantSettings,
+    data_identity,
+    quantize_graph,
+    quantized_nodes,
+    settings_dict,
+)
 from calibration.report import REPORT_JSON, REPORT_PNG, write_report
 
 CACHE_NAME = "calibration_cache.json"
@@ -37,7 +51,9 @@ GRAPHS = ("frame_encoder", "clip_head")
 class Int8Options:
     calib: str  # LIST of calibration clips
     root: str | None = None  # folder for relative paths in the LISTs
-    holdout: str | None = None  # LIST for the gate; default: the calib LIST's clips not used to calibrate
+    holdout: str | None = (
+        None  # LIST for the gate; default: the calib LIST's clips not used to calibrate
+    )
     calib_size: int = DEFAULT_CALIB_CLIPS  # clips used to calibrate
     gate_size: int | None = None  # held-out clips scored by the gate (None: all)
     settings: QuantSettings = field(default_factory=QuantSettings)
@@ -48,21 +64,27 @@ class Int8Options:
     cache: str | None = None  # calibration cache to reuse (default: the one in the old engine dir)
     seed: int = 0
     threads: int | None = None
-    measure_speed: bool = True  # time FP32 against INT8 on ONNX Runtime here (off for TensorRT builds)
+    measure_speed: bool = (
+        True  # time FP32 against INT8 on ONNX Runtime here (off for TensorRT builds)
+    )
 
 
 def _paths(work_dir: Path, name: str) -> dict:
     return {"fp32": work_dir / f"{name}.onnx", "int8": work_dir / f"{name}.int8.onnx"}
 
 
-def build_int8(work_dir, meta: dict, opts: Int8Options, log=print, failed_report_prefix=None) -> dict:
+def build_int8(
+    work_dir, meta: dict, opts: Int8Options, log=print, failed_report_prefix=None
+) -> dict:
     """Quantize the FP32 graphs in work_dir; → the manifest entries for the INT8 engine."""
     work_dir = Path(work_dir)
     classes, prep = meta["classes"], Preprocessing.from_dict(meta["preprocessing"])
     progress = sys.stderr.isatty()
     calib_recs, gate_recs = _select(opts, classes)
-    log(f"INT8: calibrating on {len(calib_recs)} clips, gating on {len(gate_recs)} held-out clips "
-        f"({opts.settings.method})")
+    log(
+        f"INT8: calibrating on {len(calib_recs)} clips, gating on {len(gate_recs)} held-out clips "
+        f"({opts.settings.method})"
+    )
 
     @lru_cache(maxsize=1)
     def calib_clips():
@@ -71,53 +93,93 @@ def build_int8(work_dir, meta: dict, opts: Int8Options, log=print, failed_report
     cache = CalibrationCache(Path(opts.cache) if opts.cache else None, log)
     data_key = data_identity(opts.calib, opts.root, len(calib_recs), opts.seed)
     gate = decode_clips(gate_recs, prep, "held-out clips", progress=progress)
-    require(len(gate), MIN_GATE_CLIPS, "the held-out set (after skipping undecodable clips)",
-            "Pass --holdout LIST with more clips.")
-    fp32 = Pipeline(str(_paths(work_dir, "frame_encoder")["fp32"]), str(_paths(work_dir, "clip_head")["fp32"]),
-                    opts.threads)
+    require(
+        len(gate),
+        MIN_GATE_CLIPS,
+        "the held-out set (after skipping undecodable clips)",
+        "Pass --holdout LIST with more clips.",
+    )
+    fp32 = Pipeline(
+        str(_paths(work_dir, "frame_encoder")["fp32"]),
+        str(_paths(work_dir, "clip_head")["fp32"]),
+        opts.threads,
+    )
     logits32 = fp32.logits(gate.clips)
     settings, excluded, node_rank = opts.settings, [], None
     for round_ in range(opts.auto_exclude + 1):
         quantize_engine_graphs(work_dir, settings, cache, data_key, calib_clips, opts.threads)
-        int8 = Pipeline(str(_paths(work_dir, "frame_encoder")["int8"]), str(_paths(work_dir, "clip_head")["int8"]),
-                        opts.threads)
-        result = compare_predictions(logits32, int8.logits(gate.clips), gate.labels, classes, gate.paths)
+        int8 = Pipeline(
+            str(_paths(work_dir, "frame_encoder")["int8"]),
+            str(_paths(work_dir, "clip_head")["int8"]),
+            opts.threads,
+        )
+        result = compare_predictions(
+            logits32, int8.logits(gate.clips), gate.labels, classes, gate.paths
+        )
         if node_rank is None:
             node_rank = _rank_nodes(work_dir, gate.clips[:4], fp32, opts.threads)
         passed = _passes(result, opts)
-        log(f"INT8 gate: agreement {100 * result['top1_agreement']:.1f} %, top-1 FP32 {100 * result['top1_fp32']:.1f} % "
+        log(
+            f"INT8 gate: agreement {100 * result['top1_agreement']:.1f} %, "
+            f"top-1 FP32 {100 * result['top1_fp32']:.1f} % "
             f"→ INT8 {100 * result['top1_int8']:.1f} % (drop {result['top1_drop_points']:+.2f} pt, "
-            f"max {opts.max_drop}){'' if passed else '  FAILED'}")
+            f"max {opts.max_drop}){'' if passed else '  FAILED'}"
+        )
         if passed or round_ == opts.auto_exclude:
             break
         more = [n["node"] for n in node_rank if n["node"] not in excluded][:2]
         excluded += more
-        settings = QuantSettings(**{**settings_dict(settings), "op_types": settings.op_types, "exclude": list(excluded)})
+        settings = QuantSettings(
+            **{**settings_dict(settings), "op_types": settings.op_types, "exclude": list(excluded)}
+        )
         log(f"INT8: keeping {more} in float and quantizing again")
     cache.save(work_dir / CACHE_NAME)
     speed = _speed(fp32, int8, gate.clips[0], log) if opts.measure_speed else None
-    report = {"settings": settings_dict(settings), "calibration_clips": len(calib_recs), "gate": result,
-              "max_drop_points": opts.max_drop, "min_agreement": opts.min_agreement, "passed": passed,
-              "kept_in_float_to_pass": excluded, "node_errors": node_rank, "speed_onnxruntime_cpu": speed}
+    report = {
+        "settings": settings_dict(settings),
+        "calibration_clips": len(calib_recs),
+        "gate": result,
+        "max_drop_points": opts.max_drop,
+        "min_agreement": opts.min_agreement,
+        "passed": passed,
+        "kept_in_float_to_pass": excluded,
+        "node_errors": node_rank,
+        "speed_onnxruntime_cpu": speed,
+    }
     write_report(report, work_dir)
     if not passed:
         _fail(report, work_dir, opts, failed_report_prefix, log)
-    return {"graphs": {g: _paths(work_dir, g)["int8"].name for g in GRAPHS},
-            "int8": {"fp32_graphs": {g: _paths(work_dir, g)["fp32"].name for g in GRAPHS},
-                     "report": REPORT_JSON, "plot": REPORT_PNG, "cache": CACHE_NAME, "passed": passed,
-                     "top1_agreement": result["top1_agreement"], "top1_drop_points": result["top1_drop_points"],
-                     "kept_in_float": excluded, "method": settings.method,
-                     "speedup_onnxruntime_cpu": {g: v["speedup"] for g, v in speed.items()} if speed else None}}
+    return {
+        "graphs": {g: _paths(work_dir, g)["int8"].name for g in GRAPHS},
+        "int8": {
+            "fp32_graphs": {g: _paths(work_dir, g)["fp32"].name for g in GRAPHS},
+            "report": REPORT_JSON,
+            "plot": REPORT_PNG,
+            "cache": CACHE_NAME,
+            "passed": passed,
+            "top1_agreement": result["top1_agreement"],
+            "top1_drop_points": result["top1_drop_points"],
+            "kept_in_float": excluded,
+            "method": settings.method,
+            "speedup_onnxruntime_cpu": {g: v["speedup"] for g, v in speed.items()}
+            if speed
+            else None,
+        },
+    }
 
 
 def _speed(fp32: Pipeline, int8: Pipeline, clip, log) -> dict:
     speed = measure_speed(fp32, int8, clip)
     fe, head = speed["frame_encoder"], speed["clip_head"]
-    log(f"INT8 speed here (ONNX Runtime, CPU): frame encoder {fe['fp32_ms']:.1f} → {fe['int8_ms']:.1f} ms "
-        f"({fe['speedup']:.2f}×), clip head {head['fp32_ms']:.1f} → {head['int8_ms']:.1f} ms ({head['speedup']:.2f}×)")
+    log(
+        f"INT8 speed here (ONNX Runtime, CPU): frame encoder {fe['fp32_ms']:.1f} → {fe['int8_ms']:.1f} ms "
+        f"({fe['speedup']:.2f}×), clip head {head['fp32_ms']:.1f} → {head['int8_ms']:.1f} ms ({head['speedup']:.2f}×)"
+    )
     if fe["speedup"] < 1 and head["speedup"] < 1:
-        log("note: INT8 is slower than FP32 on this CPU (its integer kernels do not pay at this model's sizes); "
-            "for ONNX Runtime here, --precision fp32 is faster")
+        log(
+            "note: INT8 is slower than FP32 on this CPU (its integer kernels do not pay at this model's sizes); "
+            "for ONNX Runtime here, --precision fp32 is faster"
+        )
     return speed
 
 
@@ -125,38 +187,82 @@ def _select(opts: Int8Options, classes):
     records = read_records(opts.calib, classes, opts.root)
     if opts.holdout:
         calib = pick_records(records, opts.calib_size, opts.seed)
-        gate = pick_records(read_records(opts.holdout, classes, opts.root), opts.gate_size, opts.seed)
+        gate = pick_records(
+            read_records(opts.holdout, classes, opts.root), opts.gate_size, opts.seed
+        )
     else:
         calib, gate = split_records(records, opts.calib_size, opts.seed)
         gate = gate[: opts.gate_size or len(gate)]
-    require(len(calib), MIN_CALIB_CLIPS, f"the calibration list {opts.calib}",
-            "Give --calib a LIST with more clips (the training LIST works well).")
-    require(len(gate), MIN_GATE_CLIPS, "the held-out set" + ("" if opts.holdout else f" (what --calib {opts.calib} "
-            f"has left after {len(calib)} calibration clips)"),
-            "Pass --holdout LIST (the validation LIST), or a smaller --calib-size.")
+    require(
+        len(calib),
+        MIN_CALIB_CLIPS,
+        f"the calibration list {opts.calib}",
+        "Give --calib a LIST with more clips (the training LIST works well).",
+    )
+    require(
+        len(gate),
+        MIN_GATE_CLIPS,
+        "the held-out set"
+        + (
+            ""
+            if opts.holdout
+            else f" (what --calib {opts.calib} has left after {len(calib)} calibration clips)"
+        ),
+        "Pass --holdout LIST (the validation LIST), or a smaller --calib-size.",
+    )
     return calib, gate
 
 
 def quantize_engine_graphs(work_dir, settings, cache, data_key, calib_clips, threads):
     fe, head = _paths(work_dir, "frame_encoder"), _paths(work_dir, "clip_head")
-    quantize_graph(fe["fp32"], fe["int8"], lambda: ({"images": c} for c in calib_clips().clips), settings, cache,
-                   "frame_encoder", data_key)
+    quantize_graph(
+        fe["fp32"],
+        fe["int8"],
+        lambda: ({"images": c} for c in calib_clips().clips),
+        settings,
+        cache,
+        "frame_encoder",
+        data_key,
+    )
 
     def head_feeds():  # tokens from the quantized encoder: the head learns the error it will see
-        patches, tokens = Pipeline(str(fe["int8"]), str(head["fp32"]), threads).encode(calib_clips().clips)
-        return ({"patches": patches[i:i + 1], "frame_tokens": tokens[i:i + 1]} for i in range(len(patches)))
+        patches, tokens = Pipeline(str(fe["int8"]), str(head["fp32"]), threads).encode(
+            calib_clips().clips
+        )
+        return (
+            {"patches": patches[i : i + 1], "frame_tokens": tokens[i : i + 1]}
+            for i in range(len(patches))
+        )
 
-    quantize_graph(head["fp32"], head["int8"], head_feeds, settings, cache, "clip_head",
-                   {**data_key, "frame_encoder_int8_sha256": sha256_file(fe["int8"])})
+    quantize_graph(
+        head["fp32"],
+        head["int8"],
+        head_feeds,
+        settings,
+        cache,
+        "clip_head",
+        {**data_key, "frame_encoder_int8_sha256": sha256_file(fe["int8"])},
+    )
 
 
 def _rank_nodes(work_dir, clips, fp32: Pipeline, threads) -> list[dict]:
     fe, head = _paths(work_dir, "frame_encoder"), _paths(work_dir, "clip_head")
-    rows = node_errors(fe["fp32"], fe["int8"], quantized_nodes(fe["int8"]), [{"images": c} for c in clips],
-                       "frame_encoder", threads)
+    rows = node_errors(
+        fe["fp32"],
+        fe["int8"],
+        quantized_nodes(fe["int8"]),
+        [{"images": c} for c in clips],
+        "frame_encoder",
+        threads,
+    )
     patches, tokens = fp32.encode(clips)
-    feeds = [{"patches": patches[i:i + 1], "frame_tokens": tokens[i:i + 1]} for i in range(len(clips))]
-    rows += node_errors(head["fp32"], head["int8"], quantized_nodes(head["int8"]), feeds, "clip_head", threads)
+    feeds = [
+        {"patches": patches[i : i + 1], "frame_tokens": tokens[i : i + 1]}
+        for i in range(len(clips))
+    ]
+    rows += node_errors(
+        head["fp32"], head["int8"], quantized_nodes(head["int8"]), feeds, "clip_head", threads
+    )
     return sorted(rows, key=lambda r: -r["added_rel_error"])
 
 
@@ -174,10 +280,15 @@ def _fail(report, work_dir: Path, opts: Int8Options, failed_report_prefix, log):
             shutil.copy(work_dir / name, f"{failed_report_prefix}.{name}")
         where = f"; report: {failed_report_prefix}.{REPORT_JSON}"
     worst = ", ".join(n["node"] for n in report["node_errors"][:3])
-    message = (f"INT8 gate failed: top-1 drop {g['top1_drop_points']:.2f} points (max {opts.max_drop}), agreement "
-               f"{100 * g['top1_agreement']:.1f} % on {g['n']} held-out clips; most sensitive nodes: {worst}{where}")
+    message = (
+        f"INT8 gate failed: top-1 drop {g['top1_drop_points']:.2f} points (max {opts.max_drop}), agreement "
+        f"{100 * g['top1_agreement']:.1f} % on {g['n']} held-out clips; most sensitive nodes: {worst}{where}"
+    )
     if opts.keep_failed:
         log(f"warning: {message}; kept because --keep-failed-int8 was given")
         return
-    raise UserError(message + ". Try --auto-exclude 3, --calib-method entropy or percentile, more --calib-size, "
-                    "or --precision fp32; --keep-failed-int8 keeps it anyway")
+    raise UserError(
+        message
+        + ". Try --auto-exclude 3, --calib-method entropy or percentile, more --calib-size, "
+        "or --precision fp32; --keep-failed-int8 keeps it anyway"
+    )

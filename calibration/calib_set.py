@@ -6,14 +6,13 @@ the transform the engine sees live, so the ranges measured here are the ranges i
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-from art_edge.cliplist import ClipRecord, read_classes, read_list
+from art_edge.cliplist import ClipRecord, read_classes, read_list, skip_undecodable
 from art_edge.errors import UserError
-from art_edge.preprocess import Preprocessing, VideoDecodeError, load_clip
+from art_edge.preprocess import Preprocessing, load_clip
 
 DEFAULT_CALIB_CLIPS = 64  # clips (× T frames) for calibration: ranges settle well before this
 MIN_CALIB_CLIPS = 8  # fewer than this gives ranges that one odd clip can dominate
@@ -42,28 +41,27 @@ def split_records(records: list[ClipRecord], calib_size: int, seed: int = 0):
     return shuffled[:calib_size], shuffled[calib_size:]
 
 
-def decode_clips(records: list[ClipRecord], prep: Preprocessing, what: str, max_bad_fraction: float = 0.1,
-                 progress: bool = False) -> ClipSet:
-    """Decode and preprocess every clip; a clip that does not decode is skipped and counted, and
-    too many of them is an error (a wrong --root, usually)."""
-    from tqdm import tqdm
-
-    clips, labels, paths, bad = [], [], [], []
-    for r in tqdm(records, desc=what, disable=not progress, leave=False, unit="clip"):
-        try:
-            clips.append(load_clip(r.path, prep, start_frame=r.start_frame, end_frame=r.end_frame))
-        except VideoDecodeError as e:
-            bad.append(str(e))
-            continue
-        labels.append(r.label)
-        paths.append(r.path)
-    if bad:
-        print(f"warning: {what}: skipped {len(bad)} of {len(records)} clips that do not decode (first: {bad[0]})",
-              file=sys.stderr)
-    if len(bad) > max_bad_fraction * len(records):
-        raise UserError(f"{what}: {len(bad)} of {len(records)} clips do not decode (first: {bad[0]}); "
-                        "check the LIST paths and --root")
-    return ClipSet(clips, np.asarray(labels, np.int64), paths)
+def decode_clips(
+    records: list[ClipRecord],
+    prep: Preprocessing,
+    what: str,
+    max_bad_fraction: float = 0.1,
+    progress: bool = False,
+) -> ClipSet:
+    """Decode and preprocess every clip (art_edge.cliplist.skip_undecodable's policy for the
+    clips that do not decode)."""
+    loaded = skip_undecodable(
+        records,
+        lambda r: load_clip(r.path, prep, start_frame=r.start_frame, end_frame=r.end_frame),
+        max_bad_fraction,
+        what,
+        progress,
+    )
+    return ClipSet(
+        [clip for _, clip in loaded],
+        np.asarray([r.label for r, _ in loaded], np.int64),
+        [r.path for r, _ in loaded],
+    )
 
 
 def read_records(list_path, classes: list[str] | str, root=None) -> list[ClipRecord]:

@@ -16,7 +16,7 @@ import onnx
 from onnx import TensorProto
 from onnx import helper as oh
 
-from art_edge.backends.onnxruntime import OnnxRuntimeRunner
+from art_edge.backends.onnxruntime import OnnxRuntimeRunner, create_session
 
 
 @dataclass
@@ -35,15 +35,24 @@ class Pipeline:
 
     def head(self, patches, tokens, batch: int = 8) -> np.ndarray:
         with OnnxRuntimeRunner(self.clip_head, threads=self.threads) as runner:
-            return np.concatenate([runner.infer({"patches": patches[i:i + batch], "frame_tokens": tokens[i:i + batch]})
-                                   ["logits"] for i in range(0, len(patches), batch)])
+            return np.concatenate(
+                [
+                    runner.infer(
+                        {"patches": patches[i : i + batch], "frame_tokens": tokens[i : i + batch]}
+                    )["logits"]
+                    for i in range(0, len(patches), batch)
+                ]
+            )
 
     def logits(self, clips) -> np.ndarray:
         return self.head(*self.encode(clips))
 
 
 def per_class_accuracy(preds, labels, num_classes: int) -> list[float | None]:
-    return [float((preds[labels == c] == c).mean()) if (labels == c).any() else None for c in range(num_classes)]
+    return [
+        float((preds[labels == c] == c).mean()) if (labels == c).any() else None
+        for c in range(num_classes)
+    ]
 
 
 def compare_predictions(logits32, logits8, labels, classes: list[str], paths: list[str]) -> dict:
@@ -53,13 +62,27 @@ def compare_predictions(logits32, logits8, labels, classes: list[str], paths: li
     return {
         "n": int(len(labels)),
         "top1_agreement": float((p32 == p8).mean()),
-        "top1_fp32": acc32, "top1_int8": acc8, "top1_drop_points": 100.0 * (acc32 - acc8),
+        "top1_fp32": acc32,
+        "top1_int8": acc8,
+        "top1_drop_points": 100.0 * (acc32 - acc8),
         "max_abs_logit_diff": float(np.abs(logits32 - logits8).max()),
-        "per_class": [{"class": c, "top1_fp32": a, "top1_int8": b}
-                      for c, a, b in zip(classes, per_class_accuracy(p32, labels, len(classes)),
-                                         per_class_accuracy(p8, labels, len(classes)))],
-        "changed": [{"path": paths[i], "label": classes[labels[i]], "fp32": classes[p32[i]], "int8": classes[p8[i]]}
-                    for i in changed],
+        "per_class": [
+            {"class": c, "top1_fp32": a, "top1_int8": b}
+            for c, a, b in zip(
+                classes,
+                per_class_accuracy(p32, labels, len(classes)),
+                per_class_accuracy(p8, labels, len(classes)),
+            )
+        ],
+        "changed": [
+            {
+                "path": paths[i],
+                "label": classes[labels[i]],
+                "fp32": classes[p32[i]],
+                "int8": classes[p8[i]],
+            }
+            for i in changed
+        ],
     }
 
 
@@ -67,14 +90,19 @@ def measure_speed(fp32: Pipeline, int8: Pipeline, clip, repeats: int = 3, blocks
     """FP32 against INT8 on this machine, each graph on one clip, in alternating blocks: whether
     INT8 pays here depends on the CPU's integer kernels (on AVX2 without VNNI it can be slower)."""
     images = {"images": np.ascontiguousarray(clip)}
-    with OnnxRuntimeRunner(fp32.frame_encoder, threads=fp32.threads) as fe32, \
-            OnnxRuntimeRunner(int8.frame_encoder, threads=int8.threads) as fe8, \
-            OnnxRuntimeRunner(fp32.clip_head, threads=fp32.threads) as head32, \
-            OnnxRuntimeRunner(int8.clip_head, threads=int8.threads) as head8:
+    with (
+        OnnxRuntimeRunner(fp32.frame_encoder, threads=fp32.threads) as fe32,
+        OnnxRuntimeRunner(int8.frame_encoder, threads=int8.threads) as fe8,
+        OnnxRuntimeRunner(fp32.clip_head, threads=fp32.threads) as head32,
+        OnnxRuntimeRunner(int8.clip_head, threads=int8.threads) as head8,
+    ):
         out = fe32.infer(images)
         tokens = {"patches": out["patches"][None], "frame_tokens": out["frame_tokens"][None]}
         speed = {}
-        for graph, runners, feeds in (("frame_encoder", (fe32, fe8), images), ("clip_head", (head32, head8), tokens)):
+        for graph, runners, feeds in (
+            ("frame_encoder", (fe32, fe8), images),
+            ("clip_head", (head32, head8), tokens),
+        ):
             times = {"fp32": [], "int8": []}
             for _ in range(blocks):
                 for key, runner in zip(times, runners):
@@ -83,17 +111,24 @@ def measure_speed(fp32: Pipeline, int8: Pipeline, clip, repeats: int = 3, blocks
                         runner.infer(feeds)
                         times[key].append(1000 * runner.inference_time)
             ms = {k: float(np.median(v)) for k, v in times.items()}
-            speed[graph] = {"fp32_ms": ms["fp32"], "int8_ms": ms["int8"], "speedup": ms["fp32"] / ms["int8"]}
+            speed[graph] = {
+                "fp32_ms": ms["fp32"],
+                "int8_ms": ms["int8"],
+                "speedup": ms["fp32"] / ms["int8"],
+            }
     return speed
 
 
 # ----------------------------------------------------------------------------- per-node error
 
+
 def _with_outputs(path, names: list[str]) -> bytes:
     """The model with extra float graph outputs (ONNX Runtime infers their shapes)."""
     model = onnx.load(str(path))
     have = {o.name for o in model.graph.output}
-    model.graph.output.extend(oh.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names if n not in have)
+    model.graph.output.extend(
+        oh.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names if n not in have
+    )
     return model.SerializeToString()
 
 
@@ -103,29 +138,34 @@ def _tracked_tensors(fp32_path, quantized: list[str]):
     model = onnx.load(str(fp32_path), load_external_data=False)
     inits = {t.name for t in model.graph.initializer}
     nodes = {n.name: n for n in model.graph.node}
-    return {name: ([i for i in nodes[name].input if i and i not in inits], nodes[name].output[0])
-            for name in quantized if name in nodes}
+    return {
+        name: ([i for i in nodes[name].input if i and i not in inits], nodes[name].output[0])
+        for name in quantized
+        if name in nodes
+    }
 
 
 def _run_with_outputs(model_bytes, feeds_list, names, threads):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    # No fusions: a fused node would swallow the intermediate tensors we ask for.
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    sess = create_session(
+        model_bytes, threads, optimize=False
+    )  # fused nodes would hide the tensors read here
     runs = [dict(zip(names, sess.run(names, feeds))) for feeds in feeds_list]
     return {n: np.concatenate([r[n].ravel() for r in runs]) for n in names}
 
 
-def _rel_err(a, b) -> float:
+def rel_error(a, b) -> float:
+    """‖a − b‖ / ‖a‖: the error of b as an approximation of a."""
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12))
 
 
-def node_errors(fp32_path, int8_path, quantized: list[str], feeds_list: list[dict], graph: str,
-                threads: int | None = None) -> list[dict]:
+def node_errors(
+    fp32_path,
+    int8_path,
+    quantized: list[str],
+    feeds_list: list[dict],
+    graph: str,
+    threads: int | None = None,
+) -> list[dict]:
     """Relative output error and added error of every quantized node, worst added error first."""
     tracked = _tracked_tensors(fp32_path, quantized)
     names = sorted({t for ins, out in tracked.values() for t in (*ins, out)})
@@ -133,8 +173,15 @@ def node_errors(fp32_path, int8_path, quantized: list[str], feeds_list: list[dic
     got = _run_with_outputs(_with_outputs(int8_path, names), feeds_list, names, threads)
     rows = []
     for node, (ins, out) in tracked.items():
-        out_err = _rel_err(ref[out], got[out])
-        in_err = max((_rel_err(ref[i], got[i]) for i in ins), default=0.0)
-        rows.append({"graph": graph, "node": node, "output_rel_error": out_err, "input_rel_error": in_err,
-                     "added_rel_error": out_err - in_err})
+        out_err = rel_error(ref[out], got[out])
+        in_err = max((rel_error(ref[i], got[i]) for i in ins), default=0.0)
+        rows.append(
+            {
+                "graph": graph,
+                "node": node,
+                "output_rel_error": out_err,
+                "input_rel_error": in_err,
+                "added_rel_error": out_err - in_err,
+            }
+        )
     return sorted(rows, key=lambda r: -r["added_rel_error"])

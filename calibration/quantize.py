@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import onnx
 
 from art_edge.engine import sha256_file
 from art_edge.errors import UserError
+from art_edge.files import atomic_write_text
 
 CACHE_FORMAT = "art-calib-cache/1"
 METHODS = ("minmax", "entropy", "percentile")
@@ -39,7 +39,7 @@ class QuantSettings:
     # 7-bit weights. ONNX Runtime's integer kernels on x86 CPUs without VNNI add u8×s8 products in
     # pairs into int16, which saturates with full 8-bit weights (measured on art-tiny's encoder:
     # 21 % relative output error against 2 % with 7-bit weights). TensorRT and VNNI/ARM CPUs do
-    # not need it (art-build-engine --full-range-weights).
+    # not need it; no flag turns it off yet (QuantSettings(reduce_range=False) from Python).
     reduce_range: bool = True
     # INT32 biases (scale = input scale × weight scale): ONNX Runtime then runs Conv and Gemm as
     # integer kernels. TensorRT's Q/DQ takes INT8 tensors only, so its graph keeps float biases.
@@ -51,13 +51,19 @@ class QuantSettings:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise UserError(f"unknown calibration method {self.method!r}; use one of {', '.join(METHODS)}")
+            raise UserError(
+                f"unknown calibration method {self.method!r}; use one of {', '.join(METHODS)}"
+            )
 
     def key(self) -> dict:
         """What the ranges depend on (node exclusions do not change them)."""
-        return {"method": self.method, "percentile": self.percentile if self.method == "percentile" else None,
-                "op_types": list(self.op_types), "per_channel": self.per_channel,
-                "reduce_range": self.reduce_range}
+        return {
+            "method": self.method,
+            "percentile": self.percentile if self.method == "percentile" else None,
+            "op_types": list(self.op_types),
+            "per_channel": self.per_channel,
+            "reduce_range": self.reduce_range,
+        }
 
 
 class CalibrationCache:
@@ -72,7 +78,9 @@ class CalibrationCache:
                     raise ValueError(f"format {doc.get('format')!r}")
                 self.entries = doc["entries"]
             except (ValueError, KeyError, UnicodeDecodeError) as e:
-                log(f"calibration cache {path} is not readable ({e}); ignoring it and calibrating afresh")
+                log(
+                    f"calibration cache {path} is not readable ({e}); ignoring it and calibrating afresh"
+                )
 
     def get(self, graph: str, key: dict):
         entry = self.entries.get(graph)
@@ -80,10 +88,14 @@ class CalibrationCache:
             return None
         from_file = graph not in self.made_here
         if entry["key"] != key:
-            changed = sorted(k for k in set(key) | set(entry["key"]) if key.get(k) != entry["key"].get(k))
+            changed = sorted(
+                k for k in set(key) | set(entry["key"]) if key.get(k) != entry["key"].get(k)
+            )
             if from_file:
-                self.log(f"calibration cache {self.path}: the {graph} ranges were made for a different "
-                         f"{', '.join(changed)}; ignoring them and calibrating afresh")
+                self.log(
+                    f"calibration cache {self.path}: the {graph} ranges were made for a different "
+                    f"{', '.join(changed)}; ignoring them and calibrating afresh"
+                )
             return None
         if from_file:
             self.log(f"calibration cache {self.path}: reusing the {graph} ranges")
@@ -94,16 +106,17 @@ class CalibrationCache:
         self.made_here.add(graph)
 
     def save(self, path: Path):
-        tmp = Path(str(path) + ".tmp")
-        tmp.write_text(json.dumps({"format": CACHE_FORMAT, "entries": self.entries}))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps({"format": CACHE_FORMAT, "entries": self.entries}))
 
 
 def data_identity(list_path, root, size: int, seed: int) -> dict:
     """Which clips calibration reads: the LIST file's content, where its paths point, how many, which."""
-    return {"list_sha256": hashlib.sha256(Path(list_path).read_bytes()).hexdigest(),
-            "root": str(Path(root).resolve()) if root else str(Path(list_path).resolve().parent),
-            "size": size, "seed": seed}
+    return {
+        "list_sha256": hashlib.sha256(Path(list_path).read_bytes()).hexdigest(),
+        "root": str(Path(root).resolve()) if root else str(Path(list_path).resolve().parent),
+        "size": size,
+        "seed": seed,
+    }
 
 
 class FeedReader:
@@ -116,16 +129,26 @@ class FeedReader:
         return next(self._it, None)
 
 
-def quantize_graph(fp32_path, out_path, feeds, settings: QuantSettings, cache: CalibrationCache, graph: str,
-                   data_key: dict) -> Path:
+def quantize_graph(
+    fp32_path,
+    out_path,
+    feeds,
+    settings: QuantSettings,
+    cache: CalibrationCache,
+    graph: str,
+    data_key: dict,
+) -> Path:
     """Write the canonical INT8 Q/DQ graph of `fp32_path` to `out_path`.
 
     `feeds` is a callable returning an iterable of feed dicts; it is called only when the cache
     has no matching ranges."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
     key = {"graph_sha256": sha256_file(fp32_path), **settings.key(), **data_key}
     ranges = cache.get(graph, key)
     with tempfile.TemporaryDirectory(prefix="art-quant-") as tmp:
@@ -133,13 +156,26 @@ def quantize_graph(fp32_path, out_path, feeds, settings: QuantSettings, cache: C
         if ranges is not None:
             ort_cache.write_text(json.dumps(ranges))
         quantize_static(
-            str(fp32_path), str(out_path), FeedReader(feeds()) if ranges is None else None,
-            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(settings.op_types),
-            per_channel=settings.per_channel, reduce_range=settings.reduce_range, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(settings.exclude) + float_matmuls(fp32_path), calibrate_method=methods[settings.method],
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": settings.quantize_bias,
-                           "CalibPercentile": settings.percentile, "CalibTensorRangeSymmetric": True},
-            calibration_cache_path=str(ort_cache))
+            str(fp32_path),
+            str(out_path),
+            FeedReader(feeds()) if ranges is None else None,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(settings.op_types),
+            per_channel=settings.per_channel,
+            reduce_range=settings.reduce_range,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(settings.exclude) + float_matmuls(fp32_path),
+            calibrate_method=methods[settings.method],
+            extra_options={
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "QuantizeBias": settings.quantize_bias,
+                "CalibPercentile": settings.percentile,
+                "CalibTensorRangeSymmetric": True,
+            },
+            calibration_cache_path=str(ort_cache),
+        )
         if ranges is None:
             cache.put(graph, key, json.loads(ort_cache.read_text()))
     _finish_qdq(fp32_path, out_path, settings.op_types if settings.float_readers else None)
@@ -155,8 +191,12 @@ def float_matmuls(path) -> list[str]:
       TensorRT takes per-channel scales on it, and these are small."""
     model = onnx.load(str(path), load_external_data=False)
     ranks = {t.name: len(t.dims) for t in model.graph.initializer}
-    return [n.name for n in model.graph.node if n.op_type == "MatMul"
-            and (not any(i in ranks for i in n.input) or any(ranks.get(i, 0) > 2 for i in n.input))]
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "MatMul"
+        and (not any(i in ranks for i in n.input) or any(ranks.get(i, 0) > 2 for i in n.input))
+    ]
 
 
 def _float_readers_read_float(model: onnx.ModelProto, op_types) -> int:
@@ -165,8 +205,11 @@ def _float_readers_read_float(model: onnx.ModelProto, op_types) -> int:
     the matrix products see rounded inputs; drop the Q/DQ pairs nobody reads any more."""
     nodes = model.graph.node
     q_input = {n.output[0]: n.input[0] for n in nodes if n.op_type == "QuantizeLinear"}
-    dq_float = {n.output[0]: q_input[n.input[0]] for n in nodes
-                if n.op_type == "DequantizeLinear" and n.input[0] in q_input}
+    dq_float = {
+        n.output[0]: q_input[n.input[0]]
+        for n in nodes
+        if n.op_type == "DequantizeLinear" and n.input[0] in q_input
+    }
     rewired = 0
     for n in nodes:
         if n.op_type in op_types or n.op_type in ("QuantizeLinear", "DequantizeLinear"):
@@ -178,7 +221,11 @@ def _float_readers_read_float(model: onnx.ModelProto, op_types) -> int:
     graph_outputs = {o.name for o in model.graph.output}
     while True:  # remove DQ, then Q, nodes whose outputs nobody reads
         read = {i for n in nodes for i in n.input} | graph_outputs
-        dead = [n for n in nodes if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.output[0] not in read]
+        dead = [
+            n
+            for n in nodes
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.output[0] not in read
+        ]
         if not dead:
             break
         for n in dead:
@@ -206,9 +253,14 @@ def _finish_qdq(src, dst, op_types):
 def quantized_nodes(int8_path, op_types=QuantSettings.op_types) -> list[str]:
     """Names of the matrix products that now read quantized inputs."""
     model = onnx.load(str(int8_path), load_external_data=False)
-    produced_by_dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    return [n.name for n in model.graph.node
-            if n.op_type in op_types and any(i in produced_by_dq for i in n.input)]
+    produced_by_dq = {
+        o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output
+    }
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type in op_types and any(i in produced_by_dq for i in n.input)
+    ]
 
 
 def settings_dict(settings: QuantSettings) -> dict:

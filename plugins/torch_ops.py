@@ -38,8 +38,9 @@ class FusedOps:
 
         with torch.cuda.device(responses.device):
             stream = torch.cuda.current_stream().cuda_stream
-            agg, saliency, coherence = self.module.tracklet_link(responses, semantics, float(temperature), float(eps),
-                                                                 stream)
+            agg, saliency, coherence = self.module.tracklet_link(
+                responses, semantics, float(temperature), float(eps), stream
+            )
         return agg, saliency, coherence
 
 
@@ -50,8 +51,14 @@ def build_extension(verbose: bool = False):
 
     if not torch.cuda.is_available():
         raise RuntimeError("no CUDA device (or a CPU build of torch)")
-    return load(name="art_ops_torch", sources=[str(s) for s in SOURCES], extra_include_paths=[str(HERE / "csrc")],
-                extra_cuda_cflags=["-O3"], extra_cflags=["-O3"], verbose=verbose)
+    return load(
+        name="art_ops_torch",
+        sources=[str(s) for s in SOURCES],
+        extra_include_paths=[str(HERE / "csrc")],
+        extra_cuda_cflags=["-O3"],
+        extra_cflags=["-O3"],
+        verbose=verbose,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -61,6 +68,9 @@ def fused_ops() -> FusedOps | None:
     try:
         return FusedOps(build_extension())
     except Exception as e:  # no nvcc, no CUDA torch, a compile error: the reference still works
-        warnings.warn(f"fused CUDA ops unavailable ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                      "using the PyTorch reference", stacklevel=2)
+        warnings.warn(
+            f"fused CUDA ops unavailable ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+            "using the PyTorch reference",
+            stacklevel=2,
+        )
         return None

@@ -8,7 +8,7 @@ toolchain: shapes from `register`, the computation from `impl`, which calls the 
 These are JIT plugins: an engine built with them needs this module imported (and Python) at run
 time. For an engine that needs no Python, build libart_plugins.so with CMake instead. Written
 against NVIDIA's documented `tensorrt.plugin` API; TensorRT cannot be installed where this project
-is developed, so nothing here has run — see the README.
+is developed; docs/development.md says how it is checked without it.
 """
 
 from __future__ import annotations
@@ -24,15 +24,20 @@ ART_FLOAT32, ART_FLOAT16 = 0, 1
 @lru_cache(maxsize=1)
 def art_ops_library(path: str | None = None) -> ctypes.CDLL:
     """libart_ops.so: $ART_OPS_LIBRARY, or the CMake build folder build/plugins/."""
-    candidates = [path, os.environ.get("ART_OPS_LIBRARY"),
-                  str(Path(__file__).resolve().parents[1] / "build" / "plugins" / "libart_ops.so")]
+    candidates = [
+        path,
+        os.environ.get("ART_OPS_LIBRARY"),
+        str(Path(__file__).resolve().parents[1] / "build" / "plugins" / "libart_ops.so"),
+    ]
     for c in candidates:
         if c and Path(c).is_file():
             lib = ctypes.CDLL(c)
             break
     else:
-        raise FileNotFoundError("libart_ops.so not found: build it with `cmake -S plugins -B build/plugins && "
-                                "cmake --build build/plugins`, or set ART_OPS_LIBRARY")
+        raise FileNotFoundError(
+            "libart_ops.so not found: build it with `cmake -S plugins -B build/plugins && "
+            "cmake --build build/plugins`, or set ART_OPS_LIBRARY"
+        )
     vp, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
     lib.art_qr_attention.argtypes = [i, vp, vp, vp, vp, vp, i, i, i, i, i, f, vp]
     lib.art_tracklet_link.argtypes = [i, vp, vp, vp, vp, vp, i, i, i, i, f, f, vp]
@@ -48,35 +53,79 @@ def _register():
         return ART_FLOAT16 if np.dtype(tensor.dtype) == np.float16 else ART_FLOAT32
 
     @trtp.register("art::QRAttention")
-    def qr_attention_desc(q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, num_heads: int,
-                          scale: float) -> tuple[trtp.TensorDesc, trtp.TensorDesc]:
-        attn = trtp.from_shape_expr((q.shape_expr[0], q.shape_expr[1], k.shape_expr[1]), dtype=q.dtype)
+    def qr_attention_desc(
+        q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, num_heads: int, scale: float
+    ) -> tuple[trtp.TensorDesc, trtp.TensorDesc]:
+        attn = trtp.from_shape_expr(
+            (q.shape_expr[0], q.shape_expr[1], k.shape_expr[1]), dtype=q.dtype
+        )
         return q.like(), attn
 
     @trtp.impl("art::QRAttention")
-    def qr_attention_impl(q: trtp.Tensor, k: trtp.Tensor, v: trtp.Tensor, num_heads: int, scale: float,
-                          outputs: tuple[trtp.Tensor], stream: int) -> None:
+    def qr_attention_impl(
+        q: trtp.Tensor,
+        k: trtp.Tensor,
+        v: trtp.Tensor,
+        num_heads: int,
+        scale: float,
+        outputs: tuple[trtp.Tensor],
+        stream: int,
+    ) -> None:
         n, nq, dim = q.shape
         status = art_ops_library().art_qr_attention(
-            art_dtype(q), q.data_ptr, k.data_ptr, v.data_ptr, outputs[0].data_ptr, outputs[1].data_ptr,
-            n, nq, k.shape[1], dim, num_heads, scale, stream)
+            art_dtype(q),
+            q.data_ptr,
+            k.data_ptr,
+            v.data_ptr,
+            outputs[0].data_ptr,
+            outputs[1].data_ptr,
+            n,
+            nq,
+            k.shape[1],
+            dim,
+            num_heads,
+            scale,
+            stream,
+        )
         if status != 0:
             raise RuntimeError(f"art_qr_attention failed with status {status}")
 
     @trtp.register("art::TrackletLink")
-    def tracklet_link_desc(r: trtp.TensorDesc, s: trtp.TensorDesc, temperature: float,
-                           eps: float) -> tuple[trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc]:
+    def tracklet_link_desc(
+        r: trtp.TensorDesc, s: trtp.TensorDesc, temperature: float, eps: float
+    ) -> tuple[trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc]:
         b, t, k, d = (r.shape_expr[i] for i in range(4))
-        return (trtp.from_shape_expr((b, k, d), dtype=r.dtype), trtp.from_shape_expr((b, t, k), dtype=r.dtype),
-                trtp.from_shape_expr((b, t - 1, k), dtype=r.dtype))
+        return (
+            trtp.from_shape_expr((b, k, d), dtype=r.dtype),
+            trtp.from_shape_expr((b, t, k), dtype=r.dtype),
+            trtp.from_shape_expr((b, t - 1, k), dtype=r.dtype),
+        )
 
     @trtp.impl("art::TrackletLink")
-    def tracklet_link_impl(r: trtp.Tensor, s: trtp.Tensor, temperature: float, eps: float,
-                           outputs: tuple[trtp.Tensor], stream: int) -> None:
+    def tracklet_link_impl(
+        r: trtp.Tensor,
+        s: trtp.Tensor,
+        temperature: float,
+        eps: float,
+        outputs: tuple[trtp.Tensor],
+        stream: int,
+    ) -> None:
         b, t, k, d = r.shape
         status = art_ops_library().art_tracklet_link(
-            art_dtype(r), r.data_ptr, s.data_ptr, outputs[0].data_ptr, outputs[1].data_ptr, outputs[2].data_ptr,
-            b, t, k, d, temperature, eps, stream)
+            art_dtype(r),
+            r.data_ptr,
+            s.data_ptr,
+            outputs[0].data_ptr,
+            outputs[1].data_ptr,
+            outputs[2].data_ptr,
+            b,
+            t,
+            k,
+            d,
+            temperature,
+            eps,
+            stream,
+        )
         if status != 0:
             raise RuntimeError(f"art_tracklet_link failed with status {status}")
 
@@ -84,6 +133,8 @@ def _register():
 try:  # registering needs TensorRT ≥ 10.9; importing this module without it is an error that says so
     import tensorrt.plugin  # noqa: F401
 except (ImportError, OSError) as e:
-    raise ImportError(f"plugins.trt_python needs TensorRT ≥ 10.9 with tensorrt.plugin ({e}); "
-                      "or build the C++ plugins with CMake (plugins/CMakeLists.txt)") from None
+    raise ImportError(
+        f"plugins.trt_python needs TensorRT ≥ 10.9 with tensorrt.plugin ({e}); "
+        "or build the C++ plugins with CMake (plugins/CMakeLists.txt)"
+    ) from None
 _register()

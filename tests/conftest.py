@@ -1,32 +1,80 @@
+"""Fixtures shared by every test folder: a small synthetic dataset, a run trained on it, an engine dir."""
+
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 # A very small ART so that a training test takes seconds on 2 cores.
-SMALL = ["--set", "image_size=32", "--set", "num_frames=4", "--set", "dim=32", "--set", "num_heads=2",
-         "--set", "batch_size=4", "--set", "schedule=step", "--set", "warmup_epochs=0", "--set", "restarts=1"]
+SMALL = [
+    "--set",
+    "image_size=32",
+    "--set",
+    "num_frames=4",
+    "--set",
+    "dim=32",
+    "--set",
+    "num_heads=2",
+    "--set",
+    "batch_size=4",
+    "--set",
+    "schedule=step",
+    "--set",
+    "warmup_epochs=0",
+    "--set",
+    "restarts=1",
+]
+
+
+@pytest.fixture(scope="session")
+def small_args():
+    """art-train flags of the very small ART the tests train."""
+    return list(SMALL)
+
+
+@pytest.fixture(scope="session")
+def train_run():
+    """train_run(synth, out, *extra_flags) → art-train's exit code, for the small ART."""
+    return train_small
 
 
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory):
     """A small synthetic fine-grained dataset (real MP4 files), shared by the session."""
-    from art_train.synthetic import make_dataset
+    from art_edge.synthetic import make_dataset
 
-    return make_dataset(tmp_path_factory.mktemp("synth") / "data", per_class=3, val_per_class=2, size=72,
-                        num_frames=16, num_classes=4, seed=1, progress=False)
+    return make_dataset(
+        tmp_path_factory.mktemp("synth") / "data",
+        per_class=3,
+        val_per_class=2,
+        size=72,
+        num_frames=16,
+        num_classes=4,
+        seed=1,
+        progress=False,
+    )
 
 
 def train_small(synth, out, *extra):
     from art_train import train
 
-    args = ["--config", "art-tiny", "--train", synth / "train.csv", "--val", synth / "val.csv",
-            "--classes", synth / "classes.txt", "--out", out, *SMALL, *extra]
+    args = [
+        "--config",
+        "art-tiny",
+        "--train",
+        synth / "train.csv",
+        "--val",
+        synth / "val.csv",
+        "--classes",
+        synth / "classes.txt",
+        "--out",
+        out,
+        *SMALL,
+        *extra,
+    ]
     return train.main([str(a) for a in args])
 
 

@@ -65,7 +65,9 @@ class Runner:
 
     def infer(self, feeds: dict) -> dict:
         if not self.is_active:
-            raise UserError(f"{self.name}: call activate() (or use it in a with block) before infer()")
+            raise UserError(
+                f"{self.name}: call activate() (or use it in a with block) before infer()"
+            )
         self.validate(feeds)
         start = time.perf_counter()
         out = self._infer(feeds)
@@ -76,13 +78,23 @@ class Runner:
         specs = {s.name: s for s in self.input_specs()}
         missing, extra = sorted(set(specs) - set(feeds)), sorted(set(feeds) - set(specs))
         if missing or extra:
-            raise UserError(f"{self.name}: feeds must be exactly {sorted(specs)}; missing {missing}, unexpected {extra}")
+            raise UserError(
+                f"{self.name}: feeds must be exactly {sorted(specs)}; missing {missing}, unexpected {extra}"
+            )
         for name, spec in specs.items():
             value = feeds[name]
             if not isinstance(value, np.ndarray):
-                raise UserError(f"{self.name}: feed {name!r} must be a numpy array, got {type(value).__name__}")
+                raise UserError(
+                    f"{self.name}: feed {name!r} must be a numpy array, got {type(value).__name__}"
+                )
             if value.dtype != spec.dtype:
-                raise UserError(f"{self.name}: feed {name!r} must be {spec.dtype}, got {value.dtype}")
-            if value.ndim != len(spec.shape) or any(w is not None and w != g for w, g in zip(spec.shape, value.shape)):
+                raise UserError(
+                    f"{self.name}: feed {name!r} must be {spec.dtype}, got {value.dtype}"
+                )
+            if value.ndim != len(spec.shape) or any(
+                w is not None and w != g for w, g in zip(spec.shape, value.shape)
+            ):
                 want = "[" + ", ".join("?" if d is None else str(d) for d in spec.shape) + "]"
-                raise UserError(f"{self.name}: feed {name!r} has shape {list(value.shape)}, the model takes {want}")
+                raise UserError(
+                    f"{self.name}: feed {name!r} has shape {list(value.shape)}, the model takes {want}"
+                )

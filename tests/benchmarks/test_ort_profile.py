@@ -1,14 +1,9 @@
 """benchmarks/ort_profile.py: the profile breakdown and ceilings the speed benchmarks report."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from ort_profile import amdahl, int8_gemm_ratio, matmul_graph, op_time_shares  # noqa: E402
+from ort_profile import amdahl, int8_gemm_ratio, matmul_graph, op_time_shares
 
 
 def test_amdahl():
@@ -34,9 +29,16 @@ def test_int8_graph_close_to_float():
     import onnxruntime as ort
 
     rng = np.random.default_rng(1)
-    w, x = rng.standard_normal((64, 16)).astype(np.float32), rng.uniform(-4, 4, (8, 64)).astype(np.float32)
-    run = {k: ort.InferenceSession(matmul_graph(w, 8, int8=k).SerializeToString(),
-                                   providers=["CPUExecutionProvider"]).run(None, {"x": x})[0] for k in (False, True)}
+    w, x = (
+        rng.standard_normal((64, 16)).astype(np.float32),
+        rng.uniform(-4, 4, (8, 64)).astype(np.float32),
+    )
+    run = {
+        k: ort.InferenceSession(
+            matmul_graph(w, 8, int8=k).SerializeToString(), providers=["CPUExecutionProvider"]
+        ).run(None, {"x": x})[0]
+        for k in (False, True)
+    }
     assert np.linalg.norm(run[True] - run[False]) / np.linalg.norm(run[False]) < 0.05
 
 

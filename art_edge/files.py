@@ -1,0 +1,68 @@
+"""Atomic writes: a reader never sees half a file or half a folder.
+
+    atomic_write(path, lambda tmp: save(tmp))        # a file, written beside `path`, then renamed
+    atomic_write_text(path, json.dumps(doc))
+    with atomic_dir(out, replace=True) as tmp:       # a folder, built beside `out`, renamed at the end
+        ...
+
+Every artifact the toolkit writes (checkpoints, engine dirs, datasets, reports, caches, videos)
+goes through these, so an interrupted or failed command leaves the old file or nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def partial_path(path) -> Path:
+    """Where a file that is still being written lives: `.NAME.part.EXT`, hidden, beside `path`
+    (same folder, so the final rename is atomic; same extension, so writers that pick a format by
+    extension still work)."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.part{path.suffix}")
+
+
+def atomic_write(path, write_fn):
+    """Call write_fn(tmp_path), then rename over `path`. On any error (or Ctrl-C) the partial file
+    is removed and the error goes on as itself."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent
+    )
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path, text: str):
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+@contextlib.contextmanager
+def atomic_dir(out, replace: bool = False, prefix: str = "build"):
+    """Yield a fresh folder beside `out`; when the block ends without error it becomes `out`
+    (an existing `out` is removed first when `replace`, else it must be empty). On error the
+    folder is removed and nothing at `out` changes."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{prefix}-", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            if replace:
+                shutil.rmtree(out)
+            else:
+                out.rmdir()  # empty by the caller's check; anything else is an error worth seeing
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,249 @@
+"""Configs: the model config, the training recipe, and the one registry that names them together.
+
+    model_cfg, train_cfg = get_config("art-tiny")
+    model_cfg, train_cfg = resolve_config("art-b16", ["lr=0.005", "num_queries=4"])   # --config/--set
+
+`ARTConfig()`'s defaults are the paper's architecture (shared/DESIGN.md), unnamed; every
+registered config spells out where it differs. An unknown name is an error, never a fallback.
+No torch here: reading a config needs none.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from art_edge.errors import UserError, read_json
+
+PROMPT_TEMPLATES = (
+    "This is a video about {}.",
+    "The person is doing {}.",
+    "A video of a person {}.",
+    "Someone performing {}.",
+    "A clip of {}.",
+    "Playing {}.",
+    "{}",
+    "The action of {}.",
+)
+
+
+@dataclass
+class ARTConfig:
+    name: str = "custom"  # registry name this config came from
+    variant: str = (
+        "art"  # "art", or "baseline": backbone + temporal token straight into a classifier
+    )
+    backbone: str = "ViT-B-16"  # open_clip model name for the frame encoder and text encoder
+    feature_stage: int = (
+        -1
+    )  # backbone block/stage giving the patch tokens (-1: last; 2: stride 8 of a CNN)
+    image_size: int = 224  # square input side
+    num_frames: int = 16  # T: sparse frames per clip
+    num_classes: int = 0  # N: set from the classes file
+    dim: int = 256  # d: latent width
+    num_queries: int = 2  # K: region queries = tracklets
+    num_heads: int = 8  # heads in every attention
+    temporal_layers: int = 2  # temporal transformer depth (x_cls)
+    spatial_layers: int = 4  # spatial semantic enhancement depth
+    qr_layers: int = 4  # query-response attention depth
+    tracklet_time_proj: bool = (
+        True  # r_t + W_t r_t before aggregation, so the sum over time keeps order
+    )
+    query_init_std: float = 1.0  # init std of the learned queries P (DETR: 1)
+    query_init: str = (
+        "random"  # "random": N(0, query_init_std); "tokens": from distinctive training tokens
+    )
+    qr_logit_scale: float = (
+        4.0  # multiplies 1/sqrt(head dim) in query-response attention: sharp maps
+    )
+    head_hidden: int = 256  # hidden width of the MLP classifiers (0 = a single linear layer)
+    tracklet_readout: str = (
+        "sum"  # "sum": Σ_t w_t r_t (paper); "ordered": [w_1 r_1 … w_T r_T] in time order
+    )
+    mlp_ratio: float = 4.0  # MLP hidden width / d
+    drop: float = 0.0  # dropout inside blocks
+    head_dropout: float = 0.5  # dropout before the classifiers (paper: 0.5)
+    prompts: tuple = PROMPT_TEMPLATES  # N_prom templates for the semantics bank
+    ema_momentum: float = 0.99  # bank ← m·bank + (1-m)·agent after each step
+    link_temperature: float = 0.1  # TrackletLink: softmax over time of cosine / temperature
+    sema_temperature: float = 0.07  # L_sema InfoNCE temperature
+    lambda_temporal: float = (
+        0.6  # L_MTC temporal: adjacent responses should reach this cosine (paper: λ)
+    )
+    gamma1: float = 5.0  # weight of L_MTC (paper: γ1)
+    gamma2: float = 5.0  # weight of L_sema (paper: γ2)
+    spatial_weight: float = (
+        1.0  # L_MTC = spatial_weight·spatial + temporal_weight·temporal + tracklet_weight·tracklet
+    )
+    temporal_weight: float = 1.0
+    tracklet_weight: float = 1.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["prompts"] = list(self.prompts)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ARTConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserError(f"unknown model config fields {unknown}; known fields: {sorted(known)}")
+        d = dict(d)
+        if "prompts" in d:
+            d["prompts"] = tuple(d["prompts"])
+        return cls(**d)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 50  # passes over the training list (paper: 50)
+    batch_size: int = 8  # clips per optimizer step (per process under DDP)
+    optimizer: str = "adamw"  # "adamw", or "sgd" (the paper's)
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.05  # decoupled (adamw) or L2 (sgd)
+    momentum: float = 0.9  # sgd momentum
+    schedule: str = (
+        "cosine"  # "cosine", or "step" (lr × lr_gamma every lr_step epochs, the paper's)
+    )
+    lr_step: int = 20  # epochs between steps of the "step" schedule
+    lr_gamma: float = 0.1  # factor at each step of the "step" schedule
+    warmup_epochs: float = 1.0  # linear warm-up from 0
+    grad_clip: float = 1.0  # max gradient norm (0 = off)
+    workers: int = 0  # DataLoader worker processes
+    seed: int = 0  # seeds data order, augmentation, dropout and init
+    amp: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
+    flip: bool = False  # random horizontal flip (off: a flip can change a fine-grained label)
+    max_bad_fraction: float = 0.1  # stop when more than this share of the clips do not decode
+    restarts: int = (
+        1  # initialisations tried for probe_epochs each; the best by val top-1 trains on
+    )
+    probe_epochs: int = 3  # epochs each restart gets before the choice
+
+
+@dataclass(frozen=True)
+class RegisteredConfig:
+    model: ARTConfig
+    train: TrainConfig
+
+
+_REGISTRY: dict[str, RegisteredConfig] = {
+    # Trains on 2 CPU cores in minutes: a tiny ResNet tower (timm test_resnet) at 64², 8 frames,
+    # patch tokens from its stride-8 stage (8×8). Trained from random weights, so (all measured,
+    # docs/experiments/random-weights.md): no auxiliary losses (at γ = 5 they cost accuracy), no
+    # spatial enhancement and one single-head query layer (they learn, slower), K = 4, the ordered
+    # tracklet read-out, and queries that start from distinctive training tokens.
+    "art-tiny": RegisteredConfig(
+        ARTConfig(
+            name="art-tiny",
+            backbone="ART-ResNet-Tiny",
+            feature_stage=2,
+            image_size=64,
+            num_frames=8,
+            dim=128,
+            num_queries=4,
+            num_heads=1,
+            temporal_layers=1,
+            spatial_layers=0,
+            qr_layers=1,
+            mlp_ratio=2.0,
+            head_dropout=0.1,
+            gamma1=0.0,
+            gamma2=0.0,
+            tracklet_readout="ordered",
+            query_init="tokens",
+        ),
+        TrainConfig(epochs=10, batch_size=8),
+    ),
+    # Real-time edge model: a small open_clip backbone (ViT-S/32), T = 8, 224².
+    "art-edge-s": RegisteredConfig(
+        ARTConfig(
+            name="art-edge-s",
+            backbone="ViT-S-32",
+            num_frames=8,
+            temporal_layers=2,
+            spatial_layers=2,
+            qr_layers=2,
+        ),
+        TrainConfig(epochs=30, batch_size=8, lr=3e-4),
+    ),
+    # The paper's settings, with a CLIP ViT-B/16 per frame in place of UniFormerV2:
+    # 50 epochs, SGD lr 0.01 × 0.1 every 20 epochs.
+    "art-b16": RegisteredConfig(
+        ARTConfig(name="art-b16"),
+        TrainConfig(
+            epochs=50,
+            batch_size=8,
+            optimizer="sgd",
+            lr=0.01,
+            weight_decay=1e-4,
+            schedule="step",
+            lr_step=20,
+            lr_gamma=0.1,
+            warmup_epochs=0.0,
+        ),
+    ),
+}
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_config(name: str, **overrides) -> tuple[ARTConfig, TrainConfig]:
+    """The registered (model config, training config) of `name`, with model-field overrides."""
+    if name not in _REGISTRY:
+        raise UserError(f"unknown config {name!r}; known configs: {', '.join(list_models())}")
+    bad = sorted(set(overrides) - {f.name for f in fields(ARTConfig)})
+    if bad:
+        raise UserError(f"unknown model config fields {bad} for {name!r}")
+    entry = _REGISTRY[name]
+    return replace(entry.model, **overrides), replace(entry.train)
+
+
+def _coerce(value: str, like):
+    if isinstance(like, bool):
+        if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise UserError(f"expected true/false, got {value!r}")
+        return value.lower() in ("1", "true", "yes")
+    if isinstance(like, (int, float, str)):
+        try:
+            return type(like)(value)
+        except ValueError:
+            raise UserError(f"expected a {type(like).__name__}, got {value!r}") from None
+    return json.loads(value)
+
+
+def resolve_config(config: str, sets=()) -> tuple[ARTConfig, TrainConfig]:
+    """--config NAME|PATH plus --set key=value overrides → (model config, training config).
+
+    A config file is JSON: {"base": "art-tiny", "model": {...}, "train": {...}}."""
+    model_over, train_over = {}, {}
+    if config.endswith(".json") or Path(config).is_file():
+        doc = read_json(config, f"config file not found: {config}", "fix the config file")
+        base = doc.get("base", "art-tiny")
+        model_over, train_over = doc.get("model", {}), doc.get("train", {})
+    else:
+        base = config
+    model_cfg, train_cfg = get_config(base, **model_over)
+    train_fields = {f.name for f in fields(TrainConfig)}
+    model_fields = {f.name for f in fields(ARTConfig)}
+    bad = sorted(set(train_over) - train_fields)
+    if bad:
+        raise UserError(f"unknown training config fields {bad}; known: {sorted(train_fields)}")
+    train_cfg = replace(train_cfg, **train_over)
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set takes key=value, got {item!r}")
+        if key in train_fields:
+            train_cfg = replace(train_cfg, **{key: _coerce(value, getattr(train_cfg, key))})
+        elif key in model_fields:
+            model_cfg = replace(model_cfg, **{key: _coerce(value, getattr(model_cfg, key))})
+        else:
+            raise UserError(
+                f"--set: unknown field {key!r}; model fields: {sorted(model_fields)}; "
+                f"training fields: {sorted(train_fields)}"
+            )
+    return model_cfg, train_cfg

@@ -1,0 +1,83 @@
+"""What every benchmark here shares: the side-by-side timer, the memory sampler, the JSON writer.
+
+The machines these run on are shared and noisy, so nothing is timed alone: every comparison runs
+its contenders in alternating blocks (A, B, A, B, ...) in one process, and reports medians.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import threading
+import time
+from pathlib import Path
+
+from art_edge.files import atomic_write_text
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def alternating(
+    contenders: dict, repeats: int, blocks: int = 2, warmup: bool = True
+) -> dict[str, list[float]]:
+    """Call each of `contenders` (name → no-argument callable) `repeats` times per block, the
+    contenders taking turns block by block; → name → every call's seconds. A warm-up call opens
+    each block (caches, thread pools, allocator), untimed."""
+    times = {name: [] for name in contenders}
+    for _ in range(blocks):
+        for name, fn in contenders.items():
+            if warmup:
+                fn()
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def medians(times: dict[str, list[float]], scale: float = 1.0) -> dict[str, float]:
+    return {name: scale * statistics.median(v) for name, v in times.items()}
+
+
+def rss_mb() -> float:
+    """This process's resident memory (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+class RssSampler:
+    """Resident memory every `interval` seconds while the block runs, in a thread.
+
+    with RssSampler() as mem:
+        run()
+    mem.first_quarter_max, mem.last_quarter_max
+    """
+
+    def __init__(self, interval: float = 0.5):
+        self.interval, self.samples = interval, []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._done.wait(self.interval):
+            self.samples.append(rss_mb())
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+
+    def quarter_max(self, which: str) -> float:
+        quarter = max(1, len(self.samples) // 4)
+        part = self.samples[:quarter] if which == "first" else self.samples[-quarter:]
+        return max(part) if part else float("nan")
+
+
+def write_result(path, doc: dict):
+    """The benchmark's JSON, written atomically; the path is printed for the reader."""
+    atomic_write_text(path, json.dumps(doc, indent=2))
+    print(f"wrote {path}")

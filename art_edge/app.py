@@ -54,87 +54,113 @@ class RunStats:
             self.clips_correct += int(decision.label == decision.truth)
 
 
+class _Run:
+    """One art-edge run: the source, the classifier, the outputs and the counters, frame by frame."""
+
+    def __init__(self, engine, source, opts: EdgeOptions):
+        from art_edge.outputs import StatusLine
+
+        if opts.emit not in ("change", "decision"):
+            raise UserError(f"--emit {opts.emit!r}: use change or decision")
+        self.source, self.opts, self.classes = source, opts, engine.classes
+        self.clf = StreamingClassifier(engine, opts.stream)
+        self.stats = RunStats()
+        self.output = self.events = None
+        self.status = StatusLine() if opts.status else None
+        self.fps_ema, self.last_t, self.decision, self.last_frame = 0.0, None, None, None
+
+    def open(self):
+        from art_edge.outputs import EventLog, open_output
+
+        self.source.open()
+        opts = self.opts
+        if opts.output and not opts.headless:
+            self.output = open_output(opts.output, self.source.fps)
+        if opts.events:
+            self.events = EventLog(opts.events, self.classes)
+
+    def emit(self, d):
+        if d is None:
+            return
+        self.stats.decisions += 1
+        self.stats.decision_latency.add(d.latency_ms)
+        self.stats.head_ms.add(d.head_ms)
+        if self.events and (self.opts.emit == "decision" or d.changed):
+            self.events.write(d)
+            self.stats.events += 1
+
+    def on_frame(self, frame) -> bool:
+        """Push one frame through; → False when the user closed the display."""
+        stats, last = self.stats, self.last_frame
+        if last is not None and frame.segment != last.segment:  # a clip ended
+            end = self.clf.flush(last)
+            self.emit(end)
+            stats.score_clip(end or self.decision)
+            self.decision = None
+        new = self.clf.push(frame)
+        stats.frames += 1
+        stats.frame_latency.add(self.clf.frame_latency_ms)
+        stats.encode_ms.add(self.clf.encode_ms)
+        if new is not None:
+            self.emit(new)
+            self.decision = new
+        self._tick(frame)
+        if self.output is not None:
+            from art_edge.overlay import draw_overlay
+
+            p50 = stats.decision_latency.percentile(50)
+            self.output.write(
+                draw_overlay(frame.image, self.decision, self.classes, self.fps_ema, p50)
+            )
+            if getattr(self.output, "closed_by_user", False):
+                return False
+        if self.status:
+            self.status.update(
+                _status_text(self.source, self.decision, self.classes, self.fps_ema, stats)
+            )
+        return True
+
+    def _tick(self, frame):
+        now = time.monotonic()
+        if self.last_t is not None:
+            rate = 1 / max(now - self.last_t, 1e-6)
+            self.fps_ema = 0.9 * self.fps_ema + 0.1 * rate if self.fps_ema else rate
+        self.last_t, self.last_frame = now, frame
+
+    def finish(self):
+        """The decision in flight: the window as it stands."""
+        end = self.clf.flush(self.last_frame)
+        self.emit(end)
+        if self.last_frame is not None and self.last_frame.label is not None:
+            self.stats.score_clip(end or self.decision)
+
+    def close(self):
+        for closable in (self.source, self.output, self.events, self.status):
+            if closable is not None:
+                closable.close()
+
+
 def run_edge(engine, source, opts: EdgeOptions, stop: threading.Event | None = None) -> dict:
     """Run until the source ends, `stop` is set or max_frames; → the summary."""
-    from art_edge.outputs import EventLog, StatusLine, open_output
-
     stop = stop or threading.Event()
-    if opts.emit not in ("change", "decision"):
-        raise UserError(f"--emit {opts.emit!r}: use change or decision")
-    clf = StreamingClassifier(engine, opts.stream)
-    stats, classes = RunStats(), engine.classes
-    output = events = None
-    status = StatusLine() if opts.status else None
-    started, fps_ema, last_t, decision, last_frame = time.monotonic(), 0.0, None, None, None
+    run, started = _Run(engine, source, opts), time.monotonic()
     try:
-        source.open()
-        output = open_output(opts.output, source.fps) if opts.output and not opts.headless else None
-        events = EventLog(opts.events, classes) if opts.events else None
-
-        def emit(d):
-            if d is None:
-                return
-            stats.decisions += 1
-            stats.decision_latency.add(d.latency_ms)
-            stats.head_ms.add(d.head_ms)
-            if events and (opts.emit == "decision" or d.changed):
-                events.write(d)
-                stats.events += 1
-
-        while not stop.is_set() and not (opts.max_frames and stats.frames >= opts.max_frames):
+        run.open()
+        while not stop.is_set() and not (opts.max_frames and run.stats.frames >= opts.max_frames):
             try:
                 frame = source.capture(timeout=1.0)
             except EndOfStream:
                 break
             if frame is None:  # a live source with nothing new yet (or reconnecting)
-                if status:
-                    status.update(f"waiting for frames: {source.status}", force=True)
+                if run.status:
+                    run.status.update(f"waiting for frames: {source.status}", force=True)
                 continue
-            if last_frame is not None and frame.segment != last_frame.segment:  # a clip ended
-                end = clf.flush(last_frame)
-                emit(end)
-                stats.score_clip(end or decision)
-                decision = None
-            new = clf.push(frame)
-            stats.frames += 1
-            stats.frame_latency.add(clf.frame_latency_ms)
-            stats.encode_ms.add(clf.encode_ms)
-            if new is not None:
-                emit(new)
-                decision = new
-            now = time.monotonic()
-            if last_t is not None:
-                fps_ema = (
-                    0.9 * fps_ema + 0.1 / max(now - last_t, 1e-6)
-                    if fps_ema
-                    else 1 / max(now - last_t, 1e-6)
-                )
-            last_t, last_frame = now, frame
-            if output is not None:
-                from art_edge.overlay import draw_overlay
-
-                output.write(
-                    draw_overlay(
-                        frame.image,
-                        decision,
-                        classes,
-                        fps_ema,
-                        stats.decision_latency.percentile(50),
-                    )
-                )
-                if getattr(output, "closed_by_user", False):
-                    break
-            if status:
-                status.update(_status_text(source, decision, classes, fps_ema, stats))
-        end = clf.flush(last_frame)  # the decision in flight: the window as it stands
-        emit(end)
-        if last_frame is not None and last_frame.label is not None:
-            stats.score_clip(end or decision)
+            if not run.on_frame(frame):
+                break
+        run.finish()
     finally:
-        for closable in (source, output, events, status):
-            if closable is not None:
-                closable.close()
-    return _summary(stats, source, time.monotonic() - started, opts)
+        run.close()
+    return _summary(run.stats, source, time.monotonic() - started, opts)
 
 
 def _status_text(source, decision, classes, fps, stats) -> str:

@@ -143,8 +143,7 @@ def _build_int8(tmp: Path, out: Path, meta: dict, int8, log) -> dict:
     return build_int8(tmp, meta, int8, log=log, failed_report_prefix=out)
 
 
-@cli_entry
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description="Build an engine dir from an art-train checkpoint.")
     ap.add_argument("--ckpt", required=True, help="run dir written by art-train")
     ap.add_argument("--out", required=True, help="engine dir to write")
@@ -193,27 +192,36 @@ def main(argv=None):
         "--keep-failed-int8", action="store_true", help="keep an INT8 build that fails the gate"
     )
     q.add_argument("--threads", type=int, help="ONNX Runtime threads for calibration and the gate")
-    a = ap.parse_args(argv)
-    int8 = None
-    if a.precision == "int8":
-        from calibration.build import Int8Options
-        from calibration.quantize import QuantSettings
+    return ap
 
-        int8 = Int8Options(
-            calib=a.calib,
-            root=a.root,
-            holdout=a.holdout,
-            calib_size=a.calib_size,
-            gate_size=a.gate_size,
-            settings=QuantSettings(method=a.calib_method, percentile=a.percentile),
-            max_drop=a.max_drop,
-            min_agreement=a.min_agreement,
-            keep_failed=a.keep_failed_int8,
-            auto_exclude=a.auto_exclude,
-            cache=a.calib_cache,
-            threads=a.threads,
-        )
-    build_engine(a.ckpt, a.out, a.precision, a.backend, int8, a.force)
+
+def int8_options(a):
+    """The INT8 settings of the parsed flags (None unless --precision int8)."""
+    if a.precision != "int8":
+        return None
+    from calibration.build import Int8Options
+    from calibration.quantize import QuantSettings
+
+    return Int8Options(
+        calib=a.calib,
+        root=a.root,
+        holdout=a.holdout,
+        calib_size=a.calib_size,
+        gate_size=a.gate_size,
+        settings=QuantSettings(method=a.calib_method, percentile=a.percentile),
+        max_drop=a.max_drop,
+        min_agreement=a.min_agreement,
+        keep_failed=a.keep_failed_int8,
+        auto_exclude=a.auto_exclude,
+        cache=a.calib_cache,
+        threads=a.threads,
+    )
+
+
+@cli_entry
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    build_engine(a.ckpt, a.out, a.precision, a.backend, int8_options(a), a.force)
     return 0
 
 

@@ -16,7 +16,8 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -133,46 +134,40 @@ def train_one_epoch(model, raw, loader, optimizer, scheduler, dist, tcfg, epoch,
 # ----------------------------------------------------------------------------- the loop
 
 
+@dataclass
+class RunSpec:
+    """What a training run reads and where it writes (everything but the two configs)."""
+
+    train_list: str  # training LIST CSV
+    val_list: str  # validation LIST CSV
+    classes_file: str  # one class name a line
+    out: Path  # the run dir
+    root: str | None = None  # folder for relative LIST paths (default: each LIST's folder)
+    clip_weights: str | None = None  # local open_clip/OpenAI checkpoint for the towers
+    device: str | None = None  # auto, cpu, cuda, cuda:N
+    progress: bool | None = None  # progress bars (default: when stderr is a terminal)
+    log: Callable = print
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+
+
 def restart_seeds(tcfg: TrainConfig) -> list[int]:
     """Seeds of the restarts: far apart, so runs with neighbouring --seed share no candidate."""
     return [tcfg.seed + 1000 * i for i in range(max(1, tcfg.restarts))]
 
 
 def train_with_restarts(
-    model_cfg: ARTConfig,
-    tcfg: TrainConfig,
-    train_list,
-    val_list,
-    classes_file,
-    out,
-    root=None,
-    clip_weights=None,
-    resume=False,
-    device=None,
-    progress=None,
-    log=print,
+    model_cfg: ARTConfig, tcfg: TrainConfig, spec: RunSpec, resume=False
 ) -> dict:
     """`train`, after choosing the initialisation: each of `restarts` seeds trains `probe_epochs`
     epochs of the full schedule in out/probes/; the one with the best val top-1 (lowest loss on
     a tie) continues to the end, exactly as a run resumed from its last epoch."""
     if tcfg.restarts <= 1 or resume:
-        return train(
-            model_cfg,
-            tcfg,
-            train_list,
-            val_list,
-            classes_file,
-            out,
-            root,
-            clip_weights,
-            resume,
-            device,
-            progress,
-            log,
-        )
+        return train(model_cfg, tcfg, spec, resume)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UserError("restarts run in one process: pass --set restarts=1 under torchrun")
-    out = Path(out)
+    out, log = spec.out, spec.log
     probes, scores = out / "probes", []
     for seed in restart_seeds(tcfg):
         cand = probes / f"seed{seed}"
@@ -181,15 +176,7 @@ def train_with_restarts(
         train(
             model_cfg,
             replace(tcfg, seed=seed),
-            train_list,
-            val_list,
-            classes_file,
-            cand,
-            root,
-            clip_weights,
-            device=device,
-            progress=progress,
-            log=log,
+            replace(spec, out=cand),
             stop_after=tcfg.probe_epochs,
         )
         last = json.loads((cand / "metrics.jsonl").read_text().splitlines()[-1])
@@ -203,174 +190,183 @@ def train_with_restarts(
     out.mkdir(parents=True, exist_ok=True)
     for f in (probes / f"seed{winner['seed']}").iterdir():
         shutil.copy2(f, out / f.name)
-    (out / "restarts.json").write_text(
-        json.dumps(
-            {"probe_epochs": tcfg.probe_epochs, "candidates": scores, "chosen": winner["seed"]},
-            indent=2,
-        )
-    )
-    best = train(
-        model_cfg,
-        replace(tcfg, seed=winner["seed"]),
-        train_list,
-        val_list,
-        classes_file,
-        out,
-        root,
-        clip_weights,
-        resume=True,
-        device=device,
-        progress=progress,
-        log=log,
-    )
+    chosen = {"probe_epochs": tcfg.probe_epochs, "candidates": scores, "chosen": winner["seed"]}
+    atomic_write_text(out / "restarts.json", json.dumps(chosen, indent=2))
+    best = train(model_cfg, replace(tcfg, seed=winner["seed"]), spec, resume=True)
     shutil.rmtree(probes, ignore_errors=True)
     return best
 
 
+class Trainer:
+    """The pieces of one run: data, model, optimizer, and what the run dir holds so far."""
+
+    def __init__(self, model_cfg: ARTConfig, tcfg: TrainConfig, spec: RunSpec, resume: bool):
+        from torch.utils.data import DataLoader, DistributedSampler
+
+        from art_edge.cliplist import probe_records, read_classes, read_list
+        from art_train.data import ClipDataset
+
+        self.tcfg, self.spec, self.dist = tcfg, spec, Distributed(spec.device)
+        self.progress = (
+            sys.stderr.isatty() if spec.progress is None else spec.progress
+        ) and self.dist.main
+        self.classes = read_classes(spec.classes_file)
+        self.model_cfg = replace(model_cfg, num_classes=len(self.classes))
+        lists = {"training clips": spec.train_list, "val clips": spec.val_list}
+        train_records, val_records = (
+            probe_records(read_list(path, self.classes, spec.root), tcfg.max_bad_fraction, what)
+            for what, path in lists.items()
+        )
+        if resume:
+            check_classes(self.classes, read_meta(spec.out)["classes"], f"the run in {spec.out}")
+        torch.manual_seed(tcfg.seed)
+        self.raw = build_model(
+            self.model_cfg, class_names=self.classes, clip_weights=spec.clip_weights
+        )
+        self.raw = self.raw.to(self.dist.device)
+        self.prep = preprocessing_for(self.raw)
+        self.train_ds = ClipDataset(
+            train_records, self.prep, train=True, seed=tcfg.seed, flip=tcfg.flip
+        )
+        if not resume:
+            self._init_queries()
+        world = self.dist.world
+        self.model = torch.nn.parallel.DistributedDataParallel(self.raw) if world > 1 else self.raw
+        self.sampler = DistributedSampler(
+            self.train_ds, num_replicas=world, rank=self.dist.rank, shuffle=True, seed=tcfg.seed
+        )
+        self.loader = DataLoader(
+            self.train_ds,
+            batch_size=tcfg.batch_size,
+            sampler=self.sampler,
+            num_workers=tcfg.workers,
+            drop_last=len(self.train_ds) // world > tcfg.batch_size,
+        )
+        self.val_loader = make_loader(val_records, self.prep, tcfg.batch_size, tcfg.workers)
+        self.optimizer = make_optimizer(self.raw, tcfg)
+        steps = len(self.loader)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, steps, tcfg)
+        )
+        self.start_epoch, self.best, self.history = 0, {"val_top1": -1.0}, []
+        self.num_train = len(train_records)
+
+    def _init_queries(self):
+        """Query selection (the Baseline has no queries), before DDP wraps the model; every rank
+        sees the same clips, so the same init."""
+        if self.model_cfg.query_init != "tokens" or not hasattr(
+            self.raw, "init_queries_from_tokens"
+        ):
+            return
+        clips = np.stack([self.train_ds[i][0] for i in range(min(16, len(self.train_ds)))])
+        self.raw.init_queries_from_tokens(torch.from_numpy(clips).to(self.dist.device))
+
+    def restore(self):
+        """Continue from last.pt exactly: weights, optimizer, schedule, history."""
+        state = load_resume_state(self.spec.out)
+        self.raw.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.start_epoch = state["epoch"] + 1
+        self.best, self.history = json.loads(state["best"]), json.loads(state["history"])
+        self.spec.log(f"resuming {self.spec.out} at epoch {self.start_epoch + 1}")
+
+    def run_epoch(self, epoch: int) -> dict:
+        self.sampler.set_epoch(epoch)
+        self.train_ds.set_epoch(epoch)
+        torch.manual_seed(self.tcfg.seed * 100003 + epoch)  # dropout: the same stream on resume
+        row = {
+            "epoch": epoch + 1,
+            "step": (epoch + 1) * len(self.loader),
+            "lr": self.scheduler.get_last_lr()[0],
+        }
+        row.update(
+            train_one_epoch(
+                self.model,
+                self.raw,
+                self.loader,
+                self.optimizer,
+                self.scheduler,
+                self.dist,
+                self.tcfg,
+                epoch,
+                self.progress,
+            )
+        )
+        return row
+
+    def end_epoch(self, epoch: int, row: dict, seconds: float):
+        """Validate, and write what the run dir holds after this epoch (main process only)."""
+        from art_train.plots import plot_confusion, plot_curves
+
+        out, classes = self.spec.out, self.classes
+        preds, labels = predict(self.raw, self.val_loader, self.dist.device)
+        m = classification_metrics(preds, labels, len(classes))
+        row.update(val_top1=m["top1"], val_mean_class_acc=m["mean_class_acc"], seconds=seconds)
+        self.history.append(row)
+        with open(out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if m["top1"] > self.best["val_top1"]:
+            self.best = {
+                "val_top1": m["top1"],
+                "val_mean_class_acc": m["mean_class_acc"],
+                "epoch": epoch + 1,
+            }
+            save_checkpoint(
+                out, self.raw, classes, self.prep, {"train": asdict(self.tcfg), "best": self.best}
+            )
+            plot_confusion(
+                m["confusion"],
+                classes,
+                out / "confusion.png",
+                f"val confusion, epoch {epoch + 1} (top-1 {m['top1']:.3f})",
+            )
+        save_resume_state(
+            out,
+            {
+                "model": self.raw.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "epoch": epoch,
+                "best": json.dumps(self.best),
+                "history": json.dumps(self.history),
+            },
+        )
+        plot_curves(self.history, out / "curves.png")
+        self.spec.log(
+            f"epoch {epoch + 1}/{self.tcfg.epochs}  loss {row['loss']:.4f}  "
+            f"train top-1 {row['train_top1']:.3f}  val top-1 {m['top1']:.3f}  ({seconds:.1f} s)"
+        )
+
+
 def train(
-    model_cfg: ARTConfig,
-    tcfg: TrainConfig,
-    train_list,
-    val_list,
-    classes_file,
-    out,
-    root=None,
-    clip_weights=None,
-    resume=False,
-    device=None,
-    progress=None,
-    log=print,
-    stop_after=None,
+    model_cfg: ARTConfig, tcfg: TrainConfig, spec: RunSpec, resume=False, stop_after=None
 ) -> dict:
     """Train and write the run dir. Returns the best validation metrics. `stop_after` stops after
     that many epochs of the full schedule (a probe that may be resumed)."""
-    from torch.utils.data import DataLoader, DistributedSampler
-
-    from art_edge.cliplist import probe_records, read_classes, read_list
-    from art_train.data import ClipDataset
-    from art_train.plots import plot_confusion, plot_curves
-
-    dist = Distributed(device)
-    progress = (sys.stderr.isatty() if progress is None else progress) and dist.main
-    out = Path(out)
-    classes = read_classes(classes_file)
-    model_cfg = replace(model_cfg, num_classes=len(classes))
-    train_records = probe_records(
-        read_list(train_list, classes, root), tcfg.max_bad_fraction, "training clips"
-    )
-    val_records = probe_records(
-        read_list(val_list, classes, root), tcfg.max_bad_fraction, "val clips"
-    )
+    t = Trainer(model_cfg, tcfg, spec, resume)
     if resume:
-        check_classes(classes, read_meta(out)["classes"], f"the run in {out}")
-
-    torch.manual_seed(tcfg.seed)
-    raw = build_model(model_cfg, class_names=classes, clip_weights=clip_weights).to(dist.device)
-    prep = preprocessing_for(raw)
-    train_ds = ClipDataset(train_records, prep, train=True, seed=tcfg.seed, flip=tcfg.flip)
-    if (
-        not resume and model_cfg.query_init == "tokens" and hasattr(raw, "init_queries_from_tokens")
-    ):  # not the Baseline
-        # Before DDP wraps the model; every rank sees the same clips, so the same init.
-        clips = np.stack([train_ds[i][0] for i in range(min(16, len(train_ds)))])
-        raw.init_queries_from_tokens(torch.from_numpy(clips).to(dist.device))
-    model = torch.nn.parallel.DistributedDataParallel(raw) if dist.world > 1 else raw
-    sampler = DistributedSampler(
-        train_ds, num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=tcfg.seed
-    )
-    loader = DataLoader(
-        train_ds,
-        batch_size=tcfg.batch_size,
-        sampler=sampler,
-        num_workers=tcfg.workers,
-        drop_last=len(train_ds) // dist.world > tcfg.batch_size,
-    )
-    optimizer = make_optimizer(raw, tcfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, len(loader), tcfg)
-    )
-
-    start_epoch, best, history = 0, {"val_top1": -1.0}, []
-    if resume:
-        state = load_resume_state(out)
-        raw.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best, history = (
-            state["epoch"] + 1,
-            json.loads(state["best"]),
-            json.loads(state["history"]),
+        t.restore()
+    if t.dist.main:
+        spec.out.mkdir(parents=True, exist_ok=True)
+        spec.log(
+            f"training {t.model_cfg.name} ({t.model_cfg.variant}) on {t.num_train} clips, "
+            f"{len(t.classes)} classes, {tcfg.epochs} epochs, {t.dist.world} process(es) on {t.dist.device}"
         )
-        log(f"resuming {out} at epoch {start_epoch + 1}")
-    if dist.main:
-        out.mkdir(parents=True, exist_ok=True)
-        log(
-            f"training {model_cfg.name} ({model_cfg.variant}) on {len(train_records)} clips, "
-            f"{len(classes)} classes, {tcfg.epochs} epochs, {dist.world} process(es) on {dist.device}"
-        )
-    val_loader = make_loader(val_records, prep, tcfg.batch_size, tcfg.workers)
-
     end_epoch = min(tcfg.epochs, stop_after) if stop_after else tcfg.epochs
-    for epoch in range(start_epoch, end_epoch):
+    for epoch in range(t.start_epoch, end_epoch):
         t0 = time.time()
-        sampler.set_epoch(epoch)
-        train_ds.set_epoch(epoch)
-        torch.manual_seed(tcfg.seed * 100003 + epoch)  # dropout: the same stream on resume
-        row = {
-            "epoch": epoch + 1,
-            "step": (epoch + 1) * len(loader),
-            "lr": scheduler.get_last_lr()[0],
-        }
-        row.update(
-            train_one_epoch(model, raw, loader, optimizer, scheduler, dist, tcfg, epoch, progress)
-        )
-        if dist.main:
-            preds, labels = predict(raw, val_loader, dist.device)
-            m = classification_metrics(preds, labels, len(classes))
-            row.update(
-                val_top1=m["top1"], val_mean_class_acc=m["mean_class_acc"], seconds=time.time() - t0
-            )
-            history.append(row)
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
-            if m["top1"] > best["val_top1"]:
-                best = {
-                    "val_top1": m["top1"],
-                    "val_mean_class_acc": m["mean_class_acc"],
-                    "epoch": epoch + 1,
-                }
-                save_checkpoint(out, raw, classes, prep, {"train": asdict(tcfg), "best": best})
-                plot_confusion(
-                    m["confusion"],
-                    classes,
-                    out / "confusion.png",
-                    f"val confusion, epoch {epoch + 1} (top-1 {m['top1']:.3f})",
-                )
-            save_resume_state(
-                out,
-                {
-                    "model": raw.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch,
-                    "best": json.dumps(best),
-                    "history": json.dumps(history),
-                },
-            )
-            plot_curves(history, out / "curves.png")
-            log(
-                f"epoch {epoch + 1}/{tcfg.epochs}  loss {row['loss']:.4f}  train top-1 {row['train_top1']:.3f}  "
-                f"val top-1 {m['top1']:.3f}  ({row['seconds']:.1f} s)"
-            )
-        dist.barrier()
-    dist.close()
-    if dist.main:
-        atomic_write_text(out / "summary.json", json.dumps(best, indent=2))
-    return best
+        row = t.run_epoch(epoch)
+        if t.dist.main:
+            t.end_epoch(epoch, row, time.time() - t0)
+        t.dist.barrier()
+    t.dist.close()
+    if t.dist.main:
+        atomic_write_text(spec.out / "summary.json", json.dumps(t.best, indent=2))
+    return t.best
 
 
-@cli_entry
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description="Train ART on LIST files of video clips.")
     ap.add_argument(
         "--config",
@@ -405,7 +401,12 @@ def main(argv=None):
         metavar="KEY=VALUE",
         help="override any model or training config field, e.g. --set dim=64 --set schedule=step",
     )
-    a = ap.parse_args(argv)
+    return ap
+
+
+@cli_entry
+def main(argv=None):
+    a = build_parser().parse_args(argv)
     sets = list(a.set) + [
         f"{k}={v}"
         for k, v in (
@@ -424,9 +425,8 @@ def main(argv=None):
         raise UserError(
             f"{out} already holds a run: pass --resume to continue it or choose another --out"
         )
-    best = train_with_restarts(
-        model_cfg, tcfg, a.train, a.val, a.classes, out, a.root, a.clip_weights, a.resume, a.device
-    )
+    spec = RunSpec(a.train, a.val, a.classes, out, a.root, a.clip_weights, a.device)
+    best = train_with_restarts(model_cfg, tcfg, spec, a.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         print(
             f"best val top-1 {best['val_top1']:.4f} at epoch {best.get('epoch')}; checkpoint in {out}"

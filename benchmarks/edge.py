@@ -233,11 +233,7 @@ def cost_model(engine, frames, stride: int, blocks: int, repeats: int = 5) -> di
     }
 
 
-def main(argv=None):
-    from art_edge.synthetic import make_dataset
-    from art_train.build_engine import build_engine
-    from calibration.build import Int8Options
-
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="art-edge-s")
     ap.add_argument("--threads", type=int, default=2)
@@ -248,82 +244,96 @@ def main(argv=None):
         "--memory-frames", type=int, default=3000, help="frames of the long run (0: skip it)"
     )
     ap.add_argument("--out", default=str(RESULTS / "edge.json"))
-    a = ap.parse_args(argv)
-    quiet = dict(log=lambda *x: None)
+    return ap
+
+
+def build_engines(tmp: Path, config: str, threads: int) -> tuple[dict, list]:
+    """FP32 and INT8 engine dirs of one random-weights checkpoint; → (engine dirs, classes)."""
+    from art_edge.synthetic import make_dataset
+    from art_train.build_engine import build_engine
+    from calibration.build import Int8Options
+
+    data = make_dataset(tmp / "data", per_class=3, val_per_class=2, seed=5, progress=False)
+    classes = (data / "classes.txt").read_text().split()
+    ckpt = make_checkpoint(config, classes, tmp / "run")
+    engines = {"fp32": tmp / "fp32", "int8": tmp / "int8"}
+    build_engine(ckpt, engines["fp32"], "fp32", "onnxruntime", log=print_nothing)
+    int8 = Int8Options(
+        calib=str(data / "train.csv"),
+        holdout=str(data / "val.csv"),
+        calib_size=16,
+        keep_failed=True,
+        threads=threads,
+    )
+    build_engine(ckpt, engines["int8"], "int8", "onnxruntime", int8, log=print_nothing)
+    return engines, classes
+
+
+def print_nothing(*_):
+    pass
+
+
+def print_figures(config: str, stride: int, pipeline: dict, memory, streaming: dict):
+    for name, row in pipeline.items():
+        fl, dl = row["frame_latency_ms"], row["decision_latency_ms"]
+        print(
+            f"{config} {name}: {row['fps']:.1f} FPS sustained; frame latency p50 {fl['p50']} p95 {fl['p95']} ms; "
+            f"decision latency p50 {dl['p50']} p95 {dl['p95']} ms"
+        )
+    if memory:
+        print(
+            f"long run: {memory['frames']} frames in {memory['seconds']:.0f} s with overlay, MP4 and events; "
+            f"RSS {memory['rss_mb_first_quarter_max']:.0f} MB (first quarter) → "
+            f"{memory['rss_mb_last_quarter_max']:.0f} MB (last quarter)"
+        )
+    for name in ("recompute_batched", "recompute_per_frame"):
+        print(
+            f"T = 16, stride {stride}: streaming {streaming['streaming_fps']:.1f} FPS vs {name} "
+            f"{streaming[name + '_fps']:.1f} FPS = {streaming['speedup_over_' + name]:.2f}×, "
+            f"same decisions: {streaming['same_decisions_as_' + name]}"
+        )
+    c = streaming["cost_model"]
+    print(
+        f"T = 16 parts: a frame alone {c['encode_one_frame_ms']:.1f} ms, in a batch of 16 "
+        f"{c['encode_per_frame_in_batch_of_T_ms']:.1f} ms/frame, head {c['head_ms']:.1f} ms → predicted "
+        f"{c['predicted_speedup_over_recompute_batched']:.2f}×; at most {c['bound_with_free_head']:.2f}× with a "
+        f"free head; {c['predicted_speedup_if_stride_frames_batched']:.2f}× if each stride's frames were "
+        f"encoded as one batch"
+    )
+
+
+def main(argv=None):
+    from art_train.build_engine import build_engine
+
+    a = build_parser().parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = make_dataset(tmp / "data", per_class=3, val_per_class=2, seed=5, progress=False)
-        classes = (data / "classes.txt").read_text().split()
+        engines, classes = build_engines(tmp, a.config, a.threads)
         video = long_video(tmp / "camera.mp4", a.frames)
-        ckpt = make_checkpoint(a.config, classes, tmp / "run")
-        engines = {"fp32": tmp / "fp32", "int8": tmp / "int8"}
-        build_engine(ckpt, engines["fp32"], "fp32", "onnxruntime", **quiet)
-        build_engine(
-            ckpt,
-            engines["int8"],
-            "int8",
-            "onnxruntime",
-            Int8Options(
-                calib=str(data / "train.csv"),
-                holdout=str(data / "val.csv"),
-                calib_size=16,
-                keep_failed=True,
-                threads=a.threads,
-            ),
-            **quiet,
-        )
         pipeline = bench_pipeline(engines, video, a.threads, a.stride, a.blocks)
-        for name, row in pipeline.items():
-            print(
-                f"{a.config} {name}: {row['fps']:.1f} FPS sustained; "
-                f"frame latency p50 {row['frame_latency_ms']['p50']} "
-                f"p95 {row['frame_latency_ms']['p95']} ms; decision latency p50 {row['decision_latency_ms']['p50']} "
-                f"p95 {row['decision_latency_ms']['p95']} ms",
-                flush=True,
-            )
         memory = (
             memory_run(engines["int8"], a.memory_frames, a.threads, tmp)
             if a.memory_frames
             else None
         )
-        if memory:
-            print(
-                f"long run: {memory['frames']} frames in {memory['seconds']:.0f} s with overlay, MP4 and events; "
-                f"RSS {memory['rss_mb_first_quarter_max']:.0f} MB (first quarter) → "
-                f"{memory['rss_mb_last_quarter_max']:.0f} MB (last quarter)",
-                flush=True,
-            )
         ckpt16 = make_checkpoint(a.config, classes, tmp / "run16", num_frames=16)
-        build_engine(ckpt16, tmp / "t16", "fp32", "onnxruntime", **quiet)
+        build_engine(ckpt16, tmp / "t16", "fp32", "onnxruntime", log=print_nothing)
         streaming = bench_streaming(tmp / "t16", video, a.threads, a.stride, a.blocks)
-        for name in ("recompute_batched", "recompute_per_frame"):
-            print(
-                f"T = 16, stride {a.stride}: streaming {streaming['streaming_fps']:.1f} FPS vs {name} "
-                f"{streaming[name + '_fps']:.1f} FPS = {streaming['speedup_over_' + name]:.2f}×, "
-                f"same decisions: {streaming['same_decisions_as_' + name]}",
-                flush=True,
-            )
-        c = streaming["cost_model"]
-        print(
-            f"T = 16 parts: a frame alone {c['encode_one_frame_ms']:.1f} ms, in a batch of 16 "
-            f"{c['encode_per_frame_in_batch_of_T_ms']:.1f} ms/frame, head {c['head_ms']:.1f} ms → predicted "
-            f"{c['predicted_speedup_over_recompute_batched']:.2f}×; at most {c['bound_with_free_head']:.2f}× with a "
-            f"free head; {c['predicted_speedup_if_stride_frames_batched']:.2f}× if each stride's frames were "
-            f"encoded as one batch",
-            flush=True,
-        )
-    doc = {
-        "benchmark": "edge",
-        "config": a.config,
-        "threads": a.threads,
-        "cpus": os.cpu_count(),
-        "stride": a.stride,
-        "pipeline": pipeline,
-        "memory": memory,
-        "streaming_vs_recompute": streaming,
-        "targets": {"fps": 30, "decision_p95_ms": 100, "streaming_speedup": 3},
-    }
-    write_result(a.out, doc)
+    print_figures(a.config, a.stride, pipeline, memory, streaming)
+    write_result(
+        a.out,
+        {
+            "benchmark": "edge",
+            "config": a.config,
+            "threads": a.threads,
+            "cpus": os.cpu_count(),
+            "stride": a.stride,
+            "pipeline": pipeline,
+            "memory": memory,
+            "streaming_vs_recompute": streaming,
+            "targets": {"fps": 30, "decision_p95_ms": 100, "streaming_speedup": 3},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -66,18 +66,6 @@ def bench_config(name: str, threads: int, repeats: int, calib_clips: int, data: 
             threads,
         )
         quant_s = time.time() - t0
-        clip = clips.clips[-1]  # not used to calibrate
-        fe = {
-            k: session(work / f"frame_encoder{s}.onnx", threads)
-            for k, s in (("fp32", ""), ("int8", ".int8"))
-        }
-        fe_feeds = {"images": clip}
-        patches, tokens = fe["fp32"].run(None, fe_feeds)
-        head = {
-            k: session(work / f"clip_head{s}.onnx", threads)
-            for k, s in (("fp32", ""), ("int8", ".int8"))
-        }
-        head_feeds = {"patches": patches[None], "frame_tokens": tokens[None]}
         result = {
             "config": name,
             "frames": cfg.num_frames,
@@ -86,25 +74,44 @@ def bench_config(name: str, threads: int, repeats: int, calib_clips: int, data: 
             "quantize_seconds": round(quant_s, 1),
             "calibration_clips": calib_clips,
         }
-        for graph, sessions, feeds in (
-            ("frame_encoder", fe, fe_feeds),
-            ("clip_head", head, head_feeds),
-        ):
-            ref = sessions["fp32"].run(None, feeds)
-            med = time_side_by_side(sessions, feeds, repeats)
-            result[graph] = {
-                k: {
-                    "ms": 1000 * v,
-                    "speedup_over_fp32": med["fp32"] / v,
-                    "rel_error": max(
-                        rel_error(a, b) for a, b in zip(ref, sessions[k].run(None, feeds))
-                    ),
-                }
-                for k, v in med.items()
+        result.update(
+            time_graphs(work, clips.clips[-1], threads, repeats)
+        )  # a clip not used to calibrate
+    return result
+
+
+def time_graphs(work: Path, clip, threads: int, repeats: int) -> dict:
+    """FP32 against INT8, each graph side by side: ms, speed-up, relative output error; and the
+    frame encoder's ceiling."""
+    sessions = {
+        g: {
+            k: session(work / f"{g}{s}.onnx", threads) for k, s in (("fp32", ""), ("int8", ".int8"))
+        }
+        for g in ("frame_encoder", "clip_head")
+    }
+    fe_feeds = {"images": clip}
+    patches, tokens = sessions["frame_encoder"]["fp32"].run(None, fe_feeds)
+    feeds = {
+        "frame_encoder": fe_feeds,
+        "clip_head": {"patches": patches[None], "frame_tokens": tokens[None]},
+    }
+    result = {}
+    for graph, pair in sessions.items():
+        ref = pair["fp32"].run(None, feeds[graph])
+        med = time_side_by_side(pair, feeds[graph], repeats)
+        result[graph] = {
+            k: {
+                "ms": 1000 * v,
+                "speedup_over_fp32": med["fp32"] / v,
+                "rel_error": max(
+                    rel_error(a, b) for a, b in zip(ref, pair[k].run(None, feeds[graph]))
+                ),
             }
-        result["frame_encoder"]["ceiling"] = int8_ceiling(
-            work / "frame_encoder.onnx", work / "frame_encoder.int8.onnx", fe_feeds, threads
-        )
+            for k, v in med.items()
+        }
+    result["frame_encoder"]["ceiling"] = int8_ceiling(
+        work / "frame_encoder.onnx", work / "frame_encoder.int8.onnx", fe_feeds, threads
+    )
     return result
 
 

@@ -19,16 +19,50 @@ import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchlib import RESULTS, write_result
 
 
-def main(argv=None):
-    import torch
-
-    from art_edge.synthetic import make_dataset
+def one_run(data: Path, out: Path, variant: str, seed: int, epochs: int, sets: list) -> dict:
+    """Train one variant and seed through the real art-train loop; score its best checkpoint."""
     from art_train.evaluate import evaluate_checkpoint
-    from art_train.train import resolve_config, train_with_restarts
+    from art_train.train import RunSpec, resolve_config, train_with_restarts
 
+    model_cfg, tcfg = resolve_config(
+        "art-tiny", [*sets, f"variant={variant}", f"seed={seed}", f"epochs={epochs}"]
+    )
+    t0 = time.time()
+    with redirect_stdout(io.StringIO()):
+        spec = RunSpec(
+            data / "train.csv", data / "val.csv", data / "classes.txt", out, progress=False
+        )
+        best = train_with_restarts(model_cfg, tcfg, spec)
+    m = evaluate_checkpoint(out, data / "val.csv", data / "classes.txt")
+    restarts = out / "restarts.json"
+    return {
+        "variant": variant,
+        "seed": seed,
+        "top1": m["top1"],
+        "mean_class_acc": m["mean_class_acc"],
+        "best_epoch": best.get("epoch"),
+        "seconds": round(time.time() - t0, 1),
+        "restarts": json.loads(restarts.read_text()) if restarts.is_file() else None,
+    }
+
+
+def summarize(runs: list, variants: list) -> dict:
+    summary = {}
+    for variant in variants:
+        accs = [r["top1"] for r in runs if r["variant"] == variant]
+        summary[variant] = {
+            "top1_mean": statistics.mean(accs),
+            "top1_std": statistics.pstdev(accs),
+            "top1_min": min(accs),
+            "top1_max": max(accs),
+        }
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=12)
@@ -45,59 +79,31 @@ def main(argv=None):
         help="config override for every run, e.g. --set gamma1=5 --set gamma2=5",
     )
     ap.add_argument("--out", default=str(RESULTS / "synthetic_ablation.json"))
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None):
+    import torch
+
+    from art_edge.synthetic import make_dataset
+
+    a = build_parser().parse_args(argv)
     torch.set_num_threads(a.threads)
-    t_start = time.time()
-    runs = []
+    t_start, runs = time.time(), []
     with tempfile.TemporaryDirectory() as tmp:
         data = make_dataset(
             Path(tmp) / "data", per_class=a.per_class, val_per_class=20, seed=1234, progress=False
         )
         for seed in a.seeds:
             for variant in a.variants:
-                model_cfg, tcfg = resolve_config(
-                    "art-tiny", [*a.set, f"variant={variant}", f"seed={seed}", f"epochs={a.epochs}"]
-                )
-                out = Path(tmp) / f"{variant}-{seed}"
-                t0 = time.time()
-                with redirect_stdout(io.StringIO()):
-                    best = train_with_restarts(
-                        model_cfg,
-                        tcfg,
-                        data / "train.csv",
-                        data / "val.csv",
-                        data / "classes.txt",
-                        out,
-                        progress=False,
-                    )
-                m = evaluate_checkpoint(out, data / "val.csv", data / "classes.txt")
-                restarts = out / "restarts.json"
                 runs.append(
-                    {
-                        "variant": variant,
-                        "seed": seed,
-                        "top1": m["top1"],
-                        "mean_class_acc": m["mean_class_acc"],
-                        "best_epoch": best.get("epoch"),
-                        "seconds": round(time.time() - t0, 1),
-                        "restarts": json.loads(restarts.read_text())
-                        if restarts.is_file()
-                        else None,
-                    }
+                    one_run(data, Path(tmp) / f"{variant}-{seed}", variant, seed, a.epochs, a.set)
                 )
                 print(
-                    f"{variant:<9} seed {seed}: top-1 {m['top1']:.3f}  ({runs[-1]['seconds']:.0f} s)",
+                    f"{variant:<9} seed {seed}: top-1 {runs[-1]['top1']:.3f}  ({runs[-1]['seconds']:.0f} s)",
                     flush=True,
                 )
-    summary = {}
-    for variant in a.variants:
-        accs = [r["top1"] for r in runs if r["variant"] == variant]
-        summary[variant] = {
-            "top1_mean": statistics.mean(accs),
-            "top1_std": statistics.pstdev(accs),
-            "top1_min": min(accs),
-            "top1_max": max(accs),
-        }
+    summary = summarize(runs, a.variants)
     report = {
         "benchmark": "synthetic_ablation",
         "config": "art-tiny",
@@ -115,15 +121,14 @@ def main(argv=None):
         report["art_minus_baseline_points"] = 100 * (
             summary["art"]["top1_mean"] - summary["baseline"]["top1_mean"]
         )
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(report, indent=2))
     for v, s in summary.items():
         print(
             f"{v:<9} top-1 {100 * s['top1_mean']:.1f} ± {100 * s['top1_std']:.1f} (min {100 * s['top1_min']:.1f})"
         )
     if "art_minus_baseline_points" in report:
         print(f"ART − Baseline: {report['art_minus_baseline_points']:+.1f} points")
-    print(f"{report['total_seconds']:.0f} s in all; wrote {a.out}")
+    print(f"{report['total_seconds']:.0f} s in all")
+    write_result(a.out, report)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,11 @@ def _paths(work_dir: Path, name: str) -> dict:
     return {"fp32": work_dir / f"{name}.onnx", "int8": work_dir / f"{name}.int8.onnx"}
 
 
+def _pipeline(work_dir: Path, precision: str, threads) -> Pipeline:
+    paths = [str(_paths(work_dir, g)[precision]) for g in GRAPHS]
+    return Pipeline(*paths, threads)
+
+
 def build_int8(
     work_dir, meta: dict, opts: Int8Options, log=print, failed_report_prefix=None
 ) -> dict:
@@ -90,8 +95,6 @@ def build_int8(
     def calib_clips():
         return decode_clips(calib_recs, prep, "calibration clips", progress=progress)
 
-    cache = CalibrationCache(Path(opts.cache) if opts.cache else None, log)
-    data_key = data_identity(opts.calib, opts.root, len(calib_recs), opts.seed)
     gate = decode_clips(gate_recs, prep, "held-out clips", progress=progress)
     require(
         len(gate),
@@ -99,20 +102,46 @@ def build_int8(
         "the held-out set (after skipping undecodable clips)",
         "Pass --holdout LIST with more clips.",
     )
-    fp32 = Pipeline(
-        str(_paths(work_dir, "frame_encoder")["fp32"]),
-        str(_paths(work_dir, "clip_head")["fp32"]),
-        opts.threads,
+    cache = CalibrationCache(Path(opts.cache) if opts.cache else None, log)
+    data_key = data_identity(opts.calib, opts.root, len(calib_recs), opts.seed)
+    fp32 = _pipeline(work_dir, "fp32", opts.threads)
+    quantize = lambda settings: quantize_engine_graphs(
+        work_dir, settings, cache, data_key, calib_clips, opts.threads
     )
+    result, settings, excluded, node_rank = _gate_rounds(
+        work_dir, opts, gate, classes, fp32, quantize, log
+    )
+    cache.save(work_dir / CACHE_NAME)
+    speed = (
+        _speed(fp32, _pipeline(work_dir, "int8", opts.threads), gate.clips[0], log)
+        if opts.measure_speed
+        else None
+    )
+    report = {
+        "settings": settings_dict(settings),
+        "calibration_clips": len(calib_recs),
+        "gate": result,
+        "max_drop_points": opts.max_drop,
+        "min_agreement": opts.min_agreement,
+        "passed": _passes(result, opts),
+        "kept_in_float_to_pass": excluded,
+        "node_errors": node_rank,
+        "speed_onnxruntime_cpu": speed,
+    }
+    write_report(report, work_dir)
+    if not report["passed"]:
+        _fail(report, work_dir, opts, failed_report_prefix, log)
+    return _manifest_entries(work_dir, report, settings, speed)
+
+
+def _gate_rounds(work_dir, opts: Int8Options, gate, classes, fp32: Pipeline, quantize, log):
+    """Quantize and gate; on a failure put the 2 most sensitive nodes back in float, up to
+    `auto_exclude` times. → (gate result, settings used, nodes kept in float, node ranking)."""
     logits32 = fp32.logits(gate.clips)
     settings, excluded, node_rank = opts.settings, [], None
     for round_ in range(opts.auto_exclude + 1):
-        quantize_engine_graphs(work_dir, settings, cache, data_key, calib_clips, opts.threads)
-        int8 = Pipeline(
-            str(_paths(work_dir, "frame_encoder")["int8"]),
-            str(_paths(work_dir, "clip_head")["int8"]),
-            opts.threads,
-        )
+        quantize(settings)
+        int8 = _pipeline(work_dir, "int8", opts.threads)
         result = compare_predictions(
             logits32, int8.logits(gate.clips), gate.labels, classes, gate.paths
         )
@@ -121,9 +150,8 @@ def build_int8(
         passed = _passes(result, opts)
         log(
             f"INT8 gate: agreement {100 * result['top1_agreement']:.1f} %, "
-            f"top-1 FP32 {100 * result['top1_fp32']:.1f} % "
-            f"→ INT8 {100 * result['top1_int8']:.1f} % (drop {result['top1_drop_points']:+.2f} pt, "
-            f"max {opts.max_drop}){'' if passed else '  FAILED'}"
+            f"top-1 FP32 {100 * result['top1_fp32']:.1f} % → INT8 {100 * result['top1_int8']:.1f} % "
+            f"(drop {result['top1_drop_points']:+.2f} pt, max {opts.max_drop}){'' if passed else '  FAILED'}"
         )
         if passed or round_ == opts.auto_exclude:
             break
@@ -133,22 +161,11 @@ def build_int8(
             **{**settings_dict(settings), "op_types": settings.op_types, "exclude": list(excluded)}
         )
         log(f"INT8: keeping {more} in float and quantizing again")
-    cache.save(work_dir / CACHE_NAME)
-    speed = _speed(fp32, int8, gate.clips[0], log) if opts.measure_speed else None
-    report = {
-        "settings": settings_dict(settings),
-        "calibration_clips": len(calib_recs),
-        "gate": result,
-        "max_drop_points": opts.max_drop,
-        "min_agreement": opts.min_agreement,
-        "passed": passed,
-        "kept_in_float_to_pass": excluded,
-        "node_errors": node_rank,
-        "speed_onnxruntime_cpu": speed,
-    }
-    write_report(report, work_dir)
-    if not passed:
-        _fail(report, work_dir, opts, failed_report_prefix, log)
+    return result, settings, excluded, node_rank
+
+
+def _manifest_entries(work_dir: Path, report: dict, settings: QuantSettings, speed) -> dict:
+    result = report["gate"]
     return {
         "graphs": {g: _paths(work_dir, g)["int8"].name for g in GRAPHS},
         "int8": {
@@ -156,10 +173,10 @@ def build_int8(
             "report": REPORT_JSON,
             "plot": REPORT_PNG,
             "cache": CACHE_NAME,
-            "passed": passed,
+            "passed": report["passed"],
             "top1_agreement": result["top1_agreement"],
             "top1_drop_points": result["top1_drop_points"],
-            "kept_in_float": excluded,
+            "kept_in_float": report["kept_in_float_to_pass"],
             "method": settings.method,
             "speedup_onnxruntime_cpu": {g: v["speedup"] for g, v in speed.items()}
             if speed

@@ -37,11 +37,20 @@ def imported_modules(package: str) -> dict[str, set[str]]:
 )
 def test_import_rule(package, forbidden):
     offenders = {f: sorted(names & forbidden) for f, names in imported_modules(package).items()}
-    assert not {f: n for f, n in offenders.items() if n}, f"{package} must never import {sorted(forbidden)}"
+    assert not {f: n for f, n in offenders.items() if n}, (
+        f"{package} must never import {sorted(forbidden)}"
+    )
 
 
 @pytest.mark.parametrize(
-    "module", ["art_train", "art_edge.synthetic", "art_train.adapters", "art_train.evaluate", "calibration.build"]
+    "module",
+    [
+        "art_train",
+        "art_edge.synthetic",
+        "art_train.adapters",
+        "art_train.evaluate",
+        "calibration.build",
+    ],
 )
 def test_modules_that_the_edge_install_runs_do_not_load_torch(module):
     code = f"import sys, {module}; assert 'torch' not in sys.modules, 'torch was imported'"
@@ -66,14 +75,22 @@ def test_no_function_is_longer_than_sixty_lines():
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     start = min([node.lineno] + [d.lineno for d in node.decorator_list])
                     if node.end_lineno - start + 1 > MAX_FUNCTION_LINES:
-                        long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} "
-                                    f"({node.end_lineno - start + 1} lines)")
+                        long.append(
+                            f"{path.relative_to(ROOT)}:{node.lineno} {node.name} "
+                            f"({node.end_lineno - start + 1} lines)"
+                        )
     assert not long, "functions over 60 lines: " + "; ".join(long)
 
 
 def test_no_generated_file_is_committed():
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
     if not tracked:
         pytest.skip("not a git checkout: nothing to check")
-    generated = [f for f in tracked if re.search(r"onnxruntime_profile__|\.onnx$|\.engine$|\.pyc$|\.part\.", f)]
+    generated = [
+        f
+        for f in tracked
+        if re.search(r"onnxruntime_profile__|\.onnx$|\.engine$|\.pyc$|\.part\.", f)
+    ]
     assert not generated

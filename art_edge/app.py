@@ -235,7 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--engine", required=True, help="engine dir written by art-build-engine")
     src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--camera", help="camera index N (V4L2 /dev/videoN)")
+    src.add_argument(
+        "--camera",
+        help="camera index N: opens V4L2 /dev/videoN (a USB camera); for a Jetson CSI camera use --source csi://N",
+    )
     src.add_argument("--video", help="a video file")
     src.add_argument(
         "--source",

@@ -1,81 +1,27 @@
-"""art-build-engine: checkpoint → engine dir (ONNX graphs + manifest, and TensorRT engines on a GPU).
+"""art-build-engine: a checkpoint, or an engine dir built elsewhere → a deployable engine dir.
 
-    art-build-engine --ckpt runs/tiny --out engines/tiny [--precision fp32] [--backend auto]
+    art-build-engine --ckpt runs/tiny --out engines/tiny                       # training host (torch)
     art-build-engine --ckpt runs/tiny --out engines/tiny-int8 --precision int8 --calib train.csv --holdout val.csv
+    art-build-engine --from engines/tiny --out engines/tiny-int8 --precision int8 --calib site.csv   # device, no torch
+    art-build-engine --from engines/tiny --out engines/tiny-trt --backend tensorrt --precision fp16
 
-The engine dir is built in a temporary folder beside --out and renamed into place at the end, so
-a failed build leaves nothing half-written.
+`--ckpt` exports the FP32 ONNX graphs with torch; `--from` takes them from an engine dir (checked
+against its manifest). Both then go through calibration.deploy: INT8 calibration and the gate,
+TensorRT engines, the manifest. The engine dir is built in a temporary folder beside --out and
+renamed into place at the end, so a failed build leaves nothing half-written.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
-import time
 from pathlib import Path
 
-from art_edge import __version__
-from art_edge.engine import FORMAT, MANIFEST, sha256_file
 from art_edge.errors import UserError, cli_entry
 from art_edge.files import atomic_dir
 from calibration.calib_set import DEFAULT_CALIB_CLIPS
+from calibration.deploy import BACKENDS, PRECISIONS, check_build, copy_fp32_graphs, deploy
 from calibration.quantize import METHODS
-
-PRECISIONS = ("fp32", "fp16", "int8")
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
-
-
-def tensorrt_available() -> bool:
-    try:
-        import tensorrt  # noqa: F401
-    except (ImportError, OSError):
-        return False
-    return True
-
-
-def resolve_backend(backend: str) -> str:
-    if backend == "auto":
-        return "tensorrt" if tensorrt_available() else "onnxruntime"
-    if backend == "tensorrt" and not tensorrt_available():
-        raise UserError(
-            "--backend tensorrt: TensorRT is not installed or cannot load here; "
-            "use --backend onnxruntime (or auto)"
-        )
-    if backend not in ("onnxruntime", "tensorrt"):
-        raise UserError(f"unknown --backend {backend!r}; use auto, onnxruntime or tensorrt")
-    return backend
-
-
-def write_manifest(
-    engine_dir: Path,
-    meta: dict,
-    precision: str,
-    backend: str,
-    graphs: dict,
-    extra: dict | None = None,
-):
-    files = {
-        p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-        for p in sorted(engine_dir.iterdir())
-        if p.is_file() and p.name != MANIFEST
-    }
-    manifest = {
-        "format": FORMAT,
-        "toolkit_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "model": meta["model"],
-        "classes": meta["classes"],
-        "preprocessing": meta["preprocessing"],
-        "precision": precision,
-        "backend": backend,
-        "graphs": graphs,
-        "files": files,
-        **(extra or {}),
-    }
-    (engine_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    return manifest
 
 
 def build_engine(
@@ -87,65 +33,67 @@ def build_engine(
     force: bool = False,
     log=print,
 ) -> dict:
-    """Export, (INT8: calibrate, quantize, gate,) (TensorRT: build engines,) write the manifest,
-    all in a temporary dir renamed to `out` at the end. `int8` is a calibration.build.Int8Options."""
+    """Checkpoint → engine dir: export with torch, then `calibration.deploy`."""
     from art_train.checkpoint import load_checkpoint
     from art_train.export import export_onnx
 
-    out = Path(out)
-    if precision not in ("fp32", "fp16", "int8"):
-        raise UserError(f"unknown --precision {precision!r}; use fp32, fp16 or int8")
-    if precision == "int8" and (int8 is None or not int8.calib):
-        raise UserError(
-            "--precision int8 needs --calib LIST: real clips to calibrate on (the training LIST works)"
-        )
-    backend = resolve_backend(backend)
-    if precision == "fp16" and backend != "tensorrt":
-        raise UserError(
-            "--precision fp16 needs --backend tensorrt; ONNX Runtime on the CPU runs fp32 or int8"
-        )
-    if out.exists() and any(out.iterdir()) and not force:
-        raise UserError(
-            f"{out} exists and is not empty: pass --force to replace it, or choose another --out"
-        )
+    backend = check_build(out, precision, backend, int8, force)
     model, meta = load_checkpoint(ckpt)
     with atomic_dir(out, replace=True) as tmp:
         log(f"exporting {meta['model']['name']} from {ckpt} to ONNX")
-        paths = export_onnx(model, meta, tmp)
-        graphs = {k: p.name for k, p in paths.items()}
-        trt_graphs, extra = graphs, {}
-        if precision == "int8":
-            # ONNX Runtime's CPU timings say nothing about a TensorRT engine: time them for ORT builds only.
-            int8 = dataclasses.replace(
-                int8, measure_speed=int8.measure_speed and backend == "onnxruntime"
-            )
-            extra = _build_int8(tmp, out, meta, int8, log)
-            graphs = trt_graphs = extra.pop("graphs")
-        if backend == "tensorrt":
-            from art_edge.tensorrt_build import build_tensorrt_engines
+        export_onnx(model, meta, tmp)
+        manifest = deploy(
+            tmp, Path(out), meta, precision, backend, int8, log, {"checkpoint": str(ckpt)}
+        )
+    _log_files(out, manifest, log)
+    return manifest
 
-            extra["tensorrt"] = build_tensorrt_engines(
-                tmp, trt_graphs, precision, previous_dir=out, log=log
-            )
-        manifest = write_manifest(tmp, meta, precision, backend, graphs, extra)
+
+def build_from(
+    engine_dir,
+    out,
+    precision: str = "fp32",
+    backend: str = "auto",
+    int8=None,
+    force: bool = False,
+    log=print,
+) -> dict:
+    """Engine dir → engine dir, without torch: the FP32 graphs of `engine_dir`, then `calibration.deploy`."""
+    backend = check_build(out, precision, backend, int8, force)
+    if Path(engine_dir).resolve() == Path(out).resolve():
+        raise UserError("--from and --out are the same folder: write the new engine dir elsewhere")
+    with atomic_dir(out, replace=True) as tmp:
+        meta = copy_fp32_graphs(engine_dir, tmp)
+        log(f"building from the FP32 graphs of {engine_dir}")
+        manifest = deploy(
+            tmp, Path(out), meta, precision, backend, int8, log, {"engine_dir": str(engine_dir)}
+        )
+    _log_files(out, manifest, log)
+    return manifest
+
+
+def _log_files(out, manifest: dict, log):
     log(
         f"engine dir {out}: "
         + ", ".join(f"{n} ({e['bytes'] / 1e6:.1f} MB)" for n, e in manifest["files"].items())
     )
-    return manifest
-
-
-def _build_int8(tmp: Path, out: Path, meta: dict, int8, log) -> dict:
-    from calibration.build import CACHE_NAME, build_int8
-
-    if int8.cache is None and (out / CACHE_NAME).is_file():
-        int8.cache = str(out / CACHE_NAME)  # the last build's ranges, reused when they still match
-    return build_int8(tmp, meta, int8, log=log, failed_report_prefix=out)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description="Build an engine dir from an art-train checkpoint.")
-    ap.add_argument("--ckpt", required=True, help="run dir written by art-train")
+    ap = argparse.ArgumentParser(
+        description="Build a deployable engine dir from an art-train checkpoint "
+        "or from another engine dir."
+    )
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--ckpt", help="run dir written by art-train (needs torch: the training install)"
+    )
+    src.add_argument(
+        "--from",
+        dest="from_dir",
+        metavar="ENGINE_DIR",
+        help="engine dir built elsewhere: its FP32 graphs are the start (no torch needed)",
+    )
     ap.add_argument("--out", required=True, help="engine dir to write")
     ap.add_argument("--precision", default="fp32", choices=PRECISIONS, help="fp16 needs TensorRT")
     ap.add_argument(
@@ -221,7 +169,8 @@ def int8_options(a):
 @cli_entry
 def main(argv=None):
     a = build_parser().parse_args(argv)
-    build_engine(a.ckpt, a.out, a.precision, a.backend, int8_options(a), a.force)
+    build = build_engine if a.ckpt else build_from
+    build(a.ckpt or a.from_dir, a.out, a.precision, a.backend, int8_options(a), a.force)
     return 0
 
 

@@ -58,18 +58,30 @@ def synth(tmp_path_factory):
     )
 
 
-def train_small(synth, out, *extra):
-    from art_train import train
-
-    args = [
-        "--config",
-        "art-tiny",
+def data_args(synth) -> list:
+    """--train, --val and --classes of the synthetic dataset."""
+    return [
         "--train",
         synth / "train.csv",
         "--val",
         synth / "val.csv",
         "--classes",
         synth / "classes.txt",
+    ]
+
+
+@pytest.fixture(scope="session")
+def synth_args(synth):
+    return data_args(synth)
+
+
+def train_small(synth, out, *extra):
+    from art_train import train
+
+    args = [
+        "--config",
+        "art-tiny",
+        *data_args(synth),
         "--out",
         out,
         *SMALL,

@@ -113,15 +113,8 @@ def _cli_error(main, args, capsys):
     return code, err[-1] if err else ""
 
 
-def test_bad_inputs_give_one_clear_line(synth, tmp_path, trained, capsys):
-    base = [
-        "--train",
-        synth / "train.csv",
-        "--val",
-        synth / "val.csv",
-        "--classes",
-        synth / "classes.txt",
-    ]
+def test_bad_inputs_give_one_clear_line(synth, tmp_path, trained, capsys, synth_args):
+    base = synth_args
     code, line = _cli_error(
         train.main, ["--config", "art-huge", *base, "--out", tmp_path / "x"], capsys
     )
@@ -189,19 +182,10 @@ def test_missing_corrupt_and_mismatched_checkpoints(synth, tmp_path, trained, ca
     assert code == 2 and "do not fit" in line
 
 
-def test_existing_run_dir_needs_resume(synth, trained, capsys):
+def test_existing_run_dir_needs_resume(synth, trained, capsys, synth_args):
     code, line = _cli_error(
         train.main,
-        [
-            "--train",
-            synth / "train.csv",
-            "--val",
-            synth / "val.csv",
-            "--classes",
-            synth / "classes.txt",
-            "--out",
-            trained,
-        ],
+        [*synth_args, "--out", trained],
         capsys,
     )
     assert code == 2 and "--resume" in line

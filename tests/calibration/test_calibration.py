@@ -273,3 +273,39 @@ def test_cli_int8_without_calib_is_one_line(trained, tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--calib" in err[0]
+
+
+def test_from_an_engine_dir_gives_the_same_contract_as_from_the_checkpoint(
+    int8_engine, engine_dir, synth, tmp_path
+):
+    """`--from` on the device and `--ckpt` on the host: the same files, manifest keys and report,
+    the same FP32 graphs (byte for byte) and so the same calibration ranges."""
+    from art_train.build_engine import build_from
+
+    ckpt_dir, _ = int8_engine
+    from_dir = tmp_path / "from"
+    build_from(engine_dir, from_dir, "int8", "onnxruntime", int8_options(synth), **QUIET)
+    m_ckpt, m_from = (json.loads((d / "manifest.json").read_text()) for d in (ckpt_dir, from_dir))
+    assert set(m_ckpt["files"]) == set(m_from["files"])
+    assert set(m_ckpt) == set(m_from) and set(m_ckpt["int8"]) == set(m_from["int8"])
+    assert m_from["source"] == {"engine_dir": str(engine_dir)} and "checkpoint" in m_ckpt["source"]
+    for key in ("model", "classes", "preprocessing", "graphs", "precision"):
+        assert m_ckpt[key] == m_from[key], key
+    for graph in ("frame_encoder.onnx", "clip_head.onnx"):
+        assert m_ckpt["files"][graph]["sha256"] == m_from["files"][graph]["sha256"]
+    r_ckpt, r_from = (
+        json.loads((d / "int8_report.json").read_text()) for d in (ckpt_dir, from_dir)
+    )
+    assert set(r_ckpt) == set(r_from) and r_ckpt["gate"]["n"] == r_from["gate"]["n"]
+    assert r_ckpt["gate"]["top1_agreement"] == r_from["gate"]["top1_agreement"]
+
+
+def test_from_refuses_a_damaged_engine_dir_and_writes_nothing(engine_dir, tmp_path, capsys):
+    from art_train import build_engine
+
+    broken = tmp_path / "broken"
+    shutil.copytree(engine_dir, broken)
+    (broken / "clip_head.onnx").write_bytes(b"not a graph")
+    code = build_engine.main(["--from", str(broken), "--out", str(tmp_path / "out")])
+    assert code == 2 and "does not match the sha256" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))

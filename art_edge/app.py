@@ -255,6 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the runtime of the engine dir (tensorrt: engines built on this device)",
     )
     ap.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
+    add_stream_flags(ap)
+    ap.add_argument("--max-frames", type=int, default=0, help="stop after N frames")
+    ap.add_argument("--root", help="folder for relative paths in a LIST source")
+    ap.add_argument("--summary", help="write the run summary JSON here")
+    return ap
+
+
+def add_stream_flags(ap):
+    """How decisions are made from the stream, and how the source is read."""
     ap.add_argument(
         "--window",
         type=int,
@@ -286,10 +295,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds to keep retrying a lost camera",
     )
-    ap.add_argument("--max-frames", type=int, default=0, help="stop after N frames")
-    ap.add_argument("--root", help="folder for relative paths in a LIST source")
-    ap.add_argument("--summary", help="write the run summary JSON here")
-    return ap
 
 
 def quiet_opencv():

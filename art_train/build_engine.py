@@ -100,7 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend", default="auto", choices=BACKENDS, help="auto: TensorRT when it loads here"
     )
     ap.add_argument("--force", action="store_true", help="replace an existing engine dir")
-    q = ap.add_argument_group("INT8 (--precision int8)")
+    add_int8_flags(ap.add_argument_group("INT8 (--precision int8)"))
+    return ap
+
+
+def add_int8_flags(q):
     q.add_argument("--calib", help="LIST of real clips to calibrate on (the training LIST works)")
     q.add_argument("--root", help="folder for relative paths in --calib and --holdout")
     q.add_argument(
@@ -140,7 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-failed-int8", action="store_true", help="keep an INT8 build that fails the gate"
     )
     q.add_argument("--threads", type=int, help="ONNX Runtime threads for calibration and the gate")
-    return ap
 
 
 def int8_options(a):

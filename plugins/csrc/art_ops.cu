@@ -130,7 +130,7 @@ tracklet_link_kernel(const T* __restrict__ r, const T* __restrict__ s, T* __rest
         if (lane == 0) sim[p] = dot * r_inv[t] * s_inv[j] / temperature;
     }
     __syncthreads();
-    if (threadIdx.x < nk) {  // one thread per semantic: softmax over time, in place
+    if (static_cast<int>(threadIdx.x) < nk) {  // one thread per semantic: softmax over time, in place
         const int j = threadIdx.x;
         SoftmaxState st = softmax_init();
         for (int t = 0; t < frames; ++t) st = softmax_push(st, sim[t * nk + j]);

@@ -156,10 +156,16 @@ tracklet_link_kernel(const T* __restrict__ r, const T* __restrict__ s, T* __rest
     }
 }
 
+// Dynamic shared memory of qr_attention_kernel: scores and mean map [len] each, the head's query
+// [head_dim], the block merge's scratch [2 * kWarps].
+size_t qr_shared_bytes(int len, int dim, int heads) {
+    return (2 * static_cast<size_t>(len) + dim / heads + 2 * kWarps) * sizeof(float);
+}
+
 template <typename T>
 int launch_qr(const void* q, const void* k, const void* v, void* out, void* attn, int n, int nq, int len, int dim,
               int heads, float scale, cudaStream_t stream) {
-    const size_t shared = (2 * static_cast<size_t>(len) + dim / heads + 2 * kWarps) * sizeof(float);
+    const size_t shared = qr_shared_bytes(len, dim, heads);
     qr_attention_kernel<T><<<n * nq, kThreads, shared, stream>>>(
         static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), static_cast<T*>(out),
         static_cast<T*>(attn), nq, len, dim, heads, scale);
@@ -180,8 +186,8 @@ int launch_link(const void* r, const void* s, void* agg, void* sal, void* coh, i
 
 extern "C" int art_qr_attention(art_dtype dtype, const void* q, const void* k, const void* v, void* out, void* attn,
                                 int n, int nq, int len, int dim, int heads, float scale, cudaStream_t stream) {
-    if (n < 1 || nq < 1 || nq > ART_QR_MAX_QUERIES || len < 1 || len > ART_QR_MAX_TOKENS || heads < 1 ||
-        dim % heads != 0)
+    if (n < 1 || nq < 1 || nq > ART_QR_MAX_QUERIES || len < 1 || len > ART_QR_MAX_TOKENS || heads < 1 || dim < 1 ||
+        dim % heads != 0 || art::qr_shared_bytes(len, dim, heads) > ART_MAX_DYNAMIC_SHARED)
         return ART_EINVAL;
     if (dtype == ART_FLOAT32) return art::launch_qr<float>(q, k, v, out, attn, n, nq, len, dim, heads, scale, stream);
     if (dtype == ART_FLOAT16) return art::launch_qr<__half>(q, k, v, out, attn, n, nq, len, dim, heads, scale, stream);
@@ -191,7 +197,7 @@ extern "C" int art_qr_attention(art_dtype dtype, const void* q, const void* k, c
 extern "C" int art_tracklet_link(art_dtype dtype, const void* r, const void* s, void* agg, void* saliency,
                                  void* coherence, int b, int t, int k, int d, float temperature, float eps,
                                  cudaStream_t stream) {
-    if (b < 1 || t < 2 || t > ART_LINK_MAX_FRAMES || k < 1 || k > ART_QR_MAX_QUERIES || d < 1 || temperature <= 0.0f)
+    if (b < 1 || t < 2 || t > ART_LINK_MAX_FRAMES || k < 1 || k > ART_QR_MAX_QUERIES || d < 1 || !(temperature > 0.0f))
         return ART_EINVAL;
     if (dtype == ART_FLOAT32)
         return art::launch_link<float>(r, s, agg, saliency, coherence, b, t, k, d, temperature, eps, stream);

@@ -14,9 +14,13 @@ typedef enum { ART_FLOAT32 = 0, ART_FLOAT16 = 1 } art_dtype;
 #define ART_QR_MAX_QUERIES 16
 #define ART_QR_MAX_TOKENS 1024
 #define ART_LINK_MAX_FRAMES 64
+// Dynamic shared memory a block may use without an opt-in (cudaFuncSetAttribute), on every GPU.
+#define ART_MAX_DYNAMIC_SHARED (48 * 1024)
 
 // QRAttention: q [n, nq, dim], k/v [n, len, dim] → out [n, nq, dim], attn [n, nq, len] (mean over
-// heads of softmax over len of q·k·scale). nq ≤ 16, len ≤ 1024, dim % heads == 0.
+// heads of softmax over len of q·k·scale). nq ≤ 16, len ≤ 1024, dim % heads == 0, and the block's
+// (2·len + dim/heads + 16) floats of shared memory within ART_MAX_DYNAMIC_SHARED; ART_EINVAL
+// otherwise, before any launch.
 int art_qr_attention(art_dtype dtype, const void* q, const void* k, const void* v, void* out, void* attn,
                      int n, int nq, int len, int dim, int heads, float scale, cudaStream_t stream);
 

@@ -1,12 +1,14 @@
 // TensorRT IPluginV3 plugins for art::QRAttention and art::TrackletLink (namespace "art", version "1"),
-// thin wrappers over the C ABI of plugins/csrc/art_ops.h. Written against the TensorRT 10 C++ API
-// (NvInferRuntime.h: IPluginV3OneCore / IPluginV3OneBuild / IPluginV3OneRuntime, IPluginCreatorV3One);
-// TensorRT cannot be installed where this project is developed, so this file has not been compiled
-// there — see the README for what was verified where.
+// thin wrappers over the C ABI of plugins/csrc/art_ops.h. Written against the TensorRT 10/11 C++ API
+// (NvInferRuntime.h: IPluginV3OneCore / IPluginV3OneBuild / IPluginV3OneRuntime, IPluginCreatorV3One).
+// CI compiles it with -Wall -Wextra -Werror against NVIDIA's published headers of TensorRT 10.3,
+// 10.13 and 11.1, and drives it through its lifecycle (plugins/tests/trt_plugin_harness.cpp), with
+// the kernels executed on the CPU; docs/development.md says what still needs TensorRT itself.
 //
 // The ONNX parser creates the plugins from the node attributes: QRAttention {num_heads, scale},
-// TrackletLink {temperature, eps}. `getCreators` is what IPluginRegistry::loadLibrary (and
-// trt.get_plugin_registry().load_library) looks up in this shared library.
+// TrackletLink {temperature, eps}, with every other attribute of the node beside them. A library
+// loaded with IPluginRegistry::loadLibrary (trtexec --dynamicPlugins, trt.get_plugin_registry().
+// load_library) must export `getCreators` and `setLoggerFinder`.
 #include <NvInferRuntime.h>
 
 #include <cstdint>
@@ -22,6 +24,14 @@ using namespace nvinfer1;
 
 constexpr char const* kNamespace = "art";
 constexpr char const* kVersion = "1";
+
+ILoggerFinder* gLoggerFinder = nullptr;  // set by TensorRT through setLoggerFinder
+
+// Errors go to the logger of the engine or builder that called us, when TensorRT gave us one.
+void logError(char const* message) {
+    ILogger* logger = gLoggerFinder != nullptr ? gLoggerFinder->findLogger() : nullptr;
+    if (logger != nullptr) logger->log(ILogger::Severity::kERROR, message);
+}
 
 // Attribute values arrive as the type the parser chose (ONNX INT → int32 or int64, FLOAT → float32).
 bool readInt(PluginField const& f, int32_t& out) {
@@ -224,7 +234,10 @@ public:
             if (std::strcmp(f.name, "num_heads") == 0) haveHeads = readInt(f, heads);
             else if (std::strcmp(f.name, "scale") == 0) haveScale = readFloat(f, scale);
         }
-        if (!haveHeads || !haveScale || heads < 1) return nullptr;  // the parser reports the failed node
+        if (!haveHeads || !haveScale || heads < 1) {
+            logError("art::QRAttention needs the attributes num_heads (an integer >= 1) and scale (a float)");
+            return nullptr;  // the parser reports the failed node
+        }
         try {
             return new QRAttentionPlugin(heads, scale);
         } catch (...) {
@@ -257,7 +270,10 @@ public:
             if (std::strcmp(f.name, "temperature") == 0) haveTemperature = readFloat(f, temperature);
             else if (std::strcmp(f.name, "eps") == 0) readFloat(f, eps);
         }
-        if (!haveTemperature || temperature <= 0.0F) return nullptr;
+        if (!haveTemperature || !(temperature > 0.0F)) {
+            logError("art::TrackletLink needs the attribute temperature (a float > 0)");
+            return nullptr;
+        }
         try {
             return new TrackletLinkPlugin(temperature, eps);
         } catch (...) {
@@ -281,6 +297,11 @@ __attribute__((visibility("default"))) nvinfer1::IPluginCreatorInterface* const*
     static nvinfer1::IPluginCreatorInterface* const creators[] = {&qrAttention, &trackletLink};
     nbCreators = 2;
     return creators;
+}
+
+// Looked up beside getCreators: the plugins log through the logger TensorRT hands over here.
+__attribute__((visibility("default"))) void setLoggerFinder(nvinfer1::ILoggerFinder* finder) {
+    art_trt::gLoggerFinder = finder;
 }
 
 }  // extern "C"

@@ -16,10 +16,23 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from art_edge.errors import UserError, cli_entry
+from art_edge.errors import (
+    ArgumentParser,
+    UserError,
+    cli_entry,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    number,
+    positive_int,
+)
+from art_edge.files import atomic_write_text, check_writable
 from art_edge.sources import EndOfStream, open_source
 from art_edge.streaming import LatencyLog, StreamConfig, StreamingClassifier
+
+smoothing = number(float, 0.0, 0.999, what="a number in [0, 1)")
 
 
 @dataclass
@@ -141,26 +154,46 @@ class _Run:
 
 
 def run_edge(engine, source, opts: EdgeOptions, stop: threading.Event | None = None) -> dict:
-    """Run until the source ends, `stop` is set or max_frames; → the summary."""
+    """Run until the source ends, `stop` is set or max_frames; → the summary, whose `ended` says
+    which ended it (and `error` why, when the source failed: a camera that did not come back)."""
     stop = stop or threading.Event()
-    run, started = _Run(engine, source, opts), time.monotonic()
+    run, started, ended, error = _Run(engine, source, opts), time.monotonic(), "source ended", None
     try:
         run.open()
-        while not stop.is_set() and not (opts.max_frames and run.stats.frames >= opts.max_frames):
+        while True:
+            if stop.is_set():
+                ended = "interrupted"
+                break
+            if opts.max_frames and run.stats.frames >= opts.max_frames:
+                ended = "max frames"
+                break
             try:
                 frame = source.capture(timeout=1.0)
             except EndOfStream:
+                break
+            except (
+                UserError
+            ) as e:  # the source gave up (a lost camera): end the run, keep what it did
+                ended, error = "source failed", str(e)
                 break
             if frame is None:  # a live source with nothing new yet (or reconnecting)
                 if run.status:
                     run.status.update(f"waiting for frames: {source.status}", force=True)
                 continue
             if not run.on_frame(frame):
+                ended = "closed by user"
                 break
+        run.finish()
+    except KeyboardInterrupt:
+        ended = "interrupted"
         run.finish()
     finally:
         run.close()
-    return _summary(run.stats, source, time.monotonic() - started, opts)
+    summary = _summary(run.stats, source, time.monotonic() - started, opts)
+    summary.update(ended=ended, **({"error": error} if error else {}))
+    if getattr(run.output, "frames", None) is not None:
+        summary["video_frames"] = run.output.frames
+    return summary
 
 
 def _status_text(source, decision, classes, fps, stats) -> str:
@@ -223,14 +256,22 @@ def print_summary(summary: dict, out=sys.stdout):
             f"clips scored against their labels: {summary['clips_scored']}, top-1 {summary['clip_top1']:.3f}",
             file=out,
         )
-    if summary.get("output"):
-        print(f"annotated video: {summary['output']}", file=out)
-    if summary.get("events_path"):
+    if summary.get("output") and Path(summary["output"]).is_file():  # only what was written
+        print(
+            f"annotated video: {summary['output']} ({summary.get('video_frames', 0)} frames)",
+            file=out,
+        )
+    if summary.get("events_path") and Path(summary["events_path"]).is_file():
         print(f"events: {summary['events_path']} ({summary['events']} events)", file=out)
+    print(
+        f"ended: {summary.get('ended', 'source ended')}"
+        + (f" ({summary['error']})" if summary.get("error") else ""),
+        file=out,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         description="Real-time fine-grained action recognition from a camera, file or stream."
     )
     ap.add_argument("--engine", required=True, help="engine dir written by art-build-engine")
@@ -254,9 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["onnxruntime", "tensorrt"],
         help="the runtime of the engine dir (tensorrt: engines built on this device)",
     )
-    ap.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
+    ap.add_argument(
+        "--threads", type=positive_int, help="inference threads (default: the runtime's)"
+    )
     add_stream_flags(ap)
-    ap.add_argument("--max-frames", type=int, default=0, help="stop after N frames")
+    ap.add_argument(
+        "--max-frames",
+        type=non_negative_int,
+        default=0,
+        help="stop after N frames (0: until the source ends)",
+    )
     ap.add_argument("--root", help="folder for relative paths in a LIST source")
     ap.add_argument("--summary", help="write the run summary JSON here")
     return ap
@@ -266,20 +314,20 @@ def add_stream_flags(ap):
     """How decisions are made from the stream, and how the source is read."""
     ap.add_argument(
         "--window",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="frames buffered; T are sampled from them (default 4·T)",
     )
-    ap.add_argument("--stride", type=int, default=4, help="frames between decisions")
+    ap.add_argument("--stride", type=positive_int, default=4, help="frames between decisions")
     ap.add_argument(
         "--smoothing",
-        type=float,
+        type=smoothing,
         default=0.5,
         help="moving-average weight of past probabilities (0: off)",
     )
     ap.add_argument(
         "--hysteresis",
-        type=float,
+        type=fraction,
         default=0.1,
         help="lead another class needs to take over the label",
     )
@@ -291,7 +339,7 @@ def add_stream_flags(ap):
     )
     ap.add_argument(
         "--reconnect-timeout",
-        type=float,
+        type=non_negative_float,
         default=30.0,
         help="seconds to keep retrying a lost camera",
     )
@@ -309,25 +357,35 @@ def quiet_opencv():
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's AV_LOG_QUIET
 
 
+def _outputs_checked(a):
+    """Every path the run will write, checked before anything starts."""
+    if a.headless and a.output:
+        raise UserError("--headless draws nothing: drop --output, or drop --headless")
+    if a.output and a.output not in ("display", "display://"):
+        if Path(a.output).suffix.lower() not in (".mp4", ".avi"):
+            raise UserError(f"--output {a.output}: give a .mp4 or .avi path, or 'display'")
+        check_writable(a.output, "--output")
+    for flag, path in (("--events", a.events), ("--summary", a.summary)):
+        if path:
+            check_writable(path, flag)
+
+
 @cli_entry
 def main(argv=None):
-    import json
-
     from art_edge.engine import ARTEngine
 
     a = build_parser().parse_args(argv)
     quiet_opencv()
-    if a.headless and a.output:
-        raise UserError("--headless draws nothing: drop --output, or drop --headless")
-    if a.stride < 1 or a.window < 0 or not 0 <= a.smoothing < 1:
-        raise UserError("--stride must be ≥ 1, --window ≥ 0, --smoothing in [0, 1)")
+    _outputs_checked(a)
     engine = ARTEngine.load(a.engine, backend=a.backend, threads=a.threads)
+    if a.window and a.window < engine.num_frames:
+        raise UserError(
+            f"--window {a.window} is smaller than the T = {engine.num_frames} frames a decision samples; "
+            f"use --window ≥ {engine.num_frames} (or 0: 4·T)"
+        )
     uri = a.camera if a.camera is not None else a.video if a.video is not None else a.source
-    if a.video is not None and not a.video.lower().endswith(".csv"):
-        from pathlib import Path
-
-        if not Path(a.video).is_file():
-            raise UserError(f"video file not found: {a.video}")
+    if a.video is not None and not a.video.lower().endswith(".csv") and not Path(a.video).is_file():
+        raise UserError(f"video file not found: {a.video}")
     source = open_source(
         uri,
         realtime=a.realtime,
@@ -352,11 +410,31 @@ def main(argv=None):
         )  # finish the frame in flight, then shut down cleanly
     with engine:
         summary = run_edge(engine, source, opts, stop)
+    return _finish(summary, a)
+
+
+def _finish(summary: dict, a) -> int:
+    """Print and write the summary in every ending; a run that processed nothing, or whose source
+    failed, is an error (and leaves no empty outputs behind)."""
+    import json
+
+    if summary["frames"] == 0 and a.events and Path(a.events).is_file():
+        Path(a.events).unlink()
     print_summary(summary)
     if a.summary:
-        with open(a.summary, "w") as f:
-            json.dump(summary, f, indent=2)
-    return 0
+        atomic_write_text(a.summary, json.dumps(summary, indent=2))
+    if summary.get("error"):
+        raise UserError(summary["error"])
+    if summary["frames"] == 0 and summary["ended"] != "interrupted":
+        skipped = (
+            f"; {summary['corrupt']} clips or frames could not be read"
+            if summary["corrupt"]
+            else ""
+        )
+        raise UserError(
+            f"no frames were processed{skipped}: check the source (its paths, --root, the device)"
+        )
+    return 0  # a live run's usual end is Ctrl-C: a clean stop, said in the summary
 
 
 if __name__ == "__main__":

@@ -8,12 +8,15 @@ Training, calibration, evaluation and art-edge all read lists through these func
 from __future__ import annotations
 
 import csv
+import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from art_edge.errors import UserError
+from art_edge.errors import UserError, read_text
 from art_edge.preprocess import VideoDecodeError, count_frames
+
+LIST_FORMAT = "a CSV with the header path,label (optional start_frame,end_frame)"
 
 
 @dataclass
@@ -22,13 +25,15 @@ class ClipRecord:
     label: int
     start_frame: int | None = None
     end_frame: int | None = None
+    where: str = ""  # LIST file and line, for messages
 
 
 def read_classes(path) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"classes file not found: {path} (one class name a line)")
-    names = [line.strip() for line in p.read_text().splitlines() if line.strip()]
+    text = read_text(p, "a classes file", "one class name a line")
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise UserError(f"classes file is empty: {path} (one class name a line)")
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -60,36 +65,65 @@ def _optional_int(row: dict, key: str, where: str) -> int | None:
 
 
 def read_list(path, classes: list[str], root=None) -> list[ClipRecord]:
+    """The clips of a LIST, each row checked: its label, its frame range's numbers, no values
+    beyond the header's columns. (The frame range against the video: `check_frame_range`.)"""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"LIST file not found: {path}")
     base = Path(root) if root else p.parent
-    with p.open(newline="") as f:
-        reader = csv.DictReader(f)
+    reader = csv.DictReader(io.StringIO(read_text(p, "a LIST", LIST_FORMAT), newline=""))
+    try:
         header = [h.strip() for h in (reader.fieldnames or [])]
         if "path" not in header or "label" not in header:
             raise UserError(
                 f"{path}: the first line must be a header with 'path,label' "
                 f"(optional 'start_frame,end_frame'), got {header}"
             )
-        records = []
-        for line_no, row in enumerate(reader, start=2):
-            row = {(k or "").strip(): v for k, v in row.items()}
-            where = f"{path}:{line_no}"
-            clip = Path((row.get("path") or "").strip())
-            if not str(clip) or str(clip) == ".":
-                raise UserError(f"{where}: empty path")
-            records.append(
-                ClipRecord(
-                    path=str(clip if clip.is_absolute() else base / clip),
-                    label=_parse_label(row.get("label") or "", classes, where),
-                    start_frame=_optional_int(row, "start_frame", where),
-                    end_frame=_optional_int(row, "end_frame", where),
-                )
-            )
+        records = [
+            _record(row, f"{path}:{line_no}", base, classes, header)
+            for line_no, row in enumerate(reader, start=2)
+        ]
+    except csv.Error as e:
+        raise UserError(f"{path} is not {LIST_FORMAT}: {e}") from None
     if not records:
         raise UserError(f"LIST file has no clips: {path}")
     return records
+
+
+def _record(row: dict, where: str, base: Path, classes: list[str], header: list[str]) -> ClipRecord:
+    extra = row.pop(None, None)
+    if extra and any(v.strip() for v in extra):
+        raise UserError(
+            f"{where}: {len(header) + len(extra)} values, but the header names {len(header)} columns "
+            f"{header}; name every column in the header (path,label,start_frame,end_frame)"
+        )
+    row = {(k or "").strip(): v for k, v in row.items()}
+    clip = Path((row.get("path") or "").strip())
+    if not str(clip) or str(clip) == ".":
+        raise UserError(f"{where}: empty path")
+    start, end = _optional_int(row, "start_frame", where), _optional_int(row, "end_frame", where)
+    if (start is not None and start < 0) or (end is not None and end <= (start or 0)):
+        raise UserError(
+            f"{where}: frame range [{start}, {end}) is empty or negative; end_frame must be "
+            "greater than start_frame ≥ 0"
+        )
+    return ClipRecord(
+        path=str(clip if clip.is_absolute() else base / clip),
+        label=_parse_label(row.get("label") or "", classes, where),
+        start_frame=start,
+        end_frame=end,
+        where=where,
+    )
+
+
+def check_frame_range(record: ClipRecord, frames: int) -> int:
+    """A record's frame range against its video's frame count; → the count."""
+    if (record.end_frame or 0) > frames or (record.start_frame or 0) >= frames:
+        raise UserError(
+            f"{record.where}: frames [{record.start_frame}, {record.end_frame}) are past the end of "
+            f"{record.path}, which has {frames} frames; fix the range or the path"
+        )
+    return frames
 
 
 def skip_undecodable(

@@ -1,9 +1,17 @@
-"""User-facing errors: one clear line that names the problem and the fix, and a non-zero exit."""
+"""User-facing errors: one clear line that names the problem and the fix, and a non-zero exit.
+
+Every command's `main` is wrapped in `cli_entry` and parses its flags with `ArgumentParser`:
+bad input of any kind (a flag out of range, a file that is not what it should be, a folder that
+cannot be written) ends as one line on stderr and exit status 2; Ctrl-C and SIGTERM (what
+`timeout`, `docker stop` and CI send) as "interrupted" and 130, after the command's cleanup ran.
+"""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -12,21 +20,79 @@ class UserError(Exception):
     """Bad input a user can fix. CLIs print it as one line and exit with status 2."""
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM ends a command the way Ctrl-C does: cleanup, then exit 130
+
+
 def cli_entry(fn):
-    """Wrap a CLI `main`: a UserError (or Ctrl-C) becomes one line on stderr and a non-zero exit."""
+    """Wrap a CLI `main`: a UserError, an OS error on a path, Ctrl-C or SIGTERM become one line
+    on stderr and a non-zero exit."""
 
     @functools.wraps(fn)
     def wrapper(argv=None):
+        previous = signal.getsignal(signal.SIGTERM)
+        try:
+            signal.signal(signal.SIGTERM, _terminate)
+        except ValueError:  # not the main thread (a command called from a worker thread)
+            previous = None
         try:
             return fn(argv)
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        except OSError as e:  # a path we were given that cannot be read or written
+            where = f" {e.filename}" if e.filename else ""
+            print(
+                f"error: cannot use{where}: {e.strerror or e}; check the path and its permissions",
+                file=sys.stderr,
+            )
+            return 2
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a bad flag reported as one line (not the usage block) and exit status 2."""
+
+    def error(self, message):
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def number(kind, minimum=None, maximum=None, min_open=False, what=""):
+    """An argparse type: a number of `kind` within [minimum, maximum] (minimum excluded when min_open)."""
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {what or kind.__name__}, got {text!r}"
+            ) from None
+        too_small = minimum is not None and (value <= minimum if min_open else value < minimum)
+        if too_small or (maximum is not None and value > maximum):
+            low = "" if minimum is None else f"{'>' if min_open else '≥'} {minimum}"
+            high = "" if maximum is None else f"≤ {maximum}"
+            raise argparse.ArgumentTypeError(
+                f"must be {' and '.join(x for x in (low, high) if x)}, got {text}"
+            )
+        return value
+
+    parse.__name__ = what or kind.__name__
+    return parse
+
+
+positive_int = number(int, 1, what="an integer ≥ 1")
+non_negative_int = number(int, 0, what="an integer ≥ 0")
+positive_float = number(float, 0.0, min_open=True, what="a number > 0")
+non_negative_float = number(float, 0.0, what="a number ≥ 0")
+fraction = number(float, 0.0, 1.0, what="a number in [0, 1]")
 
 
 def read_json(path, missing: str, invalid_fix: str):
@@ -39,3 +105,15 @@ def read_json(path, missing: str, invalid_fix: str):
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is not valid JSON ({e}); {invalid_fix}") from None
+
+
+def read_text(path, what: str, fix: str) -> str:
+    """A UTF-8 text file a user pointed us at (a byte-order mark is allowed)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a UTF-8 text file; {what} is text: {fix}") from None
+    if "\x00" in text:
+        raise UserError(f"{path} is a binary file; {what} is text: {fix}")
+    return text

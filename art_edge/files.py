@@ -17,6 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from art_edge.errors import UserError
+
 
 def partial_path(path) -> Path:
     """Where a file that is still being written lives: `.NAME.part.EXT`, hidden, beside `path`
@@ -24,6 +26,26 @@ def partial_path(path) -> Path:
     extension still work)."""
     path = Path(path)
     return path.with_name(f".{path.stem}.part{path.suffix}")
+
+
+def check_writable(path, flag: str):
+    """Before any work starts: `path` can be created or replaced (its nearest existing folder is a
+    writable folder, and `path` itself is not the wrong kind of thing)."""
+    path = Path(path)
+    ancestor = path if path.exists() else path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"{flag} {path}: {ancestor} is a file, not a folder; choose another path")
+    try:  # try it: permission bits say nothing for root, read-only mounts and the like
+        fd, probe = tempfile.mkstemp(prefix=".art-write-check-", dir=ancestor)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(
+            f"{flag} {path}: cannot write in {ancestor} ({e.strerror}); choose a path in a folder you "
+            "can write"
+        ) from None
 
 
 def atomic_write(path, write_fn):

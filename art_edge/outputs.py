@@ -52,6 +52,20 @@ class VideoFileOutput:
             self.writer = None
 
 
+def letterbox(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`bgr` scaled to fit (width, height) = size, keeping its aspect, on black."""
+    width, height = size
+    h, w = bgr.shape[:2]
+    if (w, h) == (width, height):
+        return bgr
+    scale = min(width / w, height / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    out = np.zeros((height, width, 3), np.uint8)
+    x0, y0 = (width - nw) // 2, (height - nh) // 2
+    out[y0 : y0 + nh, x0 : x0 + nw] = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA)
+    return out
+
+
 class DisplayOutput:
     """An OpenCV window; needs a display and an OpenCV build with a GUI backend."""
 

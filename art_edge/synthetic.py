@@ -13,7 +13,6 @@ and counter-clockwise visit the same points); only the small region's motion ove
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from art_edge.errors import UserError, cli_entry
+from art_edge.errors import ArgumentParser, UserError, cli_entry, number, positive_int
 from art_edge.files import atomic_dir
 
 CLASSES = (
@@ -155,19 +154,31 @@ def make_dataset(
 
 @cli_entry
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="folder to create (must not exist or be empty)")
-    ap.add_argument("--per-class", type=int, default=40, help="training clips per class")
-    ap.add_argument("--val-per-class", type=int, default=12, help="validation clips per class")
+    ap.add_argument("--per-class", type=positive_int, default=40, help="training clips per class")
+    ap.add_argument(
+        "--val-per-class", type=positive_int, default=12, help="validation clips per class"
+    )
     ap.add_argument(
         "--classes", type=int, default=len(CLASSES), help=f"number of classes (2..{len(CLASSES)})"
     )
-    ap.add_argument("--size", type=int, default=96, help="frame side in pixels")
-    ap.add_argument("--frames", type=int, default=32, help="frames per clip")
+    ap.add_argument(
+        "--size",
+        type=number(int, 32, what="an integer ≥ 32"),
+        default=96,
+        help="frame side in pixels (≥ 32)",
+    )
+    ap.add_argument(
+        "--frames",
+        type=number(int, 2, what="an integer ≥ 2"),
+        default=32,
+        help="frames per clip (≥ 2)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--centre-jitter",
-        type=float,
+        type=number(float, 0.0, 0.3, what="a fraction in [0, 0.3]"),
         default=0.1,
         help="how far (fraction of the frame) the mark's centre strays from the middle",
     )

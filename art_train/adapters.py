@@ -12,14 +12,13 @@ paths are relative to the dataset's video folder (pass that folder as --root to 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import re
 import sys
 from pathlib import Path
 
-from art_edge.errors import UserError, cli_entry
+from art_edge.errors import ArgumentParser, UserError, cli_entry
 
 
 def _need(path: Path, hint: str) -> Path:
@@ -207,9 +206,7 @@ def write_lists(out: Path, classes: list[str], splits: dict):
 
 @cli_entry
 def main(argv=None):
-    ap = argparse.ArgumentParser(
-        description="Turn a dataset's official annotation files into LIST CSVs."
-    )
+    ap = ArgumentParser(description="Turn a dataset's official annotation files into LIST CSVs.")
     ap.add_argument("dataset", choices=sorted(ADAPTERS))
     ap.add_argument(
         "--annotations",

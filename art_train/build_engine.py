@@ -17,57 +17,61 @@ import argparse
 import sys
 from pathlib import Path
 
-from art_edge.errors import UserError, cli_entry
+from art_edge.errors import (
+    ArgumentParser,
+    UserError,
+    cli_entry,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    number,
+    positive_int,
+)
 from art_edge.files import atomic_dir
 from calibration.calib_set import DEFAULT_CALIB_CLIPS
 from calibration.deploy import BACKENDS, PRECISIONS, check_build, copy_fp32_graphs, deploy
 from calibration.quantize import METHODS
 
+percentile = number(float, 0.0, 100.0, min_open=True, what="a percentile in (0, 100]")
+
 
 def build_engine(
-    ckpt,
-    out,
-    precision: str = "fp32",
-    backend: str = "auto",
-    int8=None,
-    force: bool = False,
-    log=print,
+    ckpt, out, precision="fp32", backend="auto", int8=None, force=False, log=print
 ) -> dict:
     """Checkpoint → engine dir: export with torch, then `calibration.deploy`."""
     from art_train.checkpoint import load_checkpoint
     from art_train.export import export_onnx
 
-    backend = check_build(out, precision, backend, int8, force)
-    model, meta = load_checkpoint(ckpt)
-    with atomic_dir(out, replace=True) as tmp:
+    def export(tmp: Path) -> dict:
+        model, meta = load_checkpoint(ckpt)
         log(f"exporting {meta['model']['name']} from {ckpt} to ONNX")
         export_onnx(model, meta, tmp)
-        manifest = deploy(
-            tmp, Path(out), meta, precision, backend, int8, log, {"checkpoint": str(ckpt)}
-        )
-    _log_files(out, manifest, log)
-    return manifest
+        return meta
+
+    return _build(export, {"checkpoint": str(ckpt)}, out, precision, backend, int8, force, log)
 
 
 def build_from(
-    engine_dir,
-    out,
-    precision: str = "fp32",
-    backend: str = "auto",
-    int8=None,
-    force: bool = False,
-    log=print,
+    engine_dir, out, precision="fp32", backend="auto", int8=None, force=False, log=print
 ) -> dict:
     """Engine dir → engine dir, without torch: the FP32 graphs of `engine_dir`, then `calibration.deploy`."""
-    backend = check_build(out, precision, backend, int8, force)
     if Path(engine_dir).resolve() == Path(out).resolve():
         raise UserError("--from and --out are the same folder: write the new engine dir elsewhere")
-    with atomic_dir(out, replace=True) as tmp:
-        meta = copy_fp32_graphs(engine_dir, tmp)
+
+    def copy(tmp: Path) -> dict:
         log(f"building from the FP32 graphs of {engine_dir}")
-        manifest = deploy(
-            tmp, Path(out), meta, precision, backend, int8, log, {"engine_dir": str(engine_dir)}
-        )
+        return copy_fp32_graphs(engine_dir, tmp)
+
+    return _build(copy, {"engine_dir": str(engine_dir)}, out, precision, backend, int8, force, log)
+
+
+def _build(fp32_graphs, source: dict, out, precision, backend, int8, force, log) -> dict:
+    """Check everything first, then in a folder renamed to `out` only when all went well: the FP32
+    graphs (`fp32_graphs(folder)` → model meta), then INT8, TensorRT and the manifest."""
+    backend = check_build(out, precision, backend, int8, force)
+    with atomic_dir(out, replace=True) as tmp:
+        meta = fp32_graphs(tmp)
+        manifest = deploy(tmp, Path(out), meta, precision, backend, int8, log, source)
     _log_files(out, manifest, log)
     return manifest
 
@@ -80,7 +84,7 @@ def _log_files(out, manifest: dict, log):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         description="Build a deployable engine dir from an art-train checkpoint "
         "or from another engine dir."
     )
@@ -112,15 +116,17 @@ def add_int8_flags(q):
         help="LIST for the accuracy gate (default: --calib clips not used to calibrate)",
     )
     q.add_argument(
-        "--calib-size", type=int, default=DEFAULT_CALIB_CLIPS, help="clips to calibrate on"
+        "--calib-size", type=positive_int, default=DEFAULT_CALIB_CLIPS, help="clips to calibrate on"
     )
-    q.add_argument("--gate-size", type=int, help="held-out clips the gate scores (default: all)")
+    q.add_argument(
+        "--gate-size", type=positive_int, help="held-out clips the gate scores (default: all)"
+    )
     q.add_argument(
         "--calib-method", default="minmax", choices=METHODS, help="how activation ranges are chosen"
     )
     q.add_argument(
         "--percentile",
-        type=float,
+        type=percentile,
         default=99.999,
         help="clipping point of --calib-method percentile",
     )
@@ -128,14 +134,17 @@ def add_int8_flags(q):
         "--calib-cache", help="ranges to reuse when they match (default: the old engine dir's)"
     )
     q.add_argument(
-        "--max-drop", type=float, default=1.0, help="top-1 points INT8 may lose against FP32"
+        "--max-drop",
+        type=non_negative_float,
+        default=1.0,
+        help="top-1 points INT8 may lose against FP32",
     )
     q.add_argument(
-        "--min-agreement", type=float, help="also require this FP32/INT8 top-1 agreement (0..1)"
+        "--min-agreement", type=fraction, help="also require this FP32/INT8 top-1 agreement (0..1)"
     )
     q.add_argument(
         "--auto-exclude",
-        type=int,
+        type=non_negative_int,
         default=0,
         metavar="ROUNDS",
         help="on a gate failure, keep the 2 most sensitive nodes in float and retry, up to ROUNDS times",
@@ -143,7 +152,9 @@ def add_int8_flags(q):
     q.add_argument(
         "--keep-failed-int8", action="store_true", help="keep an INT8 build that fails the gate"
     )
-    q.add_argument("--threads", type=int, help="ONNX Runtime threads for calibration and the gate")
+    q.add_argument(
+        "--threads", type=positive_int, help="ONNX Runtime threads for calibration and the gate"
+    )
 
 
 def int8_options(a):

@@ -215,6 +215,61 @@ def _coerce(value: str, like):
     return json.loads(value)
 
 
+# field: (rule, what it must be); checked after every override, so a bad --set is one line, not a crash mid-run
+_TRAIN_RULES = {
+    "epochs": (lambda v: v >= 1, "≥ 1"),
+    "batch_size": (lambda v: v >= 1, "≥ 1"),
+    "lr": (lambda v: v > 0, "> 0"),
+    "weight_decay": (lambda v: v >= 0, "≥ 0"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "optimizer": (lambda v: v in ("adamw", "sgd"), "adamw or sgd"),
+    "schedule": (lambda v: v in ("cosine", "step"), "cosine or step"),
+    "lr_step": (lambda v: v >= 1, "≥ 1"),
+    "lr_gamma": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "warmup_epochs": (lambda v: v >= 0, "≥ 0"),
+    "grad_clip": (lambda v: v >= 0, "≥ 0"),
+    "workers": (lambda v: v >= 0, "≥ 0"),
+    "max_bad_fraction": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "restarts": (lambda v: v >= 1, "≥ 1"),
+    "probe_epochs": (lambda v: v >= 1, "≥ 1"),
+}
+_MODEL_RULES = {
+    "variant": (lambda v: v in ("art", "baseline"), "art or baseline"),
+    "image_size": (lambda v: v >= 16, "≥ 16"),
+    "num_frames": (lambda v: v >= 2, "≥ 2"),
+    "dim": (lambda v: v >= 1, "≥ 1"),
+    "num_queries": (lambda v: v >= 1, "≥ 1"),
+    "num_heads": (lambda v: v >= 1, "≥ 1"),
+    "temporal_layers": (lambda v: v >= 0, "≥ 0"),
+    "spatial_layers": (lambda v: v >= 0, "≥ 0"),
+    "qr_layers": (lambda v: v >= 1, "≥ 1"),
+    "query_init": (lambda v: v in ("random", "tokens"), "random or tokens"),
+    "tracklet_readout": (lambda v: v in ("sum", "ordered"), "sum or ordered"),
+    "drop": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "head_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "link_temperature": (lambda v: v > 0, "> 0"),
+    "sema_temperature": (lambda v: v > 0, "> 0"),
+    "ema_momentum": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "gamma1": (lambda v: v >= 0, "≥ 0"),
+    "gamma2": (lambda v: v >= 0, "≥ 0"),
+}
+
+
+def validate(model_cfg: ARTConfig, train_cfg: TrainConfig):
+    """Every field within its range, before anything is built or read."""
+    for cfg, rules in ((model_cfg, _MODEL_RULES), (train_cfg, _TRAIN_RULES)):
+        for name, (ok, what) in rules.items():
+            if not ok(getattr(cfg, name)):
+                raise UserError(
+                    f"{name} = {getattr(cfg, name)!r}: it must be {what} (--set {name}=VALUE)"
+                )
+    if model_cfg.dim % model_cfg.num_heads:
+        raise UserError(
+            f"dim = {model_cfg.dim} is not divisible by num_heads = {model_cfg.num_heads}; "
+            "pick a dim that is a multiple of num_heads"
+        )
+
+
 def resolve_config(config: str, sets=()) -> tuple[ARTConfig, TrainConfig]:
     """--config NAME|PATH plus --set key=value overrides → (model config, training config).
 
@@ -246,4 +301,31 @@ def resolve_config(config: str, sets=()) -> tuple[ARTConfig, TrainConfig]:
                 f"--set: unknown field {key!r}; model fields: {sorted(model_fields)}; "
                 f"training fields: {sorted(train_fields)}"
             )
+    validate(model_cfg, train_cfg)
+    return model_cfg, train_cfg
+
+
+# What --resume may change: how long to go on, and how many loader processes read the data.
+RESUME_MAY_CHANGE = {"epochs", "workers"}
+
+
+def resume_config(saved: dict, sets=()) -> tuple[ARTConfig, TrainConfig]:
+    """The configs a run was started with (its model.json), with the --set values that --resume
+    may change; any other --set that differs from the run's is an error naming the field."""
+    model_cfg = ARTConfig.from_dict(saved["model"])
+    train_cfg = TrainConfig(**saved.get("train", {}))
+    for item in sets:
+        key, _, value = item.partition("=")
+        cfg = train_cfg if key in {f.name for f in fields(TrainConfig)} else model_cfg
+        if not hasattr(cfg, key):
+            raise UserError(f"--set: unknown field {key!r}")
+        new = _coerce(value, getattr(cfg, key))
+        if key in RESUME_MAY_CHANGE:
+            train_cfg = replace(train_cfg, **{key: new})
+        elif new != getattr(cfg, key):
+            raise UserError(
+                f"--resume continues the run with its own config, where {key} = {getattr(cfg, key)!r}; "
+                f"drop --set {key}={value} (or start a new run with another --out)"
+            )
+    validate(model_cfg, train_cfg)
     return model_cfg, train_cfg

@@ -10,13 +10,12 @@ where the annotated video and the events went.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
-from art_edge.errors import cli_entry
+from art_edge.errors import ArgumentParser, cli_entry, positive_int
 from art_edge.files import atomic_write_text
 
 
@@ -120,14 +119,19 @@ def print_report(doc: dict, out: Path):
 
 @cli_entry
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Run the whole toolkit on synthetic data, on the CPU.")
+    ap = ArgumentParser(description="Run the whole toolkit on synthetic data, on the CPU.")
     ap.add_argument(
         "--out", default="demo", help="folder for the dataset, the run, the engine and the outputs"
     )
     ap.add_argument(
-        "--epochs", type=int, default=None, help="training epochs (default: the art-tiny recipe)"
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help="training epochs (default: the art-tiny recipe)",
     )
-    ap.add_argument("--per-class", type=int, default=60, help="synthetic training clips per class")
+    ap.add_argument(
+        "--per-class", type=positive_int, default=60, help="synthetic training clips per class"
+    )
     ap.add_argument(
         "--precision", default="int8", choices=["int8", "fp32"], help="engine precision"
     )

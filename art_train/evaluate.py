@@ -6,13 +6,12 @@ art-eval --engine ENGINE_DIR --val LIST --classes FILE [--threads N] [--json]
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 import numpy as np
 
-from art_edge.errors import UserError, cli_entry
+from art_edge.errors import ArgumentParser, UserError, cli_entry, non_negative_int, positive_int
 
 
 def classification_metrics(preds, labels, num_classes: int) -> dict:
@@ -135,9 +134,7 @@ def evaluate_engine(
 
 @cli_entry
 def main(argv=None):
-    ap = argparse.ArgumentParser(
-        description="Score an ART checkpoint (or engine dir) on a LIST of clips."
-    )
+    ap = ArgumentParser(description="Score an ART checkpoint (or engine dir) on a LIST of clips.")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--ckpt", help="run dir written by art-train")
     src.add_argument("--engine", help="engine dir written by art-build-engine")
@@ -146,9 +143,13 @@ def main(argv=None):
     ap.add_argument(
         "--root", help="folder that relative LIST paths are taken from (default: the LIST's folder)"
     )
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (--ckpt)")
-    ap.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
+    ap.add_argument("--batch-size", type=positive_int, default=8)
+    ap.add_argument(
+        "--workers", type=non_negative_int, default=0, help="DataLoader worker processes (--ckpt)"
+    )
+    ap.add_argument(
+        "--threads", type=positive_int, help="inference threads (default: the runtime's)"
+    )
     ap.add_argument(
         "--json",
         action="store_true",

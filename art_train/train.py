@@ -23,10 +23,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from art_edge.errors import UserError, cli_entry
-from art_edge.files import atomic_write_text
+from art_edge.errors import (
+    ArgumentParser,
+    UserError,
+    cli_entry,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from art_edge.files import atomic_write_text, check_writable
 from art_train.checkpoint import load_resume_state, read_meta, save_checkpoint, save_resume_state
-from art_train.configs import ARTConfig, TrainConfig, resolve_config  # noqa: F401 (re-exported)
+from art_train.configs import ARTConfig, TrainConfig, resolve_config, resume_config  # noqa: F401 (re-exported)
 from art_train.evaluate import check_classes, classification_metrics, make_loader, predict
 from art_train.losses import art_loss
 from art_train.model import build_model, preprocessing_for
@@ -367,7 +374,7 @@ def train(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description="Train ART on LIST files of video clips.")
+    ap = ArgumentParser(description="Train ART on LIST files of video clips.")
     ap.add_argument(
         "--config",
         default="art-tiny",
@@ -386,10 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue the run in --out exactly where it stopped"
     )
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    ap.add_argument("--epochs", type=int)
-    ap.add_argument("--batch-size", type=int)
-    ap.add_argument("--lr", type=float)
-    ap.add_argument("--workers", type=int)
+    ap.add_argument("--epochs", type=positive_int)
+    ap.add_argument("--batch-size", type=positive_int)
+    ap.add_argument("--lr", type=positive_float)
+    ap.add_argument("--workers", type=non_negative_int)
     ap.add_argument("--seed", type=int)
     ap.add_argument(
         "--variant", choices=["art", "baseline"], help="train the paper's Baseline instead of ART"
@@ -419,14 +426,24 @@ def main(argv=None):
         )
         if v is not None
     ]
-    model_cfg, tcfg = resolve_config(a.config, sets)
     out = Path(a.out)
-    if not a.resume and (out / "model.json").exists():
-        raise UserError(
-            f"{out} already holds a run: pass --resume to continue it or choose another --out"
-        )
+    if a.resume:
+        model_cfg, tcfg = resume_config(read_meta(out), sets)
+    else:
+        model_cfg, tcfg = resolve_config(a.config, sets)
+        if (out / "model.json").exists():
+            raise UserError(
+                f"{out} already holds a run: pass --resume to continue it or choose another --out"
+            )
+    check_writable(out, "--out")
     spec = RunSpec(a.train, a.val, a.classes, out, a.root, a.clip_weights, a.device)
-    best = train_with_restarts(model_cfg, tcfg, spec, a.resume)
+    created = not out.exists()
+    try:
+        best = train_with_restarts(model_cfg, tcfg, spec, a.resume)
+    except BaseException:
+        if created and not (out / "model.json").exists():  # stopped before its first checkpoint
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     if int(os.environ.get("RANK", "0")) == 0:
         print(
             f"best val top-1 {best['val_top1']:.4f} at epoch {best.get('epoch')}; checkpoint in {out}"

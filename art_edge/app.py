@@ -230,6 +230,7 @@ def _summary(stats: RunStats, source, seconds: float, opts: EdgeOptions) -> dict
         "head_ms_p50": r(stats.head_ms.percentile(50)),
         "dropped": source.dropped,
         "corrupt": source.corrupt,
+        "truncated": source.truncated,
         "reconnects": source.reconnects,
         "output": opts.output if not opts.headless else None,
         "events_path": opts.events,
@@ -272,7 +273,8 @@ def print_summary(summary: dict, out=sys.stdout):
 
 def build_parser() -> argparse.ArgumentParser:
     ap = ArgumentParser(
-        description="Real-time fine-grained action recognition from a camera, file or stream."
+        prog="art-edge",
+        description="Real-time fine-grained action recognition from a camera, file or stream.",
     )
     ap.add_argument("--engine", required=True, help="engine dir written by art-build-engine")
     src = ap.add_mutually_exclusive_group(required=True)

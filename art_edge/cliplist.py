@@ -162,10 +162,7 @@ def skip_undecodable(
 def probe_records(
     records: list[ClipRecord], max_bad_fraction: float = 0.1, what: str = "clips"
 ) -> list[ClipRecord]:
-    """The records whose video opens and has frames (decoding nothing else)."""
-    return [
-        r
-        for r, _ in skip_undecodable(
-            records, lambda r: count_frames(r.path), max_bad_fraction, what
-        )
-    ]
+    """The records whose video opens and has frames, and whose frame range lies within them
+    (decoding nothing else): a range past a clip's end is an error now, not mid-epoch."""
+    probe = lambda r: check_frame_range(r, count_frames(r.path))
+    return [r for r, _ in skip_undecodable(records, probe, max_bad_fraction, what)]

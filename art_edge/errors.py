@@ -77,11 +77,7 @@ def number(kind, minimum=None, maximum=None, min_open=False, what=""):
             ) from None
         too_small = minimum is not None and (value <= minimum if min_open else value < minimum)
         if too_small or (maximum is not None and value > maximum):
-            low = "" if minimum is None else f"{'>' if min_open else '≥'} {minimum}"
-            high = "" if maximum is None else f"≤ {maximum}"
-            raise argparse.ArgumentTypeError(
-                f"must be {' and '.join(x for x in (low, high) if x)}, got {text}"
-            )
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
         return value
 
     parse.__name__ = what or kind.__name__

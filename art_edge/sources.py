@@ -54,6 +54,7 @@ class VideoSource:
         self.uri = uri
         self.dropped = 0  # frames replaced before the pipeline took them
         self.corrupt = 0  # frames that did not decode, skipped
+        self.truncated = 0  # frames a file's container announced but its data does not hold
         self.reconnects = 0
         self.status = "starting"
         self.fps = 0.0  # the source's nominal frame rate, 0 if unknown
@@ -234,17 +235,22 @@ class FileSource(VideoSource):
         self._total = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.status = "reading"
 
+    TRUNCATED_AFTER = 8  # failed reads in a row that mean the file ends early, not a damaged frame
+
     def capture(self, timeout: float = 1.0) -> Frame:
+        failed = 0
         while True:
             ok, image = self._cap.read()
             if ok and image is not None:
+                self.corrupt += failed  # a damaged stretch inside the file: skipped and counted
                 frame = Frame(_bgr_to_rgb(image), self._count, time.monotonic())
                 self._count += 1
                 return frame
-            # A frame that fails before the known end is corrupt: skip it and count it.
-            if self._count + self.corrupt + 1 < self._total:
-                self.corrupt += 1
+            failed += 1
+            if self._count + self.corrupt + failed < self._total and failed < self.TRUNCATED_AFTER:
                 continue
+            if failed >= self.TRUNCATED_AFTER:  # the file was cut short: say how much is missing
+                self.truncated += max(0, self._total - self._count - self.corrupt)
             raise EndOfStream
 
     def close(self):
@@ -273,6 +279,7 @@ class PlaylistSource(VideoSource):
     def _next_clip(self):
         if self._current is not None:
             self.corrupt += self._current.corrupt
+            self.truncated += self._current.truncated
             self._current.close()
         self._clip += 1
         if self._clip >= len(self.records):
@@ -310,8 +317,9 @@ class PlaylistSource(VideoSource):
 
 class SyntheticSource(VideoSource):
     """Rendered synthetic clips (art_edge.synthetic), one random class after another, with labels:
-    a camera for demos and tests. `synthetic://?frames=32&size=96&clips=0&seed=0&fps=0`
-    (clips=0: endless; fps>0: paced like a camera)."""
+    a camera for demos and tests. `synthetic://?frames=32&size=96&clips=0&seed=0&fps=0`: frames
+    per clip (each clip is one action), frame side, clips (0: endless), seed, fps (> 0: paced like
+    a camera). Rendered frame by frame: a clip of any length holds one frame in memory."""
 
     def __init__(
         self,
@@ -329,28 +337,34 @@ class SyntheticSource(VideoSource):
         self.frames, self.size, self.clips, self.fps = frames, size, clips, fps
         self.num_classes = num_classes or len(CLASSES)
         self.rng = np.random.default_rng(seed)
-        self._clip, self._pos, self._frames, self._label, self._count = -1, 0, None, None, 0
+        self._clip, self._frames, self._label, self._count = -1, None, None, 0
         self._next_due = None
 
     def open(self):
         self.status = "rendering"
 
-    def capture(self, timeout: float = 1.0) -> Frame:
-        from art_edge.synthetic import render_clip
+    def _next_frame(self) -> np.ndarray:
+        """The next rendered frame, starting a new clip (a new random class) when one ends."""
+        from art_edge.synthetic import clip_frames
 
-        if self._frames is None or self._pos >= len(self._frames):
+        while True:
+            if self._frames is not None:
+                image = next(self._frames, None)
+                if image is not None:
+                    return image
             if self.clips and self._clip + 1 >= self.clips:
                 raise EndOfStream
             self._clip += 1
             self._label = int(self.rng.integers(self.num_classes))
-            self._frames = render_clip(self._label, self.size, self.frames, self.rng)
-            self._pos = 0
+            self._frames = clip_frames(self._label, self.size, self.frames, self.rng)
+
+    def capture(self, timeout: float = 1.0) -> Frame:
+        bgr = self._next_frame()
         if self.fps > 0:  # pace like a camera
             now = time.monotonic()
             self._next_due = now if self._next_due is None else self._next_due + 1.0 / self.fps
             time.sleep(max(0.0, self._next_due - now))
-        image = _bgr_to_rgb(self._frames[self._pos])
-        self._pos += 1
+        image = _bgr_to_rgb(bgr)
         frame = Frame(image, self._count, time.monotonic(), self._clip, self._label)
         self._count += 1
         return frame
@@ -390,6 +404,46 @@ def _gstreamer(uri: str, pipeline: str, reconnect_timeout: float) -> CaptureSour
     )
 
 
+VIDEO_FILE_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
+_SYNTHETIC_RANGES = {
+    "frames": (2, "≥ 2"),
+    "size": (32, "≥ 32"),
+    "clips": (0, "≥ 0"),
+    "seed": (0, "≥ 0"),
+    "fps": (0, "≥ 0"),
+}
+
+
+def _synthetic(uri: str, parsed, classes) -> SyntheticSource:
+    q = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    unknown = sorted(set(q) - set(_SYNTHETIC_RANGES))
+    if unknown:
+        raise UserError(
+            f"{uri}: unknown synthetic:// parameters {unknown}; it takes {sorted(_SYNTHETIC_RANGES)}"
+        )
+    try:
+        values = {
+            k: (float if k == "fps" else int)(q.get(k, default))
+            for k, default in (("frames", 32), ("size", 96), ("clips", 0), ("seed", 0), ("fps", 0))
+        }
+    except ValueError:
+        raise UserError(
+            f"{uri}: synthetic:// takes frames, size, clips, seed, fps as numbers"
+        ) from None
+    for key, (low, what) in _SYNTHETIC_RANGES.items():
+        if values[key] < low:
+            raise UserError(f"{uri}: {key} must be {what} (frames is per clip), got {values[key]}")
+    return SyntheticSource(
+        uri,
+        values["frames"],
+        values["size"],
+        values["clips"],
+        values["seed"],
+        values["fps"],
+        len(classes) if classes else None,
+    )
+
+
 def open_source(
     uri: str,
     realtime: bool = False,
@@ -410,22 +464,14 @@ def open_source(
             raise UserError(f"{uri}: expected csi://N with N the sensor id")
         return _gstreamer(uri, csi_pipeline(int(sensor)), reconnect_timeout)
     if parsed.scheme == "synthetic":
-        q = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-        try:
-            return SyntheticSource(
-                uri,
-                int(q.get("frames", 32)),
-                int(q.get("size", 96)),
-                int(q.get("clips", 0)),
-                int(q.get("seed", 0)),
-                float(q.get("fps", 0)),
-                len(classes) if classes else None,
-            )
-        except ValueError:
-            raise UserError(
-                f"{uri}: synthetic:// takes frames, size, clips, seed, fps as numbers"
-            ) from None
+        return _synthetic(uri, parsed, classes)
     if parsed.scheme in STREAM_SCHEMES:
+        if (
+            parsed.scheme in ("http", "https")
+            and Path(parsed.path).suffix.lower() in VIDEO_FILE_SUFFIXES
+        ):
+            # a video file on a web server: it plays once and ends (no reconnect and replay)
+            return CaptureSource(uri, uri, cv2.CAP_FFMPEG, f"video file {uri}", end_is_final=True)
         return CaptureSource(
             uri, uri, cv2.CAP_FFMPEG, f"stream {uri}", reconnect_timeout=reconnect_timeout
         )

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from art_edge.errors import ArgumentParser, UserError, cli_entry, number, positive_int
-from art_edge.files import atomic_dir
+from art_edge.files import atomic_dir, check_writable
 
 CLASSES = (
     "circle_clockwise",
@@ -59,10 +59,9 @@ def mark_path(label: int, num_frames: int, rng, phase_jitter: float = 0.3) -> np
     return s * np.asarray(axis)[None]
 
 
-def render_clip(
-    label: int, size: int, num_frames: int, rng, centre_jitter: float = 0.1
-) -> np.ndarray:
-    """One clip → BGR uint8 [num_frames, size, size, 3]."""
+def clip_frames(label: int, size: int, num_frames: int, rng, centre_jitter: float = 0.1):
+    """One clip, frame by frame → BGR uint8 [size, size, 3] each: the live source renders a
+    clip of any length in the memory of one frame (the mark's path is 16 bytes a frame)."""
     bg = _texture(rng, size)
     # Distractor: a big blob on a random walk, the same law for every class.
     radius = int(size * rng.uniform(0.16, 0.22))
@@ -78,7 +77,6 @@ def render_clip(
     half = max(2, int(size * 0.045))
     mark_colour = rng.uniform(225, 255, 3)  # one recognisable object (as a diver is always a diver)
     path = centre + amp * mark_path(label, num_frames, rng)
-    frames = []
     for t in range(num_frames):
         vel = 0.85 * vel + rng.normal(0, size * 0.01, 2)
         pos = np.clip(pos + vel, radius, size - radius)
@@ -90,8 +88,14 @@ def render_clip(
         )
         cv2.rectangle(img, (x - half, y - half), (x + half, y + half), mark_colour.tolist(), -1)
         img += rng.normal(0, 4, img.shape).astype(np.float32)
-        frames.append(np.clip(img, 0, 255).astype(np.uint8))
-    return np.stack(frames)
+        yield np.clip(img, 0, 255).astype(np.uint8)
+
+
+def render_clip(
+    label: int, size: int, num_frames: int, rng, centre_jitter: float = 0.1
+) -> np.ndarray:
+    """One clip → BGR uint8 [num_frames, size, size, 3]."""
+    return np.stack(list(clip_frames(label, size, num_frames, rng, centre_jitter)))
 
 
 # ----------------------------------------------------------------------------- art-synth: a dataset on disk
@@ -124,7 +128,8 @@ def make_dataset(
     if per_class < 1 or val_per_class < 1:
         raise UserError("--per-class and --val-per-class must be at least 1")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
+    check_writable(out, "--out")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} exists and is not empty: choose another --out or remove it")
     with atomic_dir(out, prefix="synth") as tmp:
         rng = np.random.default_rng(seed)
@@ -154,7 +159,7 @@ def make_dataset(
 
 @cli_entry
 def main(argv=None):
-    ap = ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(prog="art-synth", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="folder to create (must not exist or be empty)")
     ap.add_argument("--per-class", type=positive_int, default=40, help="training clips per class")
     ap.add_argument(

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from art_edge.errors import ArgumentParser, UserError, cli_entry
+from art_edge.files import check_writable
 
 
 def _need(path: Path, hint: str) -> Path:
@@ -204,9 +205,31 @@ def write_lists(out: Path, classes: list[str], splits: dict):
     atomic_write_text(out / "classes.txt", "\n".join(classes) + "\n")
 
 
+def read_official(dataset: str, ann: Path, extra: dict):
+    """The adapter's output; a file that is not in the official format is one line naming it."""
+    try:
+        return ADAPTERS[dataset](ann, **extra)
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"{dataset} annotations in {ann}: a file is not UTF-8 text ({e.reason})"
+        ) from None
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as e:
+        kind = {
+            KeyError: "a record without the field",
+            IndexError: "a line with too few columns",
+        }.get(type(e), "")
+        raise UserError(
+            f"{dataset} annotations in {ann} are not in the official format ({kind or type(e).__name__} "
+            f"{e}); check that --annotations holds the official {dataset} files, unchanged"
+        ) from None
+
+
 @cli_entry
 def main(argv=None):
-    ap = ArgumentParser(description="Turn a dataset's official annotation files into LIST CSVs.")
+    ap = ArgumentParser(
+        prog="art-prepare-dataset",
+        description="Turn a dataset's official annotation files into LIST CSVs.",
+    )
     ap.add_argument("dataset", choices=sorted(ADAPTERS))
     ap.add_argument(
         "--annotations",
@@ -214,12 +237,19 @@ def main(argv=None):
         help="folder holding the official annotation files (for NTU: the video folder)",
     )
     ap.add_argument("--out", required=True, help="folder for train.csv, val.csv, classes.txt")
-    ap.add_argument("--subset", default="gym99", help="FineGym: gym99 or gym288")
-    ap.add_argument("--protocol", default="xsub", help="NTU: xsub or xview")
+    ap.add_argument(
+        "--subset", default="gym99", choices=["gym99", "gym288"], help="FineGym's subset"
+    )
+    ap.add_argument("--protocol", default="xsub", choices=["xsub", "xview"], help="NTU's protocol")
     a = ap.parse_args(argv)
     ann = Path(a.annotations)
+    if not ann.is_dir():
+        raise UserError(
+            f"--annotations {ann}: no such folder (the folder holding the official annotation files)"
+        )
+    check_writable(a.out, "--out")
     extra = {"finegym": {"subset": a.subset}, "ntu": {"protocol": a.protocol}}.get(a.dataset, {})
-    classes, splits = ADAPTERS[a.dataset](ann, **extra)
+    classes, splits = read_official(a.dataset, ann, extra)
     write_lists(Path(a.out), classes, splits)
     print(
         f"{a.dataset}: {len(classes)} classes, "

@@ -85,8 +85,9 @@ def _log_files(out, manifest: dict, log):
 
 def build_parser() -> argparse.ArgumentParser:
     ap = ArgumentParser(
+        prog="art-build-engine",
         description="Build a deployable engine dir from an art-train checkpoint "
-        "or from another engine dir."
+        "or from another engine dir.",
     )
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument(

@@ -119,7 +119,9 @@ def print_report(doc: dict, out: Path):
 
 @cli_entry
 def main(argv=None):
-    ap = ArgumentParser(description="Run the whole toolkit on synthetic data, on the CPU.")
+    ap = ArgumentParser(
+        prog="art-demo", description="Run the whole toolkit on synthetic data, on the CPU."
+    )
     ap.add_argument(
         "--out", default="demo", help="folder for the dataset, the run, the engine and the outputs"
     )

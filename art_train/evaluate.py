@@ -134,7 +134,9 @@ def evaluate_engine(
 
 @cli_entry
 def main(argv=None):
-    ap = ArgumentParser(description="Score an ART checkpoint (or engine dir) on a LIST of clips.")
+    ap = ArgumentParser(
+        prog="art-eval", description="Score an ART checkpoint (or engine dir) on a LIST of clips."
+    )
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--ckpt", help="run dir written by art-train")
     src.add_argument("--engine", help="engine dir written by art-build-engine")

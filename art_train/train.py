@@ -374,7 +374,7 @@ def train(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = ArgumentParser(description="Train ART on LIST files of video clips.")
+    ap = ArgumentParser(prog="art-train", description="Train ART on LIST files of video clips.")
     ap.add_argument(
         "--config",
         default="art-tiny",

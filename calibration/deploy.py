@@ -21,7 +21,7 @@ from pathlib import Path
 from art_edge import __version__
 from art_edge.engine import FORMAT, MANIFEST, read_manifest, sha256_file
 from art_edge.errors import UserError
-from art_edge.files import atomic_write_text
+from art_edge.files import atomic_write_text, check_writable
 
 PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
@@ -64,6 +64,9 @@ def check_build(out, precision: str, backend: str, int8, force: bool) -> str:
             "--precision fp16 needs --backend tensorrt; ONNX Runtime on the CPU runs fp32 or int8"
         )
     out = Path(out)
+    check_writable(out, "--out")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; an engine dir is a folder: choose another --out")
     if out.exists() and any(out.iterdir()) and not force:
         raise UserError(
             f"{out} exists and is not empty: pass --force to replace it, or choose another --out"

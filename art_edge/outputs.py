@@ -35,14 +35,15 @@ class VideoFileOutput:
             fourcc = cv2.VideoWriter_fourcc(
                 *("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v")
             )
-            self.writer = cv2.VideoWriter(
-                str(self.part), fourcc, self.fps, (bgr.shape[1], bgr.shape[0])
-            )
+            self.size = (bgr.shape[1], bgr.shape[0])
+            self.writer = cv2.VideoWriter(str(self.part), fourcc, self.fps, self.size)
             if not self.writer.isOpened():
                 raise UserError(
                     f"OpenCV cannot write {self.path}: use a .mp4 or .avi path in a writable folder"
                 )
-        self.writer.write(bgr)
+        # OpenCV drops frames of another size without a word: a LIST of mixed resolutions, or a
+        # stream that comes back at another size, is letterboxed into the first frame's size.
+        self.writer.write(letterbox(bgr, self.size))
         self.frames += 1
 
     def close(self):

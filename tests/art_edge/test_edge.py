@@ -465,3 +465,43 @@ def test_long_run_memory_stays_flat(engine_dir, tmp_path):
     warm, last = max(samples[quarter : 2 * quarter]), max(samples[-quarter:])
     # Each annotated frame is ~0.4 MB: keeping them (or any per-frame state) would add hundreds of MB.
     assert last - warm < 30, f"resident memory grew from {warm:.0f} MB to {last:.0f} MB"
+
+
+def test_mixed_resolutions_keep_every_frame_in_the_video(engine_dir, synth, tmp_path):
+    """A LIST of clips of different sizes: every processed frame is in the annotated video,
+    letterboxed into the first clip's size (OpenCV would drop the others without a word)."""
+    from art_edge.app import EdgeOptions, run_edge
+    from art_edge.engine import ARTEngine
+    from art_edge.synthetic import write_video
+
+    first = sorted((synth / "videos").glob("val_*.mp4"))[0]
+    frames = [f.image[:, :, ::-1] for f in drain(open_source(str(first)))]
+    write_video(tmp_path / "wide.mp4", np.stack([cv2.resize(f, (160, 72)) for f in frames]))
+    write_video(tmp_path / "tall.mp4", np.stack([cv2.resize(f, (48, 96)) for f in frames]))
+    (tmp_path / "mixed.csv").write_text(f"path,label\n{first},0\nwide.mp4,0\ntall.mp4,0\n")
+    out = tmp_path / "out.mp4"
+    with ARTEngine.load(engine_dir, threads=2) as engine:
+        source = open_source(str(tmp_path / "mixed.csv"), classes=engine.classes)
+        summary = run_edge(
+            engine,
+            source,
+            EdgeOptions(StreamConfig(window=8, stride=4), output=str(out), status=False),
+        )
+    assert summary["frames"] == 3 * len(frames) == summary["video_frames"]
+    assert int(cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT)) == summary["frames"]
+
+
+def test_a_truncated_file_ends_and_says_how_much_is_missing(synth):
+    video = next((synth / "videos").glob("*.mp4"))
+    source = FileSource(str(video), video)
+    source.open()
+    source._cap.release()
+    source._cap, source._total = (
+        GappyCapture(10, bad=[]),
+        40,
+    )  # the container promises 40 frames, holds 10
+    frames = []
+    with pytest.raises(EndOfStream):
+        while True:
+            frames.append(source.capture())
+    assert len(frames) == 10 and source.corrupt == 0 and source.truncated == 30

@@ -2,10 +2,11 @@
 decisions as streaming, so the speed ratio it reports compares like with like."""
 
 import numpy as np
-from edge import RecomputeClassifier, decode_frames
 
 from art_edge.engine import ARTEngine
 from art_edge.streaming import StreamConfig, StreamingClassifier
+
+from edge import RecomputeClassifier, decode_frames
 
 
 def test_recompute_design_makes_the_same_decisions(engine_dir, synth):

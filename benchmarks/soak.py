@@ -1,0 +1,116 @@
+"""A long headless art-edge run: does it slow down or grow over time?
+
+    python benchmarks/soak.py [--frames 80000] [--config art-tiny] [--out benchmarks/results/soak.json]
+
+The real pipeline (`art_edge.app.run_edge`, the synthetic camera at full speed, a decision every 4
+frames, events on) on an engine dir of random weights (speed does not depend on training). The
+frame counter at each quarter of the run gives each quarter's FPS; resident memory is sampled
+every half second. Targets: the last quarter's FPS ≥ 0.95 × the first's, and the last quarter's
+peak memory within 5 % of the first's.
+"""
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from art_edge.sources import SyntheticSource
+
+from benchlib import RESULTS, RssSampler, write_result
+from edge import make_checkpoint
+
+
+class Timed(SyntheticSource):
+    """The synthetic camera, noting the time every `every` frames it hands out."""
+
+    def __init__(self, uri, every: int, **kw):
+        super().__init__(uri, **kw)
+        self.every, self.marks = every, []
+
+    def capture(self, timeout: float = 1.0):
+        frame = super().capture(timeout)
+        if frame.index % self.every == 0:
+            self.marks.append((frame.index, time.perf_counter()))
+        return frame
+
+
+def quarter_fps(marks: list, frames: int) -> list[float]:
+    """FPS of each quarter of the run, from the (frame, time) marks."""
+    out = []
+    for q in range(4):
+        lo, hi = q * frames // 4, (q + 1) * frames // 4
+        inside = [(f, t) for f, t in marks if lo <= f <= hi]
+        (f0, t0), (f1, t1) = inside[0], inside[-1]
+        out.append((f1 - f0) / (t1 - t0))
+    return out
+
+
+def build_parser():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--frames", type=int, default=80_000)
+    ap.add_argument("--config", default="art-tiny")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(RESULTS / "soak.json"))
+    return ap
+
+
+def main(argv=None):
+    from art_edge.app import EdgeOptions, run_edge
+    from art_edge.engine import ARTEngine
+    from art_edge.streaming import StreamConfig
+    from art_edge.synthetic import CLASSES
+    from art_train.build_engine import build_engine
+
+    a = build_parser().parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ckpt = make_checkpoint(a.config, list(CLASSES), tmp / "run")
+        build_engine(ckpt, tmp / "engine", "fp32", "onnxruntime", log=lambda *_: None)
+        source = Timed(
+            "synthetic://soak",
+            every=max(1, a.frames // 100),
+            frames=32,
+            size=96,
+            clips=-(-a.frames // 32),
+        )
+        with ARTEngine.load(tmp / "engine", threads=a.threads) as engine, RssSampler() as mem:
+            opts = EdgeOptions(
+                StreamConfig(stride=4),
+                events=str(tmp / "events.jsonl"),
+                headless=True,
+                status=False,
+                max_frames=a.frames,
+            )
+            summary = run_edge(engine, source, opts)
+    fps = quarter_fps(source.marks, summary["frames"])
+    rss = {
+        "first_quarter_max_mb": mem.quarter_max("first"),
+        "last_quarter_max_mb": mem.quarter_max("last"),
+    }
+    doc = {
+        "benchmark": "soak",
+        "config": a.config,
+        "frames": summary["frames"],
+        "seconds": summary["seconds"],
+        "cpus": os.cpu_count(),
+        "threads": a.threads,
+        "fps_per_quarter": fps,
+        "fps_last_over_first": fps[-1] / fps[0],
+        "rss": rss,
+        "rss_last_over_first": rss["last_quarter_max_mb"] / rss["first_quarter_max_mb"],
+        "decision_latency_ms": summary["decision_latency_ms"],
+        "targets": {"fps_last_over_first": 0.95, "rss_growth": 0.05},
+    }
+    print(
+        f"{summary['frames']} frames in {summary['seconds']:.0f} s; FPS by quarter "
+        + " / ".join(f"{x:.0f}" for x in fps)
+        + f" (last/first {doc['fps_last_over_first']:.3f}); "
+        f"RSS {rss['first_quarter_max_mb']:.0f} → {rss['last_quarter_max_mb']:.0f} MB "
+        f"({doc['rss_last_over_first']:.3f}×)"
+    )
+    write_result(a.out, doc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""SIGTERM (what `timeout`, `docker stop` and CI send) in the middle of the work of the commands
+that write folders: the command stops like on Ctrl-C, exits 130, and leaves nothing half-written."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def terminate_when(cmd, ready, cwd, timeout=120):
+    """Start `cmd`, send SIGTERM once `ready()` holds; → (exit code, stderr)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *map(str, cmd)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(
+                f"the command ended or stalled before the signal: {proc.communicate()[1][-2000:]}"
+            )
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+def hidden(folder: Path) -> list:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.slow
+def test_sigterm_during_art_synth_leaves_nothing(tmp_path):
+    out = tmp_path / "data"
+    code, err = terminate_when(
+        ["art_edge.synthetic", "--out", out, "--per-class", 200],
+        lambda: any(p.name.startswith(".data.synth-") for p in tmp_path.iterdir()),
+        tmp_path,
+    )
+    assert code == 130 and "interrupted" in err
+    assert not out.exists() and hidden(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_sigterm_during_art_build_engine_leaves_nothing(trained, synth, tmp_path):
+    out = tmp_path / "engine"
+    code, err = terminate_when(
+        [
+            "art_train.build_engine",
+            "--ckpt",
+            trained,
+            "--out",
+            out,
+            "--precision",
+            "int8",
+            "--calib",
+            synth / "train.csv",
+            "--holdout",
+            synth / "val.csv",
+        ],
+        lambda: any((p / "frame_encoder.onnx").is_file() for p in tmp_path.glob(".engine.*")),
+        tmp_path,
+    )
+    assert code == 130 and "interrupted" in err
+    assert not out.exists() and hidden(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_sigterm_during_art_train_keeps_the_run_dir_consistent(synth, small_args, tmp_path):
+    out = tmp_path / "run"
+    args = [
+        "art_train.train",
+        "--train",
+        synth / "train.csv",
+        "--val",
+        synth / "val.csv",
+        "--classes",
+        synth / "classes.txt",
+        "--out",
+        out,
+        *small_args,
+    ]
+    # stopped before its first checkpoint: the run dir it created is gone
+    code, err = terminate_when([*args, "--epochs", 50], lambda: out.is_dir(), tmp_path)
+    assert code == 130 and "interrupted" in err and not out.exists()
+    # stopped after one: a complete checkpoint, resumable, and no partial file
+    code, err = terminate_when(
+        [*args, "--epochs", 50], lambda: (out / "last.pt").is_file(), tmp_path
+    )
+    assert code == 130
+    assert (out / "model.safetensors").is_file() and (out / "model.json").is_file()
+    assert hidden(out) == []

@@ -148,9 +148,17 @@ class _Run:
             self.stats.score_clip(end or self.decision)
 
     def close(self):
+        """Close everything, even when one close fails; a failure here never hides the error
+        that ended the run (it is reported as itself when nothing else went wrong)."""
+        failures = []
         for closable in (self.source, self.output, self.events, self.status):
-            if closable is not None:
-                closable.close()
+            try:
+                if closable is not None:
+                    closable.close()
+            except Exception as e:  # noqa: BLE001 (each output is closed whatever the others did)
+                failures.append(e)
+        if failures and sys.exc_info()[1] is None:
+            raise failures[0]
 
 
 def run_edge(engine, source, opts: EdgeOptions, stop: threading.Event | None = None) -> dict:

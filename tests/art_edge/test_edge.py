@@ -53,7 +53,12 @@ def test_factory_picks_the_source_from_the_uri(synth, tmp_path):
     assert isinstance(open_source("0"), CameraSource)
     assert isinstance(open_source("/dev/video3"), CameraSource)
     assert isinstance(open_source("rtsp://10.0.0.2/stream"), CaptureSource)
-    assert isinstance(open_source("https://example.com/live.m3u8"), CaptureSource)
+    live = open_source("https://example.com/live.m3u8")
+    assert isinstance(live, CaptureSource) and not live.end_is_final  # a live stream reconnects
+    file_url = open_source("https://example.com/match/clip.mp4")
+    assert (
+        isinstance(file_url, CaptureSource) and file_url.end_is_final
+    )  # a file on a server plays once
     assert isinstance(open_source("synthetic://?frames=8"), SyntheticSource)
     assert isinstance(open_source(str(synth / "val.csv"), classes=["a"]), PlaylistSource)
     video = next((synth / "videos").glob("*.mp4"))
@@ -505,3 +510,12 @@ def test_a_truncated_file_ends_and_says_how_much_is_missing(synth):
         while True:
             frames.append(source.capture())
     assert len(frames) == 10 and source.corrupt == 0 and source.truncated == 30
+
+
+def test_a_long_synthetic_clip_starts_at_once():
+    """Rendered frame by frame: the first frame of a 100,000-frame clip does not wait for the rest."""
+    source = open_source("synthetic://?frames=100000&size=64")
+    source.open()
+    t0 = time.monotonic()
+    first = source.capture()
+    assert time.monotonic() - t0 < 5 and first.image.shape == (64, 64, 3)

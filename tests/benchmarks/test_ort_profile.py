@@ -45,3 +45,11 @@ def test_int8_graph_close_to_float():
 def test_gemm_ratio_reports_each_shape():
     out = int8_gemm_ratio([[16, 64, 64, 2]], threads=1, repeats=3, blocks=1)
     assert out["speedup"] > 0 and [s["count"] for s in out["shapes"]] == [2]
+
+
+def test_soak_quarter_fps_from_frame_marks():
+    from soak import quarter_fps
+
+    marks = [(f, f / 100.0) for f in range(0, 400, 10)]  # 100 frames a second throughout
+    marks += [(f, 3.9 + (f - 390) / 50.0) for f in range(400, 800, 10)]  # then 50
+    assert quarter_fps(marks, 800) == pytest.approx([100, 100, 50, 50], rel=0.05)

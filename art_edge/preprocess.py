@@ -112,10 +112,12 @@ def read_frames(path: str | Path, indices) -> np.ndarray:
 
 
 def sample_segment_indices(
-    num_total: int, num_frames: int, train: bool, rng=None, start: int = 0
+    num_total: int, num_frames: int, train: bool, rng=None, start: int = 0, view: tuple = (0, 1)
 ) -> np.ndarray:
     """TSN sparse sampling: split [start, start+num_total) into T equal segments, take one frame
-    from each — a random one when training, the centre one when evaluating."""
+    from each — a random one when training, the centre one when evaluating. `view = (i, n)` takes
+    the i-th of n evenly spread frames of each segment instead of the centre (n temporal views of
+    one clip, as video models are evaluated; (0, 1) is the centre)."""
     if num_total <= 0:
         raise ValueError("a clip needs at least one frame")
     seg = num_total / num_frames
@@ -123,7 +125,8 @@ def sample_segment_indices(
         rng = rng or np.random.default_rng()
         offsets = rng.uniform(0.0, seg, size=num_frames)
     else:
-        offsets = np.full(num_frames, seg / 2.0)
+        i, n = view
+        offsets = np.full(num_frames, seg * (i + 0.5) / n)
     idx = np.floor(np.arange(num_frames) * seg + offsets).astype(np.int64)
     return start + np.clip(idx, 0, num_total - 1)
 
@@ -211,12 +214,16 @@ def load_clip(
     flip: bool = False,
     start_frame: int | None = None,
     end_frame: int | None = None,
+    view: tuple = (0, 1),
 ) -> np.ndarray:
-    """Decode, sample and preprocess one clip → float32 [T, 3, S, S]."""
+    """Decode, sample and preprocess one clip → float32 [T, 3, S, S] (`view`: see
+    sample_segment_indices)."""
     start = start_frame or 0
     end = end_frame if end_frame is not None and end_frame > start else None
     total = (end - start) if end is not None else count_frames(path) - start
     if total <= 0:
         raise VideoDecodeError(f"empty frame range [{start}, {end}) in: {path}")
-    idx = sample_segment_indices(total, prep.num_frames, train=train, rng=rng, start=start)
+    idx = sample_segment_indices(
+        total, prep.num_frames, train=train, rng=rng, start=start, view=view
+    )
     return preprocess_clip(read_frames(path, idx), prep, train=train, rng=rng, flip=flip)

@@ -101,7 +101,8 @@ class TrainConfig:
     epochs: int = 50  # passes over the training list (paper: 50)
     batch_size: int = 8  # clips per optimizer step (per process under DDP)
     optimizer: str = "adamw"  # "adamw", or "sgd" (the paper's)
-    lr: float = 1e-3  # peak learning rate
+    lr: float = 1e-3  # peak learning rate (of the new modules)
+    tower_lr_scale: float = 1.0  # the pretrained vision tower's learning rate as a fraction of lr
     weight_decay: float = 0.05  # decoupled (adamw) or L2 (sgd)
     momentum: float = 0.9  # sgd momentum
     schedule: str = (
@@ -182,6 +183,7 @@ _REGISTRY: dict[str, RegisteredConfig] = {
             lr_step=20,
             lr_gamma=0.1,
             warmup_epochs=0.0,
+            tower_lr_scale=0.1,  # the CLIP tower fine-tuned gently: it starts from --clip-weights
         ),
     ),
 }
@@ -232,6 +234,7 @@ _TRAIN_RULES = {
     "max_bad_fraction": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "restarts": (lambda v: v >= 1, "≥ 1"),
     "probe_epochs": (lambda v: v >= 1, "≥ 1"),
+    "tower_lr_scale": (lambda v: v >= 0, "≥ 0"),
 }
 _MODEL_RULES = {
     "variant": (lambda v: v in ("art", "baseline"), "art or baseline"),

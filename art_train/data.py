@@ -21,8 +21,10 @@ class ClipDataset:
         train: bool,
         seed: int = 0,
         flip: bool = False,
+        view: tuple = (0, 1),
     ):
         self.records, self.prep, self.train, self.seed, self.flip = records, prep, train, seed, flip
+        self.view = view  # which temporal view evaluation samples (art_edge.preprocess.sample_segment_indices)
         self.epoch = 0
 
     def set_epoch(self, epoch: int):
@@ -42,5 +44,6 @@ class ClipDataset:
             flip=self.flip,
             start_frame=r.start_frame,
             end_frame=r.end_frame,
+            view=self.view,
         )
         return clip, r.label

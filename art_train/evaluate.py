@@ -30,27 +30,33 @@ def classification_metrics(preds, labels, num_classes: int) -> dict:
     }
 
 
-def predict(model, loader, device="cpu", progress: bool = False):
-    """→ (predicted class ids, true labels) over a DataLoader of (clips, labels)."""
+def predict_probs(model, loader, device="cpu", progress: bool = False):
+    """→ (class probabilities [N, C], true labels) over a DataLoader of (clips, labels)."""
     import torch
     from tqdm import tqdm
 
     model.eval()
-    preds, labels = [], []
+    probs, labels = [], []
     with torch.no_grad():
         for clips, y in tqdm(loader, desc="eval", disable=not progress, leave=False):
-            preds.append(model(clips.to(device))["logits"].argmax(-1).cpu())
+            probs.append(model(clips.to(device))["logits"].float().softmax(-1).cpu())
             labels.append(y)
-    return torch.cat(preds).numpy(), torch.cat(labels).numpy()
+    return torch.cat(probs).numpy(), torch.cat(labels).numpy()
 
 
-def make_loader(records, prep, batch_size: int, workers: int = 0):
+def predict(model, loader, device="cpu", progress: bool = False):
+    """→ (predicted class ids, true labels) over a DataLoader of (clips, labels)."""
+    probs, labels = predict_probs(model, loader, device, progress)
+    return probs.argmax(-1), labels
+
+
+def make_loader(records, prep, batch_size: int, workers: int = 0, view: tuple = (0, 1)):
     from torch.utils.data import DataLoader
 
     from art_train.data import ClipDataset
 
     return DataLoader(
-        ClipDataset(records, prep, train=False),
+        ClipDataset(records, prep, train=False, view=view),
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
@@ -75,7 +81,10 @@ def evaluate_checkpoint(
     batch_size: int = 8,
     workers: int = 0,
     progress: bool = False,
+    views: int = 1,
 ) -> dict:
+    """Top-1 and mean class accuracy of a run dir; `views` temporal clips per video (each the
+    i-th of `views` frames spread over every segment, centre crop), probabilities averaged."""
     from art_edge.cliplist import probe_records, read_classes, read_list
     from art_edge.preprocess import Preprocessing
     from art_train.checkpoint import load_checkpoint
@@ -85,10 +94,13 @@ def evaluate_checkpoint(
     check_classes(classes, meta["classes"], f"the checkpoint in {run_dir}")
     records = probe_records(read_list(val_list, classes, root), what="val clips")
     prep = Preprocessing.from_dict(meta["preprocessing"])
-    preds, labels = predict(
-        model, make_loader(records, prep, batch_size, workers), progress=progress
-    )
-    return classification_metrics(preds, labels, len(classes))
+    probs, labels = 0.0, None
+    for i in range(views):
+        p, labels = predict_probs(
+            model, make_loader(records, prep, batch_size, workers, (i, views)), progress=progress
+        )
+        probs = probs + p / views
+    return classification_metrics(probs.argmax(-1), labels, len(classes))
 
 
 def evaluate_engine(
@@ -99,13 +111,16 @@ def evaluate_engine(
     batch_size: int = 8,
     threads: int | None = None,
     progress: bool = False,
+    views: int = 1,
 ) -> dict:
-    """Score an engine dir through the same runners art-edge uses (no torch in the loop)."""
+    """Score an engine dir through the same runners art-edge uses (no torch in the loop); `views`
+    as evaluate_checkpoint."""
     from tqdm import tqdm
 
     from art_edge.cliplist import probe_records, read_classes, read_list
     from art_edge.engine import ARTEngine
     from art_edge.preprocess import load_clip
+    from art_edge.streaming import softmax
 
     engine = ARTEngine.load(engine_dir, threads=threads)
     classes = read_classes(classes_file)
@@ -116,19 +131,23 @@ def evaluate_engine(
         for i in tqdm(
             range(0, len(records), batch_size), desc="eval", disable=not progress, leave=False
         ):
-            batch = records[i : i + batch_size]
-            clips = np.stack(
-                [
-                    load_clip(
-                        r.path,
-                        engine.preprocessing,
-                        start_frame=r.start_frame,
-                        end_frame=r.end_frame,
-                    )
-                    for r in batch
-                ]
-            )
-            preds.extend(engine.classify_clips(clips)["logits"].argmax(-1).tolist())
+            probs = 0.0
+            for v in range(views):
+                clips = np.stack(
+                    [
+                        load_clip(
+                            r.path,
+                            engine.preprocessing,
+                            start_frame=r.start_frame,
+                            end_frame=r.end_frame,
+                            view=(v, views),
+                        )
+                        for r in records[i : i + batch_size]
+                    ]
+                )
+                logits = engine.classify_clips(clips)["logits"].astype(np.float64)
+                probs = probs + np.stack([softmax(row) for row in logits]) / views
+            preds.extend(probs.argmax(-1).tolist())
     return classification_metrics(preds, [r.label for r in records], len(classes))
 
 
@@ -153,6 +172,12 @@ def main(argv=None):
         "--threads", type=positive_int, help="inference threads (default: the runtime's)"
     )
     ap.add_argument(
+        "--views",
+        type=positive_int,
+        default=1,
+        help="temporal clips per video, probabilities averaged (video models report 1, 2 or 4)",
+    )
+    ap.add_argument(
         "--json",
         action="store_true",
         help="print one JSON object: top1, mean_class_acc, n, confusion",
@@ -167,6 +192,7 @@ def main(argv=None):
             a.batch_size,
             a.threads,
             progress=sys.stderr.isatty(),
+            views=a.views,
         )
     else:
         if a.threads:
@@ -174,7 +200,14 @@ def main(argv=None):
 
             torch.set_num_threads(a.threads)
         m = evaluate_checkpoint(
-            a.ckpt, a.val, a.classes, a.root, a.batch_size, a.workers, progress=sys.stderr.isatty()
+            a.ckpt,
+            a.val,
+            a.classes,
+            a.root,
+            a.batch_size,
+            a.workers,
+            progress=sys.stderr.isatty(),
+            views=a.views,
         )
     if a.json:
         print(json.dumps({**m, "confusion": m["confusion"].tolist()}))

@@ -452,8 +452,10 @@ def build_model(
 ) -> nn.Module:
     """The model for `cfg`. With `class_names`, the semantics bank is built by the CLIP text
     encoder (training start); without, it is left for a checkpoint to fill (loading)."""
-    from art_train.clip import create_clip, tokenizer_for
+    from art_train.clip import backbone_for_weights, create_clip, tokenizer_for
 
+    # OpenAI's weights need their QuickGELU variant; model.json records the tower actually built.
+    cfg = replace(cfg, backbone=backbone_for_weights(cfg.backbone, clip_weights))
     if cfg.variant not in ("art", "baseline"):
         raise UserError(f"unknown variant {cfg.variant!r}; use 'art' or 'baseline'")
     if cfg.num_classes < 1:

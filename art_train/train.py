@@ -51,21 +51,30 @@ def lr_factor(step: int, steps_per_epoch: int, tcfg: TrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def param_groups(model, tcfg: TrainConfig) -> list[dict]:
+    """The pretrained vision tower at `tower_lr_scale` × the learning rate of the new modules (as
+    CLIP video fine-tuning does); weight decay on matrices only (not on biases, norms, the bank's
+    agent copy)."""
+    groups: dict[tuple, list] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            tower, decay = (
+                name.startswith("frame_encoder.visual."),
+                p.ndim >= 2 and "agent" not in name,
+            )
+            groups.setdefault((tower, decay), []).append(p)
+    return [
+        {
+            "params": params,
+            "weight_decay": tcfg.weight_decay if decay else 0.0,
+            "lr": tcfg.lr * (tcfg.tower_lr_scale if tower else 1.0),
+        }
+        for (tower, decay), params in groups.items()
+    ]
+
+
 def make_optimizer(model, tcfg: TrainConfig):
-    decay = [
-        p
-        for n, p in model.named_parameters()
-        if p.requires_grad and p.ndim >= 2 and "agent" not in n
-    ]
-    other = [
-        p
-        for n, p in model.named_parameters()
-        if p.requires_grad and not (p.ndim >= 2 and "agent" not in n)
-    ]
-    groups = [
-        {"params": decay, "weight_decay": tcfg.weight_decay},
-        {"params": other, "weight_decay": 0.0},
-    ]
+    groups = param_groups(model, tcfg)
     if tcfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=tcfg.lr, momentum=tcfg.momentum)
     if tcfg.optimizer == "adamw":
@@ -108,7 +117,7 @@ def train_one_epoch(model, raw, loader, optimizer, scheduler, dist, tcfg, epoch,
     from tqdm import tqdm
 
     model.train()
-    sums, correct, seen = {}, 0, 0
+    sums, correct, seen, norms = {}, 0, 0, []
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=not progress, leave=False)
     for clips, labels in bar:
         clips, labels = clips.to(dist.device, non_blocking=True), labels.to(dist.device)
@@ -123,8 +132,12 @@ def train_one_epoch(model, raw, loader, optimizer, scheduler, dist, tcfg, epoch,
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if tcfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+        # The norm before clipping is logged: clipping is a safety net, and a run that clips most
+        # steps is not running at the learning rate it was given.
+        norm = float(
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip or float("inf"))
+        )
+        norms.append(norm)
         optimizer.step()
         scheduler.step()
         if hasattr(raw, "semantics"):
@@ -135,7 +148,14 @@ def train_one_epoch(model, raw, loader, optimizer, scheduler, dist, tcfg, epoch,
         correct += int((out["logits"].argmax(-1) == labels).sum())
         seen += n
         bar.set_postfix(loss=f"{terms['loss']:.3f}")
-    return {**{k: v / seen for k, v in sums.items()}, "train_top1": correct / seen}
+    clipped = sum(n > tcfg.grad_clip for n in norms) / len(norms) if tcfg.grad_clip else 0.0
+    return {
+        **{k: v / seen for k, v in sums.items()},
+        "train_top1": correct / seen,
+        "grad_norm_mean": sum(norms) / len(norms),
+        "grad_norm_max": max(norms),
+        "clipped_fraction": clipped,
+    }
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -285,7 +305,7 @@ class Trainer:
         row = {
             "epoch": epoch + 1,
             "step": (epoch + 1) * len(self.loader),
-            "lr": self.scheduler.get_last_lr()[0],
+            "lr": max(self.scheduler.get_last_lr()),
         }
         row.update(
             train_one_epoch(

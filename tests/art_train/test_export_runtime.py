@@ -204,3 +204,35 @@ def test_graph_for_tensorrt_keeps_the_art_nodes_but_not_their_bodies(engine_dir)
     assert any(
         a.name == "plugin_namespace" and a.s == b"art" for a in nodes["QRAttention"].attribute
     )
+
+
+def test_eval_views_average_the_probabilities_of_temporal_clips(engine_dir, synth):
+    from art_edge.engine import ARTEngine
+    from art_edge.preprocess import load_clip, sample_segment_indices
+    from art_edge.streaming import softmax
+
+    assert list(sample_segment_indices(32, 4, train=False)) == list(
+        sample_segment_indices(32, 4, train=False, view=(0, 1))
+    )
+    assert list(sample_segment_indices(32, 4, train=False, view=(0, 2))) == [2, 10, 18, 26]
+    assert list(sample_segment_indices(32, 4, train=False, view=(1, 2))) == [6, 14, 22, 30]
+    m = evaluate.evaluate_engine(
+        engine_dir, synth / "val.csv", synth / "classes.txt", batch_size=3, threads=2, views=2
+    )
+    records = read_list(synth / "val.csv", read_classes(synth / "classes.txt"))
+    with ARTEngine.load(engine_dir, threads=2) as engine:
+        probs = sum(
+            np.stack(
+                [
+                    softmax(row)
+                    for row in engine.classify_clips(
+                        np.stack(
+                            [load_clip(r.path, engine.preprocessing, view=(v, 2)) for r in records]
+                        )
+                    )["logits"].astype(np.float64)
+                ]
+            )
+            for v in range(2)
+        )
+    expected = np.mean(probs.argmax(-1) == np.array([r.label for r in records]))
+    assert m["n"] == len(records) and m["top1"] == pytest.approx(expected)

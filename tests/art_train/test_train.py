@@ -245,3 +245,37 @@ def test_baseline_variant_trains_with_the_art_tiny_preset(synth, tmp_path, train
     out = tmp_path / "baseline"
     assert train_run(synth, out, "--epochs", 1, "--variant", "baseline") == 0
     assert json.loads((out / "model.json").read_text())["model"]["variant"] == "baseline"
+
+
+def test_pre_clip_gradient_norms_and_clipped_share_are_logged(synth, tmp_path, train_run):
+    for clip, expected in (
+        ("0", 0.0),
+        ("1e-9", 1.0),
+    ):  # clipping off: no step clipped; a tiny bound: all
+        out = tmp_path / f"clip{clip}"
+        assert train_run(synth, out, "--epochs", 1, "--set", f"grad_clip={clip}") == 0
+        row = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+        assert row["clipped_fraction"] == expected
+        assert 0 < row["grad_norm_mean"] <= row["grad_norm_max"]
+
+
+def test_param_groups_scale_the_pretrained_tower_and_spare_biases_from_decay():
+    from dataclasses import replace as dc_replace
+
+    from art_train.configs import get_config
+    from art_train.model import create_model
+    from art_train.train import param_groups
+
+    model = create_model("art-tiny", class_names=["a", "b", "c", "d"])
+    _, tcfg = get_config("art-tiny")
+    groups = param_groups(model, dc_replace(tcfg, lr=0.01, tower_lr_scale=0.25, weight_decay=0.05))
+    assert sum(len(g["params"]) for g in groups) == sum(
+        1 for p in model.parameters() if p.requires_grad
+    )
+    tower = {id(p) for p in model.frame_encoder.visual.parameters()}
+    for g in groups:
+        in_tower = {id(p) in tower for p in g["params"]}
+        assert len(in_tower) == 1  # a group is all tower or all new modules
+        assert g["lr"] == pytest.approx(0.0025 if in_tower.pop() else 0.01)
+        if g["weight_decay"]:
+            assert all(p.ndim >= 2 for p in g["params"])  # no decay on biases and norms

@@ -27,6 +27,7 @@ from art_edge.errors import (
     ArgumentParser,
     UserError,
     cli_entry,
+    fraction,
     non_negative_int,
     positive_float,
     positive_int,
@@ -172,11 +173,34 @@ class RunSpec:
     root: str | None = None  # folder for relative LIST paths (default: each LIST's folder)
     clip_weights: str | None = None  # local open_clip/OpenAI checkpoint for the towers
     device: str | None = None  # auto, cpu, cuda, cuda:N
+    val_fraction: float = (
+        0.0  # without val_list: this share of each class of the training list validates
+    )
     progress: bool | None = None  # progress bars (default: when stderr is a terminal)
     log: Callable = print
 
     def __post_init__(self):
         self.out = Path(self.out)
+
+
+def carve_validation(records: list, fraction: float, seed: int) -> tuple[list, list]:
+    """(training, validation) records: `fraction` of each class, at least one clip, chosen by
+    `seed` (the same split on resume); a class with a single clip stays in training."""
+    rng = np.random.default_rng(seed)
+    by_class: dict[int, list] = {}
+    for r in records:
+        by_class.setdefault(r.label, []).append(r)
+    train, val = [], []
+    for label in sorted(by_class):
+        clips = [by_class[label][i] for i in rng.permutation(len(by_class[label]))]
+        n = min(len(clips) - 1, max(1, round(fraction * len(clips))))
+        val += clips[:n]
+        train += clips[n:]
+    if not val:
+        raise UserError(
+            "--val-fraction left no clip to validate on: the training list needs 2 clips of a class"
+        )
+    return train, val
 
 
 def restart_seeds(tcfg: TrainConfig) -> list[int]:
@@ -239,11 +263,21 @@ class Trainer:
         ) and self.dist.main
         self.classes = read_classes(spec.classes_file)
         self.model_cfg = replace(model_cfg, num_classes=len(self.classes))
-        lists = {"training clips": spec.train_list, "val clips": spec.val_list}
-        train_records, val_records = (
-            probe_records(read_list(path, self.classes, spec.root), tcfg.max_bad_fraction, what)
-            for what, path in lists.items()
+        train_records = probe_records(
+            read_list(spec.train_list, self.classes, spec.root),
+            tcfg.max_bad_fraction,
+            "training clips",
         )
+        if spec.val_list:
+            val_records = probe_records(
+                read_list(spec.val_list, self.classes, spec.root),
+                tcfg.max_bad_fraction,
+                "val clips",
+            )
+        else:  # model selection on clips carved from the training list, never on the test list
+            train_records, val_records = carve_validation(
+                train_records, spec.val_fraction, tcfg.seed
+            )
         if resume:
             check_classes(self.classes, read_meta(spec.out)["classes"], f"the run in {spec.out}")
         torch.manual_seed(tcfg.seed)
@@ -402,7 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
         "or a JSON file {base, model, train}",
     )
     ap.add_argument("--train", required=True, help="training LIST CSV")
-    ap.add_argument("--val", required=True, help="validation LIST CSV")
+    ap.add_argument(
+        "--val", help="validation LIST CSV for choosing the best epoch (not the test list)"
+    )
+    ap.add_argument(
+        "--val-fraction",
+        type=fraction,
+        help="instead of --val: validate on this share of each class of --train (e.g. 0.1)",
+    )
     ap.add_argument("--classes", required=True, help="classes file, one name a line")
     ap.add_argument("--root", help="folder for relative LIST paths (default: each LIST's folder)")
     ap.add_argument("--out", required=True, help="run dir to write")
@@ -456,7 +497,20 @@ def main(argv=None):
                 f"{out} already holds a run: pass --resume to continue it or choose another --out"
             )
     check_writable(out, "--out")
-    spec = RunSpec(a.train, a.val, a.classes, out, a.root, a.clip_weights, a.device)
+    if bool(a.val) == bool(a.val_fraction):
+        raise UserError(
+            "give --val LIST (a validation list) or --val-fraction F (carved from --train), one of them"
+        )
+    spec = RunSpec(
+        a.train,
+        a.val,
+        a.classes,
+        out,
+        a.root,
+        a.clip_weights,
+        a.device,
+        val_fraction=a.val_fraction or 0.0,
+    )
     created = not out.exists()
     try:
         best = train_with_restarts(model_cfg, tcfg, spec, a.resume)

@@ -368,6 +368,23 @@ CASES = {
         lambda c: [*c.lists(), "--out", c.trained, "--resume", "--set", "dim=64"],
         r"where dim = 32; drop --set dim=64",
     ),
+    "train no validation": (
+        "art-train",
+        lambda c: [
+            "--train",
+            c.synth / "train.csv",
+            "--classes",
+            c.synth / "classes.txt",
+            "--out",
+            c.tmp / "r",
+        ],
+        "give --val LIST",
+    ),
+    "train val-fraction 2": (
+        "art-train",
+        lambda c: [*c.lists(), "--out", c.tmp / "r", "--val-fraction", 2],
+        r"\[0, 1\]",
+    ),
     # ---- art-eval
     "eval no source": (
         "art-eval",

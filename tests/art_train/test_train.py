@@ -279,3 +279,32 @@ def test_param_groups_scale_the_pretrained_tower_and_spare_biases_from_decay():
         assert g["lr"] == pytest.approx(0.0025 if in_tower.pop() else 0.01)
         if g["weight_decay"]:
             assert all(p.ndim >= 2 for p in g["params"])  # no decay on biases and norms
+
+
+def test_val_fraction_carves_validation_from_the_training_list(synth, tmp_path, small_args):
+    from art_train.train import carve_validation
+
+    records = [type("R", (), {"label": c})() for c in (0, 0, 0, 0, 1, 1, 2)]
+    train_part, val_part = carve_validation(records, 0.5, seed=0)
+    assert sorted(r.label for r in val_part) == [
+        0,
+        0,
+        1,
+    ]  # half of each class; a lone clip stays in training
+    assert len(train_part) + len(val_part) == len(records)
+    out = tmp_path / "run"
+    args = [
+        "--train",
+        synth / "train.csv",
+        "--classes",
+        synth / "classes.txt",
+        "--out",
+        out,
+        "--val-fraction",
+        0.25,
+        "--epochs",
+        1,
+        *small_args,
+    ]
+    assert train.main([str(a) for a in args]) == 0
+    assert (out / "model.safetensors").is_file()

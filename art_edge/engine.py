@@ -17,7 +17,15 @@ from art_edge.errors import UserError, read_json
 from art_edge.preprocess import Preprocessing
 
 MANIFEST = "manifest.json"
-FORMAT = "art-engine/1"
+FORMAT = "art-engine/2"  # 2: the clip head in three graphs (clip_topk, frame_head, clip_readout)
+# Each graph's input and output names, in order.
+GRAPH_IO = {
+    "frame_encoder": (["images"], ["patches", "frame_tokens"]),
+    "clip_topk": (["frame_tokens"], ["x_cls", "topk_ids", "s_topk"]),
+    "frame_head": (["patches", "s_topk"], ["responses", "attention"]),
+    "clip_readout": (["x_cls", "responses", "s_topk"], ["logits", "saliency"]),
+}
+GRAPHS = tuple(GRAPH_IO)
 
 
 def sha256_file(path) -> str:
@@ -43,7 +51,8 @@ def read_manifest(engine_dir) -> dict:
     )
     if manifest.get("format") != FORMAT:
         raise UserError(
-            f"{path} has format {manifest.get('format')!r}, this toolkit reads {FORMAT!r}; rebuild it"
+            f"{path} has format {manifest.get('format')!r}, this toolkit reads {FORMAT!r}: rebuild "
+            "the engine dir with art-build-engine (--ckpt on the training host, or --from)"
         )
     for name, entry in manifest["files"].items():
         f = engine_dir / name
@@ -60,7 +69,8 @@ def read_manifest(engine_dir) -> dict:
 
 
 class ARTEngine:
-    """The two graphs of an engine dir behind runners: frame encoder and clip head."""
+    """The graphs of an engine dir behind runners: the frame encoder and the three stages of the
+    clip head."""
 
     def __init__(
         self, engine_dir, manifest: dict, backend: str = "onnxruntime", threads: int | None = None
@@ -69,30 +79,28 @@ class ARTEngine:
         self.classes: list[str] = manifest["classes"]
         self.preprocessing = Preprocessing.from_dict(manifest["preprocessing"])
         self.num_frames = int(manifest["model"]["num_frames"])
-        graphs = manifest["graphs"]
+        self.runners = self._runners(manifest, backend, threads)
+
+    def _runners(self, manifest: dict, backend: str, threads) -> dict:
         if backend == "onnxruntime":
             from art_edge.backends.onnxruntime import OnnxRuntimeRunner
 
-            self.frame_runner = OnnxRuntimeRunner(
-                self.engine_dir / graphs["frame_encoder"], threads=threads
-            )
-            self.head_runner = OnnxRuntimeRunner(
-                self.engine_dir / graphs["clip_head"], threads=threads
-            )
-        elif backend == "tensorrt":
+            return {
+                g: OnnxRuntimeRunner(self.engine_dir / manifest["graphs"][g], threads=threads)
+                for g in GRAPHS
+            }
+        if backend == "tensorrt":
             from art_edge.backends.tensorrt import TensorRTRunner
 
             engines = manifest.get("tensorrt", {}).get("engines")
             if not engines:
                 raise UserError(
-                    f"{engine_dir} holds no TensorRT engines; build them on this device with "
+                    f"{self.engine_dir} holds no TensorRT engines; build them on this device with "
                     "art-build-engine --backend tensorrt"
                 )
             plugin = manifest["tensorrt"].get("plugin_library")
-            self.frame_runner = TensorRTRunner(self.engine_dir / engines["frame_encoder"], plugin)
-            self.head_runner = TensorRTRunner(self.engine_dir / engines["clip_head"], plugin)
-        else:
-            raise UserError(f"unknown backend {backend!r}; use onnxruntime or tensorrt")
+            return {g: TensorRTRunner(self.engine_dir / engines[g], plugin) for g in GRAPHS}
+        raise UserError(f"unknown backend {backend!r}; use onnxruntime or tensorrt")
 
     @classmethod
     def load(
@@ -100,14 +108,25 @@ class ARTEngine:
     ) -> ARTEngine:
         return cls(engine_dir, read_manifest(engine_dir), backend, threads)
 
+    @classmethod
+    def from_graphs(cls, graphs: dict, threads: int | None = None) -> ARTEngine:
+        """Runners over ONNX files outside an engine dir (some or all of the graphs), for INT8
+        calibration and the gate, which run graphs as they are being built."""
+        from art_edge.backends.onnxruntime import OnnxRuntimeRunner
+
+        engine = cls.__new__(cls)
+        engine.engine_dir, engine.manifest, engine.classes = None, {}, []
+        engine.runners = {g: OnnxRuntimeRunner(path, threads=threads) for g, path in graphs.items()}
+        return engine
+
     def activate(self):
-        self.frame_runner.activate()
-        self.head_runner.activate()
+        for runner in self.runners.values():
+            runner.activate()
         return self
 
     def deactivate(self):
-        self.frame_runner.deactivate()
-        self.head_runner.deactivate()
+        for runner in self.runners.values():
+            runner.deactivate()
 
     def __enter__(self):
         return self.activate()
@@ -117,12 +136,43 @@ class ARTEngine:
 
     def encode_frames(self, images: np.ndarray):
         """[N, 3, S, S] float32 → patches [N, L, D], frame tokens [N, D]."""
-        out = self.frame_runner.infer({"images": images})
+        out = self.runners["frame_encoder"].infer({"images": images})
         return out["patches"], out["frame_tokens"]
 
+    def head_topk(self, tokens: np.ndarray) -> dict:
+        """frame tokens [B, T, D] → x_cls, topk_ids [B, K], s_topk [B, K, D]."""
+        return self.runners["clip_topk"].infer({"frame_tokens": tokens})
+
+    def head_frames(self, patches: np.ndarray, s_topk: np.ndarray) -> dict:
+        """patches [N, L, D], each frame's top-K semantics [N, K, D] → responses, attention."""
+        return self.runners["frame_head"].infer({"patches": patches, "s_topk": s_topk})
+
+    def head_readout(self, x_cls, responses, s_topk) -> dict:
+        """x_cls [B, D], responses [B, T, K, D], s_topk [B, K, D] → logits, saliency."""
+        return self.runners["clip_readout"].infer(
+            {"x_cls": x_cls, "responses": responses, "s_topk": s_topk}
+        )
+
     def run_head(self, patches: np.ndarray, tokens: np.ndarray) -> dict:
-        """patches [B, T, L, D], tokens [B, T, D] → logits, attention, saliency, topk_ids."""
-        return self.head_runner.infer({"patches": patches, "frame_tokens": tokens})
+        """patches [B, T, L, D], tokens [B, T, D] → logits, attention [B, T, K, L], saliency,
+        topk_ids: the three stages over every frame of every clip."""
+        b, t = patches.shape[:2]
+        top = self.head_topk(np.ascontiguousarray(tokens))
+        s = top["s_topk"]
+        per_frame = np.ascontiguousarray(
+            np.broadcast_to(s[:, None], (b, t, *s.shape[1:])).reshape(b * t, *s.shape[1:])
+        )
+        frames = self.head_frames(
+            np.ascontiguousarray(patches.reshape(b * t, *patches.shape[2:])), per_frame
+        )
+        responses = frames["responses"].reshape(b, t, *frames["responses"].shape[1:])
+        out = self.head_readout(top["x_cls"], responses, s)
+        return {
+            "logits": out["logits"],
+            "saliency": out["saliency"],
+            "topk_ids": top["topk_ids"],
+            "attention": frames["attention"].reshape(b, t, *frames["attention"].shape[1:]),
+        }
 
     def classify_clips(self, clips: np.ndarray) -> dict:
         """Whole clips [B, T, 3, S, S] → head outputs (the frame encoder runs on all B·T frames)."""

@@ -74,15 +74,19 @@ class DecisionSmoother:
 
 
 class FrameRing:
-    """The last `capacity` frames' encoder outputs, in preallocated arrays (memory stays flat)."""
+    """The last `capacity` frames' encoder outputs, and each frame's per-frame head outputs with
+    the top-K ids they were computed for, in preallocated arrays (memory stays flat)."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
-        self.patches = self.tokens = None
+        self.patches = self.tokens = self.responses = self.attention = None
+        self.cached_ids = None  # [capacity, K]: the top-K ids a slot's responses hold (-1: none)
         self.count = 0  # frames pushed since the last reset
 
     def reset(self):
         self.count = 0
+        if self.cached_ids is not None:
+            self.cached_ids[:] = -1
 
     def push(self, patches: np.ndarray, tokens: np.ndarray):
         if self.patches is None:
@@ -90,7 +94,27 @@ class FrameRing:
             self.tokens = np.zeros((self.capacity, *tokens.shape), tokens.dtype)
         slot = self.count % self.capacity
         self.patches[slot], self.tokens[slot] = patches, tokens
+        if self.cached_ids is not None:
+            self.cached_ids[slot] = -1  # a new frame: nothing computed for it yet
         self.count += 1
+
+    def store(self, slots: list, responses: np.ndarray, attention: np.ndarray, ids: np.ndarray):
+        if self.responses is None:
+            self.responses = np.zeros((self.capacity, *responses.shape[1:]), responses.dtype)
+            self.attention = np.zeros((self.capacity, *attention.shape[1:]), attention.dtype)
+            self.cached_ids = np.full((self.capacity, len(ids)), -1, np.int64)
+        self.responses[slots], self.attention[slots], self.cached_ids[slots] = (
+            responses,
+            attention,
+            ids,
+        )
+
+    def stale(self, slots, ids: np.ndarray) -> list:
+        """The distinct slots among `slots` whose responses were not computed for `ids`."""
+        unique = list(dict.fromkeys(int(s) for s in slots))
+        if self.cached_ids is None:
+            return unique
+        return [s for s in unique if not np.array_equal(self.cached_ids[s], ids)]
 
     def slots(self, num_frames: int) -> np.ndarray:
         """Ring slots of T frames sampled from the buffered window, oldest first."""
@@ -100,8 +124,8 @@ class FrameRing:
 
 
 class StreamingClassifier:
-    """Frames in, decisions out. The engine needs `encode_frames`, `run_head`, `num_frames`,
-    `preprocessing` (an ARTEngine)."""
+    """Frames in, decisions out. The engine needs `encode_frames`, `head_topk`, `head_frames`,
+    `head_readout`, `num_frames`, `preprocessing` (an ARTEngine)."""
 
     def __init__(self, engine, config: StreamConfig | None = None):
         self.engine, self.cfg = engine, config or StreamConfig()
@@ -114,6 +138,9 @@ class StreamingClassifier:
         self.since_decision = 0
         self.encode_ms = 0.0
         self.frame_latency_ms = 0.0  # capture → encoded, of the last frame pushed
+        self.frames_computed = (
+            0  # frames the per-frame head stage ran on (the rest came from the cache)
+        )
 
     def reset(self):
         self.ring.reset()
@@ -148,14 +175,32 @@ class StreamingClassifier:
         self.encode_ms = 1000 * (time.perf_counter() - t0)
         self.ring.push(patches[0], tokens[0])
 
-    def _head_inputs(self):
+    def _head(self) -> dict:
+        """The clip head on the T sampled frames, doing each frame's work once: the per-clip top-K
+        first; then the per-frame stage only for frames new to the sample or cached under other
+        top-K ids; then the per-clip read-out. The same outputs as the whole head on the T frames."""
         slots = self.ring.slots(self.num_frames)
-        return self.ring.patches[slots][None], self.ring.tokens[slots][None]
+        top = self.engine.head_topk(self.ring.tokens[slots][None])
+        ids = top["topk_ids"][0]
+        stale = self.ring.stale(slots, ids)
+        if stale:
+            s_topk = np.ascontiguousarray(np.repeat(top["s_topk"], len(stale), axis=0))
+            frames = self.engine.head_frames(np.ascontiguousarray(self.ring.patches[stale]), s_topk)
+            self.ring.store(stale, frames["responses"], frames["attention"], ids)
+        self.frames_computed += len(stale)
+        out = self.engine.head_readout(
+            top["x_cls"], self.ring.responses[slots][None], top["s_topk"]
+        )
+        return {
+            "logits": out["logits"],
+            "saliency": out["saliency"],
+            "topk_ids": top["topk_ids"],
+            "attention": self.ring.attention[slots][None],
+        }
 
     def _decide(self, frame: Frame) -> Decision:
-        patches, tokens = self._head_inputs()
         t0 = time.perf_counter()
-        out = self.engine.run_head(patches, tokens)
+        out = self._head()
         head_ms = 1000 * (time.perf_counter() - t0)
         probs = softmax(out["logits"][0].astype(np.float64))
         label, changed = self.smoother.update(probs)

@@ -17,7 +17,13 @@ from pathlib import Path
 from art_edge.errors import UserError
 
 PLUGIN_OPS = ("QRAttention", "TrackletLink")
-BATCH_PROFILE = {"frame_encoder": (1, 8, 64), "clip_head": (1, 1, 8)}  # min, opt, max of dim 0
+# min, opt, max of dim 0: frames for the per-frame graphs, clips for the per-clip ones
+BATCH_PROFILE = {
+    "frame_encoder": (1, 8, 64),
+    "frame_head": (1, 8, 64),
+    "clip_topk": (1, 1, 8),
+    "clip_readout": (1, 1, 8),
+}
 
 
 def _gpu_capability(cudart) -> str:

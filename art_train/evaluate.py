@@ -151,8 +151,7 @@ def evaluate_engine(
     return classification_metrics(preds, [r.label for r in records], len(classes))
 
 
-@cli_entry
-def main(argv=None):
+def build_parser():
     ap = ArgumentParser(
         prog="art-eval", description="Score an ART checkpoint (or engine dir) on a LIST of clips."
     )
@@ -182,17 +181,26 @@ def main(argv=None):
         action="store_true",
         help="print one JSON object: top1, mean_class_acc, n, confusion",
     )
-    a = ap.parse_args(argv)
+    return ap
+
+
+def print_metrics(m: dict, classes: list[str]):
+    print(f"top-1 {m['top1']:.4f}   mean class acc {m['mean_class_acc']:.4f}   n = {m['n']}")
+    width = max(len(c) for c in classes)
+    for i, c in enumerate(classes):
+        row = m["confusion"][i]
+        print(f"  {c:<{width}}  {row[i]}/{row.sum()}  " + " ".join(f"{v:3d}" for v in row))
+
+
+@cli_entry
+def main(argv=None):
+    from art_edge.cliplist import read_classes
+
+    a = build_parser().parse_args(argv)
+    progress = sys.stderr.isatty()
     if a.engine:
         m = evaluate_engine(
-            a.engine,
-            a.val,
-            a.classes,
-            a.root,
-            a.batch_size,
-            a.threads,
-            progress=sys.stderr.isatty(),
-            views=a.views,
+            a.engine, a.val, a.classes, a.root, a.batch_size, a.threads, progress, a.views
         )
     else:
         if a.threads:
@@ -200,27 +208,12 @@ def main(argv=None):
 
             torch.set_num_threads(a.threads)
         m = evaluate_checkpoint(
-            a.ckpt,
-            a.val,
-            a.classes,
-            a.root,
-            a.batch_size,
-            a.workers,
-            progress=sys.stderr.isatty(),
-            views=a.views,
+            a.ckpt, a.val, a.classes, a.root, a.batch_size, a.workers, progress, a.views
         )
     if a.json:
         print(json.dumps({**m, "confusion": m["confusion"].tolist()}))
     else:
-        from art_edge.cliplist import read_classes
-
-        classes = read_classes(a.classes)
-        print(f"top-1 {m['top1']:.4f}   mean class acc {m['mean_class_acc']:.4f}   n = {m['n']}")
-        width = max(len(c) for c in classes)
-        cm = m["confusion"]
-        for i, c in enumerate(classes):
-            row = cm[i]
-            print(f"  {c:<{width}}  {row[i]}/{row.sum()}  " + " ".join(f"{v:3d}" for v in row))
+        print_metrics(m, read_classes(a.classes))
     return 0
 
 

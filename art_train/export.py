@@ -1,11 +1,15 @@
-"""ONNX export: two graphs per checkpoint, the two fused ops as `art` local functions.
+"""ONNX export: four graphs per checkpoint, the two fused ops as `art` local functions.
 
-- `frame_encoder.onnx`: images [N, 3, H, W] → patches [N, L, D], frame_tokens [N, D] (N dynamic),
-  so a live stream encodes each frame once;
-- `clip_head.onnx`: patches [B, T, L, D], frame_tokens [B, T, D] → logits [B, N_cls],
-  attention [B, T, K, L], saliency [B, T, K], topk_ids [B, K] (B dynamic, T fixed).
+- `frame_encoder.onnx`: images [N, 3, H, W] → patches [N, L, D], frame_tokens [N, D];
+- `clip_topk.onnx`: frame_tokens [B, T, D] → x_cls [B, D], topk_ids [B, K], s_topk [B, K, D];
+- `frame_head.onnx`: patches [N, L, D], s_topk [N, K, D] → responses [N, K, D], attention [N, K, L]
+  (holds `art::QRAttention`);
+- `clip_readout.onnx`: x_cls [B, D], responses [B, T, K, D], s_topk [B, K, D] → logits [B, C],
+  saliency [B, T, K] (holds `art::TrackletLink`).
 
-`art::QRAttention` and `art::TrackletLink` are nodes of domain `art` carrying
+The clip head is split where its work is per frame: a live stream encodes each frame once and runs
+`frame_head` once per frame and top-K set, caching the result (art_edge.streaming); N and B are
+dynamic, T is fixed. `art::QRAttention` and `art::TrackletLink` are nodes of domain `art` carrying
 `plugin_namespace="art"` (TensorRT's parser then takes the registered plugin of that name), and
 the model carries an ONNX function of each name whose body is standard ONNX (so ONNX Runtime
 inlines and runs it on any CPU). The bodies read the node attributes by reference.
@@ -23,15 +27,11 @@ import torch.nn as nn
 from onnx import TensorProto
 from onnx import helper as oh
 
+from art_edge.engine import GRAPH_IO
 from art_edge.errors import UserError
 
 OPSET = 18
 ART_DOMAIN = "art"
-FRAME_INPUTS, FRAME_OUTPUTS = ["images"], ["patches", "frame_tokens"]
-HEAD_INPUTS, HEAD_OUTPUTS = (
-    ["patches", "frame_tokens"],
-    ["logits", "attention", "saliency", "topk_ids"],
-)
 
 
 class FrameEncoderGraph(nn.Module):
@@ -43,14 +43,28 @@ class FrameEncoderGraph(nn.Module):
         return self.model.encode_frames(images)
 
 
-class ClipHeadGraph(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
+class ClipTopKGraph(FrameEncoderGraph):
+    def forward(self, frame_tokens):
+        return self.model.head_topk(frame_tokens)
 
-    def forward(self, patches, frame_tokens):
-        out = self.model.forward_head(patches, frame_tokens)
-        return out["logits"], out["attention"], out["saliency"], out["topk_ids"]
+
+class FrameHeadGraph(FrameEncoderGraph):
+    def forward(self, patches, s_topk):
+        return self.model.head_frames(patches, s_topk)
+
+
+class ClipReadoutGraph(FrameEncoderGraph):
+    def forward(self, x_cls, responses, s_topk):
+        logits, _, saliency, _ = self.model.head_readout(x_cls, responses, s_topk)
+        return logits, saliency
+
+
+GRAPH_MODULES = {
+    "frame_encoder": FrameEncoderGraph,
+    "clip_topk": ClipTopKGraph,
+    "frame_head": FrameHeadGraph,
+    "clip_readout": ClipReadoutGraph,
+}
 
 
 # ----------------------------------------------------------------------------- function bodies
@@ -182,7 +196,7 @@ def _finish(path: Path, metadata: dict):
 
 
 def export_onnx(model, meta: dict, out_dir, opset: int = OPSET) -> dict[str, Path]:
-    """Write frame_encoder.onnx and clip_head.onnx for an ART model into out_dir."""
+    """Write the four graphs of an ART model into out_dir; → name → path."""
     if getattr(model.cfg, "variant", "art") != "art":
         raise UserError("only ART checkpoints export to an engine (this one is the Baseline)")
     model = model.eval().cpu()
@@ -194,18 +208,7 @@ def export_onnx(model, meta: dict, out_dir, opset: int = OPSET) -> dict[str, Pat
         "num_frames": str(cfg.num_frames),
         "config": json.dumps(cfg.to_dict()),
     }
-    images = torch.randn(2, 3, cfg.image_size, cfg.image_size)
-    with torch.no_grad():
-        patches, tokens = model.encode_frames(images)
-    b, t = 2, cfg.num_frames
-    clip_patches = patches[:1].expand(b * t, -1, -1).reshape(b, t, *patches.shape[1:]).contiguous()
-    clip_tokens = tokens[:1].expand(b * t, -1).reshape(b, t, -1).contiguous()
-    clip_patches = clip_patches + 0.1 * torch.randn_like(clip_patches)
-    clip_tokens = clip_tokens + 0.1 * torch.randn_like(clip_tokens)
-    paths = {
-        "frame_encoder": out_dir / "frame_encoder.onnx",
-        "clip_head": out_dir / "clip_head.onnx",
-    }
+    paths = {name: out_dir / f"{name}.onnx" for name in GRAPH_MODULES}
     common = dict(opset_version=opset, dynamo=False, do_constant_folding=True)
     # nn.MultiheadAttention (open_clip's ViT towers) takes a fused fast path in eval mode that the
     # exporter cannot write; the plain path exports as MatMul/Softmax.
@@ -216,7 +219,8 @@ def export_onnx(model, meta: dict, out_dir, opset: int = OPSET) -> dict[str, Pat
             warnings.catch_warnings()
         ):  # tracer chatter about shape asserts: expected, not actionable
             warnings.simplefilter("ignore")
-            _export_graphs(model, images, clip_patches, clip_tokens, paths, common)
+            for name, inputs in example_inputs(model).items():
+                _export_graph(model, name, inputs, paths[name], common)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
     for path in paths.values():
@@ -224,26 +228,43 @@ def export_onnx(model, meta: dict, out_dir, opset: int = OPSET) -> dict[str, Pat
     return paths
 
 
-def _export_graphs(model, images, clip_patches, clip_tokens, paths, common):
+@torch.no_grad()
+def example_inputs(model) -> dict[str, tuple]:
+    """Inputs of each graph that the model itself produces from random images (2 clips)."""
+    cfg, b, t = model.cfg, 2, model.cfg.num_frames
+    patches, tokens = model.encode_frames(torch.randn(2, 3, cfg.image_size, cfg.image_size))
+    clip_patches = patches[:1].expand(b * t, -1, -1).contiguous() + 0.1 * torch.randn(
+        b * t, *patches.shape[1:]
+    )
+    clip_tokens = tokens[:1].expand(b * t, -1).reshape(b, t, -1) + 0.1 * torch.randn(
+        b, t, tokens.shape[-1]
+    )
+    x_cls, _, s_topk = model.head_topk(clip_tokens)
+    per_frame = (
+        s_topk.unsqueeze(1).expand(b, t, *s_topk.shape[1:]).reshape(b * t, *s_topk.shape[1:])
+    )
+    responses, _ = model.head_frames(clip_patches, per_frame)
+    return {
+        "frame_encoder": (torch.randn(2, 3, cfg.image_size, cfg.image_size),),
+        "clip_topk": (clip_tokens,),
+        "frame_head": (clip_patches, per_frame),
+        "clip_readout": (x_cls, responses.reshape(b, t, *responses.shape[1:]), s_topk),
+    }
+
+
+def _export_graph(model, name: str, inputs: tuple, path: Path, common: dict):
+    inputs_names, output_names = GRAPH_IO[name]
+    batch = "N" if name in ("frame_encoder", "frame_head") else "B"
     with torch.no_grad():
         # Wrappers in eval mode: the exporter restores each wrapper's mode afterwards, and a fresh
         # module is in train mode, which would silently switch `model` to train mode (dropout on).
         torch.onnx.export(
-            FrameEncoderGraph(model).eval(),
-            (images,),
-            str(paths["frame_encoder"]),
-            input_names=FRAME_INPUTS,
-            output_names=FRAME_OUTPUTS,
-            dynamic_axes={"images": {0: "N"}, "patches": {0: "N"}, "frame_tokens": {0: "N"}},
-            **common,
-        )
-        torch.onnx.export(
-            ClipHeadGraph(model).eval(),
-            (clip_patches, clip_tokens),
-            str(paths["clip_head"]),
-            input_names=HEAD_INPUTS,
-            output_names=HEAD_OUTPUTS,
-            dynamic_axes={name: {0: "B"} for name in HEAD_INPUTS + HEAD_OUTPUTS},
+            GRAPH_MODULES[name](model).eval(),
+            inputs,
+            str(path),
+            input_names=inputs_names,
+            output_names=output_names,
+            dynamic_axes={n: {0: batch} for n in inputs_names + output_names},
             custom_opsets={ART_DOMAIN: 1},
             **common,
         )

@@ -315,20 +315,24 @@ class ART(nn.Module):
         """[N, 3, H, W] → patch tokens [N, L, D], frame tokens [N, D]. Cacheable per frame."""
         return self.frame_encoder(images)
 
-    def forward_head(self, patches, frame_tokens):
-        """patches [B, T, L, D], frame_tokens [B, T, D] → dict of outputs (see `forward`)."""
-        b, t, length, d = patches.shape
-        k = self.cfg.num_queries
+    # The head in three stages, so that a stream does each frame's work once: the per-frame stage
+    # depends on the frame and its clip's top-K semantics only, and is cached by the live path.
+
+    def head_topk(self, frame_tokens):
+        """Per clip, first (steps 2, 4): frame tokens [B, T, D] → x_cls [B, D], the top-K ids
+        [B, K] and their semantics [B, K, D]."""
         x_cls = self.temporal(frame_tokens)
-        topk_ids, s_topk = select_topk(x_cls, self.semantics.class_semantics(), k)
-        # Step 5: self-attention over concat(X_t, S_topk), every frame at once.
-        x = torch.cat(
-            [
-                patches.reshape(b * t, length, d) + self.patch_pos,
-                s_topk.unsqueeze(1).expand(b, t, k, d).reshape(b * t, k, d),
-            ],
-            dim=1,
+        topk_ids, s_topk = select_topk(
+            x_cls, self.semantics.class_semantics(), self.cfg.num_queries
         )
+        return x_cls, topk_ids, s_topk
+
+    def head_frames(self, patches, s_topk):
+        """Per frame, given its clip's top-K semantics (steps 5-7): patches [N, L, D], s_topk
+        [N, K, D] → responses [N, K, D], attention maps [N, K, L]."""
+        length = patches.shape[1]
+        # Step 5: self-attention over concat(X_t, S_topk), every frame at once.
+        x = torch.cat([patches + self.patch_pos, s_topk], dim=1)
         for blk in self.spatial:
             x = blk(x)
         x = self.spatial_norm(x)
@@ -337,7 +341,13 @@ class ART(nn.Module):
         q = self.queries + s_hat
         for blk in self.qr_blocks:
             q, attn = blk(q, x_hat)
-        responses = self.encode_tracklets(self.response_norm(q).reshape(b, t, k, d))
+        return self.response_norm(q), attn
+
+    def head_readout(self, x_cls, responses, s_topk):
+        """Per clip, last (steps 8-10): x_cls [B, D], the T frames' responses [B, T, K, D], s_topk
+        [B, K, D] → logits [B, N], time-projected responses, saliency [B, T, K], coherence."""
+        b, t, k, d = responses.shape
+        responses = self.encode_tracklets(responses)
         # Steps 8-9: tracklet k is query k in every frame; aggregate by relevance to S_topk.
         agg, saliency, coherence = tracklet_link(responses, s_topk, self.cfg.link_temperature)
         # Step 10. "sum" is the paper's Σ_t w_t r_t. A sum over time cannot tell a motion from its
@@ -351,7 +361,19 @@ class ART(nn.Module):
             )
         else:
             tracklets = agg.reshape(b, k * d)
-        logits = self.head(torch.cat([x_cls, tracklets], dim=-1))
+        return self.head(torch.cat([x_cls, tracklets], dim=-1)), responses, saliency, coherence
+
+    def forward_head(self, patches, frame_tokens):
+        """patches [B, T, L, D], frame_tokens [B, T, D] → dict of outputs (see `forward`): the
+        three stages, every frame of every clip."""
+        b, t, length, d = patches.shape
+        k = self.cfg.num_queries
+        x_cls, topk_ids, s_topk = self.head_topk(frame_tokens)
+        per_frame = s_topk.unsqueeze(1).expand(b, t, k, d).reshape(b * t, k, d)
+        raw, attn = self.head_frames(patches.reshape(b * t, length, d), per_frame)
+        logits, responses, saliency, coherence = self.head_readout(
+            x_cls, raw.reshape(b, t, k, d), s_topk
+        )
         return {
             "logits": logits,
             "logits_video": self.video_head(x_cls),

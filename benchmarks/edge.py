@@ -64,7 +64,7 @@ class RecomputeClassifier(StreamingClassifier):
         self.ring.count += 1
         self.encode_ms = 0.0
 
-    def _head_inputs(self):
+    def _head(self) -> dict:
         images = self.ring.patches[self.ring.slots(self.num_frames)]
         if self.batched:
             patches, tokens = self.engine.encode_frames(np.ascontiguousarray(images))
@@ -74,7 +74,7 @@ class RecomputeClassifier(StreamingClassifier):
                 np.concatenate([o[0] for o in outs]),
                 np.concatenate([o[1] for o in outs]),
             )
-        return patches[None], tokens[None]
+        return self.engine.run_head(patches[None], tokens[None])
 
 
 def long_video(path: Path, frames: int, size: int = 160, seed: int = 3) -> Path:

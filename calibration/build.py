@@ -1,8 +1,9 @@
 """INT8 for an engine dir: calibrate, quantize, gate — called by `art-build-engine --precision int8`.
 
 1. the frame encoder is calibrated on frames of the calibration clips;
-2. the clip head is calibrated on the tokens the *quantized* frame encoder produces for the same
-   clips, so it sees the error it will see live;
+2. the three stages of the clip head (clip_topk, frame_head, clip_readout) are calibrated in
+   turn, each on what the *quantized* graphs before it produce for the same clips, so each sees
+   the error it will see live;
 3. the gate runs FP32 and INT8 side by side on held-out clips; a top-1 drop beyond `max_drop`
    (or an agreement below `min_agreement`) fails the build with the report, unless the user
    keeps it, and `auto_exclude` rounds first put the most sensitive nodes back in float.
@@ -19,7 +20,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from art_edge.engine import sha256_file
+import numpy as np
+
+from art_edge.engine import GRAPHS, ARTEngine, sha256_file
 from art_edge.errors import UserError
 from art_edge.preprocess import Preprocessing
 from calibration.calib_set import (
@@ -44,7 +47,6 @@ from calibration.quantize import (
 from calibration.report import REPORT_JSON, REPORT_PNG, write_report
 
 CACHE_NAME = "calibration_cache.json"
-GRAPHS = ("frame_encoder", "clip_head")
 
 
 @dataclass
@@ -74,8 +76,7 @@ def _paths(work_dir: Path, name: str) -> dict:
 
 
 def _pipeline(work_dir: Path, precision: str, threads) -> Pipeline:
-    paths = [str(_paths(work_dir, g)[precision]) for g in GRAPHS]
-    return Pipeline(*paths, threads)
+    return Pipeline({g: str(_paths(work_dir, g)[precision]) for g in GRAPHS}, threads)
 
 
 def build_int8(
@@ -146,7 +147,7 @@ def _gate_rounds(work_dir, opts: Int8Options, gate, classes, fp32: Pipeline, qua
             logits32, int8.logits(gate.clips), gate.labels, classes, gate.paths
         )
         if node_rank is None:
-            node_rank = _rank_nodes(work_dir, gate.clips[:4], fp32, opts.threads)
+            node_rank = _rank_nodes(work_dir, gate.clips[:4], opts.threads)
         passed = _passes(result, opts)
         log(
             f"INT8 gate: agreement {100 * result['top1_agreement']:.1f} %, "
@@ -230,56 +231,61 @@ def _select(opts: Int8Options, classes):
     return calib, gate
 
 
+def stage_feeds(graph: str, upstream: dict, clips, threads):
+    """The feeds of `graph`, clip by clip, as the graphs before it (`upstream`: name → ONNX file)
+    produce them: each graph is calibrated on the error the quantized ones before it make."""
+    with ARTEngine.from_graphs(upstream, threads) as engine:
+        for clip in clips:
+            if graph == "frame_encoder":
+                yield {"images": clip}
+                continue
+            patches, tokens = engine.encode_frames(np.ascontiguousarray(clip))
+            if graph == "clip_topk":
+                yield {"frame_tokens": tokens[None]}
+                continue
+            top = engine.head_topk(tokens[None])
+            s_topk = np.ascontiguousarray(np.repeat(top["s_topk"], len(tokens), axis=0))
+            if graph == "frame_head":
+                yield {"patches": patches, "s_topk": s_topk}
+                continue
+            responses = engine.head_frames(patches, s_topk)["responses"][None]
+            yield {"x_cls": top["x_cls"], "responses": responses, "s_topk": top["s_topk"]}
+
+
 def quantize_engine_graphs(work_dir, settings, cache, data_key, calib_clips, threads):
-    fe, head = _paths(work_dir, "frame_encoder"), _paths(work_dir, "clip_head")
-    quantize_graph(
-        fe["fp32"],
-        fe["int8"],
-        lambda: ({"images": c} for c in calib_clips().clips),
-        settings,
-        cache,
-        "frame_encoder",
-        data_key,
-    )
-
-    def head_feeds():  # tokens from the quantized encoder: the head learns the error it will see
-        patches, tokens = Pipeline(str(fe["int8"]), str(head["fp32"]), threads).encode(
-            calib_clips().clips
+    """Each graph in turn, on what the graphs quantized before it produce; the cache key of each
+    holds the hashes of those graphs."""
+    key = dict(data_key)
+    for i, graph in enumerate(GRAPHS):
+        paths = _paths(work_dir, graph)
+        upstream = {g: str(_paths(work_dir, g)["int8"]) for g in GRAPHS[:i]}
+        quantize_graph(
+            paths["fp32"],
+            paths["int8"],
+            lambda graph=graph, upstream=upstream: stage_feeds(
+                graph, upstream, calib_clips().clips, threads
+            ),
+            settings,
+            cache,
+            graph,
+            dict(key),
         )
-        return (
-            {"patches": patches[i : i + 1], "frame_tokens": tokens[i : i + 1]}
-            for i in range(len(patches))
+        key[f"{graph}_int8_sha256"] = sha256_file(paths["int8"])
+
+
+def _rank_nodes(work_dir, clips, threads) -> list[dict]:
+    """Every quantized node's added error, each graph fed by the FP32 graphs before it."""
+    rows = []
+    for i, graph in enumerate(GRAPHS):
+        paths = _paths(work_dir, graph)
+        feeds = list(
+            stage_feeds(
+                graph, {g: str(_paths(work_dir, g)["fp32"]) for g in GRAPHS[:i]}, clips, threads
+            )
         )
-
-    quantize_graph(
-        head["fp32"],
-        head["int8"],
-        head_feeds,
-        settings,
-        cache,
-        "clip_head",
-        {**data_key, "frame_encoder_int8_sha256": sha256_file(fe["int8"])},
-    )
-
-
-def _rank_nodes(work_dir, clips, fp32: Pipeline, threads) -> list[dict]:
-    fe, head = _paths(work_dir, "frame_encoder"), _paths(work_dir, "clip_head")
-    rows = node_errors(
-        fe["fp32"],
-        fe["int8"],
-        quantized_nodes(fe["int8"]),
-        [{"images": c} for c in clips],
-        "frame_encoder",
-        threads,
-    )
-    patches, tokens = fp32.encode(clips)
-    feeds = [
-        {"patches": patches[i : i + 1], "frame_tokens": tokens[i : i + 1]}
-        for i in range(len(clips))
-    ]
-    rows += node_errors(
-        head["fp32"], head["int8"], quantized_nodes(head["int8"]), feeds, "clip_head", threads
-    )
+        rows += node_errors(
+            paths["fp32"], paths["int8"], quantized_nodes(paths["int8"]), feeds, graph, threads
+        )
     return sorted(rows, key=lambda r: -r["added_rel_error"])
 
 

@@ -19,13 +19,12 @@ import time
 from pathlib import Path
 
 from art_edge import __version__
-from art_edge.engine import FORMAT, MANIFEST, read_manifest, sha256_file
+from art_edge.engine import FORMAT, GRAPHS, MANIFEST, read_manifest, sha256_file
 from art_edge.errors import UserError
 from art_edge.files import atomic_write_text, check_writable
 
 PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
-GRAPH_NAMES = ("frame_encoder", "clip_head")
 
 
 def tensorrt_available() -> bool:
@@ -79,7 +78,7 @@ def copy_fp32_graphs(engine_dir, dest: Path) -> dict:
     → the model meta (config, classes, preprocessing) they were exported with."""
     manifest = read_manifest(engine_dir)
     fp32 = (manifest.get("int8") or {}).get("fp32_graphs") or manifest["graphs"]
-    for name in GRAPH_NAMES:
+    for name in GRAPHS:
         if name not in fp32:
             raise UserError(
                 f"{engine_dir} has no FP32 {name} graph; rebuild it with art-build-engine --ckpt"
@@ -130,7 +129,7 @@ def deploy(
 ) -> dict:
     """INT8 and TensorRT steps over the FP32 graphs in `work_dir` (the engine dir being built,
     renamed to `out` by the caller), then the manifest. `int8` is a calibration.build.Int8Options."""
-    graphs = {name: f"{name}.onnx" for name in GRAPH_NAMES}
+    graphs = {name: f"{name}.onnx" for name in GRAPHS}
     trt_graphs, extra = graphs, {"source": source or {}}
     if precision == "int8":
         # ONNX Runtime's CPU timings say nothing about a TensorRT engine: time them for ORT builds only.

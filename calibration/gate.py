@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,30 +17,31 @@ import onnx
 from onnx import TensorProto
 from onnx import helper as oh
 
-from art_edge.backends.onnxruntime import OnnxRuntimeRunner, create_session
+from art_edge.backends.onnxruntime import create_session
+from art_edge.engine import ARTEngine
 
 
 @dataclass
 class Pipeline:
-    """The two graphs of an engine, as ONNX files, run on ONNX Runtime."""
+    """The graphs of an engine (name → ONNX file), run on ONNX Runtime."""
 
-    frame_encoder: str
-    clip_head: str
+    graphs: dict
     threads: int | None = None
+
+    def engine(self) -> ARTEngine:
+        return ARTEngine.from_graphs(self.graphs, self.threads)
 
     def encode(self, clips) -> tuple[np.ndarray, np.ndarray]:
         """list of [T, 3, S, S] → patches [N, T, L, D], tokens [N, T, D]."""
-        with OnnxRuntimeRunner(self.frame_encoder, threads=self.threads) as runner:
-            outs = [runner.infer({"images": np.ascontiguousarray(c)}) for c in clips]
-        return np.stack([o["patches"] for o in outs]), np.stack([o["frame_tokens"] for o in outs])
+        with self.engine() as engine:
+            outs = [engine.encode_frames(np.ascontiguousarray(c)) for c in clips]
+        return np.stack([o[0] for o in outs]), np.stack([o[1] for o in outs])
 
     def head(self, patches, tokens, batch: int = 8) -> np.ndarray:
-        with OnnxRuntimeRunner(self.clip_head, threads=self.threads) as runner:
+        with self.engine() as engine:
             return np.concatenate(
                 [
-                    runner.infer(
-                        {"patches": patches[i : i + batch], "frame_tokens": tokens[i : i + batch]}
-                    )["logits"]
+                    engine.run_head(patches[i : i + batch], tokens[i : i + batch])["logits"]
                     for i in range(0, len(patches), batch)
                 ]
             )
@@ -87,29 +89,26 @@ def compare_predictions(logits32, logits8, labels, classes: list[str], paths: li
 
 
 def measure_speed(fp32: Pipeline, int8: Pipeline, clip, repeats: int = 3, blocks: int = 2) -> dict:
-    """FP32 against INT8 on this machine, each graph on one clip, in alternating blocks: whether
-    INT8 pays here depends on the CPU's integer kernels (on AVX2 without VNNI it can be slower)."""
-    images = {"images": np.ascontiguousarray(clip)}
-    with (
-        OnnxRuntimeRunner(fp32.frame_encoder, threads=fp32.threads) as fe32,
-        OnnxRuntimeRunner(int8.frame_encoder, threads=int8.threads) as fe8,
-        OnnxRuntimeRunner(fp32.clip_head, threads=fp32.threads) as head32,
-        OnnxRuntimeRunner(int8.clip_head, threads=int8.threads) as head8,
-    ):
-        out = fe32.infer(images)
-        tokens = {"patches": out["patches"][None], "frame_tokens": out["frame_tokens"][None]}
+    """FP32 against INT8 on this machine on one clip, in alternating blocks: the frame encoder,
+    and the clip head (its three graphs): whether INT8 pays here depends on the CPU's integer
+    kernels (on AVX2 without VNNI it can be slower)."""
+    images = np.ascontiguousarray(clip)
+    with fp32.engine() as e32, int8.engine() as e8:
+        patches, tokens = e32.encode_frames(images)
+        parts = {
+            "frame_encoder": lambda e: e.encode_frames(images),
+            "clip_head": lambda e: e.run_head(patches[None], tokens[None]),
+        }
         speed = {}
-        for graph, runners, feeds in (
-            ("frame_encoder", (fe32, fe8), images),
-            ("clip_head", (head32, head8), tokens),
-        ):
+        for graph, run in parts.items():
             times = {"fp32": [], "int8": []}
             for _ in range(blocks):
-                for key, runner in zip(times, runners):
-                    runner.infer(feeds)  # warm-up of this block
+                for key, engine in (("fp32", e32), ("int8", e8)):
+                    run(engine)  # warm-up of this block
                     for _ in range(repeats):
-                        runner.infer(feeds)
-                        times[key].append(1000 * runner.inference_time)
+                        t0 = time.perf_counter()
+                        run(engine)
+                        times[key].append(1000 * (time.perf_counter() - t0))
             ms = {k: float(np.median(v)) for k, v in times.items()}
             speed[graph] = {
                 "fp32_ms": ms["fp32"],

@@ -88,7 +88,7 @@ def kinetics(c: Ctx, body, header="label,youtube_id,time_start,time_end,split"):
 def broken_engine(c: Ctx):
     copy = c.tmp / "engine"
     shutil.copytree(c.engine, copy)
-    (copy / "clip_head.onnx").write_bytes(b"not a graph")
+    (copy / "frame_head.onnx").write_bytes(b"not a graph")
     return copy
 
 

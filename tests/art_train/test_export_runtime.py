@@ -27,8 +27,11 @@ def _val_clips(synth, engine):
     ]
 
 
+GRAPH_FILES = ("frame_encoder.onnx", "clip_topk.onnx", "frame_head.onnx", "clip_readout.onnx")
+
+
 def test_graphs_pass_full_check_and_carry_the_art_nodes(engine_dir):
-    for name in ("frame_encoder.onnx", "clip_head.onnx"):
+    for name in GRAPH_FILES:
         model = onnx.load(str(engine_dir / name))
         onnx.checker.check_model(model, full_check=True)
         onnx.shape_inference.infer_shapes(model, strict_mode=True)
@@ -36,16 +39,23 @@ def test_graphs_pass_full_check_and_carry_the_art_nodes(engine_dir):
         meta = {p.key: p.value for p in model.metadata_props}
         assert json.loads(meta["classes"]) == read_manifest(engine_dir)["classes"]
         assert int(meta["num_frames"]) == 4 and "preprocessing" in meta and "config" in meta
-    head = onnx.load(str(engine_dir / "clip_head.onnx"))
-    art_nodes = [n for n in head.graph.node if n.domain == "art"]
-    assert {n.op_type for n in art_nodes} == {"QRAttention", "TrackletLink"}
-    for node in art_nodes:
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        assert attrs["plugin_namespace"] == b"art"
-    qr = next(n for n in art_nodes if n.op_type == "QRAttention")
+    # each fused op lands in the graph that holds its stage
+    for name, op in (("frame_head.onnx", "QRAttention"), ("clip_readout.onnx", "TrackletLink")):
+        graph = onnx.load(str(engine_dir / name))
+        art_nodes = [n for n in graph.graph.node if n.domain == "art"]
+        assert {n.op_type for n in art_nodes} == {op}
+        for node in art_nodes:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            assert attrs["plugin_namespace"] == b"art"
+        assert {f.name for f in graph.functions} == {op} and all(
+            f.domain == "art" for f in graph.functions
+        )
+    qr = next(
+        n
+        for n in onnx.load(str(engine_dir / "frame_head.onnx")).graph.node
+        if n.op_type == "QRAttention"
+    )
     assert {a.name for a in qr.attribute} >= {"num_heads", "scale"}
-    assert {f.name for f in head.functions} == {"QRAttention", "TrackletLink"}
-    assert all(f.domain == "art" for f in head.functions)
 
 
 def test_onnxruntime_matches_pytorch_on_the_val_set(trained, engine_dir, synth):
@@ -88,7 +98,7 @@ def test_polygraphy_runs_both_graphs(engine_dir):
     polygraphy = shutil.which("polygraphy") or str(Path(sys.executable).parent / "polygraphy")
     if not Path(polygraphy).exists():
         pytest.skip("polygraphy is not installed (pip install polygraphy)")
-    for name in ("frame_encoder.onnx", "clip_head.onnx"):
+    for name in GRAPH_FILES:
         proc = subprocess.run(
             [polygraphy, "run", str(engine_dir / name), "--onnxrt"],
             capture_output=True,
@@ -112,32 +122,42 @@ def test_manifest_lists_every_file_with_its_hash(engine_dir):
 def test_an_edited_engine_file_is_refused(engine_dir, tmp_path):
     copy = tmp_path / "engine"
     shutil.copytree(engine_dir, copy)
-    data = bytearray((copy / "clip_head.onnx").read_bytes())
+    data = bytearray((copy / "frame_head.onnx").read_bytes())
     data[-10] ^= 0xFF
-    (copy / "clip_head.onnx").write_bytes(bytes(data))
+    (copy / "frame_head.onnx").write_bytes(bytes(data))
     with pytest.raises(UserError, match="does not match the sha256"):
         ARTEngine.load(copy)
-    (copy / "clip_head.onnx").unlink()
-    with pytest.raises(UserError, match="missing clip_head.onnx"):
+    (copy / "frame_head.onnx").unlink()
+    with pytest.raises(UserError, match="missing frame_head.onnx"):
         ARTEngine.load(copy)
 
 
 def test_runner_validates_feeds(engine_dir):
-    with OnnxRuntimeRunner(engine_dir / "clip_head.onnx", threads=1) as runner:
+    with OnnxRuntimeRunner(engine_dir / "clip_readout.onnx", threads=1) as runner:
         good = {
-            "patches": np.zeros((1, 4, 16, 32), np.float32),
-            "frame_tokens": np.zeros((1, 4, 32), np.float32),
+            "x_cls": np.zeros((1, 32), np.float32),
+            "responses": np.zeros((1, 4, 4, 32), np.float32),
+            "s_topk": np.zeros((1, 4, 32), np.float32),
         }
         out = runner.infer(good)
         assert out["logits"].shape == (1, 4) and runner.inference_time > 0
-        with pytest.raises(UserError, match=r"shape \[1, 5, 16, 32\]"):
-            runner.infer({**good, "patches": np.zeros((1, 5, 16, 32), np.float32)})
+        with pytest.raises(UserError, match=r"shape \[1, 5, 4, 32\]"):
+            runner.infer({**good, "responses": np.zeros((1, 5, 4, 32), np.float32)})
         with pytest.raises(UserError, match="must be float32"):
-            runner.infer({**good, "frame_tokens": good["frame_tokens"].astype(np.float64)})
+            runner.infer({**good, "x_cls": good["x_cls"].astype(np.float64)})
         with pytest.raises(UserError, match="missing"):
-            runner.infer({"patches": good["patches"]})
+            runner.infer({"x_cls": good["x_cls"]})
     with pytest.raises(UserError, match="activate"):
         runner.infer(good)
+
+
+def test_an_engine_dir_of_the_old_format_is_refused_with_the_fix(engine_dir, tmp_path):
+    copy = tmp_path / "engine"
+    shutil.copytree(engine_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "format": "art-engine/1"}))
+    with pytest.raises(UserError, match="rebuild the engine dir with art-build-engine"):
+        ARTEngine.load(copy)
 
 
 def test_build_engine_bad_inputs_leave_nothing_behind(trained, tmp_path, engine_dir, capsys):
@@ -197,9 +217,11 @@ def test_graph_for_tensorrt_keeps_the_art_nodes_but_not_their_bodies(engine_dir)
 
     from art_edge.tensorrt_build import graph_for_plugins
 
-    model = onnx.load_from_string(graph_for_plugins(engine_dir / "clip_head.onnx"))
-    assert not [f for f in model.functions if f.domain == "art"]
-    nodes = {n.op_type: n for n in model.graph.node if n.domain == "art"}
+    nodes = {}
+    for name in ("frame_head.onnx", "clip_readout.onnx"):
+        model = onnx.load_from_string(graph_for_plugins(engine_dir / name))
+        assert not [f for f in model.functions if f.domain == "art"]
+        nodes.update({n.op_type: n for n in model.graph.node if n.domain == "art"})
     assert set(nodes) == {"QRAttention", "TrackletLink"}
     assert any(
         a.name == "plugin_namespace" and a.s == b"art" for a in nodes["QRAttention"].attribute

@@ -40,11 +40,9 @@ def test_int8_engine_dir_contents_and_manifest(int8_engine):
     out, logs = int8_engine
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["precision"] == "int8"
-    assert manifest["graphs"] == {
-        "frame_encoder": "frame_encoder.int8.onnx",
-        "clip_head": "clip_head.int8.onnx",
-    }
-    assert manifest["int8"]["fp32_graphs"]["clip_head"] == "clip_head.onnx"
+    graphs = ("frame_encoder", "clip_topk", "frame_head", "clip_readout")
+    assert manifest["graphs"] == {g: f"{g}.int8.onnx" for g in graphs}
+    assert manifest["int8"]["fp32_graphs"] == {g: f"{g}.onnx" for g in graphs}
     for name in (
         "int8_report.json",
         "int8_report.png",
@@ -87,7 +85,7 @@ def test_speed_note_only_when_int8_is_slower(monkeypatch):
 
 def test_canonical_graph_is_symmetric_int8_with_per_channel_weights(int8_engine):
     out, _ = int8_engine
-    for graph in ("frame_encoder", "clip_head"):
+    for graph in ("frame_encoder", "clip_topk", "frame_head", "clip_readout"):
         model = onnx.load(str(out / f"{graph}.int8.onnx"))
         inits = initializers(model)
         qnodes = [
@@ -112,12 +110,13 @@ def test_canonical_graph_is_symmetric_int8_with_per_channel_weights(int8_engine)
             for n in model.graph.node
             if any(i in dq_out for i in n.input)
         )
-    head = onnx.load(str(out / "clip_head.int8.onnx"))
-    assert {n.op_type for n in head.graph.node if n.domain == "art"} == {
-        "QRAttention",
-        "TrackletLink",
-    }
-    assert {f.name for f in head.functions} == {"QRAttention", "TrackletLink"}
+    for name, op in (
+        ("frame_head", "QRAttention"),
+        ("clip_readout", "TrackletLink"),
+    ):  # the art nodes stay float
+        head = onnx.load(str(out / f"{name}.int8.onnx"))
+        assert {n.op_type for n in head.graph.node if n.domain == "art"} == {op}
+        assert {f.name for f in head.functions} == {op}
 
 
 def test_int8_engine_runs_and_tracks_fp32(int8_engine, engine_dir, synth):
@@ -149,7 +148,9 @@ def test_cache_is_reused_when_it_matches_and_ignored_when_not(
     build_engine(
         trained, again, "int8", "onnxruntime", int8_options(synth), force=True, log=logs.append
     )
-    assert sum("reusing the" in line for line in logs) == 2, logs
+    assert sum("reusing the" in line for line in logs) == 4, (
+        logs
+    )  # every graph: encoder and the three head stages
     # A cache from another graph: same file, a key that no longer matches.
     cache = json.loads((again / "calibration_cache.json").read_text())
     cache["entries"]["frame_encoder"]["key"]["graph_sha256"] = "0" * 64
@@ -204,9 +205,8 @@ def test_auto_exclude_puts_nodes_back_in_float(trained, synth, tmp_path):
     report = json.loads((tmp_path / "e" / "int8_report.json").read_text())
     kept = report["kept_in_float_to_pass"]
     assert len(kept) == 2 and kept == [n["node"] for n in report["node_errors"][:2]]
-    graph = onnx.load(str(tmp_path / "e" / "frame_encoder.int8.onnx"))
-    graph_head = onnx.load(str(tmp_path / "e" / "clip_head.int8.onnx"))
-    for model in (graph, graph_head):
+    graphs = ("frame_encoder", "clip_topk", "frame_head", "clip_readout")
+    for model in (onnx.load(str(tmp_path / "e" / f"{g}.int8.onnx")) for g in graphs):
         dq_out = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
         for n in model.graph.node:
             if n.name in kept:
@@ -291,7 +291,7 @@ def test_from_an_engine_dir_gives_the_same_contract_as_from_the_checkpoint(
     assert m_from["source"] == {"engine_dir": str(engine_dir)} and "checkpoint" in m_ckpt["source"]
     for key in ("model", "classes", "preprocessing", "graphs", "precision"):
         assert m_ckpt[key] == m_from[key], key
-    for graph in ("frame_encoder.onnx", "clip_head.onnx"):
+    for graph in ("frame_encoder.onnx", "clip_topk.onnx", "frame_head.onnx", "clip_readout.onnx"):
         assert m_ckpt["files"][graph]["sha256"] == m_from["files"][graph]["sha256"]
     r_ckpt, r_from = (
         json.loads((d / "int8_report.json").read_text()) for d in (ckpt_dir, from_dir)
@@ -305,7 +305,7 @@ def test_from_refuses_a_damaged_engine_dir_and_writes_nothing(engine_dir, tmp_pa
 
     broken = tmp_path / "broken"
     shutil.copytree(engine_dir, broken)
-    (broken / "clip_head.onnx").write_bytes(b"not a graph")
+    (broken / "frame_head.onnx").write_bytes(b"not a graph")
     code = build_engine.main(["--from", str(broken), "--out", str(tmp_path / "out")])
     assert code == 2 and "does not match the sha256" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))

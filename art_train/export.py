@@ -265,6 +265,8 @@ def _export_graph(model, name: str, inputs: tuple, path: Path, common: dict):
             input_names=inputs_names,
             output_names=output_names,
             dynamic_axes={n: {0: batch} for n in inputs_names + output_names},
-            custom_opsets={ART_DOMAIN: 1},
+            **(
+                {"custom_opsets": {ART_DOMAIN: 1}} if name in ("frame_head", "clip_readout") else {}
+            ),
             **common,
         )

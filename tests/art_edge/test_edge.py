@@ -519,3 +519,33 @@ def test_a_long_synthetic_clip_starts_at_once():
     t0 = time.monotonic()
     first = source.capture()
     assert time.monotonic() - t0 < 5 and first.image.shape == (64, 64, 3)
+
+
+def test_streaming_does_each_frames_work_once_and_decides_as_the_whole_head(engine_dir, synth):
+    """The per-frame stage runs for frames new to the sample (or cached under other top-K ids)
+    only, and every decision equals the whole head run on the same T frames."""
+    from art_edge.engine import ARTEngine
+
+    class WholeHead(StreamingClassifier):
+        def _head(self):
+            slots = self.ring.slots(self.num_frames)
+            return self.engine.run_head(
+                self.ring.patches[slots][None], self.ring.tokens[slots][None]
+            )
+
+    videos = sorted((synth / "videos").glob("val_*.mp4"))[:2]
+    frames = [f for i, v in enumerate(videos) for f in clip_frames(v, i)]
+    cfg = StreamConfig(window=8, stride=2, smoothing=0.3)
+    with ARTEngine.load(engine_dir, threads=2) as engine:
+        cached, whole = StreamingClassifier(engine, cfg), WholeHead(engine, cfg)
+        pairs = [(cached.push(f), whole.push(f)) for f in frames]
+    decisions = [(a, b) for a, b in pairs if a is not None]
+    assert len(decisions) > 5 and all(b is not None for _, b in decisions)
+    for a, b in decisions:
+        assert a.label == b.label and a.topk[0][0] == b.topk[0][0]
+        np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
+        np.testing.assert_allclose(a.attention, b.attention, atol=1e-5)
+    assert (
+        cached.frames_computed < len(decisions) * engine.num_frames
+    )  # fewer than the whole head's
+    assert cached.frames_computed >= engine.num_frames  # the first decision computes all T

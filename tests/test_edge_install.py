@@ -3,6 +3,7 @@ fresh virtualenv without torch: the dataset tools, a device-side INT8 build from
 on the training host, scoring it, and a headless art-edge run."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,19 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def edge_venv(tmp_path_factory):
     """A virtualenv with `pip install <this checkout>` and nothing else: its bin folder."""
-    env_dir = tmp_path_factory.mktemp("edge") / "venv"
+    work = tmp_path_factory.mktemp("edge")
+    env_dir, source = work / "venv", work / "src"
+    # a copy of the checkout: pip builds in the source folder, and the checkout stays as it is
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "demo", "build", "*.egg-info", "__pycache__", ".pytest_cache"
+        ),
+    )
     subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, timeout=300)
     pip = subprocess.run(
-        [str(env_dir / "bin" / "pip"), "install", "-q", str(ROOT)],
+        [str(env_dir / "bin" / "pip"), "install", "-q", str(source)],
         capture_output=True,
         text=True,
         timeout=900,

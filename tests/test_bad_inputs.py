@@ -21,16 +21,6 @@ COMMANDS = {
     "art-build-engine": build_engine.main,
     "art-edge": app.main,
 }
-SMALL = [
-    "--set",
-    "image_size=32",
-    "--set",
-    "num_frames=4",
-    "--set",
-    "dim=32",
-    "--set",
-    "num_heads=2",
-]
 
 
 @dataclass
@@ -39,6 +29,7 @@ class Ctx:
     synth: Path
     trained: Path
     engine: Path
+    small: list  # the flags of the very small ART the tests train
 
     def file(self, name: str, content) -> Path:
         path = self.tmp / name
@@ -350,7 +341,7 @@ CASES = {
     ),
     "train out blocked": (
         "art-train",
-        lambda c: [*c.lists(), "--out", blocked(c), *SMALL, "--epochs", 1],
+        lambda c: [*c.lists(), "--out", blocked(c), *c.small, "--epochs", 1],
         "is a file, not a folder",
     ),
     "train existing run": (
@@ -662,9 +653,9 @@ def listing(folder: Path) -> set:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input(name, synth, trained, engine_dir, tmp_path, capsys):
+def test_bad_input(name, synth, trained, engine_dir, small_args, tmp_path, capsys):
     command, make_args, message = CASES[name]
-    ctx = Ctx(tmp_path / "work", synth, trained, engine_dir)
+    ctx = Ctx(tmp_path / "work", synth, trained, engine_dir, small_args)
     ctx.tmp.mkdir()
     args = [str(a) for a in make_args(ctx)]
     before = {p: listing(p) for p in (ctx.tmp, synth, trained, engine_dir)}

@@ -102,15 +102,16 @@ class _Run:
             self.events.write(d)
             self.stats.events += 1
 
-    def on_frame(self, frame) -> bool:
-        """Push one frame through; → False when the user closed the display."""
+    def on_frame(self, frame, encoded=None) -> bool:
+        """Push one frame through (`encoded`: its encoder outputs, from a batch); → False when the
+        user closed the display."""
         stats, last = self.stats, self.last_frame
         if last is not None and frame.segment != last.segment:  # a clip ended
             end = self.clf.flush(last)
             self.emit(end)
             stats.score_clip(end or self.decision)
             self.decision = None
-        new = self.clf.push(frame)
+        new = self.clf.push(frame, encoded)
         stats.frames += 1
         stats.frame_latency.add(self.clf.frame_latency_ms)
         stats.encode_ms.add(self.clf.encode_ms)
@@ -161,23 +162,43 @@ class _Run:
             raise failures[0]
 
 
+def more_frames(source, limit: int) -> tuple[list, str | None, str | None]:
+    """Up to `limit` more frames that are ready now, without waiting (a live source's newest, a
+    file's next ones); → (frames, how the source ended if it did, its error if it failed)."""
+    frames = []
+    while len(frames) < limit:
+        try:
+            frame = source.capture(timeout=0.0)
+        except EndOfStream:
+            return frames, "source ended", None
+        except UserError as e:
+            return frames, "source failed", str(e)
+        if frame is None:
+            break
+        frames.append(frame)
+    return frames, None, None
+
+
 def run_edge(engine, source, opts: EdgeOptions, stop: threading.Event | None = None) -> dict:
     """Run until the source ends, `stop` is set or max_frames; → the summary, whose `ended` says
-    which ended it (and `error` why, when the source failed: a camera that did not come back)."""
+    which ended it (and `error` why, when the source failed: a camera that did not come back).
+    The frames ready at each step (up to a stride's worth) are encoded as one batch."""
     stop = stop or threading.Event()
-    run, started, ended, error = _Run(engine, source, opts), time.monotonic(), "source ended", None
+    run, started, ended, error = _Run(engine, source, opts), time.monotonic(), None, None
     try:
         run.open()
-        while True:
+        while ended is None:
             if stop.is_set():
                 ended = "interrupted"
                 break
-            if opts.max_frames and run.stats.frames >= opts.max_frames:
+            left = opts.max_frames - run.stats.frames if opts.max_frames else opts.stream.stride
+            if left <= 0:
                 ended = "max frames"
                 break
             try:
                 frame = source.capture(timeout=1.0)
             except EndOfStream:
+                ended = "source ended"
                 break
             except (
                 UserError
@@ -188,9 +209,12 @@ def run_edge(engine, source, opts: EdgeOptions, stop: threading.Event | None = N
                 if run.status:
                     run.status.update(f"waiting for frames: {source.status}", force=True)
                 continue
-            if not run.on_frame(frame):
-                ended = "closed by user"
-                break
+            more, ended, error = more_frames(source, min(left, opts.stream.stride) - 1)
+            batch = [frame, *more]
+            for f, encoded in zip(batch, run.clf.encode(batch)):
+                if not run.on_frame(f, encoded):
+                    ended = "closed by user"
+                    break
         run.finish()
     except KeyboardInterrupt:
         ended = "interrupted"
@@ -198,7 +222,7 @@ def run_edge(engine, source, opts: EdgeOptions, stop: threading.Event | None = N
     finally:
         run.close()
     summary = _summary(run.stats, source, time.monotonic() - started, opts)
-    summary.update(ended=ended, **({"error": error} if error else {}))
+    summary.update(ended=ended or "source ended", **({"error": error} if error else {}))
     if getattr(run.output, "frames", None) is not None:
         summary["video_frames"] = run.output.frames
     return summary

@@ -358,12 +358,16 @@ class SyntheticSource(VideoSource):
             self._label = int(self.rng.integers(self.num_classes))
             self._frames = clip_frames(self._label, self.size, self.frames, self.rng)
 
-    def capture(self, timeout: float = 1.0) -> Frame:
-        bgr = self._next_frame()
-        if self.fps > 0:  # pace like a camera
+    def capture(self, timeout: float = 1.0) -> Frame | None:
+        if self.fps > 0:  # pace like a camera: a frame that is not due yet is not there yet
             now = time.monotonic()
-            self._next_due = now if self._next_due is None else self._next_due + 1.0 / self.fps
-            time.sleep(max(0.0, self._next_due - now))
+            due = now if self._next_due is None else self._next_due + 1.0 / self.fps
+            if due - now > timeout:
+                time.sleep(max(0.0, timeout))
+                return None
+            time.sleep(max(0.0, due - now))
+            self._next_due = due
+        bgr = self._next_frame()
         image = _bgr_to_rgb(bgr)
         frame = Frame(image, self._count, time.monotonic(), self._clip, self._label)
         self._count += 1

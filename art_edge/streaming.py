@@ -147,13 +147,26 @@ class StreamingClassifier:
         self.smoother.reset()
         self.since_decision = 0
 
-    def push(self, frame: Frame) -> Decision | None:
+    def encode(self, frames: list) -> list:
+        """Encode frames as one batch (a frame costs the encoder less in a batch than alone); → each
+        frame's (patches, tokens), for `push`."""
+        images = np.stack([preprocess_frame(f.image, self.engine.preprocessing) for f in frames])
+        t0 = time.perf_counter()
+        patches, tokens = self.engine.encode_frames(images)
+        self.encode_ms = 1000 * (time.perf_counter() - t0) / len(frames)
+        return list(zip(patches, tokens))
+
+    def push(self, frame: Frame, encoded: tuple | None = None) -> Decision | None:
+        """Add a frame (encoded here, or given as `encode` made it); → a decision when one is due."""
         if (
             frame.segment != self.segment
         ):  # a new clip: nothing of the old one belongs in the window
             self.reset()
             self.segment = frame.segment
-        self._add(frame)
+        if encoded is None:
+            self._add(frame)
+        else:
+            self.ring.push(*encoded)
         self.frame_latency_ms = 1000 * (time.monotonic() - frame.timestamp)
         self.since_decision += 1
         if self.ring.count < self.min_frames or self.since_decision < self.cfg.stride:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -48,20 +49,39 @@ def check_writable(path, flag: str):
         ) from None
 
 
+@contextlib.contextmanager
+def _signals_held():
+    """Ctrl-C and SIGTERM wait while a temporary name is created and recorded, so an interrupt
+    can never leave one behind that no cleanup knows of (delivered right after)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, ValueError):  # no signal masks here (not POSIX): nothing to hold
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def atomic_write(path, write_fn):
     """Call write_fn(tmp_path), then rename over `path`. On any error (or Ctrl-C) the partial file
     is removed and the error goes on as itself."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent
-    )
-    os.close(fd)
+    tmp = None
     try:
+        with _signals_held():
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent
+            )
+        os.close(fd)
         write_fn(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -76,8 +96,10 @@ def atomic_dir(out, replace: bool = False, prefix: str = "build"):
     folder is removed and nothing at `out` changes."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{prefix}-", dir=out.parent))
+    tmp = None
     try:
+        with _signals_held():
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{prefix}-", dir=out.parent))
         yield tmp
         if out.exists():
             if replace:
@@ -86,5 +108,6 @@ def atomic_dir(out, replace: bool = False, prefix: str = "build"):
                 out.rmdir()  # empty by the caller's check; anything else is an error worth seeing
         os.replace(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -14,8 +14,10 @@ and the identity of the calibration data, and reused only when the key matches.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -129,6 +131,19 @@ class FeedReader:
         return next(self._it, None)
 
 
+@contextlib.contextmanager
+def _quiet_quantizer():
+    """ONNX Runtime's quantizer logs advice meant for its own users ("consider pre-processing")
+    on the root logger at WARNING: not for ours, who see our own log lines."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize_graph(
     fp32_path,
     out_path,
@@ -155,27 +170,28 @@ def quantize_graph(
         ort_cache = Path(tmp) / "ranges.json"
         if ranges is not None:
             ort_cache.write_text(json.dumps(ranges))
-        quantize_static(
-            str(fp32_path),
-            str(out_path),
-            FeedReader(feeds()) if ranges is None else None,
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(settings.op_types),
-            per_channel=settings.per_channel,
-            reduce_range=settings.reduce_range,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(settings.exclude) + float_matmuls(fp32_path),
-            calibrate_method=methods[settings.method],
-            extra_options={
-                "ActivationSymmetric": True,
-                "WeightSymmetric": True,
-                "QuantizeBias": settings.quantize_bias,
-                "CalibPercentile": settings.percentile,
-                "CalibTensorRangeSymmetric": True,
-            },
-            calibration_cache_path=str(ort_cache),
-        )
+        with _quiet_quantizer():
+            quantize_static(
+                str(fp32_path),
+                str(out_path),
+                FeedReader(feeds()) if ranges is None else None,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(settings.op_types),
+                per_channel=settings.per_channel,
+                reduce_range=settings.reduce_range,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(settings.exclude) + float_matmuls(fp32_path),
+                calibrate_method=methods[settings.method],
+                extra_options={
+                    "ActivationSymmetric": True,
+                    "WeightSymmetric": True,
+                    "QuantizeBias": settings.quantize_bias,
+                    "CalibPercentile": settings.percentile,
+                    "CalibTensorRangeSymmetric": True,
+                },
+                calibration_cache_path=str(ort_cache),
+            )
         if ranges is None:
             cache.put(graph, key, json.loads(ort_cache.read_text()))
     _finish_qdq(fp32_path, out_path, settings.op_types if settings.float_readers else None)

@@ -33,13 +33,41 @@ def read_classes(path) -> list[str]:
     if not p.is_file():
         raise UserError(f"classes file not found: {path} (one class name a line)")
     text = read_text(p, "a classes file", "one class name a line")
-    names = [line.strip() for line in text.splitlines() if line.strip()]
+    names = [
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith(MIRROR)
+    ]
     if not names:
         raise UserError(f"classes file is empty: {path} (one class name a line)")
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise UserError(f"classes file {path} names a class twice: {dupes}")
     return names
+
+
+MIRROR = "mirror:"  # a classes-file line `mirror: A | B`: a horizontal flip turns class A into B and back
+
+
+def read_mirror_pairs(path, classes: list[str]) -> dict[int, int]:
+    """The classes a horizontal flip exchanges, from the classes file's `mirror: A | B` lines."""
+    pairs = {}
+    for line_no, line in enumerate(
+        read_text(path, "a classes file", "one class name a line").splitlines(), 1
+    ):
+        if not line.startswith(MIRROR):
+            continue
+        names = [n.strip() for n in line[len(MIRROR) :].split("|")]
+        if len(names) != 2 or any(n not in classes for n in names) or names[0] == names[1]:
+            raise UserError(
+                f"{path}:{line_no}: a mirror line names two different classes of the file: "
+                f"'mirror: A | B', got {line.strip()!r}"
+            )
+        a, b = (classes.index(n) for n in names)
+        if pairs.get(a, b) != b or pairs.get(b, a) != a:
+            raise UserError(
+                f"{path}:{line_no}: {names[0]} or {names[1]} is already in another mirror pair"
+            )
+        pairs[a], pairs[b] = b, a
+    return pairs
 
 
 def _parse_label(value: str, classes: list[str], where: str) -> int:

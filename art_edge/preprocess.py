@@ -194,12 +194,13 @@ def preprocess_frame(frame_rgb: np.ndarray, prep: Preprocessing) -> np.ndarray:
 def preprocess_clip(
     frames_rgb: np.ndarray, prep: Preprocessing, train: bool = False, rng=None, flip: bool = False
 ) -> np.ndarray:
-    """RGB uint8 [T, H, W, 3] → float32 [T, 3, S, S]. Training adds a random scale/crop and,
-    only when asked, a horizontal flip (a flip can change a fine-grained label)."""
+    """RGB uint8 [T, H, W, 3] → float32 [T, 3, S, S]. Training adds a random scale/crop, and
+    `flip` mirrors the clip (the caller decides, since a mirror can change a fine-grained label:
+    art_train.data.ClipDataset swaps the label by the classes file's mirror pairs)."""
     if train:
         rng = rng or np.random.default_rng()
         frames = random_scale_crop(frames_rgb, prep.image_size, prep.train_scale, rng)
-        if flip and rng.random() < 0.5:
+        if flip:
             frames = frames[:, :, ::-1]
     else:
         frames = np.stack([eval_transform(f, prep.image_size) for f in frames_rgb])

@@ -22,8 +22,12 @@ class ClipDataset:
         seed: int = 0,
         flip: bool = False,
         view: tuple = (0, 1),
+        mirror: dict | None = None,
     ):
         self.records, self.prep, self.train, self.seed, self.flip = records, prep, train, seed, flip
+        self.mirror = (
+            mirror or {}
+        )  # class id → the class its mirror image shows (clockwise ↔ counter-clockwise)
         self.view = view  # which temporal view evaluation samples (art_edge.preprocess.sample_segment_indices)
         self.epoch = 0
 
@@ -36,14 +40,17 @@ class ClipDataset:
     def __getitem__(self, i):
         r = self.records[i]
         rng = np.random.default_rng((self.seed, self.epoch, i))
+        mirrored = bool(
+            self.train and self.flip and rng.random() < 0.5
+        )  # no draw when flipping is off
         clip = load_clip(
             r.path,
             self.prep,
             train=self.train,
             rng=rng,
-            flip=self.flip,
+            flip=mirrored,
             start_frame=r.start_frame,
             end_frame=r.end_frame,
             view=self.view,
         )
-        return clip, r.label
+        return clip, self.mirror.get(r.label, r.label) if mirrored else r.label

@@ -254,7 +254,7 @@ class Trainer:
     def __init__(self, model_cfg: ARTConfig, tcfg: TrainConfig, spec: RunSpec, resume: bool):
         from torch.utils.data import DataLoader, DistributedSampler
 
-        from art_edge.cliplist import probe_records, read_classes, read_list
+        from art_edge.cliplist import read_classes, read_mirror_pairs
         from art_train.data import ClipDataset
 
         self.tcfg, self.spec, self.dist = tcfg, spec, Distributed(spec.device)
@@ -263,21 +263,7 @@ class Trainer:
         ) and self.dist.main
         self.classes = read_classes(spec.classes_file)
         self.model_cfg = replace(model_cfg, num_classes=len(self.classes))
-        train_records = probe_records(
-            read_list(spec.train_list, self.classes, spec.root),
-            tcfg.max_bad_fraction,
-            "training clips",
-        )
-        if spec.val_list:
-            val_records = probe_records(
-                read_list(spec.val_list, self.classes, spec.root),
-                tcfg.max_bad_fraction,
-                "val clips",
-            )
-        else:  # model selection on clips carved from the training list, never on the test list
-            train_records, val_records = carve_validation(
-                train_records, spec.val_fraction, tcfg.seed
-            )
+        train_records, val_records = self._records(spec, tcfg)
         if resume:
             check_classes(self.classes, read_meta(spec.out)["classes"], f"the run in {spec.out}")
         torch.manual_seed(tcfg.seed)
@@ -286,8 +272,9 @@ class Trainer:
         )
         self.raw = self.raw.to(self.dist.device)
         self.prep = preprocessing_for(self.raw)
+        mirror = read_mirror_pairs(spec.classes_file, self.classes) if tcfg.flip else {}
         self.train_ds = ClipDataset(
-            train_records, self.prep, train=True, seed=tcfg.seed, flip=tcfg.flip
+            train_records, self.prep, train=True, seed=tcfg.seed, flip=tcfg.flip, mirror=mirror
         )
         if not resume:
             self._init_queries()
@@ -311,6 +298,21 @@ class Trainer:
         )
         self.start_epoch, self.best, self.history = 0, {"val_top1": -1.0}, []
         self.num_train = len(train_records)
+
+    def _records(self, spec: RunSpec, tcfg: TrainConfig) -> tuple[list, list]:
+        """(training, validation) clips, their videos probed and their frame ranges checked."""
+        from art_edge.cliplist import probe_records, read_list
+
+        def probed(path, what):
+            return probe_records(
+                read_list(path, self.classes, spec.root), tcfg.max_bad_fraction, what
+            )
+
+        train_records = probed(spec.train_list, "training clips")
+        if spec.val_list:
+            return train_records, probed(spec.val_list, "val clips")
+        # model selection on clips carved from the training list, never on the test list
+        return carve_validation(train_records, spec.val_fraction, tcfg.seed)
 
     def _init_queries(self):
         """Query selection (the Baseline has no queries), before DDP wraps the model; every rank
@@ -460,6 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=non_negative_int)
     ap.add_argument("--seed", type=int)
     ap.add_argument(
+        "--flip",
+        action="store_true",
+        help="random horizontal flips; the classes file's 'mirror: A | B' lines name the classes a "
+        "mirror exchanges (clockwise ↔ counter-clockwise)",
+    )
+    ap.add_argument(
         "--variant", choices=["art", "baseline"], help="train the paper's Baseline instead of ART"
     )
     ap.add_argument(
@@ -484,6 +492,7 @@ def main(argv=None):
             ("workers", a.workers),
             ("seed", a.seed),
             ("variant", a.variant),
+            ("flip", "true" if a.flip else None),
         )
         if v is not None
     ]

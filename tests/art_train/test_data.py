@@ -175,3 +175,52 @@ def test_ntu_cross_subject_and_cross_view(tmp_path):
 def test_adapter_with_a_missing_file_names_it(tmp_path):
     with pytest.raises(UserError, match="Diving48_vocab.json"):
         diving48(tmp_path)
+
+
+def test_mirror_pairs_in_the_classes_file(tmp_path):
+    from art_edge.cliplist import read_mirror_pairs
+
+    path = tmp_path / "classes.txt"
+    path.write_text("clockwise\ncounterclockwise\nup_down\nmirror: clockwise | counterclockwise\n")
+    classes = read_classes(path)
+    assert classes == ["clockwise", "counterclockwise", "up_down"]  # the mirror line is not a class
+    assert read_mirror_pairs(path, classes) == {0: 1, 1: 0}
+    path.write_text("a\nb\nmirror: a | c\n")
+    with pytest.raises(
+        UserError, match=r"classes.txt:3: a mirror line names two different classes"
+    ):
+        read_mirror_pairs(path, read_classes(path))
+
+
+def test_a_flipped_clip_is_mirrored_and_takes_its_mirror_class(synth):
+    from art_edge.preprocess import Preprocessing, load_clip
+
+    classes = read_classes(synth / "classes.txt")
+    record = read_list(synth / "train.csv", classes)[0]
+    prep = Preprocessing(image_size=32, num_frames=4)
+    other = (record.label + 1) % len(classes)
+    ds = ClipDataset(
+        [record],
+        prep,
+        train=True,
+        seed=3,
+        flip=True,
+        mirror={record.label: other, other: record.label},
+    )
+    seen = set()
+    for epoch in range(8):
+        ds.set_epoch(epoch)
+        clip, label = ds[0]
+        rng = np.random.default_rng((3, epoch, 0))
+        mirrored = rng.random() < 0.5
+        np.testing.assert_array_equal(
+            clip, load_clip(record.path, prep, train=True, rng=rng, flip=mirrored)
+        )
+        assert label == (other if mirrored else record.label)
+        seen.add(mirrored)
+    assert seen == {True, False}  # both happened in 8 epochs
+    ds_off = ClipDataset([record], prep, train=True, seed=3)
+    clip, label = ds_off[0]  # flipping off: no draw, the clip as before
+    np.testing.assert_array_equal(
+        clip, load_clip(record.path, prep, train=True, rng=np.random.default_rng((3, 0, 0)))
+    )

@@ -13,21 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from plugins.emulation import SHIPPED_SOURCE, build_emulated
+
 from benchlib import RESULTS, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests" / "plugins"
 PAPER = {"qr": [8 * 16, 2, 196, 256, 8], "link": [8, 16, 2, 256]}
-
-
-def build(out_dir: Path) -> Path:
-    """The harness's build of the shipped art_ops.cu (tests/plugins/conftest.py)."""
-    code = (
-        f"import sys; sys.path.insert(0, {str(TESTS)!r}); from conftest import build_emulated, CSRC; "
-        f"print(build_emulated((CSRC / 'art_ops.cu').read_text(), __import__('pathlib').Path({str(out_dir)!r})))"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return Path(proc.stdout.strip().splitlines()[-1])
 
 
 def run(lib: Path, op: str, dtype: str) -> tuple[dict, float]:
@@ -49,7 +41,7 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        lib = build(Path(tmp))
+        lib = build_emulated(SHIPPED_SOURCE.read_text(), Path(tmp))
         build_s = time.perf_counter() - t0
         for op in ("qr", "link"):
             for dtype in ("float32", "float16"):

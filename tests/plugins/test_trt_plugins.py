@@ -3,7 +3,6 @@ NVIDIA's published headers of TensorRT 10.3 (JetPack 6), 10.13 and 11.1, linked 
 of the kernels, and driven through their whole lifecycle by plugins/tests/trt_plugin_harness.cpp
 the way TensorRT drives them; their outputs against the PyTorch references."""
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,11 +12,10 @@ import pytest
 import torch
 
 from art_train.ops import qr_attention_reference, tracklet_link_reference
+from plugins.emulation import CUDA_INCLUDE
 
 ROOT = Path(__file__).resolve().parents[2]
-HEADERS = Path(os.environ.get("ART_TENSORRT_HEADERS", ROOT.parent / "shared" / "tensorrt"))
 VERSIONS = ["10.3.0", "10.13.3", "11.1.0"]
-CUDA_INCLUDE = Path("/usr/local/cuda/include")
 TOLERANCE = {"": 1e-5, "_f16": 3e-3}
 SCALE, HEADS, TEMPERATURE, EPS = 0.7071, 8, 0.1, 1e-6
 SHAPES = {
@@ -41,9 +39,9 @@ def compile_cpp(args, what):
 
 
 @pytest.fixture(scope="module", params=VERSIONS)
-def harness(request, emulated_ops, tmp_path_factory):
+def harness(request, emulated_ops, tensorrt_share, tmp_path_factory):
     """(libart_plugins.so, the harness program) built against one TensorRT header set."""
-    include = HEADERS / f"include-{request.param}"
+    include = tensorrt_share / f"include-{request.param}"
     if not (include / "NvInferRuntime.h").is_file():
         pytest.skip(
             f"NVIDIA's TensorRT {request.param} headers are not at {include} (set ART_TENSORRT_HEADERS)"

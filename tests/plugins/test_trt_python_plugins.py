@@ -17,7 +17,6 @@ import torch
 from art_train.ops import qr_attention_reference, tracklet_link_reference
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = Path(os.environ.get("ART_TENSORRT_HEADERS", ROOT.parent / "shared" / "tensorrt"))
 WORKER = Path(__file__).resolve().parent / "trt_python_worker.py"
 INPUTS = {
     "QRAttention_q": (8, 2, 256),
@@ -69,9 +68,9 @@ def references(folder: Path, dtype) -> dict:
 
 @pytest.mark.parametrize("version", ["10.13.3", "11.1.0"])
 def test_python_plugins_through_nvidias_package(
-    version, emulated_ops, numpy_for_tensorrt, tmp_path
+    version, emulated_ops, numpy_for_tensorrt, tensorrt_share, tmp_path
 ):
-    package = PACKAGES / f"python-{version}" / "tensorrt"
+    package = tensorrt_share / f"python-{version}" / "tensorrt"
     if not (package / "plugin" / "__init__.py").is_file():
         pytest.skip(
             f"NVIDIA's tensorrt.plugin {version} is not at {package} (set ART_TENSORRT_HEADERS)"

@@ -143,9 +143,9 @@ def guess_architecture(state: dict) -> str:
         return "an architecture that is not an open_clip ViT"
     layers = len({k.split(".")[3] for k in state if k.startswith("visual.transformer.resblocks.")})
     width, patch = conv.shape[0], conv.shape[-1]
-    names = []
-    for name in import_open_clip().list_models():
-        v = (import_open_clip().get_model_config(name) or {}).get("vision_cfg", {})
+    open_clip, names = import_open_clip(), []
+    for name in open_clip.list_models():
+        v = (open_clip.get_model_config(name) or {}).get("vision_cfg", {})
         if v.get("width") == width and v.get("patch_size") == patch and v.get("layers") == layers:
             names.append(name)
     return (

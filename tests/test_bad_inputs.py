@@ -63,17 +63,30 @@ def blocked(c: Ctx, name="out"):
     return c.file("a_file", "x") / name
 
 
+def annotations(c: Ctx, dataset: str, files: dict, *extra) -> list:
+    """Official-looking annotation files in c.tmp/ann; → art-prepare-dataset's arguments."""
+    for name, content in files.items():
+        c.file(f"ann/{name}", content)
+    return [dataset, *extra, "--annotations", c.tmp / "ann", "--out", c.tmp / "lists"]
+
+
 def diving(c: Ctx, vocab, records):
-    c.file("ann/Diving48_vocab.json", json.dumps(vocab))
-    for split in ("train", "test"):
-        c.file(f"ann/Diving48_V2_{split}.json", json.dumps(records))
-    return ["diving48", "--annotations", c.tmp / "ann", "--out", c.tmp / "lists"]
+    records = json.dumps(records)
+    return annotations(
+        c,
+        "diving48",
+        {
+            "Diving48_vocab.json": json.dumps(vocab),
+            "Diving48_V2_train.json": records,
+            "Diving48_V2_test.json": records,
+        },
+    )
 
 
 def kinetics(c: Ctx, body, header="label,youtube_id,time_start,time_end,split"):
-    for name in ("train.csv", "validate.csv"):
-        c.file(f"ann/{name}", f"{header}\n{body}\n")
-    return ["kinetics", "--annotations", c.tmp / "ann", "--out", c.tmp / "lists"]
+    return annotations(
+        c, "kinetics", {name: f"{header}\n{body}\n" for name in ("train.csv", "validate.csv")}
+    )
 
 
 def broken_engine(c: Ctx):
@@ -172,16 +185,15 @@ CASES = {
     ),
     "prepare finegym three columns": (
         "art-prepare-dataset",
-        lambda c: [
+        lambda c: annotations(
+            c,
             "finegym",
-            "--annotations",
-            c.file("ann/gym99_categories.txt", "Clabel: 0; set: 1; Glabel: 1; (VT) a\n").parent
-            if c.file("ann/gym99_train_element_v1.1.txt", "a b c\n")
-            and c.file("ann/gym99_val_element.txt", "a b c\n")
-            else None,
-            "--out",
-            c.tmp / "l",
-        ],
+            {
+                "gym99_categories.txt": "Clabel: 0; set: 1; Glabel: 1; (VT) a\n",
+                "gym99_train_element_v1.1.txt": "a b c\n",
+                "gym99_val_element.txt": "a b c\n",
+            },
+        ),
         "not in the official format",
     ),
     "prepare kinetics time not a number": (
@@ -196,16 +208,15 @@ CASES = {
     ),
     "prepare ssv2 labels a list": (
         "art-prepare-dataset",
-        lambda c: [
+        lambda c: annotations(
+            c,
             "ssv2",
-            "--annotations",
-            c.file("ann/something-something-v2-labels.json", "[1, 2]").parent
-            if c.file("ann/something-something-v2-train.json", "[]")
-            and c.file("ann/something-something-v2-validation.json", "[]")
-            else None,
-            "--out",
-            c.tmp / "l",
-        ],
+            {
+                "something-something-v2-labels.json": "[1, 2]",
+                "something-something-v2-train.json": "[]",
+                "something-something-v2-validation.json": "[]",
+            },
+        ),
         "not in the official format",
     ),
     "prepare out blocked": (

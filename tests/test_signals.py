@@ -76,20 +76,9 @@ def test_sigterm_during_art_build_engine_leaves_nothing(trained, synth, tmp_path
 
 
 @pytest.mark.slow
-def test_sigterm_during_art_train_keeps_the_run_dir_consistent(synth, small_args, tmp_path):
+def test_sigterm_during_art_train_keeps_the_run_dir_consistent(synth_args, small_args, tmp_path):
     out = tmp_path / "run"
-    args = [
-        "art_train.train",
-        "--train",
-        synth / "train.csv",
-        "--val",
-        synth / "val.csv",
-        "--classes",
-        synth / "classes.txt",
-        "--out",
-        out,
-        *small_args,
-    ]
+    args = ["art_train.train", *synth_args, "--out", out, *small_args]
     # stopped before its first checkpoint: the run dir it created is gone
     code, err = terminate_when([*args, "--epochs", 50], lambda: out.is_dir(), tmp_path)
     assert code == 130 and "interrupted" in err and not out.exists()

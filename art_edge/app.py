@@ -40,9 +40,8 @@ class EdgeOptions:
     stream: StreamConfig = field(default_factory=StreamConfig)
     output: str | None = None  # a .mp4/.avi path or "display"
     events: str | None = None  # events.jsonl
-    emit: str = (
-        "change"  # "change": an event when the decided label changes; "decision": every decision
-    )
+    # "change": an event when the decided label changes; "decision": every decision
+    emit: str = "change"
     headless: bool = False  # draw nothing
     max_frames: int = 0  # stop after this many frames (0: until the source ends)
     status: bool = True  # the one-line live status on the terminal

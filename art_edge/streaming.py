@@ -138,9 +138,8 @@ class StreamingClassifier:
         self.since_decision = 0
         self.encode_ms = 0.0
         self.frame_latency_ms = 0.0  # capture → encoded, of the last frame pushed
-        self.frames_computed = (
-            0  # frames the per-frame head stage ran on (the rest came from the cache)
-        )
+        # frames the per-frame head stage ran on (the rest came from the cache)
+        self.frames_computed = 0
 
     def reset(self):
         self.ring.reset()

@@ -31,13 +31,11 @@ PROMPT_TEMPLATES = (
 @dataclass
 class ARTConfig:
     name: str = "custom"  # registry name this config came from
-    variant: str = (
-        "art"  # "art", or "baseline": backbone + temporal token straight into a classifier
-    )
+    # "art", or "baseline": backbone + temporal token straight into a classifier
+    variant: str = "art"
     backbone: str = "ViT-B-16"  # open_clip model name for the frame encoder and text encoder
-    feature_stage: int = (
-        -1
-    )  # backbone block/stage giving the patch tokens (-1: last; 2: stride 8 of a CNN)
+    # backbone block/stage giving the patch tokens (-1: last; 2: stride 8 of a CNN)
+    feature_stage: int = -1
     image_size: int = 224  # square input side
     num_frames: int = 16  # T: sparse frames per clip
     num_classes: int = 0  # N: set from the classes file
@@ -47,20 +45,16 @@ class ARTConfig:
     temporal_layers: int = 2  # temporal transformer depth (x_cls)
     spatial_layers: int = 4  # spatial semantic enhancement depth
     qr_layers: int = 4  # query-response attention depth
-    tracklet_time_proj: bool = (
-        True  # r_t + W_t r_t before aggregation, so the sum over time keeps order
-    )
+    # r_t + W_t r_t before aggregation, so the sum over time keeps order
+    tracklet_time_proj: bool = True
     query_init_std: float = 1.0  # init std of the learned queries P (DETR: 1)
-    query_init: str = (
-        "random"  # "random": N(0, query_init_std); "tokens": from distinctive training tokens
-    )
-    qr_logit_scale: float = (
-        4.0  # multiplies 1/sqrt(head dim) in query-response attention: sharp maps
-    )
+    # "random": N(0, query_init_std); "tokens": from distinctive training tokens
+    query_init: str = "random"
+    # multiplies 1/sqrt(head dim) in query-response attention: sharp maps
+    qr_logit_scale: float = 4.0
     head_hidden: int = 256  # hidden width of the MLP classifiers (0 = a single linear layer)
-    tracklet_readout: str = (
-        "sum"  # "sum": Σ_t w_t r_t (paper); "ordered": [w_1 r_1 … w_T r_T] in time order
-    )
+    # "sum": Σ_t w_t r_t (paper); "ordered": [w_1 r_1 … w_T r_T] in time order
+    tracklet_readout: str = "sum"
     mlp_ratio: float = 4.0  # MLP hidden width / d
     drop: float = 0.0  # dropout inside blocks
     head_dropout: float = 0.5  # dropout before the classifiers (paper: 0.5)
@@ -68,14 +62,12 @@ class ARTConfig:
     ema_momentum: float = 0.99  # bank ← m·bank + (1-m)·agent after each step
     link_temperature: float = 0.1  # TrackletLink: softmax over time of cosine / temperature
     sema_temperature: float = 0.07  # L_sema InfoNCE temperature
-    lambda_temporal: float = (
-        0.6  # L_MTC temporal: adjacent responses should reach this cosine (paper: λ)
-    )
+    # L_MTC temporal: adjacent responses should reach this cosine (paper: λ)
+    lambda_temporal: float = 0.6
     gamma1: float = 5.0  # weight of L_MTC (paper: γ1)
     gamma2: float = 5.0  # weight of L_sema (paper: γ2)
-    spatial_weight: float = (
-        1.0  # L_MTC = spatial_weight·spatial + temporal_weight·temporal + tracklet_weight·tracklet
-    )
+    # L_MTC = spatial_weight·spatial + temporal_weight·temporal + tracklet_weight·tracklet
+    spatial_weight: float = 1.0
     temporal_weight: float = 1.0
     tracklet_weight: float = 1.0
 
@@ -105,9 +97,8 @@ class TrainConfig:
     tower_lr_scale: float = 1.0  # the pretrained vision tower's learning rate as a fraction of lr
     weight_decay: float = 0.05  # decoupled (adamw) or L2 (sgd)
     momentum: float = 0.9  # sgd momentum
-    schedule: str = (
-        "cosine"  # "cosine", or "step" (lr × lr_gamma every lr_step epochs, the paper's)
-    )
+    # "cosine", or "step" (lr × lr_gamma every lr_step epochs, the paper's)
+    schedule: str = "cosine"
     lr_step: int = 20  # epochs between steps of the "step" schedule
     lr_gamma: float = 0.1  # factor at each step of the "step" schedule
     warmup_epochs: float = 1.0  # linear warm-up from 0
@@ -117,9 +108,8 @@ class TrainConfig:
     amp: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
     flip: bool = False  # random horizontal flip (off: a flip can change a fine-grained label)
     max_bad_fraction: float = 0.1  # stop when more than this share of the clips do not decode
-    restarts: int = (
-        1  # initialisations tried for probe_epochs each; the best by val top-1 trains on
-    )
+    # initialisations tried for probe_epochs each; the best by val top-1 trains on
+    restarts: int = 1
     probe_epochs: int = 3  # epochs each restart gets before the choice
 
 

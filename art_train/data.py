@@ -25,9 +25,8 @@ class ClipDataset:
         mirror: dict | None = None,
     ):
         self.records, self.prep, self.train, self.seed, self.flip = records, prep, train, seed, flip
-        self.mirror = (
-            mirror or {}
-        )  # class id → the class its mirror image shows (clockwise ↔ counter-clockwise)
+        # class id → the class its mirror image shows (clockwise ↔ counter-clockwise)
+        self.mirror = mirror or {}
         self.view = view  # which temporal view evaluation samples (art_edge.preprocess.sample_segment_indices)
         self.epoch = 0
 
@@ -40,9 +39,8 @@ class ClipDataset:
     def __getitem__(self, i):
         r = self.records[i]
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        mirrored = bool(
-            self.train and self.flip and rng.random() < 0.5
-        )  # no draw when flipping is off
+        # no draw when flipping is off
+        mirrored = bool(self.train and self.flip and rng.random() < 0.5)
         clip = load_clip(
             r.path,
             self.prep,

@@ -173,9 +173,8 @@ class RunSpec:
     root: str | None = None  # folder for relative LIST paths (default: each LIST's folder)
     clip_weights: str | None = None  # local open_clip/OpenAI checkpoint for the towers
     device: str | None = None  # auto, cpu, cuda, cuda:N
-    val_fraction: float = (
-        0.0  # without val_list: this share of each class of the training list validates
-    )
+    # without val_list: this share of each class of the training list validates
+    val_fraction: float = 0.0
     progress: bool | None = None  # progress bars (default: when stderr is a terminal)
     log: Callable = print
 

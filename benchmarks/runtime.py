@@ -25,9 +25,8 @@ import torch
 from benchlib import RESULTS, alternating, medians, write_result
 from ort_profile import matmul_graph, op_time_shares, session
 
-TARGET = (
-    1.5  # ONNX Runtime over PyTorch eager, FP32 on the CPU: the project's target for art-edge-s
-)
+# ONNX Runtime over PyTorch eager, FP32 on the CPU: the project's target for art-edge-s
+TARGET = 1.5
 
 
 def bench_config(name: str, threads: int, batch: int, repeats: int) -> dict:

@@ -53,9 +53,8 @@ CACHE_NAME = "calibration_cache.json"
 class Int8Options:
     calib: str  # LIST of calibration clips
     root: str | None = None  # folder for relative paths in the LISTs
-    holdout: str | None = (
-        None  # LIST for the gate; default: the calib LIST's clips not used to calibrate
-    )
+    # LIST for the gate; default: the calib LIST's clips not used to calibrate
+    holdout: str | None = None
     calib_size: int = DEFAULT_CALIB_CLIPS  # clips used to calibrate
     gate_size: int | None = None  # held-out clips scored by the gate (None: all)
     settings: QuantSettings = field(default_factory=QuantSettings)
@@ -66,9 +65,8 @@ class Int8Options:
     cache: str | None = None  # calibration cache to reuse (default: the one in the old engine dir)
     seed: int = 0
     threads: int | None = None
-    measure_speed: bool = (
-        True  # time FP32 against INT8 on ONNX Runtime here (off for TensorRT builds)
-    )
+    # time FP32 against INT8 on ONNX Runtime here (off for TensorRT builds)
+    measure_speed: bool = True
 
 
 def _paths(work_dir: Path, name: str) -> dict:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -44,6 +45,27 @@ def _texture(rng, size: int) -> np.ndarray:
     return np.clip(base + (img - 127.0) * 0.35, 0, 255)
 
 
+@dataclass(frozen=True)
+class Scene:
+    """Where the mark may be and how it moves; the class law (its path's shape) is the same in all.
+
+    EASY (the default): a camera framed on the athlete, the mark near the centre, moving by 13-17 %
+    of the frame, starting near one phase. HARD: the mark anywhere in the frame, moving by at most
+    8 % of it, from a random phase."""
+
+    centre_jitter: float | None = 0.1  # ± fraction of the side around the middle; None: anywhere
+    amplitude: tuple[float, float] = (
+        0.13,
+        0.17,
+    )  # range of the motion's radius, fraction of the side
+    phase_jitter: float = 0.3  # ± radians around the common starting phase (π: any phase)
+
+
+EASY = Scene()
+HARD = Scene(centre_jitter=None, amplitude=(0.06, 0.08), phase_jitter=float(np.pi))
+SCENES = {"easy": EASY, "hard": HARD}
+
+
 def mark_path(label: int, num_frames: int, rng, phase_jitter: float = 0.3) -> np.ndarray:
     """Offsets [num_frames, 2] (dx, dy) of the mark, in units of the amplitude, for class `label`.
     Every path starts near one phase (± phase_jitter radians), as a dive starts from the board."""
@@ -59,7 +81,17 @@ def mark_path(label: int, num_frames: int, rng, phase_jitter: float = 0.3) -> np
     return s * np.asarray(axis)[None]
 
 
-def clip_frames(label: int, size: int, num_frames: int, rng, centre_jitter: float = 0.1):
+def _mark_centre_and_amplitude(scene: Scene, size: int, half: int, rng):
+    """The mark's centre and motion radius (pixels); anywhere keeps the whole path in the frame."""
+    if scene.centre_jitter is not None:
+        centre = (0.5 + rng.uniform(-scene.centre_jitter, scene.centre_jitter, 2)) * size
+        return centre, size * rng.uniform(*scene.amplitude)
+    amp = size * rng.uniform(*scene.amplitude)
+    margin = amp + half + 2
+    return rng.uniform(margin, size - margin, 2), amp
+
+
+def clip_frames(label: int, size: int, num_frames: int, rng, scene: Scene = EASY):
     """One clip, frame by frame → BGR uint8 [size, size, 3] each: the live source renders a
     clip of any length in the memory of one frame (the mark's path is 16 bytes a frame)."""
     bg = _texture(rng, size)
@@ -72,11 +104,10 @@ def clip_frames(label: int, size: int, num_frames: int, rng, centre_jitter: floa
     # A camera framed on the athlete: the mark stays near the centre (± centre_jitter), while
     # the distractor roams the whole frame. From random weights, a model learns to find a mark
     # that can be anywhere far more slowly (docs/experiments/random-weights.md).
-    centre = (0.5 + rng.uniform(-centre_jitter, centre_jitter, 2)) * size
-    amp = size * rng.uniform(0.13, 0.17)
     half = max(2, int(size * 0.045))
+    centre, amp = _mark_centre_and_amplitude(scene, size, half, rng)
     mark_colour = rng.uniform(225, 255, 3)  # one recognisable object (as a diver is always a diver)
-    path = centre + amp * mark_path(label, num_frames, rng)
+    path = centre + amp * mark_path(label, num_frames, rng, scene.phase_jitter)
     for t in range(num_frames):
         vel = 0.85 * vel + rng.normal(0, size * 0.01, 2)
         pos = np.clip(pos + vel, radius, size - radius)
@@ -91,11 +122,9 @@ def clip_frames(label: int, size: int, num_frames: int, rng, centre_jitter: floa
         yield np.clip(img, 0, 255).astype(np.uint8)
 
 
-def render_clip(
-    label: int, size: int, num_frames: int, rng, centre_jitter: float = 0.1
-) -> np.ndarray:
+def render_clip(label: int, size: int, num_frames: int, rng, scene: Scene = EASY) -> np.ndarray:
     """One clip → BGR uint8 [num_frames, size, size, 3]."""
-    return np.stack(list(clip_frames(label, size, num_frames, rng, centre_jitter)))
+    return np.stack(list(clip_frames(label, size, num_frames, rng, scene)))
 
 
 # ----------------------------------------------------------------------------- art-synth: a dataset on disk
@@ -120,7 +149,7 @@ def make_dataset(
     num_classes: int = len(CLASSES),
     seed: int = 0,
     progress: bool = True,
-    centre_jitter: float = 0.1,
+    scene: Scene = EASY,
 ) -> Path:
     """Write the dataset to `out` (built in a temporary folder, then renamed into place)."""
     if not 2 <= num_classes <= len(CLASSES):
@@ -146,7 +175,7 @@ def make_dataset(
 
         for split, c, i in tqdm(jobs, desc="synthetic clips", disable=not progress):
             name = f"videos/{split}_{classes[c]}_{i:04d}.mp4"
-            write_video(tmp / name, render_clip(c, size, num_frames, rng, centre_jitter))
+            write_video(tmp / name, render_clip(c, size, num_frames, rng, scene))
             rows[split].append((name, classes[c]))
         for split, split_rows in rows.items():
             with open(tmp / f"{split}.csv", "w", newline="") as f:
@@ -182,12 +211,26 @@ def main(argv=None):
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--scene",
+        choices=sorted(SCENES),
+        default="easy",
+        help="easy: the mark near the middle, large motion, one starting phase; hard: anywhere, "
+        "motion ≤ 8 %% of the frame, any phase",
+    )
+    ap.add_argument(
         "--centre-jitter",
         type=number(float, 0.0, 0.3, what="a fraction in [0, 0.3]"),
-        default=0.1,
-        help="how far (fraction of the frame) the mark's centre strays from the middle",
+        help="easy scene only: how far (fraction of the frame) the mark's centre strays from the "
+        "middle (default 0.1)",
     )
     a = ap.parse_args(argv)
+    scene = SCENES[a.scene]
+    if a.centre_jitter is not None:
+        if a.scene != "easy":
+            raise UserError(
+                "--centre-jitter applies to --scene easy; the hard scene puts the mark anywhere"
+            )
+        scene = replace(scene, centre_jitter=a.centre_jitter)
     out = make_dataset(
         a.out,
         a.per_class,
@@ -197,7 +240,7 @@ def main(argv=None):
         a.classes,
         a.seed,
         progress=sys.stderr.isatty(),
-        centre_jitter=a.centre_jitter,
+        scene=scene,
     )
     print(f"wrote {out}/train.csv, {out}/val.csv, {out}/classes.txt")
     return 0

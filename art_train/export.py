@@ -55,7 +55,7 @@ class FrameHeadGraph(FrameEncoderGraph):
 
 class ClipReadoutGraph(FrameEncoderGraph):
     def forward(self, x_cls, responses, s_topk):
-        logits, _, saliency, _ = self.model.head_readout(x_cls, responses, s_topk)
+        logits, saliency, _ = self.model.head_readout(x_cls, responses, s_topk)
         return logits, saliency
 
 

@@ -344,24 +344,26 @@ class ART(nn.Module):
         return self.response_norm(q), attn
 
     def head_readout(self, x_cls, responses, s_topk):
-        """Per clip, last (steps 8-10): x_cls [B, D], the T frames' responses [B, T, K, D], s_topk
-        [B, K, D] → logits [B, N], time-projected responses, saliency [B, T, K], coherence."""
+        """Per clip, last (steps 8-10): x_cls [B, D], the T frames' raw responses [B, T, K, D],
+        s_topk [B, K, D] → logits [B, N], saliency [B, T, K], coherence [B, T-1, K]."""
         b, t, k, d = responses.shape
-        responses = self.encode_tracklets(responses)
-        # Steps 8-9: tracklet k is query k in every frame; aggregate by relevance to S_topk.
+        # Steps 8-9: tracklet k is query k in every frame; its saliency and coherence come from the
+        # raw responses (relevance to S_topk and agreement of adjacent frames do not depend on time).
         agg, saliency, coherence = tracklet_link(responses, s_topk, self.cfg.link_temperature)
-        # Step 10. "sum" is the paper's Σ_t w_t r_t. A sum over time cannot tell a motion from its
-        # reverse (the time projection above is there for that); "ordered" instead lets the head
-        # read each tracklet's saliency-weighted responses in time order (T·w_t r_t: uniform
-        # weights leave them at scale). art-tiny learns from random weights with "ordered"
-        # (docs/experiments/random-weights.md).
+        # Step 10. The read-out sees each frame's response with a projection of its own time step
+        # (encode_tracklets), so the order survives. "sum" is the paper's Σ_t w_t r_t; "ordered"
+        # instead lets the head read each tracklet's saliency-weighted responses in time order
+        # (T·w_t r_t: uniform weights leave them at scale). art-tiny learns from random weights
+        # with "ordered" (docs/experiments/random-weights.md).
+        timed = self.encode_tracklets(responses)
+        weighted = saliency.unsqueeze(-1) * timed
         if self.cfg.tracklet_readout == "ordered":
-            tracklets = (
-                (saliency.unsqueeze(-1) * responses * t).transpose(1, 2).reshape(b, k * t * d)
-            )
-        else:
+            tracklets = (weighted * t).transpose(1, 2).reshape(b, k * t * d)
+        elif self.tracklet_time_proj is None:
             tracklets = agg.reshape(b, k * d)
-        return self.head(torch.cat([x_cls, tracklets], dim=-1)), responses, saliency, coherence
+        else:
+            tracklets = weighted.sum(dim=1).reshape(b, k * d)
+        return self.head(torch.cat([x_cls, tracklets], dim=-1)), saliency, coherence
 
     def forward_head(self, patches, frame_tokens):
         """patches [B, T, L, D], frame_tokens [B, T, D] → dict of outputs (see `forward`): the
@@ -371,9 +373,8 @@ class ART(nn.Module):
         x_cls, topk_ids, s_topk = self.head_topk(frame_tokens)
         per_frame = s_topk.unsqueeze(1).expand(b, t, k, d).reshape(b * t, k, d)
         raw, attn = self.head_frames(patches.reshape(b * t, length, d), per_frame)
-        logits, responses, saliency, coherence = self.head_readout(
-            x_cls, raw.reshape(b, t, k, d), s_topk
-        )
+        responses = raw.reshape(b, t, k, d)
+        logits, saliency, coherence = self.head_readout(x_cls, responses, s_topk)
         return {
             "logits": logits,
             "logits_video": self.video_head(x_cls),
@@ -411,7 +412,8 @@ class ART(nn.Module):
         self.queries.copy_(3.0 * blk.norm_x(strong[chosen]).unsqueeze(0))
 
     def encode_tracklets(self, responses):
-        """[B, T, K, D] → [B, T, K, D]: r_t + W_t r_t, a projection of each frame's own time step."""
+        """[B, T, K, D] → [B, T, K, D]: r_t + W_t r_t, a projection of each frame's own time step
+        (for the read-out only; saliency, coherence and L_MTC use the raw r_t)."""
         if self.tracklet_time_proj is None:
             return responses
         return responses + torch.matmul(responses, self.tracklet_time_proj.unsqueeze(0))

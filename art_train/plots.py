@@ -18,19 +18,34 @@ def _plt():
     return plt
 
 
+def _plot_lines(ax, epochs, rows, keys, style):
+    for k in keys:
+        ax.plot(epochs, [r.get(k, np.nan) for r in rows], label=k, **style(k))
+    ax.legend(fontsize=7)
+
+
 def plot_curves(rows: list[dict], path):
+    """Loss terms, accuracy, and (where measured) each loss part's gradient norm into the tower
+    beside the pre-clip total and the share of clipped steps."""
     plt = _plt()
     epochs = [r["epoch"] for r in rows]
     terms = [k for k in rows[-1] if k.startswith(("L_", "mtc_", "sema_")) or k == "loss"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for k in terms:
-        ax1.plot(epochs, [r.get(k, np.nan) for r in rows], label=k, lw=2 if k == "loss" else 1)
-    ax1.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss terms")
-    ax1.legend(fontsize=7)
-    for k in ("val_top1", "val_mean_class_acc", "train_top1"):
-        ax2.plot(epochs, [r.get(k, np.nan) for r in rows], marker="o", label=k)
-    ax2.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1), title="accuracy")
-    ax2.legend(fontsize=7)
+    grads = [k for k in rows[-1] if k.startswith("grad_L_")]
+    fig, axes = plt.subplots(1, 3 if grads else 2, figsize=(16 if grads else 11, 4))
+    _plot_lines(axes[0], epochs, rows, terms, style=lambda k: {"lw": 2 if k == "loss" else 1})
+    axes[0].set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss terms")
+    accuracy = ("val_top1", "val_mean_class_acc", "train_top1")
+    _plot_lines(axes[1], epochs, rows, accuracy, style=lambda k: {"marker": "o"})
+    axes[1].set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1), title="accuracy")
+    if grads:
+        _plot_lines(axes[2], epochs, rows, [*grads, "grad_norm_mean"], style=lambda k: {})
+        clipped = [100 * r.get("clipped_fraction", 0.0) for r in rows]
+        axes[2].set(
+            xlabel="epoch",
+            ylabel="gradient norm",
+            yscale="log",
+            title=f"gradients (clipped steps, last epoch: {clipped[-1]:.0f} %)",
+        )
     fig.tight_layout()
     atomic_write(Path(path), lambda p: fig.savefig(p, format="png", dpi=100))
     plt.close(fig)

@@ -36,7 +36,7 @@ from art_edge.files import atomic_write_text, check_writable
 from art_train.checkpoint import load_resume_state, read_meta, save_checkpoint, save_resume_state
 from art_train.configs import ARTConfig, TrainConfig, resolve_config, resume_config  # noqa: F401 (re-exported)
 from art_train.evaluate import check_classes, classification_metrics, make_loader, predict
-from art_train.losses import art_loss
+from art_train.losses import loss_parts, part_grad_norms, shared_parameters
 from art_train.model import build_model, preprocessing_for
 
 # ----------------------------------------------------------------------------- pieces of the loop
@@ -52,17 +52,28 @@ def lr_factor(step: int, steps_per_epoch: int, tcfg: TrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+# Embedding-like parameters that weight decay would pull towards zero for no reason: the learned
+# queries, position embeddings, class/clip tokens, and the semantics bank's agent copy.
+NO_DECAY = (
+    "queries",
+    "patch_pos",
+    "pos_embed",
+    "cls_token",
+    "positional_embedding",
+    "class_embedding",
+    "agent",
+)
+
+
 def param_groups(model, tcfg: TrainConfig) -> list[dict]:
     """The pretrained vision tower at `tower_lr_scale` × the learning rate of the new modules (as
-    CLIP video fine-tuning does); weight decay on matrices only (not on biases, norms, the bank's
-    agent copy)."""
+    CLIP video fine-tuning does); weight decay on weight matrices only (not on biases, norms, or
+    the NO_DECAY embeddings and tokens)."""
     groups: dict[tuple, list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            tower, decay = (
-                name.startswith("frame_encoder.visual."),
-                p.ndim >= 2 and "agent" not in name,
-            )
+            tower = name.startswith("frame_encoder.visual.")
+            decay = p.ndim >= 2 and name.rsplit(".", 1)[-1] not in NO_DECAY
             groups.setdefault((tower, decay), []).append(p)
     return [
         {
@@ -114,31 +125,58 @@ class Distributed:
             torch.distributed.destroy_process_group()
 
 
+def train_step(model, raw, clips, labels, tcfg, dist, measure: bool):
+    """Forward, loss, backward; returns (outputs, unweighted terms as floats, the pre-clip gradient
+    norm, each loss part's gradient norm into the shared parameters when `measure`)."""
+    with torch.autocast(
+        "cuda", dtype=torch.bfloat16, enabled=tcfg.amp and dist.device.type == "cuda"
+    ):
+        out = model(clips)
+        parts, terms = loss_parts(out, labels, raw, raw.cfg)
+        loss = sum(parts.values())
+    if not torch.isfinite(loss):
+        raise UserError(f"loss became {float(loss)}: lower the learning rate (--lr)")
+    part_norms = (
+        part_grad_norms(parts, shared_parameters(raw)) if measure and len(parts) > 1 else {}
+    )
+    loss.backward()
+    # The norm before clipping is logged: clipping is a safety net, and a run that clips most
+    # steps is not running at the learning rate it was given.
+    norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip or float("inf")))
+    terms = {k: float(v.detach()) for k, v in terms.items()} | {"loss": float(loss.detach())}
+    return out, terms, norm, part_norms
+
+
+def epoch_row(sums: dict, seen: int, correct: int, norms: list, part_norms: list, tcfg) -> dict:
+    """The epoch's means: loss terms, train top-1, gradient norms (and each part's, where measured)."""
+    clipped = sum(n > tcfg.grad_clip for n in norms) / len(norms) if tcfg.grad_clip else 0.0
+    row = {
+        **{k: v / seen for k, v in sums.items()},
+        "train_top1": correct / seen,
+        "grad_norm_mean": sum(norms) / len(norms),
+        "grad_norm_max": max(norms),
+        "clipped_fraction": clipped,
+    }
+    for name in part_norms[0] if part_norms else ():
+        row[f"grad_{name}"] = sum(p[name] for p in part_norms) / len(part_norms)
+    return row
+
+
 def train_one_epoch(model, raw, loader, optimizer, scheduler, dist, tcfg, epoch, progress) -> dict:
     from tqdm import tqdm
 
     model.train()
-    sums, correct, seen, norms = {}, 0, 0, []
+    sums, correct, seen, norms, part_norms = {}, 0, 0, [], []
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tcfg.epochs}", disable=not progress, leave=False)
-    for clips, labels in bar:
+    for step, (clips, labels) in enumerate(bar):
         clips, labels = clips.to(dist.device, non_blocking=True), labels.to(dist.device)
-        with torch.autocast(
-            "cuda", dtype=torch.bfloat16, enabled=tcfg.amp and dist.device.type == "cuda"
-        ):
-            out = model(clips)
-            loss, terms = art_loss(out, labels, raw, raw.cfg)
-        if not torch.isfinite(loss):
-            raise UserError(
-                f"loss became {float(loss)} at epoch {epoch + 1}: lower the learning rate (--lr)"
-            )
+        # each loss part's gradient into the tower: a backward pass per part, so only now and then
+        measure = tcfg.part_grad_every > 0 and step % tcfg.part_grad_every == 0
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        # The norm before clipping is logged: clipping is a safety net, and a run that clips most
-        # steps is not running at the learning rate it was given.
-        norm = float(
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip or float("inf"))
-        )
+        out, terms, norm, parts = train_step(model, raw, clips, labels, tcfg, dist, measure)
         norms.append(norm)
+        if parts:
+            part_norms.append(parts)
         optimizer.step()
         scheduler.step()
         if hasattr(raw, "semantics"):
@@ -149,14 +187,7 @@ def train_one_epoch(model, raw, loader, optimizer, scheduler, dist, tcfg, epoch,
         correct += int((out["logits"].argmax(-1) == labels).sum())
         seen += n
         bar.set_postfix(loss=f"{terms['loss']:.3f}")
-    clipped = sum(n > tcfg.grad_clip for n in norms) / len(norms) if tcfg.grad_clip else 0.0
-    return {
-        **{k: v / seen for k, v in sums.items()},
-        "train_top1": correct / seen,
-        "grad_norm_mean": sum(norms) / len(norms),
-        "grad_norm_max": max(norms),
-        "clipped_fraction": clipped,
-    }
+    return epoch_row(sums, seen, correct, norms, part_norms, tcfg)
 
 
 # ----------------------------------------------------------------------------- the loop

@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--per-class", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
+        "--scene",
+        choices=["easy", "hard"],
+        default="easy",
+        help="hard: the mark anywhere, motion ≤ 8 %% of the frame, any phase (art-synth --scene)",
+    )
+    ap.add_argument(
         "--variants", nargs="+", default=["art", "baseline"], choices=["art", "baseline"]
     )
     ap.add_argument(
@@ -85,14 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     import torch
 
-    from art_edge.synthetic import make_dataset
+    from art_edge.synthetic import SCENES, make_dataset
 
     a = build_parser().parse_args(argv)
     torch.set_num_threads(a.threads)
     t_start, runs = time.time(), []
     with tempfile.TemporaryDirectory() as tmp:
         data = make_dataset(
-            Path(tmp) / "data", per_class=a.per_class, val_per_class=20, seed=1234, progress=False
+            Path(tmp) / "data",
+            per_class=a.per_class,
+            val_per_class=20,
+            seed=1234,
+            progress=False,
+            scene=SCENES[a.scene],
         )
         for seed in a.seeds:
             for variant in a.variants:
@@ -107,6 +118,7 @@ def main(argv=None):
     report = {
         "benchmark": "synthetic_ablation",
         "config": "art-tiny",
+        "scene": a.scene,
         "overrides": a.set,
         "epochs": a.epochs,
         "seeds": a.seeds,

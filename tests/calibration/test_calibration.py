@@ -130,9 +130,11 @@ def test_int8_engine_runs_and_tracks_fp32(int8_engine, engine_dir, synth):
         clips = np.stack([load_clip(r.path, e8.preprocessing) for r in records])
         l8, l32 = e8.classify_clips(clips)["logits"], e32.classify_clips(clips)["logits"]
     assert l8.shape == l32.shape
-    # INT8 error well below how much the logits differ from clip to clip (what decides labels).
-    err, spread = np.linalg.norm(l8 - l32), np.linalg.norm(l32 - l32.mean(0))
-    assert err < 0.25 * spread, (err, spread)
+    # INT8 within a few percent of FP32. (Not measured against how much the logits differ from
+    # clip to clip: this 2-epoch model's logits hardly do, and that spread varies 10× by seed
+    # while the INT8 error does not; `make demo` and benchmarks/int8.py gate a trained model.)
+    err = np.linalg.norm(l8 - l32) / np.linalg.norm(l32)
+    assert err < 0.05, err
 
 
 def test_cache_is_reused_when_it_matches_and_ignored_when_not(

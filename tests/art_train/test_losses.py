@@ -5,13 +5,13 @@ import torch.nn.functional as F
 from art_train.losses import (
     art_loss,
     loss_parts,
-    part_grad_norms,
-    shared_parameters,
     mtc_spatial,
     mtc_temporal,
     mtc_tracklet,
+    part_grad_norms,
     sema_prototype,
     sema_video,
+    shared_parameters,
 )
 from art_train.model import build_model, create_model
 from art_train.ops import tracklet_link
@@ -136,7 +136,7 @@ def test_art_b16_loss_parts_are_balanced_and_its_steps_are_not_clipped():
     assert set(norms) == {"L_v", "L_con", "L_MTC", "L_sema"}
     assert max(norms.values()) <= 3 * min(norms.values()), norms
     optimizer, dist, clipped = make_optimizer(model, tcfg), Distributed("cpu"), 0
-    for step in range(4):
+    for _ in range(4):
         optimizer.zero_grad(set_to_none=True)
         _, _, norm, _ = train_step(model, model, video, labels, tcfg, dist, measure=False)
         optimizer.step()

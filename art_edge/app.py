@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from art_edge.errors import (
     ArgumentParser,
     UserError,
@@ -29,7 +31,7 @@ from art_edge.errors import (
     positive_int,
 )
 from art_edge.files import atomic_write_text, check_writable
-from art_edge.sources import EndOfStream, open_source
+from art_edge.sources import open_source
 from art_edge.streaming import LatencyLog, StreamConfig, StreamingClassifier
 
 smoothing = number(float, 0.0, 0.999, what="a number in [0, 1)")
@@ -67,19 +69,26 @@ class RunStats:
 
 
 class _Run:
-    """One art-edge run: the source, the classifier, the outputs and the counters, frame by frame."""
+    """One art-edge run: the source, the classifier, the outputs and the counters. Frames are
+    read and preprocessed on the reader's thread, encoded and drawn on the caller's, decided on
+    the head's (art_edge.pipeline): a decision never stalls encoding."""
 
     def __init__(self, engine, source, opts: EdgeOptions):
         from art_edge.outputs import StatusLine
+        from art_edge.pipeline import FrameReader, HeadWorker
 
         if opts.emit not in ("change", "decision"):
             raise UserError(f"--emit {opts.emit!r}: use change or decision")
         self.source, self.opts, self.classes = source, opts, engine.classes
         self.clf = StreamingClassifier(engine, opts.stream)
+        live = getattr(source, "live", False)
+        self.reader = FrameReader(source, engine.preprocessing, bound=opts.stream.stride)
+        self.head = HeadWorker(self.clf, self.on_decision, live)
         self.stats = RunStats()
         self.output = self.events = None
         self.status = StatusLine() if opts.status else None
-        self.fps_ema, self.last_t, self.decision, self.last_frame = 0.0, None, None, None
+        self.fps_ema, self.last_t, self.last_frame = 0.0, None, None
+        self.decision = None  # the latest decision: written by the head thread, drawn by this one
 
     def open(self):
         from art_edge.outputs import EventLog, open_output
@@ -90,33 +99,35 @@ class _Run:
             self.output = open_output(opts.output, self.source.fps)
         if opts.events:
             self.events = EventLog(opts.events, self.classes)
+        self.reader.start()
+        self.head.start()
 
-    def emit(self, d):
-        if d is None:
-            return
-        self.stats.decisions += 1
-        self.stats.decision_latency.add(d.latency_ms)
-        self.stats.head_ms.add(d.head_ms)
-        if self.events and (self.opts.emit == "decision" or d.changed):
-            self.events.write(d)
-            self.stats.events += 1
+    def on_decision(self, d, end: bool):
+        """The head thread's side: events, decision counters, and a clip's score at its end."""
+        if d is not None:
+            self.stats.decisions += 1
+            self.stats.decision_latency.add(d.latency_ms)
+            self.stats.head_ms.add(d.head_ms)
+            if self.events and (self.opts.emit == "decision" or d.changed):
+                self.events.write(d)
+                self.stats.events += 1
+        if end:
+            self.stats.score_clip(d or self.decision)
+            self.decision = None
+        elif d is not None:
+            self.decision = d
 
-    def on_frame(self, frame, encoded=None) -> bool:
-        """Push one frame through (`encoded`: its encoder outputs, from a batch); → False when the
-        user closed the display."""
+    def on_frame(self, frame, encoded) -> bool:
+        """One encoded frame, on the encoding thread: into the window, a decision job when one is
+        due, the overlay; → False when the user closed the display."""
         stats, last = self.stats, self.last_frame
         if last is not None and frame.segment != last.segment:  # a clip ended
-            end = self.clf.flush(last)
-            self.emit(end)
-            stats.score_clip(end or self.decision)
-            self.decision = None
-        new = self.clf.push(frame, encoded)
+            self.head.submit(self.clf.end_job(last), end=True)
+        if self.clf.add(frame, encoded):
+            self.head.submit(self.clf.job(frame))
         stats.frames += 1
         stats.frame_latency.add(self.clf.frame_latency_ms)
         stats.encode_ms.add(self.clf.encode_ms)
-        if new is not None:
-            self.emit(new)
-            self.decision = new
         self._tick(frame)
         if self.output is not None:
             from art_edge.overlay import draw_overlay
@@ -128,9 +139,7 @@ class _Run:
             if getattr(self.output, "closed_by_user", False):
                 return False
         if self.status:
-            self.status.update(
-                _status_text(self.source, self.decision, self.classes, self.fps_ema, stats)
-            )
+            self.status.update(_status_text(self))
         return True
 
     def _tick(self, frame):
@@ -140,18 +149,45 @@ class _Run:
             self.fps_ema = 0.9 * self.fps_ema + 0.1 * rate if self.fps_ema else rate
         self.last_t, self.last_frame = now, frame
 
+    def step(self, stop: threading.Event) -> tuple[str, str | None] | None:
+        """Encode the frames that are ready (up to a stride's worth, as one batch); → (how the run
+        ended, the error if the source failed), or None to go on."""
+        opts = self.opts
+        if stop.is_set():
+            return "interrupted", None
+        left = opts.max_frames - self.stats.frames if opts.max_frames else opts.stream.stride
+        if left <= 0:
+            return "max frames", None
+        items, end = self.reader.take(min(left, opts.stream.stride), timeout=0.5)
+        if items:
+            encoded = self.clf.encode_images(np.stack([image for _, image in items]))
+            for (frame, _), enc in zip(items, encoded):
+                if not self.on_frame(frame, enc):
+                    return "closed by user", None
+        if end is not None:
+            return end.ended, end.error
+        if not items and self.status:  # a live source with nothing new yet (or reconnecting)
+            self.status.update(f"waiting for frames: {self.source.status}", force=True)
+        return None
+
     def finish(self):
-        """The decision in flight: the window as it stands."""
-        end = self.clf.flush(self.last_frame)
-        self.emit(end)
-        if self.last_frame is not None and self.last_frame.label is not None:
-            self.stats.score_clip(end or self.decision)
+        """The decision in flight, and the last one on the window as it stands."""
+        self.head.submit(self.clf.end_job(self.last_frame), end=self.last_frame is not None)
+        self.head.drain()
 
     def close(self):
-        """Close everything, even when one close fails; a failure here never hides the error
-        that ended the run (it is reported as itself when nothing else went wrong)."""
+        """Stop the threads, then close everything, even when one close fails; a failure here
+        never hides the error that ended the run (it is reported as itself when nothing else
+        went wrong)."""
         failures = []
-        for closable in (self.source, self.output, self.events, self.status):
+        for closable in (
+            self.reader,
+            self.head,
+            self.source,
+            self.output,
+            self.events,
+            self.status,
+        ):
             try:
                 if closable is not None:
                     closable.close()
@@ -161,88 +197,49 @@ class _Run:
             raise failures[0]
 
 
-def more_frames(source, limit: int) -> tuple[list, str | None, str | None]:
-    """Up to `limit` more frames that are ready now, without waiting (a live source's newest, a
-    file's next ones); → (frames, how the source ended if it did, its error if it failed)."""
-    frames = []
-    while len(frames) < limit:
-        try:
-            frame = source.capture(timeout=0.0)
-        except EndOfStream:
-            return frames, "source ended", None
-        except UserError as e:
-            return frames, "source failed", str(e)
-        if frame is None:
-            break
-        frames.append(frame)
-    return frames, None, None
-
-
 def run_edge(engine, source, opts: EdgeOptions, stop: threading.Event | None = None) -> dict:
     """Run until the source ends, `stop` is set or max_frames; → the summary, whose `ended` says
-    which ended it (and `error` why, when the source failed: a camera that did not come back).
-    The frames ready at each step (up to a stride's worth) are encoded as one batch."""
+    which ended it (and `error` why, when the source failed: a camera that did not come back)."""
     stop = stop or threading.Event()
-    run, started, ended, error = _Run(engine, source, opts), time.monotonic(), None, None
+    run, started, outcome = _Run(engine, source, opts), time.monotonic(), None
     try:
         run.open()
-        while ended is None:
-            if stop.is_set():
-                ended = "interrupted"
-                break
-            left = opts.max_frames - run.stats.frames if opts.max_frames else opts.stream.stride
-            if left <= 0:
-                ended = "max frames"
-                break
-            try:
-                frame = source.capture(timeout=1.0)
-            except EndOfStream:
-                ended = "source ended"
-                break
-            except (
-                UserError
-            ) as e:  # the source gave up (a lost camera): end the run, keep what it did
-                ended, error = "source failed", str(e)
-                break
-            if frame is None:  # a live source with nothing new yet (or reconnecting)
-                if run.status:
-                    run.status.update(f"waiting for frames: {source.status}", force=True)
-                continue
-            more, ended, error = more_frames(source, min(left, opts.stream.stride) - 1)
-            batch = [frame, *more]
-            for f, encoded in zip(batch, run.clf.encode(batch)):
-                if not run.on_frame(f, encoded):
-                    ended = "closed by user"
-                    break
+        while outcome is None:
+            outcome = run.step(stop)
         run.finish()
     except KeyboardInterrupt:
-        ended = "interrupted"
+        outcome = ("interrupted", None)
         run.finish()
     finally:
         run.close()
-    summary = _summary(run.stats, source, time.monotonic() - started, opts)
-    summary.update(ended=ended or "source ended", **({"error": error} if error else {}))
+    ended, error = outcome or ("interrupted", None)
+    summary = _summary(run, time.monotonic() - started, opts)
+    summary.update(ended=ended, **({"error": error} if error else {}))
     if getattr(run.output, "frames", None) is not None:
         summary["video_frames"] = run.output.frames
     return summary
 
 
-def _status_text(source, decision, classes, fps, stats) -> str:
+def _status_text(run: _Run) -> str:
+    decision, source, stats = run.decision, run.source, run.stats
     label = (
-        f"{classes[decision.label]} {decision.score:.2f}" if decision else "(filling the window)"
+        f"{run.classes[decision.label]} {decision.score:.2f}"
+        if decision
+        else "(filling the window)"
     )
     p50 = stats.decision_latency.percentile(50)
     text = (
-        f"{label:<32} {fps:5.1f} FPS  decision {p50 or 0:5.0f} ms  frames {stats.frames}  "
-        f"dropped {source.dropped}"
+        f"{label:<32} {run.fps_ema:5.1f} FPS  decision {p50 or 0:5.0f} ms  frames {stats.frames}  "
+        f"dropped {source.dropped + run.reader.dropped}"
     )
     if source.status not in ("live", "reading", "rendering"):
         text += f"  [{source.status}]"
     return text
 
 
-def _summary(stats: RunStats, source, seconds: float, opts: EdgeOptions) -> dict:
+def _summary(run: _Run, seconds: float, opts: EdgeOptions) -> dict:
     r = lambda v: None if v is None else round(v, 2)  # noqa: E731
+    stats, source = run.stats, run.source
     summary = {
         "frames": stats.frames,
         "decisions": stats.decisions,
@@ -259,7 +256,8 @@ def _summary(stats: RunStats, source, seconds: float, opts: EdgeOptions) -> dict
         },
         "encode_ms_p50": r(stats.encode_ms.percentile(50)),
         "head_ms_p50": r(stats.head_ms.percentile(50)),
-        "dropped": source.dropped,
+        "dropped": source.dropped + run.reader.dropped,
+        "decisions_skipped": run.head.skipped,
         "corrupt": source.corrupt,
         "truncated": source.truncated,
         "reconnects": source.reconnects,

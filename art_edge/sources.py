@@ -48,7 +48,11 @@ class Frame:
 
 
 class VideoSource:
-    """The protocol: open() / capture(timeout) / close(), a context manager, with counters."""
+    """The protocol: open() / capture(timeout) / close(), a context manager, with counters.
+    `live`: frames come at the source's pace and the newest matters (a pipeline that falls behind
+    drops frames rather than queueing them); otherwise every frame is wanted, in order."""
+
+    live = False
 
     def __init__(self, uri: str):
         self.uri = uri
@@ -86,6 +90,8 @@ def _bgr_to_rgb(image: np.ndarray) -> np.ndarray:
 class CaptureSource(VideoSource):
     """cv2.VideoCapture behind a grabber thread that keeps only the newest frame (cameras,
     streams, GStreamer pipelines, and files played in real time)."""
+
+    live = True
 
     def __init__(
         self,
@@ -339,6 +345,10 @@ class SyntheticSource(VideoSource):
         self.rng = np.random.default_rng(seed)
         self._clip, self._frames, self._label, self._count = -1, None, None, 0
         self._next_due = None
+
+    @property
+    def live(self) -> bool:
+        return self.fps > 0  # paced like a camera
 
     def open(self):
         self.status = "rendering"

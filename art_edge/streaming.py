@@ -12,6 +12,7 @@ do not flicker.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -75,18 +76,23 @@ class DecisionSmoother:
 
 class FrameRing:
     """The last `capacity` frames' encoder outputs, and each frame's per-frame head outputs with
-    the top-K ids they were computed for, in preallocated arrays (memory stays flat)."""
+    the top-K ids they were computed for, in preallocated arrays (memory stays flat). Every frame
+    pushed gets a serial number that is never reused, so a cache entry can be matched to the very
+    frame it was computed for even after the encoder has moved on."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
         self.patches = self.tokens = self.responses = self.attention = None
-        self.cached_ids = None  # [capacity, K]: the top-K ids a slot's responses hold (-1: none)
+        self.cached_ids = None  # [capacity, K]: the top-K ids a slot's responses were computed for
+        self.serials = np.full(capacity, -1, np.int64)  # the frame each slot holds
+        self.cached_serials = np.full(capacity, -1, np.int64)  # the frame they were computed for
         self.count = 0  # frames pushed since the last reset
+        self.serial = 0  # frames pushed ever
 
     def reset(self):
         self.count = 0
-        if self.cached_ids is not None:
-            self.cached_ids[:] = -1
+        self.serials[:] = -1
+        self.cached_serials[:] = -1
 
     def push(self, patches: np.ndarray, tokens: np.ndarray):
         if self.patches is None:
@@ -94,27 +100,26 @@ class FrameRing:
             self.tokens = np.zeros((self.capacity, *tokens.shape), tokens.dtype)
         slot = self.count % self.capacity
         self.patches[slot], self.tokens[slot] = patches, tokens
-        if self.cached_ids is not None:
-            self.cached_ids[slot] = -1  # a new frame: nothing computed for it yet
+        self.serials[slot] = self.serial
         self.count += 1
+        self.serial += 1
 
-    def store(self, slots: list, responses: np.ndarray, attention: np.ndarray, ids: np.ndarray):
+    def lookup(self, slots, serials, ids: np.ndarray) -> np.ndarray:
+        """[len(slots)] bool: which slots hold responses cached for these frames and `ids`."""
+        if self.cached_ids is None:
+            return np.zeros(len(slots), bool)
+        return (self.cached_serials[slots] == serials) & (self.cached_ids[slots] == ids).all(axis=1)
+
+    def store(self, slots, serials, responses: np.ndarray, attention: np.ndarray, ids):
+        """Cache per-frame outputs for `ids`, in the slots that still hold the frames they are of."""
         if self.responses is None:
             self.responses = np.zeros((self.capacity, *responses.shape[1:]), responses.dtype)
             self.attention = np.zeros((self.capacity, *attention.shape[1:]), attention.dtype)
             self.cached_ids = np.full((self.capacity, len(ids)), -1, np.int64)
-        self.responses[slots], self.attention[slots], self.cached_ids[slots] = (
-            responses,
-            attention,
-            ids,
-        )
-
-    def stale(self, slots, ids: np.ndarray) -> list:
-        """The distinct slots among `slots` whose responses were not computed for `ids`."""
-        unique = list(dict.fromkeys(int(s) for s in slots))
-        if self.cached_ids is None:
-            return unique
-        return [s for s in unique if not np.array_equal(self.cached_ids[s], ids)]
+        keep = self.serials[slots] == serials
+        slots = np.asarray(slots)[keep]
+        self.responses[slots], self.attention[slots] = responses[keep], attention[keep]
+        self.cached_ids[slots], self.cached_serials[slots] = ids, np.asarray(serials)[keep]
 
     def slots(self, num_frames: int) -> np.ndarray:
         """Ring slots of T frames sampled from the buffered window, oldest first."""
@@ -123,9 +128,25 @@ class FrameRing:
         return (oldest + streaming_window_indices(n, num_frames)) % self.capacity
 
 
+@dataclass
+class HeadJob:
+    """What a decision needs, copied out of the ring when it fell due: the encoder goes on
+    writing the ring while the head runs (on a thread of its own in art-edge's pipeline)."""
+
+    frame: Frame  # the newest frame of the window
+    slots: np.ndarray  # ring slots of the T sampled frames
+    serials: np.ndarray  # the frame each of those slots held
+    patches: np.ndarray  # [T, L, D]
+    tokens: np.ndarray  # [T, D]
+
+
 class StreamingClassifier:
     """Frames in, decisions out. The engine needs `encode_frames`, `head_topk`, `head_frames`,
-    `head_readout`, `num_frames`, `preprocessing` (an ARTEngine)."""
+    `head_readout`, `num_frames`, `preprocessing` (an ARTEngine).
+
+    In one thread: `push(frame)` returns a decision when one is due. Split over two (art-edge's
+    pipeline): `add(frame, encoded)` returns whether a decision is due, `job(frame)` copies what
+    it needs, and `decide(job)` runs the head on another thread while frames keep coming."""
 
     def __init__(self, engine, config: StreamConfig | None = None):
         self.engine, self.cfg = engine, config or StreamConfig()
@@ -133,86 +154,134 @@ class StreamingClassifier:
         self.window = self.cfg.window or 4 * self.num_frames
         self.min_frames = self.cfg.min_frames or self.num_frames
         self.ring = FrameRing(self.window)
+        self.lock = threading.Lock()  # the ring, between the encoding and the deciding thread
         self.smoother = DecisionSmoother(self.cfg.smoothing, self.cfg.hysteresis)
-        self.segment = None
+        self.segment = self.smoothed_segment = None
         self.since_decision = 0
         self.encode_ms = 0.0
         self.frame_latency_ms = 0.0  # capture → encoded, of the last frame pushed
         # frames the per-frame head stage ran on (the rest came from the cache)
         self.frames_computed = 0
 
-    def reset(self):
-        self.ring.reset()
-        self.smoother.reset()
-        self.since_decision = 0
-
     def encode(self, frames: list) -> list:
         """Encode frames as one batch (a frame costs the encoder less in a batch than alone); → each
         frame's (patches, tokens), for `push`."""
         images = np.stack([preprocess_frame(f.image, self.engine.preprocessing) for f in frames])
+        return self.encode_images(images)
+
+    def encode_images(self, images: np.ndarray) -> list:
+        """Preprocessed images [N, 3, S, S] as one batch → each frame's (patches, tokens)."""
         t0 = time.perf_counter()
         patches, tokens = self.engine.encode_frames(images)
-        self.encode_ms = 1000 * (time.perf_counter() - t0) / len(frames)
+        self.encode_ms = 1000 * (time.perf_counter() - t0) / len(images)
         return list(zip(patches, tokens))
 
-    def push(self, frame: Frame, encoded: tuple | None = None) -> Decision | None:
-        """Add a frame (encoded here, or given as `encode` made it); → a decision when one is due."""
+    def add(self, frame: Frame, encoded: tuple | None = None) -> bool:
+        """Add a frame (encoded here, or given as `encode` made it); → whether a decision is due."""
         if (
             frame.segment != self.segment
         ):  # a new clip: nothing of the old one belongs in the window
-            self.reset()
-            self.segment = frame.segment
+            with self.lock:
+                self.ring.reset()
+            self.since_decision, self.segment = 0, frame.segment
         if encoded is None:
-            self._add(frame)
-        else:
+            encoded = self._add(frame)
+        with self.lock:
             self.ring.push(*encoded)
         self.frame_latency_ms = 1000 * (time.monotonic() - frame.timestamp)
         self.since_decision += 1
         if self.ring.count < self.min_frames or self.since_decision < self.cfg.stride:
-            return None
+            return False
         self.since_decision = 0
-        return self._decide(frame)
+        return True
 
-    def flush(self, frame: Frame | None) -> Decision | None:
-        """A decision on what is buffered now (at the end of a clip or stream), if none was just made."""
+    def job(self, frame: Frame) -> HeadJob:
+        """A copy of what the decision on the window ending at `frame` needs."""
+        with self.lock:
+            slots = self.ring.slots(self.num_frames)
+            return HeadJob(
+                frame,
+                slots,
+                self.ring.serials[slots].copy(),
+                self.ring.patches[slots].copy(),
+                self.ring.tokens[slots].copy(),
+            )
+
+    def end_job(self, frame: Frame | None) -> HeadJob | None:
+        """The job of a last decision on what is buffered now (at the end of a clip or stream), if
+        none was just made."""
         if frame is None or self.since_decision == 0 or self.ring.count < self.min_frames:
             return None
         self.since_decision = 0
-        return self._decide(frame)
+        return self.job(frame)
 
-    def _add(self, frame: Frame):
+    def push(self, frame: Frame, encoded: tuple | None = None) -> Decision | None:
+        """Add a frame; → a decision when one is due (made here, in the caller's thread)."""
+        return self.decide(self.job(frame)) if self.add(frame, encoded) else None
+
+    def flush(self, frame: Frame | None) -> Decision | None:
+        """A decision on what is buffered now (at the end of a clip or stream), if none was just made."""
+        job = self.end_job(frame)
+        return None if job is None else self.decide(job)
+
+    def _add(self, frame: Frame) -> tuple:
         image = preprocess_frame(frame.image, self.engine.preprocessing)[None]
         t0 = time.perf_counter()
         patches, tokens = self.engine.encode_frames(image)
         self.encode_ms = 1000 * (time.perf_counter() - t0)
-        self.ring.push(patches[0], tokens[0])
+        return patches[0], tokens[0]
 
-    def _head(self) -> dict:
+    def _head(self, job: HeadJob) -> dict:
         """The clip head on the T sampled frames, doing each frame's work once: the per-clip top-K
         first; then the per-frame stage only for frames new to the sample or cached under other
         top-K ids; then the per-clip read-out. The same outputs as the whole head on the T frames."""
-        slots = self.ring.slots(self.num_frames)
-        top = self.engine.head_topk(self.ring.tokens[slots][None])
+        top = self.engine.head_topk(job.tokens[None])
         ids = top["topk_ids"][0]
-        stale = self.ring.stale(slots, ids)
-        if stale:
-            s_topk = np.ascontiguousarray(np.repeat(top["s_topk"], len(stale), axis=0))
-            frames = self.engine.head_frames(np.ascontiguousarray(self.ring.patches[stale]), s_topk)
-            self.ring.store(stale, frames["responses"], frames["attention"], ids)
-        self.frames_computed += len(stale)
-        out = self.engine.head_readout(
-            top["x_cls"], self.ring.responses[slots][None], top["s_topk"]
-        )
+        with self.lock:
+            cached = self.ring.lookup(job.slots, job.serials, ids)
+            responses = self.ring.responses[job.slots] if cached.any() else None
+            attention = self.ring.attention[job.slots] if cached.any() else None
+        # each stale frame once (a short window may sample a frame twice)
+        first = {int(s): i for i, s in reversed(list(enumerate(job.slots))) if not cached[i]}
+        if first:
+            at = list(first.values())
+            s_topk = np.ascontiguousarray(np.repeat(top["s_topk"], len(at), axis=0))
+            frames = self.engine.head_frames(np.ascontiguousarray(job.patches[at]), s_topk)
+            if responses is None:
+                shape = (len(job.slots),)
+                responses = np.zeros(
+                    shape + frames["responses"].shape[1:], frames["responses"].dtype
+                )
+                attention = np.zeros(
+                    shape + frames["attention"].shape[1:], frames["attention"].dtype
+                )
+            for slot, row in zip(first, range(len(at))):
+                same = job.slots == slot
+                responses[same], attention[same] = (
+                    frames["responses"][row],
+                    frames["attention"][row],
+                )
+            with self.lock:
+                self.ring.store(
+                    list(first), job.serials[at], frames["responses"], frames["attention"], ids
+                )
+        self.frames_computed += len(first)
+        out = self.engine.head_readout(top["x_cls"], responses[None], top["s_topk"])
         return {
             "logits": out["logits"],
             "saliency": out["saliency"],
             "topk_ids": top["topk_ids"],
-            "attention": self.ring.attention[slots][None],
+            "attention": attention[None],
         }
 
-    def _decide(self, frame: Frame) -> Decision:
+    def decide(self, job: HeadJob) -> Decision:
+        """The decision on a job: the head, then smoothing over the decisions of the same clip."""
+        frame = job.frame
+        if frame.segment != self.smoothed_segment:
+            self.smoother.reset()
+            self.smoothed_segment = frame.segment
         t0 = time.perf_counter()
-        out = self._head()
+        out = self._head(job)
         head_ms = 1000 * (time.perf_counter() - t0)
         probs = softmax(out["logits"][0].astype(np.float64))
         label, changed = self.smoother.update(probs)

@@ -54,18 +54,13 @@ class RecomputeClassifier(StreamingClassifier):
         super().__init__(engine, config)
         self.batched = batched
 
-    def _add(self, frame: Frame):
-        image = preprocess_frame(frame.image, self.engine.preprocessing)
-        if self.ring.patches is None:
-            self.ring.patches = np.zeros((self.window, *image.shape), np.float32)
-            self.ring.tokens = np.zeros((self.window, 1), np.float32)
-        slot = self.ring.count % self.window
-        self.ring.patches[slot] = image
-        self.ring.count += 1
+    def _add(self, frame: Frame) -> tuple:
+        """Buffer the preprocessed image in place of the encoder's patches (and a dummy token)."""
         self.encode_ms = 0.0
+        return preprocess_frame(frame.image, self.engine.preprocessing), np.zeros(1, np.float32)
 
-    def _head(self) -> dict:
-        images = self.ring.patches[self.ring.slots(self.num_frames)]
+    def _head(self, job) -> dict:
+        images = job.patches
         if self.batched:
             patches, tokens = self.engine.encode_frames(np.ascontiguousarray(images))
         else:

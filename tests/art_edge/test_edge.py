@@ -527,11 +527,8 @@ def test_streaming_does_each_frames_work_once_and_decides_as_the_whole_head(engi
     from art_edge.engine import ARTEngine
 
     class WholeHead(StreamingClassifier):
-        def _head(self):
-            slots = self.ring.slots(self.num_frames)
-            return self.engine.run_head(
-                self.ring.patches[slots][None], self.ring.tokens[slots][None]
-            )
+        def _head(self, job):
+            return self.engine.run_head(job.patches[None], job.tokens[None])
 
     videos = sorted((synth / "videos").glob("val_*.mp4"))[:2]
     frames = [f for i, v in enumerate(videos) for f in clip_frames(v, i)]

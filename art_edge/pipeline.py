@@ -1,0 +1,177 @@
+"""art-edge's pipeline threads: capture+decode+preprocess, encoding, and the clip head each run on
+a thread of their own, joined by bounded hand-offs, so a decision never stalls encoding.
+
+    reader = FrameReader(source, preprocessing, bound=4)   # thread 1: frames → preprocessed images
+    head = HeadWorker(classifier, on_decision, live)       # thread 3: decision jobs → decisions
+    items, ended, error = reader.take(limit=4, timeout=0.5) # thread 2 (the caller): encodes them
+
+The policy at each hand-off depends on the source. A live source (camera, stream, a file played
+in real time) must never build a backlog: when the reader's queue is full its oldest frame is
+dropped (counted), and a decision that falls due while another is still waiting for the head
+replaces it (counted as skipped). A file played as fast as possible must lose nothing: the reader
+waits for room, and the encoder waits for the head, so every frame is encoded and every decision
+is made exactly as the whole-clip forward would make it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+
+from art_edge.errors import UserError
+from art_edge.preprocess import preprocess_frame
+from art_edge.sources import EndOfStream
+
+
+@dataclass
+class _End:
+    """The reader's last item: how the source ended, and why when it failed."""
+
+    ended: str
+    error: str | None = None
+    exception: BaseException | None = None  # anything else the reader hit: re-raised by the caller
+
+
+class FrameReader:
+    """Capture, decode and preprocess on a thread of their own, into a bounded queue of
+    (frame, preprocessed image)."""
+
+    def __init__(self, source, preprocessing, bound: int):
+        self.source, self.preprocessing = source, preprocessing
+        self.live = getattr(source, "live", False)
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, bound))
+        self.dropped = 0  # frames a live source delivered that the pipeline had no room for
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="art-edge:reader", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def _run(self):
+        try:
+            while not self._stop.is_set():
+                frame = self.source.capture(timeout=0.2)
+                if frame is not None:
+                    self._put((frame, preprocess_frame(frame.image, self.preprocessing)))
+        except EndOfStream:
+            self._put(_End("source ended"), last=True)
+        except UserError as e:  # the source gave up (a lost camera): end the run, keep what it did
+            self._put(_End("source failed", str(e)), last=True)
+        except BaseException as e:  # noqa: BLE001 (handed to the caller's thread, raised there)
+            self._put(_End("reader failed", exception=e), last=True)
+
+    def _put(self, item, last: bool = False):
+        """Newest-frame policy for a live source (the end of the stream is never dropped); a file
+        waits for room."""
+        while not self._stop.is_set():
+            if self.live and not last and self.queue.full():
+                try:
+                    self.queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+            try:
+                self.queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def take(self, limit: int, timeout: float) -> tuple[list, _End | None]:
+        """Up to `limit` frames: waits up to `timeout` for the first, then takes what is ready;
+        → ((frame, image) pairs, the end if the source ended)."""
+        items = []
+        try:
+            item = self.queue.get(timeout=timeout)
+            while True:
+                if isinstance(item, _End):
+                    if item.exception is not None:
+                        raise item.exception
+                    return items, item
+                items.append(item)
+                if len(items) >= limit:
+                    return items, None
+                item = self.queue.get_nowait()
+        except queue.Empty:
+            return items, None
+
+    def close(self):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+
+
+class HeadWorker:
+    """The clip head on a thread of its own, one job at a time, with one decision job waiting at
+    most. `on_decision(decision, end)` runs on this thread, in the order the jobs were handed over;
+    `end` marks the last job of a clip (its job may be None: nothing left to decide, the clip is
+    scored on the decision before)."""
+
+    def __init__(self, classifier, on_decision, live: bool):
+        self.classifier, self.on_decision, self.live = classifier, on_decision, live
+        self.skipped = 0  # live decisions replaced by a newer one before the head took them
+        self._cond = threading.Condition()
+        self._pending: list = []  # at most one decision job, and end markers after it
+        self._busy, self._closing, self.error = False, False, None
+        self._thread = threading.Thread(target=self._run, name="art-edge:head", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def submit(self, job, end: bool = False):
+        """Hand a decision job over (or a clip's end). A live source's job replaces one still
+        waiting; otherwise the caller waits until the waiting one is taken. An end is never
+        dropped and never waits."""
+        with self._cond:
+            self._raise_error()
+            if not end:
+                while self._pending and not self._replace_waiting():
+                    self._cond.wait(0.2)
+                    self._raise_error()
+            self._pending.append((job, end))
+            self._cond.notify_all()
+
+    def _replace_waiting(self) -> bool:
+        if not self.live or self._pending[-1][1]:  # never replace an end marker
+            return False
+        self._pending.pop()
+        self.skipped += 1
+        return True
+
+    def _run(self):
+        while True:
+            with self._cond:
+                while not self._pending and not self._closing:
+                    self._cond.wait()
+                if not self._pending:
+                    return
+                (job, end), self._busy = self._pending.pop(0), True
+            try:
+                decision = None if job is None else self.classifier.decide(job)
+                self.on_decision(decision, end)
+            except BaseException as e:  # noqa: BLE001 (raised in the submitting thread)
+                with self._cond:
+                    self.error = e
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def drain(self):
+        """Wait until every job handed over is done."""
+        with self._cond:
+            while (self._pending or self._busy) and self.error is None:
+                self._cond.wait(0.2)
+            self._raise_error()
+
+    def _raise_error(self):
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def close(self):
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10.0)

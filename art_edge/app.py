@@ -47,6 +47,8 @@ class EdgeOptions:
     headless: bool = False  # draw nothing
     max_frames: int = 0  # stop after this many frames (0: until the source ends)
     status: bool = True  # the one-line live status on the terminal
+    # reading, encoding and the head on threads of their own (False: all in one, as a baseline)
+    threaded: bool = True
 
 
 @dataclass
@@ -75,15 +77,19 @@ class _Run:
 
     def __init__(self, engine, source, opts: EdgeOptions):
         from art_edge.outputs import StatusLine
-        from art_edge.pipeline import FrameReader, HeadWorker
+        from art_edge.pipeline import FrameReader, HeadWorker, InlineHead, InlineReader
 
         if opts.emit not in ("change", "decision"):
             raise UserError(f"--emit {opts.emit!r}: use change or decision")
         self.source, self.opts, self.classes = source, opts, engine.classes
         self.clf = StreamingClassifier(engine, opts.stream)
         live = getattr(source, "live", False)
-        self.reader = FrameReader(source, engine.preprocessing, bound=opts.stream.stride)
-        self.head = HeadWorker(self.clf, self.on_decision, live)
+        if opts.threaded:
+            self.reader = FrameReader(source, engine.preprocessing, bound=opts.stream.stride)
+            self.head = HeadWorker(self.clf, self.on_decision, live)
+        else:
+            self.reader = InlineReader(source, engine.preprocessing)
+            self.head = InlineHead(self.clf, self.on_decision)
         self.stats = RunStats()
         self.output = self.events = None
         self.status = StatusLine() if opts.status else None
@@ -374,6 +380,11 @@ def add_stream_flags(ap):
         default=30.0,
         help="seconds to keep retrying a lost camera",
     )
+    ap.add_argument(
+        "--no-threads",
+        action="store_true",
+        help="read, encode and decide in one thread (a decision then holds up the frames behind it)",
+    )
 
 
 def quiet_opencv():
@@ -433,6 +444,7 @@ def main(argv=None):
         emit=a.emit,
         headless=a.headless,
         max_frames=a.max_frames,
+        threaded=not a.no_threads,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -175,3 +175,53 @@ class HeadWorker:
             self._cond.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout=10.0)
+
+
+class InlineReader:
+    """FrameReader's interface in the caller's thread (`art-edge --no-threads`): capture and
+    preprocess when the encoder asks, as before the pipeline had threads."""
+
+    def __init__(self, source, preprocessing):
+        self.source, self.preprocessing, self.dropped = source, preprocessing, 0
+
+    def start(self):
+        pass
+
+    def take(self, limit: int, timeout: float) -> tuple[list, _End | None]:
+        items = []
+        try:
+            while len(items) < limit:
+                frame = self.source.capture(timeout=timeout if not items else 0.0)
+                if frame is None:
+                    break
+                items.append((frame, preprocess_frame(frame.image, self.preprocessing)))
+        except EndOfStream:
+            return items, _End("source ended")
+        except UserError as e:
+            return items, _End("source failed", str(e))
+        return items, None
+
+    def close(self):
+        pass
+
+
+class InlineHead:
+    """HeadWorker's interface in the caller's thread: each decision is made when it falls due,
+    and the frames behind it wait."""
+
+    skipped = 0
+
+    def __init__(self, classifier, on_decision):
+        self.classifier, self.on_decision = classifier, on_decision
+
+    def start(self):
+        pass
+
+    def submit(self, job, end: bool = False):
+        self.on_decision(None if job is None else self.classifier.decide(job), end)
+
+    def drain(self):
+        pass
+
+    def close(self):
+        pass

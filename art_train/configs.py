@@ -66,7 +66,7 @@ class ARTConfig:
     lambda_temporal: float = 0.6
     gamma1: float = 5.0  # weight of L_MTC (paper: γ1)
     gamma2: float = 5.0  # weight of L_sema (paper: γ2)
-    # L_MTC = spatial_weight·spatial + temporal_weight·temporal + tracklet_weight·tracklet
+    # L_MTC = the mean of spatial, temporal, tracklet weighted by these
     spatial_weight: float = 1.0
     temporal_weight: float = 1.0
     tracklet_weight: float = 1.0
@@ -260,6 +260,9 @@ _MODEL_RULES = {
     "ema_momentum": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "gamma1": (lambda v: v >= 0, "≥ 0"),
     "gamma2": (lambda v: v >= 0, "≥ 0"),
+    "spatial_weight": (lambda v: v >= 0, "≥ 0"),
+    "temporal_weight": (lambda v: v >= 0, "≥ 0"),
+    "tracklet_weight": (lambda v: v >= 0, "≥ 0"),
 }
 
 

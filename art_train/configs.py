@@ -55,6 +55,9 @@ class ARTConfig:
     head_hidden: int = 256  # hidden width of the MLP classifiers (0 = a single linear layer)
     # "sum": Σ_t w_t r_t (paper); "ordered": [w_1 r_1 … w_T r_T] in time order
     tracklet_readout: str = "sum"
+    # > 0: each tracklet's second-order motion (lag-1 cross-covariance of its responses projected
+    # to this many dims) joins the read-out; 0: off (the paper's)
+    motion_dim: int = 0
     mlp_ratio: float = 4.0  # MLP hidden width / d
     drop: float = 0.0  # dropout inside blocks
     head_dropout: float = 0.5  # dropout before the classifiers (paper: 0.5)
@@ -66,10 +69,11 @@ class ARTConfig:
     lambda_temporal: float = 0.6
     gamma1: float = 5.0  # weight of L_MTC (paper: γ1)
     gamma2: float = 5.0  # weight of L_sema (paper: γ2)
-    # L_MTC = the mean of spatial, temporal, tracklet weighted by these
-    spatial_weight: float = 1.0
-    temporal_weight: float = 1.0
-    tracklet_weight: float = 1.0
+    # L_MTC = spatial_weight·spatial + temporal_weight·temporal + tracklet_weight·tracklet; 0.5
+    # each keeps its gradient into the tower within 3× the others' at γ1 = 5 (docs/model.md)
+    spatial_weight: float = 0.5
+    temporal_weight: float = 0.5
+    tracklet_weight: float = 0.5
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -253,6 +257,7 @@ _MODEL_RULES = {
     "qr_layers": (lambda v: v >= 1, "≥ 1"),
     "query_init": (lambda v: v in ("random", "tokens"), "random or tokens"),
     "tracklet_readout": (lambda v: v in ("sum", "ordered"), "sum or ordered"),
+    "motion_dim": (lambda v: 0 <= v <= 64, "in [0, 64]"),
     "drop": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "head_dropout": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "link_temperature": (lambda v: v > 0, "> 0"),

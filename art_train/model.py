@@ -304,6 +304,13 @@ class ART(nn.Module):
                 f"tracklet_readout must be 'ordered' or 'sum', got {cfg.tracklet_readout!r}"
             )
         per_tracklet = d * (cfg.num_frames if cfg.tracklet_readout == "ordered" else 1)
+        # Second-order motion of each tracklet (motion_dim > 0): its raw responses projected to
+        # motion_dim, centred over time, and the lag-1 cross-covariance Σ_t z_t z_(t+1)ᵀ. Invariant
+        # to where the region is and to the phase the motion starts at; its antisymmetric part is
+        # the turning direction, its symmetric part the axis (docs/experiments/random-weights.md).
+        m = cfg.motion_dim
+        self.motion_proj = nn.Linear(d, m) if m > 0 else None
+        per_tracklet += m * m
         self.head = classifier(
             d + cfg.num_queries * per_tracklet, cfg.num_classes, cfg.head_hidden, cfg.head_dropout
         )  # fusion: x_cls + K tracklets
@@ -363,7 +370,19 @@ class ART(nn.Module):
             tracklets = agg.reshape(b, k * d)
         else:
             tracklets = weighted.sum(dim=1).reshape(b, k * d)
-        return self.head(torch.cat([x_cls, tracklets], dim=-1)), saliency, coherence
+        parts = [x_cls, tracklets]
+        if self.motion_proj is not None:
+            parts.append(self.tracklet_motion(responses))
+        return self.head(torch.cat(parts, dim=-1)), saliency, coherence
+
+    def tracklet_motion(self, responses):
+        """[B, T, K, D] → [B, K·m·m]: each tracklet's lag-1 cross-covariance of its centred,
+        projected responses (see motion_dim)."""
+        b, t, k, _ = responses.shape
+        z = self.motion_proj(responses)
+        z = z - z.mean(dim=1, keepdim=True)
+        lag = (z[:, :-1].unsqueeze(-1) * z[:, 1:].unsqueeze(-2)).mean(dim=1)  # [B, K, m, m]
+        return lag.reshape(b, -1)
 
     def forward_head(self, patches, frame_tokens):
         """patches [B, T, L, D], frame_tokens [B, T, D] → dict of outputs (see `forward`): the

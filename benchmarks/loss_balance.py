@@ -30,7 +30,11 @@ def one_run(data: Path, out: Path, seed: int) -> dict:
     sets = ["image_size=64", "num_frames=4", "part_grad_every=100000", "epochs=2", f"seed={seed}"]
     model_cfg, tcfg = resolve_config("art-b16", sets)
     with redirect_stdout(io.StringIO()):
-        train(model_cfg, tcfg, RunSpec(data / "train.csv", data / "val.csv", data / "classes.txt", out))
+        train(
+            model_cfg,
+            tcfg,
+            RunSpec(data / "train.csv", data / "val.csv", data / "classes.txt", out),
+        )
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     when = ("initialisation", "after_epoch_1")
     result = {"seed": seed, "grad_clip": tcfg.grad_clip}
@@ -83,7 +87,9 @@ def main(argv=None):
             "seeds": a.seeds,
             "threads": a.threads,
             "total_seconds": round(time.time() - t0, 1),
-            "worst_max_over_min_at_init": max(r["initialisation"]["max_over_min_nonzero"] for r in runs),
+            "worst_max_over_min_at_init": max(
+                r["initialisation"]["max_over_min_nonzero"] for r in runs
+            ),
             "runs": runs,
         },
     )

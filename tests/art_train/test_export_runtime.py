@@ -258,3 +258,20 @@ def test_eval_views_average_the_probabilities_of_temporal_clips(engine_dir, synt
         )
     expected = np.mean(probs.argmax(-1) == np.array([r.label for r in records]))
     assert m["n"] == len(records) and m["top1"] == pytest.approx(expected)
+
+
+def test_the_motion_read_out_exports_and_matches_pytorch(train_run, synth, tmp_path):
+    """motion_dim > 0 adds the tracklets' lag-1 cross-covariance to the read-out graph."""
+    from art_train.build_engine import build_engine
+
+    run = tmp_path / "run"
+    assert train_run(synth, run, "--epochs", 1, "--set", "motion_dim=4") == 0
+    build_engine(run, tmp_path / "engine", precision="fp32", backend="onnxruntime", log=print)
+    model, _ = load_checkpoint(run)
+    assert model.cfg.motion_dim == 4
+    with ARTEngine.load(tmp_path / "engine") as engine:
+        clips, _ = _val_clips(synth, engine)
+        ort_out = engine.classify_clips(clips)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(clips))
+    assert np.abs(ort_out["logits"] - ref["logits"].numpy()).max() <= 1e-4

@@ -213,3 +213,18 @@ def test_query_selection_starts_each_query_on_a_distinct_strong_token():
     assert torch.all(norms[best.indices] >= norms.quantile(0.85))  # among the strongest tokens
     with pytest.raises(UserError, match="query_init"):
         create_model("art-tiny", class_names=classes, query_init="kmeans")
+
+
+def test_tracklet_motion_ignores_where_the_region_is_and_flips_with_time():
+    """motion_dim: the lag-1 cross-covariance of centred responses is the same wherever the
+    region is (a constant added to every frame), and reversing time transposes it (the turning
+    direction changes sign), which a saliency-weighted sum cannot see."""
+    model = create_model("art-tiny", class_names=list("abcd"), motion_dim=6)
+    r = torch.randn(2, 8, 4, model.cfg.dim)
+    m = model.cfg.motion_dim
+    base = model.tracklet_motion(r).reshape(2, 4, m, m)
+    shifted = model.tracklet_motion(r + 5 * torch.randn(1, 1, 4, model.cfg.dim))
+    torch.testing.assert_close(shifted.reshape(2, 4, m, m), base, atol=1e-4, rtol=1e-4)
+    reversed_ = model.tracklet_motion(r.flip(1)).reshape(2, 4, m, m)
+    torch.testing.assert_close(reversed_, base.transpose(-1, -2), atol=1e-5, rtol=1e-5)
+    assert (base - base.transpose(-1, -2)).abs().max() > 1e-3

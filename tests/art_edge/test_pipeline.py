@@ -86,5 +86,6 @@ def test_a_slow_head_does_not_stall_a_live_source(engine_dir):
         )
     assert summary["frames"] == 120
     assert summary["decisions"] >= 5 and summary["decisions_skipped"] > 0
-    assert summary["frame_latency_ms"]["p95"] < 100, summary["frame_latency_ms"]
+    # in one thread every second frame would wait the head's 150 ms
+    assert summary["frame_latency_ms"]["p95"] < 150, summary["frame_latency_ms"]
     assert summary["decision_latency_ms"]["p50"] >= 150

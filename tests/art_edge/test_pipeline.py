@@ -72,9 +72,10 @@ class SlowHead:
 
 
 def test_a_slow_head_does_not_stall_a_live_source(engine_dir):
-    """Head 150 ms a decision, a decision every 2 frames of a 40 FPS camera: frames keep their
-    latency (they would wait for the head in one thread), decisions that cannot keep up are
-    skipped and counted, never queued."""
+    """Head 150 ms a decision, a decision every 2 frames of a 40 FPS camera. In one thread the
+    frames would wait for the head: at most 2 frames per 150 ms, 13.3 FPS. Threaded, frames keep
+    coming and keep their latency; decisions that cannot keep up are skipped and counted, never
+    queued."""
     from art_edge.engine import ARTEngine
 
     with ARTEngine.load(engine_dir, threads=2) as engine:
@@ -84,8 +85,7 @@ def test_a_slow_head_does_not_stall_a_live_source(engine_dir):
             source,
             EdgeOptions(StreamConfig(stride=2), headless=True, status=False, max_frames=120),
         )
-    assert summary["frames"] == 120
+    assert summary["frames"] == 120 and summary["fps"] > 20, summary["fps"]
     assert summary["decisions"] >= 5 and summary["decisions_skipped"] > 0
-    # in one thread every second frame would wait the head's 150 ms
     assert summary["frame_latency_ms"]["p95"] < 150, summary["frame_latency_ms"]
     assert summary["decision_latency_ms"]["p50"] >= 150

@@ -67,7 +67,9 @@ def main(argv=None):
             )
             run = one_run(data, Path(tmp) / name / "run", "art", a.seed, a.epochs, a.set)
             runs.append({"scene": name, **run})
-            print(f"{name:<16} held-out top-1 {run['top1']:.3f}  ({run['seconds']:.0f} s)", flush=True)
+            print(
+                f"{name:<16} held-out top-1 {run['top1']:.3f}  ({run['seconds']:.0f} s)", flush=True
+            )
     write_result(
         a.out,
         {

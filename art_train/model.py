@@ -297,12 +297,17 @@ class ART(nn.Module):
         self.prototypes = nn.Parameter(
             torch.randn(cfg.num_classes, d) * 0.02
         )  # W: decoupled from the head
+        self._build_heads(cfg)
+
+    def _build_heads(self, cfg: ARTConfig):
+        """The fusion head (x_cls + K tracklets) and the video head (x_cls alone)."""
         if cfg.query_init not in ("random", "tokens"):
             raise UserError(f"query_init must be 'random' or 'tokens', got {cfg.query_init!r}")
         if cfg.tracklet_readout not in ("ordered", "sum"):
             raise UserError(
                 f"tracklet_readout must be 'ordered' or 'sum', got {cfg.tracklet_readout!r}"
             )
+        d = cfg.dim
         per_tracklet = d * (cfg.num_frames if cfg.tracklet_readout == "ordered" else 1)
         # Second-order motion of each tracklet (motion_dim > 0): its raw responses projected to
         # motion_dim, centred over time, and the lag-1 cross-covariance Σ_t z_t z_(t+1)ᵀ. Invariant
@@ -313,10 +318,8 @@ class ART(nn.Module):
         per_tracklet += m * m
         self.head = classifier(
             d + cfg.num_queries * per_tracklet, cfg.num_classes, cfg.head_hidden, cfg.head_dropout
-        )  # fusion: x_cls + K tracklets
-        self.video_head = classifier(
-            d, cfg.num_classes, cfg.head_hidden, cfg.head_dropout
-        )  # x_cls alone
+        )
+        self.video_head = classifier(d, cfg.num_classes, cfg.head_hidden, cfg.head_dropout)
 
     def encode_frames(self, images):
         """[N, 3, H, W] → patch tokens [N, L, D], frame tokens [N, D]. Cacheable per frame."""

@@ -103,12 +103,15 @@ def loss_parts(out: dict, labels, model, cfg) -> tuple[dict, dict]:
     return parts, terms
 
 
+def total_loss(parts: dict, terms: dict):
+    """The total of the weighted parts, and every term (and the total, as `loss`) as floats."""
+    total = sum(parts.values())
+    return total, {k: float(v.detach()) for k, v in terms.items()} | {"loss": float(total.detach())}
+
+
 def art_loss(out: dict, labels, model, cfg):
     """Total loss and a dict of every term (floats detached in `terms`)."""
-    parts, terms = loss_parts(out, labels, model, cfg)
-    total = sum(parts.values())
-    terms["loss"] = total
-    return total, {k: float(v.detach()) for k, v in terms.items()}
+    return total_loss(*loss_parts(out, labels, model, cfg))
 
 
 def shared_parameters(model) -> list:

@@ -36,7 +36,7 @@ from art_edge.files import atomic_write_text, check_writable
 from art_train.checkpoint import load_resume_state, read_meta, save_checkpoint, save_resume_state
 from art_train.configs import ARTConfig, TrainConfig, resolve_config, resume_config  # noqa: F401 (re-exported)
 from art_train.evaluate import check_classes, classification_metrics, make_loader, predict
-from art_train.losses import loss_parts, part_grad_norms, shared_parameters
+from art_train.losses import loss_parts, part_grad_norms, shared_parameters, total_loss
 from art_train.model import build_model, preprocessing_for
 
 # ----------------------------------------------------------------------------- pieces of the loop
@@ -125,7 +125,7 @@ class Distributed:
             torch.distributed.destroy_process_group()
 
 
-def train_step(model, raw, clips, labels, tcfg, dist, measure: bool):
+def train_step(model, raw, clips, labels, tcfg, dist, measure: bool, epoch: int = 0):
     """Forward, loss, backward; returns (outputs, unweighted terms as floats, the pre-clip gradient
     norm, each loss part's gradient norm into the shared parameters when `measure`)."""
     with torch.autocast(
@@ -133,9 +133,11 @@ def train_step(model, raw, clips, labels, tcfg, dist, measure: bool):
     ):
         out = model(clips)
         parts, terms = loss_parts(out, labels, raw, raw.cfg)
-        loss = sum(parts.values())
+        loss, terms = total_loss(parts, terms)
     if not torch.isfinite(loss):
-        raise UserError(f"loss became {float(loss)}: lower the learning rate (--lr)")
+        raise UserError(
+            f"loss became {float(loss)} at epoch {epoch + 1}: lower the learning rate (--lr)"
+        )
     part_norms = (
         part_grad_norms(parts, shared_parameters(raw)) if measure and len(parts) > 1 else {}
     )
@@ -143,7 +145,6 @@ def train_step(model, raw, clips, labels, tcfg, dist, measure: bool):
     # The norm before clipping is logged: clipping is a safety net, and a run that clips most
     # steps is not running at the learning rate it was given.
     norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip or float("inf")))
-    terms = {k: float(v.detach()) for k, v in terms.items()} | {"loss": float(loss.detach())}
     return out, terms, norm, part_norms
 
 
@@ -173,7 +174,7 @@ def train_one_epoch(model, raw, loader, optimizer, scheduler, dist, tcfg, epoch,
         # each loss part's gradient into the tower: a backward pass per part, so only now and then
         measure = tcfg.part_grad_every > 0 and step % tcfg.part_grad_every == 0
         optimizer.zero_grad(set_to_none=True)
-        out, terms, norm, parts = train_step(model, raw, clips, labels, tcfg, dist, measure)
+        out, terms, norm, parts = train_step(model, raw, clips, labels, tcfg, dist, measure, epoch)
         norms.append(norm)
         if parts:
             part_norms.append(parts)

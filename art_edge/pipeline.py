@@ -33,6 +33,18 @@ class _End:
     exception: BaseException | None = None  # anything else the reader hit: re-raised by the caller
 
 
+def read_frame(source, preprocessing, timeout: float):
+    """One capture: (frame, preprocessed image), None when nothing came within `timeout`, or an
+    _End when the source ended or gave up (a lost camera: the run ends, keeping what it did)."""
+    try:
+        frame = source.capture(timeout=timeout)
+    except EndOfStream:
+        return _End("source ended")
+    except UserError as e:
+        return _End("source failed", str(e))
+    return None if frame is None else (frame, preprocess_frame(frame.image, preprocessing))
+
+
 class FrameReader:
     """Capture, decode and preprocess on a thread of their own, into a bounded queue of
     (frame, preprocessed image)."""
@@ -51,13 +63,12 @@ class FrameReader:
     def _run(self):
         try:
             while not self._stop.is_set():
-                frame = self.source.capture(timeout=0.2)
-                if frame is not None:
-                    self._put((frame, preprocess_frame(frame.image, self.preprocessing)))
-        except EndOfStream:
-            self._put(_End("source ended"), last=True)
-        except UserError as e:  # the source gave up (a lost camera): end the run, keep what it did
-            self._put(_End("source failed", str(e)), last=True)
+                item = read_frame(self.source, self.preprocessing, timeout=0.2)
+                if isinstance(item, _End):
+                    self._put(item, last=True)
+                    return
+                if item is not None:
+                    self._put(item)
         except BaseException as e:  # noqa: BLE001 (handed to the caller's thread, raised there)
             self._put(_End("reader failed", exception=e), last=True)
 
@@ -111,7 +122,7 @@ class HeadWorker:
         self.classifier, self.on_decision, self.live = classifier, on_decision, live
         self.skipped = 0  # live decisions replaced by a newer one before the head took them
         self._cond = threading.Condition()
-        self._pending: list = []  # at most one decision job, and end markers after it
+        self._pending: list = []  # clip ends, and at most one decision job waiting
         self._busy, self._closing, self.error = False, False, None
         self._thread = threading.Thread(target=self._run, name="art-edge:head", daemon=True)
 
@@ -189,16 +200,13 @@ class InlineReader:
 
     def take(self, limit: int, timeout: float) -> tuple[list, _End | None]:
         items = []
-        try:
-            while len(items) < limit:
-                frame = self.source.capture(timeout=timeout if not items else 0.0)
-                if frame is None:
-                    break
-                items.append((frame, preprocess_frame(frame.image, self.preprocessing)))
-        except EndOfStream:
-            return items, _End("source ended")
-        except UserError as e:
-            return items, _End("source failed", str(e))
+        while len(items) < limit:
+            item = read_frame(self.source, self.preprocessing, timeout if not items else 0.0)
+            if isinstance(item, _End):
+                return items, item
+            if item is None:
+                break
+            items.append(item)
         return items, None
 
     def close(self):

@@ -225,11 +225,8 @@ class StreamingClassifier:
         return None if job is None else self.decide(job)
 
     def _add(self, frame: Frame) -> tuple:
-        image = preprocess_frame(frame.image, self.engine.preprocessing)[None]
-        t0 = time.perf_counter()
-        patches, tokens = self.engine.encode_frames(image)
-        self.encode_ms = 1000 * (time.perf_counter() - t0)
-        return patches[0], tokens[0]
+        """One frame encoded alone → its (patches, tokens)."""
+        return self.encode([frame])[0]
 
     def _head(self, job: HeadJob) -> dict:
         """The clip head on the T sampled frames, doing each frame's work once: the per-clip top-K
@@ -241,31 +238,27 @@ class StreamingClassifier:
             cached = self.ring.lookup(job.slots, job.serials, ids)
             responses = self.ring.responses[job.slots] if cached.any() else None
             attention = self.ring.attention[job.slots] if cached.any() else None
-        # each stale frame once (a short window may sample a frame twice)
-        first = {int(s): i for i, s in reversed(list(enumerate(job.slots))) if not cached[i]}
-        if first:
-            at = list(first.values())
+        # each stale frame once (a short window may sample a frame twice): its first position
+        slots, at = np.unique(job.slots, return_index=True)
+        stale, at = slots[~cached[at]], at[~cached[at]]
+        if len(stale):
             s_topk = np.ascontiguousarray(np.repeat(top["s_topk"], len(at), axis=0))
             frames = self.engine.head_frames(np.ascontiguousarray(job.patches[at]), s_topk)
-            if responses is None:
-                shape = (len(job.slots),)
-                responses = np.zeros(
-                    shape + frames["responses"].shape[1:], frames["responses"].dtype
+            if responses is None:  # nothing cached: every position is filled below
+                responses, attention = (
+                    np.empty((len(job.slots), *frames[k].shape[1:]), frames[k].dtype)
+                    for k in ("responses", "attention")
                 )
-                attention = np.zeros(
-                    shape + frames["attention"].shape[1:], frames["attention"].dtype
-                )
-            for slot, row in zip(first, range(len(at))):
-                same = job.slots == slot
-                responses[same], attention[same] = (
-                    frames["responses"][row],
-                    frames["attention"][row],
-                )
+            fresh, rows = ~cached, np.searchsorted(stale, job.slots[~cached])
+            responses[fresh], attention[fresh] = (
+                frames["responses"][rows],
+                frames["attention"][rows],
+            )
             with self.lock:
                 self.ring.store(
-                    list(first), job.serials[at], frames["responses"], frames["attention"], ids
+                    stale, job.serials[at], frames["responses"], frames["attention"], ids
                 )
-        self.frames_computed += len(first)
+        self.frames_computed += len(stale)
         out = self.engine.head_readout(top["x_cls"], responses[None], top["s_topk"])
         return {
             "logits": out["logits"],

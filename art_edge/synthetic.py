@@ -54,10 +54,8 @@ class Scene:
     8 % of it, from a random phase."""
 
     centre_jitter: float | None = 0.1  # ± fraction of the side around the middle; None: anywhere
-    amplitude: tuple[float, float] = (
-        0.13,
-        0.17,
-    )  # range of the motion's radius, fraction of the side
+    # range of the motion's radius, fraction of the side
+    amplitude: tuple[float, float] = (0.13, 0.17)
     phase_jitter: float = 0.3  # ± radians around the common starting phase (π: any phase)
 
 

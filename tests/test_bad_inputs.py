@@ -130,6 +130,11 @@ CASES = {
         lambda c: ["--out", c.tmp / "d", "--centre-jitter", 5],
         r"\[0, 0.3\]",
     ),
+    "synth jitter on the hard scene": (
+        "art-synth",
+        lambda c: ["--out", c.tmp / "d", "--scene", "hard", "--centre-jitter", 0.1],
+        "applies to --scene easy",
+    ),
     "synth out not empty": (
         "art-synth",
         lambda c: ["--out", c.file("d/x", "x").parent],

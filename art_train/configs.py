@@ -123,7 +123,7 @@ class TrainConfig:
 
 
 # The clipping threshold of the configs that fine-tune a pretrained tower with every loss term on:
-# well above the pre-clip norms of their first steps (30-45 measured, docs/model.md), so it only
+# well above the pre-clip norms of their first epoch (20-28 measured, docs/model.md), so it only
 # catches spikes; AdamW's step size does not depend on the gradient's scale anyway.
 GRAD_CLIP_SAFETY_NET = 100.0
 

@@ -1,7 +1,8 @@
 """Each loss part's gradient norm into the frame encoder, at initialisation and after the first
 epoch, with art-b16's loss weights (γ1 = γ2 = 5) and recipe, through the real art-train loop.
 
-    python benchmarks/loss_balance.py [--seeds 0 1 2] [--out benchmarks/results/loss_balance.json]
+    python benchmarks/loss_balance.py [--seeds 0 1 2] [--set KEY=VALUE ...]
+        [--out benchmarks/results/loss_balance.json]
 
 Random weights (nothing can be downloaded here), a small input (64², T = 4) so that a ViT-B/16
 trains on a CPU, 6 synthetic classes. The parts are measured on the first step of each epoch
@@ -24,10 +25,11 @@ from benchlib import RESULTS, write_result
 PARTS = ("L_v", "L_con", "L_MTC", "L_sema")
 
 
-def one_run(data: Path, out: Path, seed: int) -> dict:
+def one_run(data: Path, out: Path, seed: int, extra: list) -> dict:
     from art_train.train import RunSpec, resolve_config, train
 
     sets = ["image_size=64", "num_frames=4", "part_grad_every=100000", "epochs=2", f"seed={seed}"]
+    sets += extra
     model_cfg, tcfg = resolve_config("art-b16", sets)
     with redirect_stdout(io.StringIO()):
         train(
@@ -59,6 +61,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override"
+    )
     ap.add_argument("--out", default=str(RESULTS / "loss_balance.json"))
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -66,7 +71,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         data = make_dataset(Path(tmp) / "data", per_class=6, val_per_class=2, progress=False)
         for seed in a.seeds:
-            runs.append(one_run(data, Path(tmp) / f"run{seed}", seed))
+            runs.append(one_run(data, Path(tmp) / f"run{seed}", seed, a.set))
             for when in ("initialisation", "after_epoch_1"):
                 norms = runs[-1][when]["part_grad_norms"]
                 print(
@@ -85,6 +90,7 @@ def main(argv=None):
             "benchmark": "loss_balance",
             "config": "art-b16 (image_size 64, num_frames 4, random weights)",
             "seeds": a.seeds,
+            "overrides": a.set,
             "threads": a.threads,
             "total_seconds": round(time.time() - t0, 1),
             "worst_max_over_min_at_init": max(

@@ -35,6 +35,10 @@ from art_edge.sources import open_source
 from art_edge.streaming import LatencyLog, StreamConfig, StreamingClassifier
 
 smoothing = number(float, 0.0, 0.999, what="a number in [0, 1)")
+# The clip head's inference threads when it runs on a thread of its own beside the encoder: the
+# head's graphs are small, and a second thread of theirs takes a core from the encoder rather than
+# speeding them up (art-edge-s INT8 on 2 cores: 0.85 → 0.89 of the encoder-only bound, docs/benchmarks.md).
+HEAD_THREADS_THREADED = 1
 
 
 @dataclass
@@ -335,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--threads", type=positive_int, help="inference threads (default: the runtime's)"
     )
+    ap.add_argument(
+        "--head-threads",
+        type=positive_int,
+        help=f"the clip head's inference threads (default: {HEAD_THREADS_THREADED} beside the "
+        "encoder's, --threads with --no-threads)",
+    )
     add_stream_flags(ap)
     ap.add_argument(
         "--max-frames",
@@ -419,7 +429,8 @@ def main(argv=None):
     a = build_parser().parse_args(argv)
     quiet_opencv()
     _outputs_checked(a)
-    engine = ARTEngine.load(a.engine, backend=a.backend, threads=a.threads)
+    head_threads = a.head_threads or (a.threads if a.no_threads else HEAD_THREADS_THREADED)
+    engine = ARTEngine.load(a.engine, a.backend, threads=a.threads, head_threads=head_threads)
     if a.window and a.window < engine.num_frames:
         raise UserError(
             f"--window {a.window} is smaller than the T = {engine.num_frames} frames a decision samples; "

@@ -73,20 +73,28 @@ class ARTEngine:
     clip head."""
 
     def __init__(
-        self, engine_dir, manifest: dict, backend: str = "onnxruntime", threads: int | None = None
+        self,
+        engine_dir,
+        manifest: dict,
+        backend: str = "onnxruntime",
+        threads: int | None = None,
+        head_threads: int | None = None,
     ):
         self.engine_dir, self.manifest = Path(engine_dir), manifest
         self.classes: list[str] = manifest["classes"]
         self.preprocessing = Preprocessing.from_dict(manifest["preprocessing"])
         self.num_frames = int(manifest["model"]["num_frames"])
-        self.runners = self._runners(manifest, backend, threads)
+        self.runners = self._runners(manifest, backend, threads, head_threads or threads)
 
-    def _runners(self, manifest: dict, backend: str, threads) -> dict:
+    def _runners(self, manifest: dict, backend: str, threads, head_threads) -> dict:
         if backend == "onnxruntime":
             from art_edge.backends.onnxruntime import OnnxRuntimeRunner
 
             return {
-                g: OnnxRuntimeRunner(self.engine_dir / manifest["graphs"][g], threads=threads)
+                g: OnnxRuntimeRunner(
+                    self.engine_dir / manifest["graphs"][g],
+                    threads=threads if g == "frame_encoder" else head_threads,
+                )
                 for g in GRAPHS
             }
         if backend == "tensorrt":
@@ -104,9 +112,15 @@ class ARTEngine:
 
     @classmethod
     def load(
-        cls, engine_dir, backend: str = "onnxruntime", threads: int | None = None
+        cls,
+        engine_dir,
+        backend: str = "onnxruntime",
+        threads: int | None = None,
+        head_threads: int | None = None,
     ) -> ARTEngine:
-        return cls(engine_dir, read_manifest(engine_dir), backend, threads)
+        """`head_threads`: the clip head's inference threads (default: `threads`); on a small
+        CPU the threaded pipeline runs the head beside the encoder, so fewer can pay."""
+        return cls(engine_dir, read_manifest(engine_dir), backend, threads, head_threads)
 
     @classmethod
     def from_graphs(cls, graphs: dict, threads: int | None = None) -> ARTEngine:

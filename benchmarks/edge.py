@@ -96,13 +96,14 @@ MODES = {  # name: (threaded, played at the file's own rate as a live camera)
 
 
 def pipeline_run(engine_dir: Path, video: Path, threads: int, stride: int, mode: str) -> dict:
-    from art_edge.app import EdgeOptions, run_edge
+    from art_edge.app import HEAD_THREADS_THREADED, EdgeOptions, run_edge
     from art_edge.engine import ARTEngine
     from art_edge.sources import open_source
     from art_edge.streaming import StreamConfig
 
     threaded, live = MODES[mode]
-    with ARTEngine.load(engine_dir, threads=threads) as engine:
+    head_threads = HEAD_THREADS_THREADED if threaded else None  # as art-edge does
+    with ARTEngine.load(engine_dir, threads=threads, head_threads=head_threads) as engine:
         return run_edge(
             engine,
             open_source(str(video), realtime=live),
@@ -168,11 +169,14 @@ def summarize_runs(rs: list) -> dict:
 
 def memory_run(engine_dir: Path, frames: int, threads: int, tmp: Path) -> dict:
     """RSS every half second while the pipeline runs with every output on."""
-    from art_edge.app import EdgeOptions, run_edge
+    from art_edge.app import HEAD_THREADS_THREADED, EdgeOptions, run_edge
     from art_edge.engine import ARTEngine
     from art_edge.sources import open_source
 
-    with ARTEngine.load(engine_dir, threads=threads) as engine, RssSampler() as mem:
+    with (
+        ARTEngine.load(engine_dir, threads=threads, head_threads=HEAD_THREADS_THREADED) as engine,
+        RssSampler() as mem,
+    ):
         summary = run_edge(
             engine,
             open_source(f"synthetic://?frames=32&size=160&clips={-(-frames // 32)}"),

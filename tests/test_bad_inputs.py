@@ -621,6 +621,11 @@ CASES = {
         lambda c: ["--engine", c.engine, "--video", c.clip(), "--threads", -2],
         "≥ 1",
     ),
+    "edge head-threads 0": (
+        "art-edge",
+        lambda c: ["--engine", c.engine, "--video", c.clip(), "--head-threads", 0],
+        "≥ 1",
+    ),
     "edge max-frames -1": (
         "art-edge",
         lambda c: ["--engine", c.engine, "--video", c.clip(), "--max-frames", -1],

@@ -17,7 +17,9 @@ def test_a_file_through_the_threads_decides_exactly_as_one_thread(engine_dir, sy
     from art_edge.engine import ARTEngine
 
     events, cfg = tmp_path / "events.jsonl", StreamConfig(window=12, stride=3, smoothing=0.3)
-    with ARTEngine.load(engine_dir, threads=2) as engine:
+    # the head on one inference thread beside the encoder's two, as art-edge runs it
+    with ARTEngine.load(engine_dir, threads=2, head_threads=1) as engine:
+        assert [r.threads for r in engine.runners.values()] == [2, 1, 1, 1]
         summary = run_edge(
             engine,
             open_source(str(synth / "val.csv"), classes=engine.classes),

@@ -14,11 +14,8 @@ import argparse
 import signal
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from art_edge.errors import (
     ArgumentParser,
@@ -28,11 +25,12 @@ from art_edge.errors import (
     non_negative_float,
     non_negative_int,
     number,
+    positive_float,
     positive_int,
 )
 from art_edge.files import atomic_write_text, check_writable
 from art_edge.sources import open_source
-from art_edge.streaming import LatencyLog, StreamConfig, StreamingClassifier
+from art_edge.streaming import StreamConfig
 
 smoothing = number(float, 0.0, 0.999, what="a number in [0, 1)")
 # The clip head's inference threads when it runs on a thread of its own beside the encoder: the
@@ -44,8 +42,9 @@ HEAD_THREADS_THREADED = 1
 @dataclass
 class EdgeOptions:
     stream: StreamConfig = field(default_factory=StreamConfig)
-    output: str | None = None  # a .mp4/.avi path or "display"
-    events: str | None = None  # events.jsonl
+    output: str | None = None  # a .mp4/.avi path or "display" (one camera)
+    # event sinks: .jsonl paths, mqtt://HOST:PORT/TOPIC, http(s):// webhooks (a str: one of them)
+    events: list = field(default_factory=list)
     # "change": an event when the decided label changes; "decision": every decision
     emit: str = "change"
     headless: bool = False  # draw nothing
@@ -53,244 +52,56 @@ class EdgeOptions:
     status: bool = True  # the one-line live status on the terminal
     # reading, encoding and the head on threads of their own (False: all in one, as a baseline)
     threaded: bool = True
+    segments: str | None = None  # segments.jsonl: one line per finished action
+    min_score: float = 0.5  # a segment's smoothed score stays at or above this
+    min_duration: float = 0.5  # seconds; shorter runs are flicker
+    clips: str | None = None  # folder for a video per segment
+    pre: float = 2.0  # seconds of video before a segment's start, and after its end
+    post: float = 2.0
+    clip_history: float = 30.0  # seconds of frames each camera keeps for its clips
+    raw_clips: bool = False  # clips without the annotation
+    metrics: str | None = None  # HOST:PORT of the Prometheus endpoint
+    stale_after: float = 10.0  # /healthz fails when a camera delivered no frame for this long
 
-
-@dataclass
-class RunStats:
-    frames: int = 0
-    decisions: int = 0
-    events: int = 0
-    clips_scored: int = 0
-    clips_correct: int = 0
-    frame_latency: LatencyLog = field(default_factory=LatencyLog)
-    decision_latency: LatencyLog = field(default_factory=LatencyLog)
-    encode_ms: LatencyLog = field(default_factory=LatencyLog)
-    head_ms: LatencyLog = field(default_factory=LatencyLog)
-
-    def score_clip(self, decision):
-        """The last decision of a clip against the clip's label (sources that know it)."""
-        if decision is not None and decision.truth is not None:
-            self.clips_scored += 1
-            self.clips_correct += int(decision.label == decision.truth)
-
-
-class _Run:
-    """One art-edge run: the source, the classifier, the outputs and the counters. Frames are
-    read and preprocessed on the reader's thread, encoded and drawn on the caller's, decided on
-    the head's (art_edge.pipeline): a decision never stalls encoding."""
-
-    def __init__(self, engine, source, opts: EdgeOptions):
-        from art_edge.outputs import StatusLine
-        from art_edge.pipeline import FrameReader, HeadWorker, InlineHead, InlineReader
-
-        if opts.emit not in ("change", "decision"):
-            raise UserError(f"--emit {opts.emit!r}: use change or decision")
-        self.source, self.opts, self.classes = source, opts, engine.classes
-        self.clf = StreamingClassifier(engine, opts.stream)
-        live = getattr(source, "live", False)
-        if opts.threaded:
-            self.reader = FrameReader(source, engine.preprocessing, bound=opts.stream.stride)
-            self.head = HeadWorker(self.clf, self.on_decision, live)
-        else:
-            self.reader = InlineReader(source, engine.preprocessing)
-            self.head = InlineHead(self.clf, self.on_decision)
-        self.stats = RunStats()
-        self.output = self.events = None
-        self.status = StatusLine() if opts.status else None
-        self.fps_ema, self.last_t, self.last_frame = 0.0, None, None
-        self.decision = None  # the latest decision: written by the head thread, drawn by this one
-
-    def open(self):
-        from art_edge.outputs import EventLog, open_output
-
-        self.source.open()
-        opts = self.opts
-        if opts.output and not opts.headless:
-            self.output = open_output(opts.output, self.source.fps)
-        if opts.events:
-            self.events = EventLog(opts.events, self.classes)
-        self.reader.start()
-        self.head.start()
-
-    def on_decision(self, d, end: bool):
-        """The head thread's side: events, decision counters, and a clip's score at its end."""
-        if d is not None:
-            self.stats.decisions += 1
-            self.stats.decision_latency.add(d.latency_ms)
-            self.stats.head_ms.add(d.head_ms)
-            if self.events and (self.opts.emit == "decision" or d.changed):
-                self.events.write(d)
-                self.stats.events += 1
-        if end:
-            self.stats.score_clip(d or self.decision)
-            self.decision = None
-        elif d is not None:
-            self.decision = d
-
-    def on_frame(self, frame, encoded) -> bool:
-        """One encoded frame, on the encoding thread: into the window, a decision job when one is
-        due, the overlay; → False when the user closed the display."""
-        stats, last = self.stats, self.last_frame
-        if last is not None and frame.segment != last.segment:  # a clip ended
-            self.head.submit(self.clf.end_job(last), end=True)
-        if self.clf.add(frame, encoded):
-            self.head.submit(self.clf.job(frame))
-        stats.frames += 1
-        stats.frame_latency.add(self.clf.frame_latency_ms)
-        stats.encode_ms.add(self.clf.encode_ms)
-        self._tick(frame)
-        if self.output is not None:
-            from art_edge.overlay import draw_overlay
-
-            p50 = stats.decision_latency.percentile(50)
-            self.output.write(
-                draw_overlay(frame.image, self.decision, self.classes, self.fps_ema, p50)
-            )
-            if getattr(self.output, "closed_by_user", False):
-                return False
-        if self.status:
-            self.status.update(_status_text(self))
-        return True
-
-    def _tick(self, frame):
-        now = time.monotonic()
-        if self.last_t is not None:
-            rate = 1 / max(now - self.last_t, 1e-6)
-            self.fps_ema = 0.9 * self.fps_ema + 0.1 * rate if self.fps_ema else rate
-        self.last_t, self.last_frame = now, frame
-
-    def step(self, stop: threading.Event) -> tuple[str, str | None] | None:
-        """Encode the frames that are ready (up to a stride's worth, as one batch); → (how the run
-        ended, the error if the source failed), or None to go on."""
-        opts = self.opts
-        if stop.is_set():
-            return "interrupted", None
-        left = opts.max_frames - self.stats.frames if opts.max_frames else opts.stream.stride
-        if left <= 0:
-            return "max frames", None
-        items, end = self.reader.take(min(left, opts.stream.stride), timeout=0.5)
-        if items:
-            encoded = self.clf.encode_images(np.stack([image for _, image in items]))
-            for (frame, _), enc in zip(items, encoded):
-                if not self.on_frame(frame, enc):
-                    return "closed by user", None
-        if end is not None:
-            return end.ended, end.error
-        if not items and self.status:  # a live source with nothing new yet (or reconnecting)
-            self.status.update(f"waiting for frames: {self.source.status}", force=True)
-        return None
-
-    def finish(self):
-        """The decision in flight, and the last one on the window as it stands."""
-        self.head.submit(self.clf.end_job(self.last_frame), end=self.last_frame is not None)
-        self.head.drain()
-
-    def close(self):
-        """Stop the threads, then close everything, even when one close fails; a failure here
-        never hides the error that ended the run (it is reported as itself when nothing else
-        went wrong)."""
-        failures = []
-        for closable in (
-            self.reader,
-            self.head,
-            self.source,
-            self.output,
-            self.events,
-            self.status,
-        ):
-            try:
-                if closable is not None:
-                    closable.close()
-            except Exception as e:  # noqa: BLE001 (each output is closed whatever the others did)
-                failures.append(e)
-        if failures and sys.exc_info()[1] is None:
-            raise failures[0]
+    def __post_init__(self):
+        if isinstance(self.events, str):
+            self.events = [self.events]
 
 
 def run_edge(engine, source, opts: EdgeOptions, stop: threading.Event | None = None) -> dict:
-    """Run until the source ends, `stop` is set or max_frames; → the summary, whose `ended` says
-    which ended it (and `error` why, when the source failed: a camera that did not come back)."""
-    stop = stop or threading.Event()
-    run, started, outcome = _Run(engine, source, opts), time.monotonic(), None
-    try:
-        run.open()
-        while outcome is None:
-            outcome = run.step(stop)
-        run.finish()
-    except KeyboardInterrupt:
-        outcome = ("interrupted", None)
-        run.finish()
-    finally:
-        run.close()
-    ended, error = outcome or ("interrupted", None)
-    summary = _summary(run, time.monotonic() - started, opts)
-    summary.update(ended=ended, **({"error": error} if error else {}))
-    if getattr(run.output, "frames", None) is not None:
-        summary["video_frames"] = run.output.frames
-    return summary
+    """One source (named cam0) until it ends, `stop` is set or max_frames; → the summary, whose
+    `ended` says which ended it (and `error` why, when the source failed: a camera that did not
+    come back). Several cameras: art_edge.rig.Rig."""
+    from art_edge.rig import CameraSpec, Rig
+
+    return Rig(engine, [CameraSpec("cam0", source)], opts).run(stop)
 
 
-def _status_text(run: _Run) -> str:
-    decision, source, stats = run.decision, run.source, run.stats
-    label = (
-        f"{run.classes[decision.label]} {decision.score:.2f}"
-        if decision
-        else "(filling the window)"
+def _camera_line(c: dict) -> str:
+    fl, dl = c["frame_latency_ms"], c["decision_latency_ms"]
+    return (
+        f"{c['fps']:.1f} FPS; frame latency p50 {fl['p50']} ms p95 {fl['p95']} ms; decision "
+        f"latency p50 {dl['p50']} ms p95 {dl['p95']} ms; {c['decisions']} decisions, dropped "
+        f"{c['dropped']}, corrupt {c['corrupt']}, reconnects {c['reconnects']}"
     )
-    p50 = stats.decision_latency.percentile(50)
-    text = (
-        f"{label:<32} {run.fps_ema:5.1f} FPS  decision {p50 or 0:5.0f} ms  frames {stats.frames}  "
-        f"dropped {source.dropped + run.reader.dropped}"
-    )
-    if source.status not in ("live", "reading", "rendering"):
-        text += f"  [{source.status}]"
-    return text
-
-
-def _summary(run: _Run, seconds: float, opts: EdgeOptions) -> dict:
-    r = lambda v: None if v is None else round(v, 2)  # noqa: E731
-    stats, source = run.stats, run.source
-    summary = {
-        "frames": stats.frames,
-        "decisions": stats.decisions,
-        "events": stats.events,
-        "seconds": round(seconds, 2),
-        "fps": round(stats.frames / seconds, 2) if seconds > 0 else 0.0,
-        "frame_latency_ms": {
-            "p50": r(stats.frame_latency.percentile(50)),
-            "p95": r(stats.frame_latency.percentile(95)),
-        },
-        "decision_latency_ms": {
-            "p50": r(stats.decision_latency.percentile(50)),
-            "p95": r(stats.decision_latency.percentile(95)),
-        },
-        "encode_ms_p50": r(stats.encode_ms.percentile(50)),
-        "head_ms_p50": r(stats.head_ms.percentile(50)),
-        "dropped": source.dropped + run.reader.dropped,
-        "decisions_skipped": run.head.skipped,
-        "corrupt": source.corrupt,
-        "truncated": source.truncated,
-        "reconnects": source.reconnects,
-        "output": opts.output if not opts.headless else None,
-        "events_path": opts.events,
-    }
-    if stats.clips_scored:
-        summary.update(
-            clips_scored=stats.clips_scored,
-            clip_top1=round(stats.clips_correct / stats.clips_scored, 4),
-        )
-    return summary
 
 
 def print_summary(summary: dict, out=sys.stdout):
-    fl, dl = summary["frame_latency_ms"], summary["decision_latency_ms"]
-    print(
-        f"{summary['frames']} frames in {summary['seconds']:.1f} s: {summary['fps']:.1f} FPS; "
-        f"frame latency p50 {fl['p50']} ms p95 {fl['p95']} ms; decision latency p50 {dl['p50']} ms "
-        f"p95 {dl['p95']} ms; {summary['decisions']} decisions, dropped {summary['dropped']}, "
-        f"corrupt {summary['corrupt']}, reconnects {summary['reconnects']}",
-        file=out,
-    )
+    cams = summary.get("cameras") or {}
+    if len(cams) > 1:
+        print(
+            f"{summary['frames']} frames from {len(cams)} cameras in {summary['seconds']:.1f} s: "
+            f"{summary['fps']:.1f} FPS in all",
+            file=out,
+        )
+        for name, c in cams.items():
+            ended = f"; ended: {c['ended']}" + (f" ({c['error']})" if c.get("error") else "")
+            print(f"  {name}: {c['frames']} frames, {_camera_line(c)}{ended}", file=out)
+    else:
+        print(
+            f"{summary['frames']} frames in {summary['seconds']:.1f} s: {_camera_line(summary)}",
+            file=out,
+        )
     if "clip_top1" in summary:
         print(
             f"clips scored against their labels: {summary['clips_scored']}, top-1 {summary['clip_top1']:.3f}",
@@ -301,8 +112,22 @@ def print_summary(summary: dict, out=sys.stdout):
             f"annotated video: {summary['output']} ({summary.get('video_frames', 0)} frames)",
             file=out,
         )
-    if summary.get("events_path") and Path(summary["events_path"]).is_file():
-        print(f"events: {summary['events_path']} ({summary['events']} events)", file=out)
+    for name, counts in summary.get("sinks", {}).items():
+        if "://" in name or Path(name).is_file():
+            lost = counts["failed"] + counts["dropped"]
+            print(
+                f"events: {name} ({counts['sent']} sent" + (f", {lost} lost)" if lost else ")"),
+                file=out,
+            )
+    if summary.get("segments"):
+        print(f"segments: {summary['segments']}", file=out)
+    if "clips" in summary:
+        dropped = summary["clips_dropped"]
+        print(
+            f"clips: {len(summary['clips'])} written"
+            + (f", {dropped} dropped (the writer fell behind)" if dropped else ""),
+            file=out,
+        )
     print(
         f"ended: {summary.get('ended', 'source ended')}"
         + (f" ({summary['error']})" if summary.get("error") else ""),
@@ -324,11 +149,26 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--video", help="a video file")
     src.add_argument(
         "--source",
-        help="URI: /dev/videoN, rtsp://, http(s)://, csi://N, a GStreamer pipeline, "
-        "synthetic://?frames=32&size=96, or a LIST .csv played clip after clip",
+        action="append",
+        help="[NAME=]URI, repeatable (a camera each, in one process): /dev/videoN, rtsp://, "
+        "http(s)://, csi://N, a GStreamer pipeline, synthetic://?frames=32&size=96, or a LIST "
+        ".csv played clip after clip; unnamed sources are cam0, cam1, …",
     )
-    ap.add_argument("--output", help="annotated video (.mp4/.avi) or 'display'")
-    ap.add_argument("--events", help="events JSONL, one decision a line, flushed as written")
+    ap.add_argument("--output", help="annotated video (.mp4/.avi) or 'display' (one camera)")
+    ap.add_argument(
+        "--events",
+        action="append",
+        default=[],
+        help="repeatable: a .jsonl path (one event a line), mqtt://HOST:PORT/TOPIC (QoS 1) or "
+        "http(s)://… (a JSON POST each, retried)",
+    )
+    ap.add_argument(
+        "--roi",
+        action="append",
+        default=[],
+        help="NAME=x,y,w,h (pixels, or fractions of the frame): the part of a camera the model sees",
+    )
+    add_rig_flags(ap)
     ap.add_argument("--headless", action="store_true", help="draw nothing")
     ap.add_argument(
         "--backend",
@@ -397,6 +237,38 @@ def add_stream_flags(ap):
     )
 
 
+def add_rig_flags(ap):
+    """Segments, their clips, and the metrics endpoint."""
+    ap.add_argument("--segments", help="segments JSONL: one line per finished action")
+    ap.add_argument(
+        "--min-score",
+        type=fraction,
+        default=0.5,
+        help="a segment's smoothed score stays at or above this (below: idle)",
+    )
+    ap.add_argument(
+        "--min-duration",
+        type=non_negative_float,
+        default=0.5,
+        help="seconds: shorter segments are dropped as flicker",
+    )
+    ap.add_argument("--clips", help="folder: a video per segment")
+    ap.add_argument(
+        "--pre", type=float, default=2.0, help="seconds of video before a segment's start"
+    )
+    ap.add_argument("--post", type=float, default=2.0, help="seconds after its end")
+    ap.add_argument(
+        "--clip-history",
+        type=positive_float,
+        default=30.0,
+        help="seconds of frames each camera keeps for its clips (JPEG: ~45 MB for 720p at 30 FPS)",
+    )
+    ap.add_argument("--raw", action="store_true", help="clips without the annotation")
+    ap.add_argument(
+        "--metrics", help="HOST:PORT: Prometheus /metrics and /healthz (HOST default 127.0.0.1)"
+    )
+
+
 def quiet_opencv():
     """OpenCV logs its own warnings when a device or file fails to open; we say what failed in one
     line instead. OPENCV_LOG_LEVEL in the environment still wins, for debugging."""
@@ -410,21 +282,95 @@ def quiet_opencv():
 
 
 def _outputs_checked(a):
-    """Every path the run will write, checked before anything starts."""
+    """Every path the run will write, every sink and rig option, checked before anything starts."""
+    from art_edge.clips import check_clip_options
+    from art_edge.metrics import parse_host_port
+    from art_edge.sinks import check_sink_specs
+
     if a.headless and a.output:
         raise UserError("--headless draws nothing: drop --output, or drop --headless")
     if a.output and a.output not in ("display", "display://"):
         if Path(a.output).suffix.lower() not in (".mp4", ".avi"):
             raise UserError(f"--output {a.output}: give a .mp4 or .avi path, or 'display'")
         check_writable(a.output, "--output")
-    for flag, path in (("--events", a.events), ("--summary", a.summary)):
+    check_sink_specs(a.events)
+    for flag, path in (("--summary", a.summary), ("--segments", a.segments)):
         if path:
             check_writable(path, flag)
+    check_clip_options(a.clips, a.pre, a.post, a.clip_history)
+    if a.metrics:
+        parse_host_port(a.metrics, "--metrics")
+
+
+def _camera_specs(a, engine) -> list:
+    """--camera, --video or each --source → named cameras, with their --roi."""
+    from art_edge.rig import CameraSpec, parse_source_specs
+    from art_edge.roi import Roi
+
+    if a.camera is not None or a.video is not None:
+        uri = a.camera if a.camera is not None else a.video
+        named = [("cam0", uri)]
+        if (
+            a.video is not None
+            and not a.video.lower().endswith(".csv")
+            and not Path(a.video).is_file()
+        ):
+            raise UserError(f"video file not found: {a.video}")
+    else:
+        named = parse_source_specs(a.source)
+    rois = {}
+    for value in a.roi:
+        name, sep, box = value.partition("=")
+        if not sep:
+            raise UserError(f"--roi {value!r}: give NAME=x,y,w,h (the camera's name from --source)")
+        if name not in dict(named):
+            raise UserError(
+                f"--roi {value!r}: no camera named {name!r}; the cameras are {', '.join(dict(named))}"
+            )
+        rois[name] = Roi.parse(box)
+    return [
+        CameraSpec(
+            name,
+            open_source(
+                uri,
+                realtime=a.realtime,
+                reconnect_timeout=a.reconnect_timeout,
+                classes=engine.classes,
+                root=a.root,
+            ),
+            rois.get(name),
+        )
+        for name, uri in named
+    ]
+
+
+def edge_options(a) -> EdgeOptions:
+    return EdgeOptions(
+        StreamConfig(
+            window=a.window, stride=a.stride, smoothing=a.smoothing, hysteresis=a.hysteresis
+        ),
+        output=a.output,
+        events=a.events,
+        emit=a.emit,
+        headless=a.headless,
+        max_frames=a.max_frames,
+        threaded=not a.no_threads,
+        segments=a.segments,
+        min_score=a.min_score,
+        min_duration=a.min_duration,
+        clips=a.clips,
+        pre=a.pre,
+        post=a.post,
+        clip_history=a.clip_history,
+        raw_clips=a.raw,
+        metrics=a.metrics,
+    )
 
 
 @cli_entry
 def main(argv=None):
     from art_edge.engine import ARTEngine
+    from art_edge.rig import Rig
 
     a = build_parser().parse_args(argv)
     quiet_opencv()
@@ -436,34 +382,14 @@ def main(argv=None):
             f"--window {a.window} is smaller than the T = {engine.num_frames} frames a decision samples; "
             f"use --window ≥ {engine.num_frames} (or 0: 4·T)"
         )
-    uri = a.camera if a.camera is not None else a.video if a.video is not None else a.source
-    if a.video is not None and not a.video.lower().endswith(".csv") and not Path(a.video).is_file():
-        raise UserError(f"video file not found: {a.video}")
-    source = open_source(
-        uri,
-        realtime=a.realtime,
-        reconnect_timeout=a.reconnect_timeout,
-        classes=engine.classes,
-        root=a.root,
-    )
-    opts = EdgeOptions(
-        StreamConfig(
-            window=a.window, stride=a.stride, smoothing=a.smoothing, hysteresis=a.hysteresis
-        ),
-        output=a.output,
-        events=a.events,
-        emit=a.emit,
-        headless=a.headless,
-        max_frames=a.max_frames,
-        threaded=not a.no_threads,
-    )
+    rig = Rig(engine, _camera_specs(a, engine), edge_options(a))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(
             sig, lambda *_: stop.set()
         )  # finish the frame in flight, then shut down cleanly
     with engine:
-        summary = run_edge(engine, source, opts, stop)
+        summary = rig.run(stop)
     return _finish(summary, a)
 
 
@@ -472,8 +398,9 @@ def _finish(summary: dict, a) -> int:
     failed, is an error (and leaves no empty outputs behind)."""
     import json
 
-    if summary["frames"] == 0 and a.events and Path(a.events).is_file():
-        Path(a.events).unlink()
+    for path in summary["events_paths"] + [a.segments] if summary["frames"] == 0 else []:
+        if path and Path(path).is_file():
+            Path(path).unlink()
     print_summary(summary)
     if a.summary:
         atomic_write_text(a.summary, json.dumps(summary, indent=2))

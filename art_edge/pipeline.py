@@ -33,24 +33,32 @@ class _End:
     exception: BaseException | None = None  # anything else the reader hit: re-raised by the caller
 
 
-def read_frame(source, preprocessing, timeout: float):
+def read_frame(source, preprocessing, timeout: float, roi=None):
     """One capture: (frame, preprocessed image), None when nothing came within `timeout`, or an
-    _End when the source ended or gave up (a lost camera: the run ends, keeping what it did)."""
+    _End when the source ended or gave up (a lost camera: the run ends, keeping what it did).
+    `roi` (art_edge.roi.Roi): the part of the frame the model sees; the frame keeps all of it."""
     try:
         frame = source.capture(timeout=timeout)
+        if frame is None:
+            return None
+        image = frame.image if roi is None else roi.crop(frame.image)
     except EndOfStream:
         return _End("source ended")
     except UserError as e:
         return _End("source failed", str(e))
-    return None if frame is None else (frame, preprocess_frame(frame.image, preprocessing))
+    return frame, preprocess_frame(image, preprocessing)
 
 
 class FrameReader:
     """Capture, decode and preprocess on a thread of their own, into a bounded queue of
     (frame, preprocessed image)."""
 
-    def __init__(self, source, preprocessing, bound: int):
-        self.source, self.preprocessing = source, preprocessing
+    def __init__(self, source, preprocessing, bound: int, roi=None, ready=None, on_frame=None):
+        """`ready`: a threading.Event set whenever an item is queued (one encoder serving several
+        readers waits on it); `on_frame(frame)`: called on this thread for each frame read (the
+        clip history keeps it)."""
+        self.source, self.preprocessing, self.roi = source, preprocessing, roi
+        self.ready, self.on_frame = ready, on_frame
         self.live = getattr(source, "live", False)
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, bound))
         self.dropped = 0  # frames a live source delivered that the pipeline had no room for
@@ -63,11 +71,13 @@ class FrameReader:
     def _run(self):
         try:
             while not self._stop.is_set():
-                item = read_frame(self.source, self.preprocessing, timeout=0.2)
+                item = read_frame(self.source, self.preprocessing, 0.2, self.roi)
                 if isinstance(item, _End):
                     self._put(item, last=True)
                     return
                 if item is not None:
+                    if self.on_frame is not None:
+                        self.on_frame(item[0])
                     self._put(item)
         except BaseException as e:  # noqa: BLE001 (handed to the caller's thread, raised there)
             self._put(_End("reader failed", exception=e), last=True)
@@ -84,6 +94,8 @@ class FrameReader:
                     pass
             try:
                 self.queue.put(item, timeout=0.2)
+                if self.ready is not None:
+                    self.ready.set()
                 return
             except queue.Full:
                 continue
@@ -192,8 +204,9 @@ class InlineReader:
     """FrameReader's interface in the caller's thread (`art-edge --no-threads`): capture and
     preprocess when the encoder asks, as before the pipeline had threads."""
 
-    def __init__(self, source, preprocessing):
+    def __init__(self, source, preprocessing, roi=None, on_frame=None):
         self.source, self.preprocessing, self.dropped = source, preprocessing, 0
+        self.roi, self.on_frame = roi, on_frame
 
     def start(self):
         pass
@@ -201,11 +214,15 @@ class InlineReader:
     def take(self, limit: int, timeout: float) -> tuple[list, _End | None]:
         items = []
         while len(items) < limit:
-            item = read_frame(self.source, self.preprocessing, timeout if not items else 0.0)
+            item = read_frame(
+                self.source, self.preprocessing, timeout if not items else 0.0, self.roi
+            )
             if isinstance(item, _End):
                 return items, item
             if item is None:
                 break
+            if self.on_frame is not None:
+                self.on_frame(item[0])
             items.append(item)
         return items, None
 

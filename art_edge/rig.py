@@ -1,0 +1,474 @@
+"""Several cameras in one process: one engine, one encoder batch for all of them.
+
+    rig = Rig(engine, [CameraSpec("pool", source), CameraSpec("board", source2, roi)], opts)
+    summary = rig.run(stop)          # until every camera ended, `stop` is set, or max frames
+
+Each camera keeps its own capture thread (newest-frame policy, reconnect), frame ring, decision
+smoothing, segments and clip history, and its own head thread. The encoder, on the caller's
+thread, takes whatever frames arrived from all cameras since its last run (a stride's worth per
+camera at most) and encodes them as one batch, as DeepStream batches streams: a camera that
+stalls, reconnects or ends contributes nothing to a batch and holds nobody back.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from art_edge.errors import UserError
+from art_edge.segments import SegmentTracker
+from art_edge.sinks import decision_event
+from art_edge.streaming import LatencyLog, StreamingClassifier
+
+NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass
+class RunStats:
+    frames: int = 0
+    decisions: int = 0
+    events: int = 0
+    clips_scored: int = 0
+    clips_correct: int = 0
+    frame_latency: LatencyLog = field(default_factory=LatencyLog)
+    decision_latency: LatencyLog = field(default_factory=LatencyLog)
+    encode_ms: LatencyLog = field(default_factory=LatencyLog)
+    head_ms: LatencyLog = field(default_factory=LatencyLog)
+
+    def score_clip(self, decision):
+        """The last decision of a clip against the clip's label (sources that know it)."""
+        if decision is not None and decision.truth is not None:
+            self.clips_scored += 1
+            self.clips_correct += int(decision.label == decision.truth)
+
+
+@dataclass
+class CameraSpec:
+    name: str
+    source: object  # a VideoSource, not yet opened
+    roi: object = None  # art_edge.roi.Roi
+
+
+def parse_source_specs(values: list[str]) -> list[tuple[str, str]]:
+    """`--source` values → (name, URI): NAME=URI, or a bare URI named cam0, cam1, … by position."""
+    specs = []
+    for i, value in enumerate(values):
+        name, sep, uri = value.partition("=")
+        if not sep or not NAME.match(name):  # a URI's own '=' (a query) is not a name
+            name, uri = f"cam{i}", value
+        if not uri:
+            raise UserError(f"--source {value!r}: give NAME=URI or a URI")
+        specs.append((name, uri))
+    names = [n for n, _ in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UserError(
+            f"--source: camera name {', '.join(duplicates)} given twice; name each camera once "
+            "(NAME=URI)"
+        )
+    return specs
+
+
+class Camera:
+    """One camera's part of the rig: reader, classifier, head, counters, segments and clips."""
+
+    def __init__(self, spec: CameraSpec, rig):
+        from art_edge.pipeline import FrameReader, HeadWorker, InlineHead, InlineReader
+
+        opts, engine = rig.opts, rig.engine
+        self.name, self.source, self.roi, self.rig = spec.name, spec.source, spec.roi, rig
+        self.clf = StreamingClassifier(engine, opts.stream)
+        self.stats = RunStats()
+        self.clips = self.segments = None
+        self.decision = self.last_frame = self.last_t = self.ended = None
+        self.fps_ema, self.last_frame_at = 0.0, time.monotonic()
+        live = getattr(self.source, "live", False)
+        if opts.threaded:
+            self.reader = FrameReader(
+                self.source,
+                engine.preprocessing,
+                opts.stream.stride,
+                spec.roi,
+                rig.ready,
+                self._on_read,
+            )
+            self.head = HeadWorker(self.clf, self.on_decision, live)
+        else:
+            self.reader = InlineReader(self.source, engine.preprocessing, spec.roi, self._on_read)
+            self.head = InlineHead(self.clf, self.on_decision)
+
+    def open(self):
+        """Open the source; then its segments and clip history, which need its frame rate."""
+        from art_edge.clips import ClipRecorder
+
+        opts, rig = self.rig.opts, self.rig
+        self.source.open()
+        fps = self.source.fps
+        if opts.segments or rig.clip_writer:
+            self.segments = SegmentTracker(
+                self.name, rig.classes, fps, opts.min_score, opts.min_duration
+            )
+        if rig.clip_writer:
+            self.clips = ClipRecorder(
+                self.name,
+                rig.classes,
+                fps,
+                rig.clip_writer,
+                opts.pre,
+                opts.post,
+                opts.clip_history,
+                opts.raw_clips,
+                self.roi,
+            )
+        self.reader.start()
+        self.head.start()
+
+    def _on_read(self, frame):
+        """The capture thread's side: the frame's time, and the clip history."""
+        self.last_frame_at = time.monotonic()
+        if self.clips is not None:
+            self.clips.add_frame(frame)
+
+    def on_decision(self, d, end: bool):
+        """The head thread's side: events, segments, counters, and a clip's score at its end."""
+        rig = self.rig
+        if d is not None:
+            self.stats.decisions += 1
+            self.stats.decision_latency.add(d.latency_ms)
+            self.stats.head_ms.add(d.head_ms)
+            if rig.metrics is not None:
+                rig.metrics.observe(self.name, d.latency_ms)
+            if self.clips is not None:
+                self.clips.add_decision(d)
+            if rig.opts.emit == "decision" or d.changed:
+                rig.emit(decision_event(d, rig.classes, self.name), self)
+            if self.segments is not None:
+                for segment in self.segments.update(d):
+                    self.finish_segment(segment)
+            rig.publish("decision", self.name, d)
+        if end:
+            self.stats.score_clip(d or self.decision)
+            self.decision = None
+        elif d is not None:
+            self.decision = d
+
+    def finish_segment(self, segment):
+        record = segment.to_dict()
+        if self.clips is not None:
+            record["clip"] = self.clips.add_segment(segment)
+        self.rig.segment_records.append(record)
+        if self.rig.segments_log is not None:
+            self.rig.segments_log.emit(record)
+        self.rig.emit(record, self)
+        self.rig.publish("segment", self.name, record)
+
+    def on_frame(self, frame, encoded) -> bool:
+        """One encoded frame, on the encoding thread: into the window, a decision job when one is
+        due, the overlay; → False when the user closed the display."""
+        stats, last = self.stats, self.last_frame
+        if last is not None and frame.segment != last.segment:  # a clip ended
+            self.head.submit(self.clf.end_job(last), end=True)
+        if self.clf.add(frame, encoded):
+            self.head.submit(self.clf.job(frame))
+        stats.frames += 1
+        stats.frame_latency.add(self.clf.frame_latency_ms)
+        stats.encode_ms.add(self.clf.encode_ms)
+        now = time.monotonic()
+        if self.last_t is not None:
+            rate = 1 / max(now - self.last_t, 1e-6)
+            self.fps_ema = 0.9 * self.fps_ema + 0.1 * rate if self.fps_ema else rate
+        self.last_t, self.last_frame = now, frame
+        return self.rig.draw(self, frame)
+
+    def finish(self):
+        """The decision in flight, the last one on the window, the open segment and its clip."""
+        self.head.submit(self.clf.end_job(self.last_frame), end=self.last_frame is not None)
+        self.head.drain()
+        if self.segments is not None:
+            for segment in self.segments.close():
+                self.finish_segment(segment)
+        if self.clips is not None:
+            self.clips.flush()
+
+    def counters(self) -> dict:
+        return {
+            "frames": self.stats.frames,
+            "decisions": self.stats.decisions,
+            "dropped": self.source.dropped + self.reader.dropped,
+            "corrupt": self.source.corrupt,
+            "reconnects": self.source.reconnects,
+            "fps": round(self.fps_ema, 2),
+        }
+
+    def close(self, failures: list):
+        for closable in (self.reader, self.head, self.source):
+            try:
+                closable.close()
+            except Exception as e:  # noqa: BLE001 (each part is closed whatever the others did)
+                failures.append(e)
+
+
+def _warn(message: str):
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+class Rig:
+    """The cameras, the shared encoder batch, and the outputs they share (sinks, segments log,
+    clip writer, metrics, the one-camera video output, the status line)."""
+
+    def __init__(self, engine, specs: list[CameraSpec], opts, listener=None):
+        if opts.emit not in ("change", "decision"):
+            raise UserError(f"--emit {opts.emit!r}: use change or decision")
+        if opts.output and len(specs) > 1:
+            raise UserError(
+                "--output shows one camera; with several, use --clips (a video per action)"
+            )
+        self.engine, self.opts, self.classes = engine, opts, engine.classes
+        self.listener = listener  # listener(kind, camera, payload): the Python API's stream
+        self.ready = threading.Event()  # set by any reader that queued a frame
+        self.sinks = self.segments_log = self.clip_writer = self.metrics = None
+        self.output = self.status = None
+        self.segment_records: list = []
+        self.cameras = [Camera(spec, self) for spec in specs]
+        self._finished: set = set()
+
+    def open(self):
+        from art_edge.clips import ClipWriter
+        from art_edge.metrics import MetricsServer
+        from art_edge.outputs import StatusLine, open_output
+        from art_edge.sinks import JsonlSink, open_sinks
+
+        opts = self.opts
+        if opts.metrics:  # first: a port in use fails before any camera opens
+            self.metrics = MetricsServer(self, opts.metrics, opts.stale_after)
+        self.sinks = open_sinks(opts.events)
+        if opts.segments:
+            self.segments_log = JsonlSink(opts.segments)
+        if opts.clips:
+            self.clip_writer = ClipWriter(opts.clips)
+        self.status = StatusLine() if opts.status else None
+        for cam in self.cameras:
+            cam.open()
+        if opts.output and not opts.headless:
+            self.output = open_output(opts.output, self.cameras[0].source.fps)
+        if self.metrics is not None:
+            self.metrics.start()
+
+    def emit(self, event: dict, cam: Camera):
+        self.sinks.emit(event)
+        cam.stats.events += 1
+
+    def publish(self, kind: str, camera: str, payload):
+        if self.listener is not None:
+            self.listener(kind, camera, payload)
+
+    def sink_counts(self) -> dict:
+        return self.sinks.counts() if self.sinks is not None else {}
+
+    def draw(self, cam: Camera, frame) -> bool:
+        if self.output is not None:
+            from art_edge.overlay import draw_overlay
+
+            p50 = cam.stats.decision_latency.percentile(50)
+            self.output.write(
+                draw_overlay(frame.image, cam.decision, self.classes, cam.fps_ema, p50)
+            )
+            if getattr(self.output, "closed_by_user", False):
+                return False
+        if self.status:
+            self.status.update(status_text(self))
+        return True
+
+    def step(self, stop: threading.Event) -> tuple[str, str | None] | None:
+        """Encode the frames that are ready on every camera as one batch; → how the run ended
+        (and the error, when a camera's source failed), or None to go on."""
+        if stop.is_set():
+            return "interrupted", None
+        active = [c for c in self.cameras if c.ended is None]
+        if not active:
+            return self._outcome()
+        self.ready.clear()
+        batch, ends = self._take(active)
+        if batch:
+            encoded = active[0].clf.encode_images(np.stack([image for _, _, image in batch]))
+            for (cam, frame, _), enc in zip(batch, encoded):
+                cam.clf.encode_ms = active[0].clf.encode_ms
+                if not cam.on_frame(frame, enc):
+                    return "closed by user", None
+        for cam, end in ends:
+            cam.ended = end
+            self._finish(cam)
+            if end[1]:
+                _warn(f"camera {cam.name}: {end[1]}")
+        if not batch and not ends:
+            if self.opts.threaded:
+                self.ready.wait(0.5)
+            if self.status:
+                waiting = ", ".join(f"{c.name}: {c.source.status}" for c in active)
+                self.status.update(f"waiting for frames ({waiting})", force=True)
+        return None
+
+    def _take(self, active: list) -> tuple[list, list]:
+        """The ready frames of each active camera (a stride's worth at most) and the cameras that
+        ended; a camera past --max-frames ends here."""
+        opts, batch, ends = self.opts, [], []
+        stride = opts.stream.stride
+        # one thread (--no-threads): each camera's read waits a little, in turn
+        timeout = 0.0 if opts.threaded else 0.5 / len(active)
+        for cam in active:
+            left = opts.max_frames - cam.stats.frames if opts.max_frames else stride
+            if left <= 0:
+                ends.append((cam, ("max frames", None)))
+                continue
+            items, end = cam.reader.take(min(left, stride), timeout=timeout)
+            batch += [(cam, frame, image) for frame, image in items]
+            if end is not None:
+                ends.append((cam, (end.ended, end.error)))
+        return batch, ends
+
+    def _outcome(self) -> tuple[str, str | None]:
+        if len(self.cameras) == 1:
+            return self.cameras[0].ended
+        failed = [f"camera {c.name}: {c.ended[1]}" for c in self.cameras if c.ended[1]]
+        return ("sources ended", "; ".join(failed) or None)
+
+    def _finish(self, cam: Camera):
+        if cam.name not in self._finished:
+            self._finished.add(cam.name)
+            cam.finish()
+
+    def finish(self):
+        for cam in self.cameras:
+            self._finish(cam)
+
+    def close(self):
+        """Stop the threads, then close everything, even when one close fails; a failure here
+        never hides the error that ended the run (it is reported as itself when nothing else
+        went wrong)."""
+        failures: list = []
+        for cam in self.cameras:
+            cam.close(failures)
+        for closable in (
+            self.output,
+            self.clip_writer,
+            self.sinks,
+            self.segments_log,
+            self.metrics,
+            self.status,
+        ):
+            try:
+                if closable is not None:
+                    closable.close()
+            except Exception as e:  # noqa: BLE001 (each output is closed whatever the others did)
+                failures.append(e)
+        if failures and sys.exc_info()[1] is None:
+            raise failures[0]
+
+    def run(self, stop: threading.Event | None = None) -> dict:
+        """Run until every camera ended, `stop` is set or max frames; → the summary."""
+        stop = stop or threading.Event()
+        started, outcome = time.monotonic(), None
+        try:
+            self.open()
+            while outcome is None:
+                outcome = self.step(stop)
+            self.finish()
+        except KeyboardInterrupt:
+            outcome = ("interrupted", None)
+            self.finish()
+        finally:
+            self.close()
+        ended, error = outcome or ("interrupted", None)
+        summary = rig_summary(self, time.monotonic() - started)
+        summary.update(ended=ended, **({"error": error} if error else {}))
+        if getattr(self.output, "frames", None) is not None:
+            summary["video_frames"] = self.output.frames
+        return summary
+
+
+def status_text(rig: Rig) -> str:
+    """One camera: its label, FPS, decision latency, frames, dropped; several: a short part each."""
+    parts = []
+    for cam in rig.cameras:
+        d = cam.decision
+        label = f"{rig.classes[d.label]} {d.score:.2f}" if d else "(filling the window)"
+        dropped = cam.source.dropped + cam.reader.dropped
+        if len(rig.cameras) == 1:
+            p50 = cam.stats.decision_latency.percentile(50)
+            text = (
+                f"{label:<32} {cam.fps_ema:5.1f} FPS  decision {p50 or 0:5.0f} ms  frames "
+                f"{cam.stats.frames}  dropped {dropped}"
+            )
+        else:
+            text = f"{cam.name}: {label} {cam.fps_ema:4.1f} FPS d{dropped}"
+        if cam.source.status not in ("live", "reading", "rendering"):
+            text += f" [{cam.source.status}]"
+        parts.append(text)
+    return " | ".join(parts)
+
+
+def camera_summary(cam: Camera, seconds: float) -> dict:
+    r = lambda v: None if v is None else round(v, 2)  # noqa: E731
+    stats, source = cam.stats, cam.source
+    summary = {
+        "frames": stats.frames,
+        "decisions": stats.decisions,
+        "events": stats.events,
+        "fps": round(stats.frames / seconds, 2) if seconds > 0 else 0.0,
+        "frame_latency_ms": {
+            "p50": r(stats.frame_latency.percentile(50)),
+            "p95": r(stats.frame_latency.percentile(95)),
+        },
+        "decision_latency_ms": {
+            "p50": r(stats.decision_latency.percentile(50)),
+            "p95": r(stats.decision_latency.percentile(95)),
+        },
+        "encode_ms_p50": r(stats.encode_ms.percentile(50)),
+        "head_ms_p50": r(stats.head_ms.percentile(50)),
+        "dropped": source.dropped + cam.reader.dropped,
+        "decisions_skipped": cam.head.skipped,
+        "corrupt": source.corrupt,
+        "truncated": source.truncated,
+        "reconnects": source.reconnects,
+        "ended": cam.ended[0] if cam.ended else "interrupted",
+    }
+    if cam.ended and cam.ended[1]:
+        summary["error"] = cam.ended[1]
+    if stats.clips_scored:
+        summary.update(
+            clips_scored=stats.clips_scored,
+            clip_top1=round(stats.clips_correct / stats.clips_scored, 4),
+        )
+    return summary
+
+
+def rig_summary(rig: Rig, seconds: float) -> dict:
+    """One camera: its figures at the top level (as art-edge always wrote them); several: the
+    totals at the top level; per camera under `cameras` in both."""
+    cams = {cam.name: camera_summary(cam, seconds) for cam in rig.cameras}
+    if len(cams) == 1:
+        summary = dict(next(iter(cams.values())))
+        del summary["ended"]
+        summary.pop("error", None)
+    else:
+        keys = ("frames", "decisions", "events", "dropped", "corrupt", "truncated", "reconnects")
+        summary = {k: sum(c[k] for c in cams.values()) for k in keys}
+        summary["fps"] = round(summary["frames"] / seconds, 2) if seconds > 0 else 0.0
+        summary["decisions_skipped"] = sum(c["decisions_skipped"] for c in cams.values())
+    opts = rig.opts
+    summary.update(
+        seconds=round(seconds, 2),
+        cameras=cams,
+        output=opts.output if not opts.headless else None,
+        events_paths=[e for e in opts.events if "://" not in e],
+        sinks=rig.sink_counts(),
+        segments=len(rig.segment_records),
+    )
+    if rig.clip_writer is not None:
+        summary.update(clips=list(rig.clip_writer.written), clips_dropped=rig.clip_writer.dropped)
+    return summary

@@ -1,0 +1,254 @@
+"""Where events go: a JSONL file, an MQTT broker, a webhook. Each sink takes event dicts from any
+thread; a broker or endpoint that is away never stops recognition: the sink warns once, keeps a
+bounded queue, and counts what it had to drop.
+
+    sinks = open_sinks(["events.jsonl", "mqtt://localhost:1883/rig/pool", "http://box:8080/hook"])
+    sinks.emit(decision_event(decision, classes, "pool"))
+    sinks.close()            # flushes what can still be sent, within a few seconds
+    sinks.counts()           # {"mqtt://…": {"sent": …, "failed": …, "dropped": …}, …}
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from art_edge.errors import UserError
+
+QUEUE_BOUND = 1000  # events held per network sink while its broker or endpoint is away
+
+
+def decision_event(decision, classes: list[str], camera: str, wall_time: float | None = None):
+    """One decision as the event sinks carry it: ts, camera, frame, label, score, top-k, saliency."""
+    event = {
+        "type": "decision",
+        "ts": round(wall_time if wall_time is not None else time.time(), 3),
+        "camera": camera,
+        "frame": decision.frame,
+        "label": classes[decision.label],
+        "score": round(decision.score, 4),
+        "topk": [{"label": classes[c], "score": round(p, 4)} for c, p in decision.topk],
+        # per tracklet: its saliency over the T sampled frames (each row sums to 1)
+        "saliency": np.round(decision.saliency.T.astype(np.float64), 4).tolist(),
+        "changed": decision.changed,
+        "latency_ms": round(decision.latency_ms, 1),
+    }
+    if decision.truth is not None and 0 <= decision.truth < len(classes):
+        event["truth"] = classes[decision.truth]
+    return event
+
+
+def warn(message: str):
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+class JsonlSink:
+    """One JSON object a line, flushed as written (events from several head threads: locked)."""
+
+    def __init__(self, path):
+        self.name = str(path)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "w", buffering=1)
+        self.lock = threading.Lock()
+        self.sent = self.failed = self.dropped = 0
+
+    def emit(self, event: dict):
+        with self.lock:
+            self.file.write(json.dumps(event) + "\n")
+            self.file.flush()
+            self.sent += 1
+
+    def close(self):
+        with self.lock:
+            self.file.close()
+
+
+class WebhookSink:
+    """A JSON POST per event from a thread of its own: retries with back-off (0.25 s doubling to
+    4 s, `attempts` tries), then the event counts as failed; a bounded queue while the endpoint is
+    away (the oldest event is dropped and counted when it is full)."""
+
+    def __init__(self, url: str, attempts: int = 5, bound: int = QUEUE_BOUND, timeout: float = 5.0):
+        self.name, self.url, self.attempts, self.timeout = url, url, attempts, timeout
+        self.queue: queue.Queue = queue.Queue(maxsize=bound)
+        self.sent = self.failed = self.dropped = 0
+        self._warned, self._stop = False, threading.Event()
+        self._thread = threading.Thread(target=self._run, name="art-edge:webhook", daemon=True)
+        self._thread.start()
+
+    def emit(self, event: dict):
+        while True:
+            try:
+                self.queue.put_nowait(json.dumps(event).encode())
+                return
+            except queue.Full:
+                try:
+                    self.queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _run(self):
+        while not (self._stop.is_set() and self.queue.empty()):
+            try:
+                body = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if self._post(body):
+                self.sent += 1
+            else:
+                self.failed += 1
+
+    def _post(self, body: bytes) -> bool:
+        delay = 0.25
+        for attempt in range(self.attempts):
+            request = urllib.request.Request(
+                self.url, body, {"Content-Type": "application/json"}, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    if 200 <= response.status < 300:
+                        return True
+            except (urllib.error.URLError, OSError) as e:
+                if not self._warned:
+                    self._warned = True
+                    warn(f"webhook {self.url}: {e}; retrying, events queue (at most {QUEUE_BOUND})")
+            if attempt + 1 < self.attempts and not self._stop.is_set():
+                time.sleep(delay)
+                delay = min(delay * 2, 4.0)
+        return False
+
+    def close(self, timeout: float = 5.0):
+        self._stop.set()
+        self._thread.join(timeout=timeout)
+
+
+class MqttSink:
+    """QoS 1 publishes to `mqtt://HOST:PORT/TOPIC` through paho-mqtt, which reconnects by itself
+    and keeps unacknowledged messages (at most `bound`) while the broker is away; a publish that
+    finds the queue full is dropped and counted."""
+
+    def __init__(self, uri: str, bound: int = QUEUE_BOUND):
+        import paho.mqtt.client as mqtt
+
+        self.name, (self.host, self.port, self.topic) = uri, parse_mqtt_uri(uri)
+        self.sent = self.failed = self.dropped = 0
+        self._warned = False
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        self.client.max_queued_messages_set(bound)
+        self.client.reconnect_delay_set(min_delay=0.2, max_delay=2)
+        self.client.on_publish = self._on_publish
+        self.client.on_disconnect = self._on_disconnect
+        self.client.connect_async(self.host, self.port, keepalive=10)
+        self.client.loop_start()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        self.sent += 1
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        if not self._warned:
+            self._warned = True
+            warn(f"MQTT broker {self.host}:{self.port} away ({reason_code}); reconnecting")
+
+    def emit(self, event: dict):
+        import paho.mqtt.client as mqtt
+
+        info = self.client.publish(self.topic, json.dumps(event), qos=1)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            self.dropped += 1
+
+    def close(self, timeout: float = 5.0):
+        """Give queued messages a few seconds to go out, then disconnect."""
+        deadline = time.monotonic() + timeout
+        while self.client._out_messages and time.monotonic() < deadline:  # noqa: SLF001
+            time.sleep(0.05)
+        self.failed += len(self.client._out_messages)  # noqa: SLF001 (paho exposes no count)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def parse_mqtt_uri(uri: str) -> tuple[str, int, str]:
+    parts = urlsplit(uri)
+    topic = parts.path.lstrip("/")
+    try:
+        port = parts.port or 1883
+    except ValueError:
+        port = None
+    if parts.scheme != "mqtt" or not parts.hostname or not topic or port is None or "#" in topic:
+        raise UserError(
+            f"--events {uri}: an MQTT sink is mqtt://HOST[:PORT]/TOPIC (e.g. "
+            "mqtt://localhost:1883/rig/events), with a topic and no wildcards"
+        )
+    return parts.hostname, port, topic
+
+
+def check_http_uri(uri: str):
+    parts = urlsplit(uri)
+    try:
+        parts.port  # noqa: B018 (raises on a malformed port)
+    except ValueError:
+        parts = None
+    if parts is None or not parts.hostname:
+        raise UserError(
+            f"--events {uri}: a webhook is http(s)://HOST[:PORT]/PATH (e.g. http://localhost:8080/hook)"
+        )
+
+
+class Sinks:
+    """The fan-out: every event to every sink; a failing sink never stops the others."""
+
+    def __init__(self, sinks: list):
+        self.sinks = sinks
+
+    def emit(self, event: dict):
+        for sink in self.sinks:
+            sink.emit(event)
+
+    def counts(self) -> dict:
+        return {
+            s.name: {"sent": s.sent, "failed": s.failed, "dropped": s.dropped} for s in self.sinks
+        }
+
+    def close(self):
+        for sink in self.sinks:
+            sink.close()
+
+
+def check_sink_specs(specs: list[str]):
+    """Every --events value checked before anything starts (a malformed URI is one line)."""
+    from art_edge.files import check_writable
+
+    for spec in specs:
+        if spec.startswith("mqtt:"):
+            parse_mqtt_uri(spec)
+        elif spec.startswith(("http:", "https:")):
+            check_http_uri(spec)
+        elif "://" in spec:
+            raise UserError(
+                f"--events {spec}: give a .jsonl path, mqtt://HOST:PORT/TOPIC or http(s)://…"
+            )
+        else:
+            check_writable(spec, "--events")
+
+
+def open_sinks(specs: list[str]) -> Sinks:
+    check_sink_specs(specs)
+    sinks = []
+    for spec in specs:
+        if spec.startswith("mqtt:"):
+            sinks.append(MqttSink(spec))
+        elif spec.startswith(("http:", "https:")):
+            sinks.append(WebhookSink(spec))
+        else:
+            sinks.append(JsonlSink(spec))
+    return Sinks(sinks)

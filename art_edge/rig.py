@@ -234,6 +234,7 @@ class Rig:
         self.sinks = self.segments_log = self.clip_writer = self.metrics = None
         self.output = self.status = None
         self.segment_records: list = []
+        self.batches = self.max_batch = 0  # encoder runs (frames / batches: the mean batch)
         self.cameras = [Camera(spec, self) for spec in specs]
         self._finished: set = set()
 
@@ -295,6 +296,8 @@ class Rig:
         self.ready.clear()
         batch, ends = self._take(active)
         if batch:
+            self.batches += 1
+            self.max_batch = max(self.max_batch, len(batch))
             encoded = active[0].clf.encode_images(np.stack([image for _, _, image in batch]))
             for (cam, frame, _), enc in zip(batch, encoded):
                 cam.clf.encode_ms = active[0].clf.encode_ms
@@ -303,14 +306,14 @@ class Rig:
         for cam, end in ends:
             cam.ended = end
             self._finish(cam)
-            if end[1]:
+            if end[1] and len(self.cameras) > 1:  # one camera: its error ends the run, said once
                 _warn(f"camera {cam.name}: {end[1]}")
         if not batch and not ends:
             if self.opts.threaded:
                 self.ready.wait(0.5)
             if self.status:
                 waiting = ", ".join(f"{c.name}: {c.source.status}" for c in active)
-                self.status.update(f"waiting for frames ({waiting})", force=True)
+                self.status.update(f"waiting for frames ({waiting})")
         return None
 
     def _take(self, active: list) -> tuple[list, list]:
@@ -468,6 +471,8 @@ def rig_summary(rig: Rig, seconds: float) -> dict:
         events_paths=[e for e in opts.events if "://" not in e],
         sinks=rig.sink_counts(),
         segments=len(rig.segment_records),
+        frames_per_batch=round(summary["frames"] / rig.batches, 2) if rig.batches else 0.0,
+        max_batch=rig.max_batch,
     )
     if rig.clip_writer is not None:
         summary.update(clips=list(rig.clip_writer.written), clips_dropped=rig.clip_writer.dropped)

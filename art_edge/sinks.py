@@ -129,8 +129,10 @@ class WebhookSink:
         return False
 
     def close(self, timeout: float = 5.0):
+        """Send what is queued for up to `timeout` seconds; what is left counts as failed."""
         self._stop.set()
         self._thread.join(timeout=timeout)
+        self.failed += self.queue.qsize()
 
 
 class MqttSink:

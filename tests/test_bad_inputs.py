@@ -661,12 +661,126 @@ CASES = {
         ],
         "no frames were processed",
     ),
+    "edge duplicate camera names": (
+        "art-edge",
+        lambda c: ["--engine", c.engine, "--source", f"a={c.clip()}", "--source", f"a={c.clip()}"],
+        "given twice",
+    ),
+    "edge roi for an unknown camera": (
+        "art-edge",
+        lambda c: ["--engine", c.engine, "--source", f"a={c.clip()}", "--roi", "b=0,0,10,10"],
+        "no camera named 'b'",
+    ),
+    "edge roi outside the frame": (
+        "art-edge",
+        lambda c: [
+            "--engine",
+            c.engine,
+            "--source",
+            f"a={c.clip()}",
+            "--roi",
+            "a=0,0,5000,10",
+            "--events",
+            c.tmp / "ev.jsonl",
+            "--segments",
+            c.tmp / "seg.jsonl",
+        ],
+        "outside the .*frame",
+    ),
+    "edge roi malformed": (
+        "art-edge",
+        lambda c: ["--engine", c.engine, "--source", f"a={c.clip()}", "--roi", "a=0,0,ten,10"],
+        "x,y,w,h",
+    ),
+    "edge pre negative": (
+        "art-edge",
+        lambda c: [
+            "--engine",
+            c.engine,
+            "--video",
+            c.clip(),
+            "--clips",
+            c.tmp / "clips",
+            "--pre",
+            -1,
+        ],
+        "must be ≥ 0",
+    ),
+    "edge pre and post beyond the history": (
+        "art-edge",
+        lambda c: [
+            "--engine",
+            c.engine,
+            "--video",
+            c.clip(),
+            "--clips",
+            c.tmp / "clips",
+            "--pre",
+            20,
+            "--post",
+            15,
+        ],
+        "--clip-history",
+    ),
+    "edge clips folder unwritable": (
+        "art-edge",
+        lambda c: ["--engine", c.engine, "--video", c.clip(), "--clips", blocked(c, "clips")],
+        "--clips",
+    ),
+    "edge mqtt uri without topic": (
+        "art-edge",
+        lambda c: ["--engine", c.engine, "--video", c.clip(), "--events", "mqtt://localhost:1883"],
+        "mqtt://HOST",
+    ),
+    "edge mqtt uri bad port": (
+        "art-edge",
+        lambda c: ["--engine", c.engine, "--video", c.clip(), "--events", "mqtt://localhost:x/t"],
+        "mqtt://HOST",
+    ),
+    "edge webhook uri without host": (
+        "art-edge",
+        lambda c: ["--engine", c.engine, "--video", c.clip(), "--events", "http:///hook"],
+        "webhook is http",
+    ),
+    "edge metrics malformed": (
+        "art-edge",
+        lambda c: ["--engine", c.engine, "--video", c.clip(), "--metrics", "localhost"],
+        "HOST:PORT",
+    ),
+    "edge metrics port in use": (
+        "art-edge",
+        lambda c: [
+            "--engine",
+            c.engine,
+            "--video",
+            c.clip(),
+            "--metrics",
+            f"127.0.0.1:{busy_port()}",
+            "--events",
+            c.tmp / "ev.jsonl",
+        ],
+        "cannot listen",
+    ),
     "edge tensorrt missing": (
         "art-edge",
         lambda c: ["--engine", c.engine, "--video", c.clip(), "--backend", "tensorrt"],
         "no TensorRT engines|TensorRT",
     ),
 }
+
+
+_LISTENING = []  # sockets held open for the whole test session
+
+
+def busy_port() -> int:
+    """A localhost port something listens on."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    _LISTENING.append(s)
+    return s.getsockname()[1]
 
 
 def listing(folder: Path) -> set:

@@ -1,0 +1,315 @@
+"""Several cameras in one process: the shared encoder batch decides as each camera alone;
+segments, clips, event sinks (a real HTTP server, a real Mosquitto broker) and metrics."""
+
+import http.server
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+from art_edge.app import EdgeOptions, run_edge
+from art_edge.rig import CameraSpec, Rig, parse_source_specs
+from art_edge.segments import SegmentTracker
+from art_edge.sources import open_source
+from art_edge.streaming import StreamConfig
+
+CFG = StreamConfig(window=12, stride=3, smoothing=0.3)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_jsonl(path) -> list:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_source_names():
+    assert parse_source_specs(["pool=rtsp://h/s", "synthetic://?frames=8&size=64", "0"]) == [
+        ("pool", "rtsp://h/s"),
+        ("cam1", "synthetic://?frames=8&size=64"),
+        ("cam2", "0"),
+    ]
+
+
+def test_two_cameras_in_one_batch_decide_as_each_camera_alone(engine_dir, synth, tmp_path):
+    """Two file cameras through one encoder: every frame of each encoded, a batch larger than one
+    camera's stride, and each camera's decisions (probabilities included) those it makes alone."""
+    from art_edge.engine import ARTEngine
+
+    val, video = synth / "val.csv", sorted((synth / "videos").glob("val_*.mp4"))[0]
+    with ARTEngine.load(engine_dir, threads=2, head_threads=1) as engine:
+
+        def source(which):
+            return open_source(str(which), classes=engine.classes)
+
+        both = tmp_path / "both.jsonl"
+        opts = EdgeOptions(CFG, events=str(both), emit="decision", headless=True, status=False)
+        summary = Rig(
+            engine, [CameraSpec("a", source(val)), CameraSpec("b", source(video))], opts
+        ).run()
+        alone = {}
+        for name, which in (("a", val), ("b", video)):
+            path = tmp_path / f"{name}.jsonl"
+            single = EdgeOptions(
+                CFG, events=str(path), emit="decision", headless=True, status=False
+            )
+            alone[name] = run_edge(engine, source(which), single), read_jsonl(path)
+    events = read_jsonl(both)
+    assert summary["max_batch"] > CFG.stride, summary  # frames of both cameras in one batch
+    for name in ("a", "b"):
+        assert summary["cameras"][name]["frames"] == alone[name][0]["frames"] > 0
+        mine = [e for e in events if e["camera"] == name]
+        theirs = alone[name][1]
+        assert [(e["frame"], e["label"]) for e in mine] == [
+            (e["frame"], e["label"]) for e in theirs
+        ]
+        for e, f in zip(mine, theirs):
+            np.testing.assert_allclose(
+                [t["score"] for t in e["topk"]], [t["score"] for t in f["topk"]], atol=2e-4
+            )
+
+
+def decision(frame, label, score, fps=10.0):
+    return SimpleNamespace(frame=frame, label=label, score=score, timestamp=time.monotonic())
+
+
+def test_segments_are_runs_of_a_label_above_the_score_and_long_enough():
+    tracker = SegmentTracker("pool", ["pike", "tuck"], fps=10, min_score=0.5, min_duration=0.5)
+    stream = [
+        (0, 0, 0.9),
+        (4, 0, 0.8),
+        (8, 0, 0.7),  # pike, 0.8 s
+        (12, 1, 0.9),  # tuck starts: pike ends
+        (16, 1, 0.4),  # below the score: idle, tuck (0 s) too short
+        (20, 0, 0.6),
+        (24, 0, 0.9),  # pike again, 0.4 s: too short when the stream ends
+    ]
+    ended = []
+    for frame, label, score in stream:
+        ended += tracker.update(decision(frame, label, score))
+    ended += tracker.close()
+    assert [(s.label, s.start_frame, s.end_frame) for s in ended] == [("pike", 0, 8)]
+    record = ended[0].to_dict()
+    assert record["camera"] == "pool" and record["duration_s"] == 0.8
+    assert record["peak_score"] == 0.9 and record["mean_score"] == 0.8
+    assert tracker.dropped_short == 2
+
+
+def test_segments_and_their_clips_from_the_cli(engine_dir, synth, tmp_path):
+    """Two cameras: a segment per action in the JSONL, named by camera; a clip per segment that
+    OpenCV plays to its last frame, and nothing half-written left."""
+    from art_edge import app
+
+    val, video = synth / "val.csv", sorted((synth / "videos").glob("val_*.mp4"))[0]
+    out = tmp_path / "out"
+    code = app.main(
+        [
+            "--engine", str(engine_dir), "--source", f"list={val}", "--source", f"one={video}",
+            "--headless", "--window", "12", "--stride", "2", "--min-score", "0.3",
+            "--min-duration", "0.1", "--segments", str(out / "segments.jsonl"),
+            "--clips", str(out / "clips"), "--pre", "0.2", "--post", "0.2",
+            "--summary", str(out / "summary.json"),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    segments, summary = (
+        read_jsonl(out / "segments.jsonl"),
+        json.loads((out / "summary.json").read_text()),
+    )
+    assert segments and {s["camera"] for s in segments} <= {"list", "one"}
+    assert all(s["end_s"] - s["start_s"] >= 0.1 - 1e-6 and s["mean_score"] >= 0.3 for s in segments)
+    written = sorted((out / "clips").iterdir())
+    assert written and all(not p.name.startswith(".") for p in written)  # no .part files
+    assert len(written) + summary["clips_dropped"] == len(segments)
+    for path in written:
+        cap = cv2.VideoCapture(str(path))
+        count, frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0
+        while cap.read()[0]:
+            frames += 1
+        assert frames == count > 0, path
+    assert {p.name.split("_")[0] for p in written} <= {"list", "one"}
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    """A webhook that fails its first `failures` requests with 503."""
+
+    failures, bodies, seen = 0, [], 0
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).seen += 1
+        if type(self).seen <= type(self).failures:
+            self.send_response(503)
+        else:
+            type(self).bodies.append(json.loads(body))
+            self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def synthetic_camera(engine, clips=3, fps=0):
+    return open_source(
+        f"synthetic://?frames=16&size=72&clips={clips}&fps={fps}", classes=engine.classes
+    )
+
+
+def test_webhook_retries_and_metrics(engine_dir, tmp_path):
+    """A webhook that fails its first attempts still gets every event, in order; Prometheus sees
+    each camera's frames while the rig runs, and /healthz says ok."""
+    from art_edge.engine import ARTEngine
+
+    Hook.failures, Hook.bodies, Hook.seen = 3, [], 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port, scraped = free_port(), {}
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    jsonl = tmp_path / "events.jsonl"
+    opts = EdgeOptions(CFG, events=[str(jsonl), url], emit="decision", headless=True, status=False,
+                       metrics=f"127.0.0.1:{port}")  # fmt: skip
+
+    def scrape():
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    scraped["metrics"] = r.read().decode()
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    scraped["healthz"] = (r.status, r.read().decode())
+                if 'art_frames_total{camera="cam1"}' in scraped["metrics"]:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+
+    with ARTEngine.load(engine_dir, threads=2, head_threads=1) as engine:
+        threading.Thread(target=scrape, daemon=True).start()
+        specs = [CameraSpec("cam0", synthetic_camera(engine, 3, fps=40)),
+                 CameraSpec("cam1", synthetic_camera(engine, 3, fps=40))]  # fmt: skip
+        summary = Rig(engine, specs, opts).run()
+    server.shutdown()
+    written = read_jsonl(jsonl)
+    assert len(written) == summary["events"] > 0
+    assert Hook.bodies == written
+    assert summary["sinks"][url] == {"sent": len(written), "failed": 0, "dropped": 0}
+    assert 'art_frames_total{camera="cam0"}' in scraped["metrics"]
+    assert "art_decision_latency_seconds_bucket" in scraped["metrics"]
+    assert scraped["healthz"] == (200, "ok\n")
+
+
+def test_healthz_names_a_silent_camera():
+    from art_edge.metrics import MetricsServer
+
+    rig = SimpleNamespace(
+        cameras=[SimpleNamespace(name="pool", last_frame_at=time.monotonic() - 60),
+                 SimpleNamespace(name="board", last_frame_at=time.monotonic())],
+        sink_counts=dict,
+    )  # fmt: skip
+    server = MetricsServer(rig, f"127.0.0.1:{free_port()}", stale_after=10)
+    try:
+        statuses = []
+        body = server.app(
+            {"PATH_INFO": "/healthz"}, lambda status, headers: statuses.append(status)
+        )
+        assert (
+            statuses == ["503 Service Unavailable"]
+            and b"pool" in body[0]
+            and b"board" not in body[0]
+        )
+    finally:
+        server.close()
+
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+class Broker:
+    """A real Mosquitto on a free localhost port, with persistence, so a subscriber's session
+    and its queued messages survive a restart."""
+
+    def __init__(self, folder: Path):
+        self.port, self.proc = free_port(), None
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {folder}/\n"
+        )
+
+    def start(self):
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stderr=subprocess.DEVNULL)
+        for _ in range(50):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.mark.skipif(
+    not Path(MOSQUITTO).exists(), reason="mosquitto is not installed (make test installs it)"
+)
+def test_mqtt_events_survive_a_broker_restart(engine_dir, tmp_path):
+    """Events go to a real broker; it is stopped and restarted mid-run; recognition goes on, and
+    every event (those published while it was away included) reaches the subscriber."""
+    import paho.mqtt.client as mqtt
+
+    from art_edge.engine import ARTEngine
+
+    broker = Broker(tmp_path)
+    broker.start()
+    received, subscribed = [], threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="art-test", clean_session=False)
+    sub.on_connect = lambda c, *a: c.subscribe("rig/events", qos=1)
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.on_message = lambda c, u, m: received.append(json.loads(m.payload))
+    sub.reconnect_delay_set(0.2, 1)
+    sub.connect("127.0.0.1", broker.port)
+    sub.loop_start()
+    assert subscribed.wait(10)
+    jsonl = tmp_path / "events.jsonl"
+    opts = EdgeOptions(CFG, events=[str(jsonl), f"mqtt://127.0.0.1:{broker.port}/rig/events"],
+                       emit="decision", headless=True, status=False)  # fmt: skip
+    outage = {}
+
+    def restart():
+        time.sleep(1.5)
+        broker.stop()
+        outage["frames_before"] = len(jsonl.read_text().splitlines())
+        time.sleep(2.0)
+        outage["frames_during"] = len(jsonl.read_text().splitlines()) - outage["frames_before"]
+        broker.start()
+
+    try:
+        with ARTEngine.load(engine_dir, threads=2, head_threads=1) as engine:
+            threading.Thread(target=restart, daemon=True).start()
+            summary = Rig(
+                engine, [CameraSpec("pool", synthetic_camera(engine, 12, fps=30))], opts
+            ).run()
+        written = read_jsonl(jsonl)
+        deadline = time.monotonic() + 15
+        while len({e["frame"] for e in received}) < len(written) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        sub.loop_stop()
+        broker.stop()
+    assert outage["frames_during"] > 0  # recognition went on while the broker was away
+    assert {e["frame"] for e in received} == {e["frame"] for e in written}
+    counts = summary["sinks"][f"mqtt://127.0.0.1:{broker.port}/rig/events"]
+    assert counts["dropped"] == counts["failed"] == 0

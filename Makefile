@@ -5,7 +5,11 @@ BIN := $(VENV)/bin
 # torch is pinned to the CPU build found on this kind of machine; anything else pulls CUDA wheels.
 INSTALL := $(BIN)/pip install -q -e ".[train,test]"
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup system-deps demo test test-fast lint clean
+
+# Debian packages the tests run for real: a Mosquitto broker for art-edge's MQTT events.
+DEBS := mosquitto
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -18,14 +22,18 @@ setup: $(BIN)/python
 demo: setup
 	OMP_NUM_THREADS=2 $(BIN)/python -m art_train.demo --out demo
 
-test: setup
+system-deps:
+	@command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || \
+		{ $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBS); }
+
+test: setup system-deps
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q -rs
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test-fast: setup
+test-fast: setup system-deps
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q -rs -m "not slow"
 
 clean:

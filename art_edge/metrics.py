@@ -11,7 +11,6 @@ the latency histogram, observed at each decision.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from socketserver import ThreadingMixIn
@@ -124,12 +123,6 @@ class MetricsServer:
         return [b"/metrics or /healthz\n"]
 
     def close(self):
-        self.server.shutdown()
+        if self.thread.is_alive():  # shutdown() waits for a serve_forever that never started
+            self.server.shutdown()
         self.server.server_close()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on now (tests and benchmarks)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]

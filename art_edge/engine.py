@@ -133,6 +133,18 @@ class ARTEngine:
         engine.runners = {g: OnnxRuntimeRunner(path, threads=threads) for g, path in graphs.items()}
         return engine
 
+    def stream(self, sources, roi: dict | None = None, **options):
+        """Decisions and segments of one or more cameras as they come:
+
+            for item in engine.stream(["0", "pool=rtsp://cam/stream"], roi={"pool": "0.2,0,0.6,1"}):
+                print(item.camera, item.kind, item.label, item.score)
+
+        `sources`: URIs as art-edge's --source takes them ([NAME=]URI); `options`: EdgeOptions
+        fields (segments=, min_score=, clips=, events=[…], metrics=, stream=StreamConfig(…))."""
+        from art_edge.rig import stream
+
+        return stream(self, sources, roi, **options)
+
     def activate(self):
         for runner in self.runners.values():
             runner.activate()

@@ -477,3 +477,68 @@ def rig_summary(rig: Rig, seconds: float) -> dict:
     if rig.clip_writer is not None:
         summary.update(clips=list(rig.clip_writer.written), clips_dropped=rig.clip_writer.dropped)
     return summary
+
+
+@dataclass
+class StreamItem:
+    """What `ARTEngine.stream` yields: a decision (label, score, top-k, the frame's index) or a
+    finished segment (`segment`: its record), naming its camera."""
+
+    kind: str  # "decision" or "segment"
+    camera: str
+    label: str
+    score: float
+    topk: list | None = None  # [(label, score)], best first
+    frame: int | None = None
+    segment: dict | None = None
+
+
+def stream(engine, sources, roi: dict | None = None, bound: int = 256, **options):
+    """Run a rig on a thread and yield its decisions and segments as they come (see
+    ARTEngine.stream). A consumer slower than the rig loses decisions (the oldest first, never
+    segments) rather than slowing recognition; closing the generator stops the rig."""
+    import queue as queue_mod
+
+    from art_edge.app import EdgeOptions
+    from art_edge.roi import Roi
+    from art_edge.sources import open_source
+
+    named = parse_source_specs([str(s) for s in sources])
+    rois = {k: v if isinstance(v, Roi) else Roi.parse(v) for k, v in (roi or {}).items()}
+    specs = [CameraSpec(n, open_source(u, classes=engine.classes), rois.get(n)) for n, u in named]
+    items: queue_mod.Queue = queue_mod.Queue(maxsize=bound)
+
+    def listener(kind, camera, payload):
+        if kind == "segment":
+            item = StreamItem(
+                kind, camera, payload["label"], payload["mean_score"], segment=payload
+            )
+        else:
+            labels = [(engine.classes[c], p) for c, p in payload.topk]
+            item = StreamItem(
+                kind, camera, engine.classes[payload.label], payload.score, labels, payload.frame
+            )
+        while True:
+            try:
+                items.put_nowait(item)
+                return
+            except queue_mod.Full:
+                try:
+                    items.get_nowait()
+                except queue_mod.Empty:
+                    pass
+
+    options.setdefault("status", False)
+    options.setdefault("headless", True)
+    rig, stop, done = Rig(engine, specs, EdgeOptions(**options), listener), threading.Event(), []
+    thread = threading.Thread(target=lambda: done.append(rig.run(stop)), daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive() or not items.empty():
+            try:
+                yield items.get(timeout=0.2)
+            except queue_mod.Empty:
+                continue
+    finally:
+        stop.set()
+        thread.join()

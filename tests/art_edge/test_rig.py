@@ -313,3 +313,21 @@ def test_mqtt_events_survive_a_broker_restart(engine_dir, tmp_path):
     assert {e["frame"] for e in received} == {e["frame"] for e in written}
     counts = summary["sinks"][f"mqtt://127.0.0.1:{broker.port}/rig/events"]
     assert counts["dropped"] == counts["failed"] == 0
+
+
+def test_the_python_api_streams_decisions_and_segments_of_each_camera(engine_dir, tmp_path):
+    from art_edge.engine import ARTEngine
+
+    uri = "synthetic://?frames=16&size=72&clips=3"
+    with ARTEngine.load(engine_dir, threads=2, head_threads=1) as engine:
+        items = list(
+            engine.stream([uri, f"b={uri}"], roi={"b": "0.1,0.1,0.8,0.8"}, stream=CFG,
+                          segments=str(tmp_path / "s.jsonl"), min_score=0.0, min_duration=0.0)
+        )  # fmt: skip
+        classes = engine.classes
+    decisions = [i for i in items if i.kind == "decision"]
+    assert {i.camera for i in decisions} == {"cam0", "b"}
+    assert all(i.label in classes and i.topk[0][0] in classes for i in decisions)
+    segments = [i for i in items if i.kind == "segment"]
+    assert segments and segments == [i for i in items if i.segment is not None]
+    assert len(segments) == len(read_jsonl(tmp_path / "s.jsonl"))

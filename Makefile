@@ -7,8 +7,10 @@ INSTALL := $(BIN)/pip install -q -e ".[train,test]"
 
 .PHONY: setup system-deps demo test test-fast lint clean
 
-# Debian packages the tests run for real: a Mosquitto broker for art-edge's MQTT events.
-DEBS := mosquitto
+# Debian packages the tests run for real: a Mosquitto broker for art-edge's MQTT events, and
+# GStreamer's RTSP server (through the system Python's gi) serving a camera stream.
+DEBS := mosquitto python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/python:
@@ -23,7 +25,7 @@ demo: setup
 	OMP_NUM_THREADS=2 $(BIN)/python -m art_train.demo --out demo
 
 system-deps:
-	@command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || \
+	@dpkg -s $(DEBS) >/dev/null 2>&1 || \
 		{ $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBS); }
 
 test: setup system-deps

@@ -331,3 +331,76 @@ def test_the_python_api_streams_decisions_and_segments_of_each_camera(engine_dir
     segments = [i for i in items if i.kind == "segment"]
     assert segments and segments == [i for i in items if i.segment is not None]
     assert len(segments) == len(read_jsonl(tmp_path / "s.jsonl"))
+
+
+RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
+
+
+def system_rtsp_server_missing() -> bool:
+    probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    try:
+        return (
+            subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True).returncode != 0
+        )
+    except OSError:
+        return True
+
+
+class RtspServer:
+    def __init__(self):
+        self.port, self.proc = free_port(), None
+        self.uri = f"rtsp://127.0.0.1:{self.port}/cam"
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", str(RTSP_SERVER), str(self.port)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    system_rtsp_server_missing(),
+    reason="GStreamer's RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0) is not installed; make test installs it",
+)
+def test_an_rtsp_camera_reconnects_while_the_other_camera_goes_on(engine_dir, tmp_path):
+    """A real RTSP server beside a synthetic camera: the server is killed and restarted; the RTSP
+    camera reconnects (counted) and its decisions continue; the other camera never stopped."""
+    from art_edge.engine import ARTEngine
+
+    server, jsonl, times = RtspServer(), tmp_path / "events.jsonl", {}
+    server.start()
+    opts = EdgeOptions(CFG, events=str(jsonl), emit="decision", headless=True, status=False,
+                       max_frames=300)  # fmt: skip
+
+    def outage():
+        time.sleep(3)
+        server.kill()
+        times["down"] = time.time()
+        time.sleep(3)
+        server.start()
+        times["up"] = time.time()
+
+    try:
+        with ARTEngine.load(engine_dir, threads=2, head_threads=1) as engine:
+            specs = [
+                CameraSpec("ring", open_source(server.uri, reconnect_timeout=20)),
+                CameraSpec("board", synthetic_camera(engine, clips=0, fps=25)),
+            ]
+            threading.Thread(target=outage, daemon=True).start()
+            summary = Rig(engine, specs, opts).run()
+    finally:
+        server.kill()
+    events = read_jsonl(jsonl)
+    ring, board = ([e["ts"] for e in events if e["camera"] == name] for name in ("ring", "board"))
+    assert summary["cameras"]["ring"]["reconnects"] >= 1
+    assert summary["cameras"]["ring"]["frames"] == 300
+    assert any(ts > times["up"] for ts in ring)  # its decisions continued after the restart
+    during = [ts for ts in board if times["down"] - 1 <= ts <= times["up"] + 1]
+    assert len(during) > 5 and max(b - a for a, b in zip(during, during[1:])) < 1.0

@@ -292,11 +292,11 @@ def _outputs_checked(a):
     if a.output and a.output not in ("display", "display://"):
         if Path(a.output).suffix.lower() not in (".mp4", ".avi"):
             raise UserError(f"--output {a.output}: give a .mp4 or .avi path, or 'display'")
-        check_writable(a.output, "--output")
+        check_writable(a.output, "--output", is_file=True)
     check_sink_specs(a.events)
     for flag, path in (("--summary", a.summary), ("--segments", a.segments)):
         if path:
-            check_writable(path, flag)
+            check_writable(path, flag, is_file=True)
     check_clip_options(a.clips, a.pre, a.post, a.clip_history)
     if a.metrics:
         parse_host_port(a.metrics, "--metrics")

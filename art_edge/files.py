@@ -29,11 +29,14 @@ def partial_path(path) -> Path:
     return path.with_name(f".{path.stem}.part{path.suffix}")
 
 
-def check_writable(path, flag: str):
+def check_writable(path, flag: str, is_file: bool = False):
     """Before any work starts: `path` can be created or replaced (its nearest existing folder is a
-    writable folder, and `path` itself is not the wrong kind of thing)."""
+    writable folder, and `path` itself is not the wrong kind of thing). `is_file`: `path` is a
+    file to write (an existing one is replaced), not a folder to write into."""
     path = Path(path)
-    ancestor = path if path.exists() else path.parent
+    if is_file and path.is_dir():
+        raise UserError(f"{flag} {path}: a folder, not a file; give a file path")
+    ancestor = path if path.exists() and not is_file else path.parent
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():

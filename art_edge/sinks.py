@@ -240,7 +240,7 @@ def check_sink_specs(specs: list[str]):
                 f"--events {spec}: give a .jsonl path, mqtt://HOST:PORT/TOPIC or http(s)://…"
             )
         else:
-            check_writable(spec, "--events")
+            check_writable(spec, "--events", is_file=True)
 
 
 def open_sinks(specs: list[str]) -> Sinks:

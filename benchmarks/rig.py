@@ -27,18 +27,21 @@ from edge import build_engines, long_video
 
 
 def art_edge(engine: Path, videos: list, summary: Path, threads: int) -> subprocess.Popen:
+    """One art-edge process over `videos`; its stderr beside the summary, for a failure's reason."""
     sources = [arg for i, v in enumerate(videos) for arg in ("--source", f"cam{i}={v}")]
     cmd = [sys.executable, "-m", "art_edge.app", "--engine", str(engine), *sources, "--headless",
            "--threads", str(threads), "--summary", str(summary)]  # fmt: skip
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(summary.with_suffix(".log"), "w")  # noqa: SIM115 (closed with the process)
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
 
 
 def run_processes(engine: Path, groups: list, tmp: Path, threads: int) -> dict:
     """Each group of videos in a process of its own, all started together; → aggregate FPS."""
     t0 = time.perf_counter()
     procs = [art_edge(engine, g, tmp / f"s{i}.json", threads) for i, g in enumerate(groups)]
-    if any(p.wait() != 0 for p in procs):
-        raise SystemExit("an art-edge process failed")
+    for i, p in enumerate(procs):
+        if p.wait() != 0:
+            raise SystemExit(f"art-edge failed: {(tmp / f's{i}.log').read_text()[-600:]}")
     seconds = time.perf_counter() - t0
     frames = sum(json.loads((tmp / f"s{i}.json").read_text())["frames"] for i in range(len(groups)))
     return {"frames": frames, "seconds": round(seconds, 2), "fps": round(frames / seconds, 2)}

@@ -404,3 +404,16 @@ def test_an_rtsp_camera_reconnects_while_the_other_camera_goes_on(engine_dir, tm
     assert any(ts > times["up"] for ts in ring)  # its decisions continued after the restart
     during = [ts for ts in board if times["down"] - 1 <= ts <= times["up"] + 1]
     assert len(during) > 5 and max(b - a for a, b in zip(during, during[1:])) < 1.0
+
+
+def test_an_existing_output_file_is_replaced_and_a_folder_is_refused(tmp_path):
+    """A second run writes its --summary/--events/--segments over the first's (it used to be
+    refused as 'a file, not a folder')."""
+    from art_edge.errors import UserError
+    from art_edge.files import check_writable
+
+    earlier = tmp_path / "summary.json"
+    earlier.write_text("{}")
+    check_writable(earlier, "--summary", is_file=True)
+    with pytest.raises(UserError, match="a folder, not a file"):
+        check_writable(tmp_path, "--summary", is_file=True)

@@ -14,16 +14,20 @@ Writes benchmarks/results/rig.json with `four_cameras_vs_four_processes` and
 from __future__ import annotations
 
 import argparse
+import http.server
 import json
 import os
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-from benchlib import RESULTS, write_result
+from benchlib import RESULTS, RssSampler, write_result
 from edge import build_engines, long_video
 
 
@@ -56,6 +60,68 @@ def run_processes(engine: Path, groups: list, tmp: Path, threads: int) -> dict:
     }
 
 
+class _Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def memory_run(engine: Path, frames: int, tmp: Path, threads: int) -> dict:
+    """RSS every half second while one process runs 2 synthetic cameras at full speed with
+    segments, clips, JSONL + webhook (+ MQTT when a mosquitto is on PATH) events and metrics."""
+    from art_edge.app import HEAD_THREADS_THREADED, EdgeOptions
+    from art_edge.engine import ARTEngine
+    from art_edge.rig import CameraSpec, Rig
+    from art_edge.sources import open_source
+    from art_edge.streaming import StreamConfig
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    events = [str(tmp / "events.jsonl"), f"http://127.0.0.1:{hook.server_address[1]}/hook"]
+    broker = None
+    if shutil.which("mosquitto"):
+        port = free_port()
+        broker = subprocess.Popen(["mosquitto", "-p", str(port)], stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        events.append(f"mqtt://127.0.0.1:{port}/rig/events")
+    opts = EdgeOptions(StreamConfig(), events=events, headless=True, status=False,
+                       segments=str(tmp / "segments.jsonl"), min_duration=0.0, clips=str(tmp / "clips"),
+                       pre=0.5, post=0.5, metrics=f"127.0.0.1:{free_port()}")  # fmt: skip
+    uri = f"synthetic://?frames=32&size=160&clips={-(-frames // 64)}"
+    try:
+        with (
+            ARTEngine.load(engine, threads=threads, head_threads=HEAD_THREADS_THREADED) as eng,
+            RssSampler() as mem,
+        ):
+            specs = [CameraSpec(n, open_source(uri, classes=eng.classes)) for n in ("a", "b")]
+            summary = Rig(eng, specs, opts).run()
+    finally:
+        hook.shutdown()
+        if broker is not None:
+            broker.terminate()
+    return {
+        "frames": summary["frames"],
+        "seconds": summary["seconds"],
+        "segments": summary["segments"],
+        "clips": len(summary["clips"]),
+        "clips_dropped": summary["clips_dropped"],
+        "sinks": summary["sinks"],
+        "rss_mb_first_quarter_max": mem.quarter_max("first"),
+        "rss_mb_last_quarter_max": mem.quarter_max("last"),
+        "rss_mb_samples": [round(x, 1) for x in mem.samples],
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="art-edge-s")
@@ -63,6 +129,9 @@ def main(argv=None):
     ap.add_argument("--frames", type=int, default=240, help="frames in each camera's video")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--blocks", type=int, default=2)
+    ap.add_argument(
+        "--memory-frames", type=int, default=20000, help="frames of the 2-camera long run (0: skip)"
+    )
     ap.add_argument("--out", default=str(RESULTS / "rig.json"))
     a = ap.parse_args(argv)
     n = a.cameras
@@ -76,6 +145,11 @@ def main(argv=None):
             "one_camera": [videos[:1]],
         }
         runs = {m: [] for m in modes}
+        memory = (
+            memory_run(engines["int8"], a.memory_frames, tmp, a.threads)
+            if a.memory_frames
+            else None
+        )
         for _ in range(a.blocks):
             for mode, groups in modes.items():
                 runs[mode].append(run_processes(engines["int8"], groups, tmp, a.threads))
@@ -95,6 +169,7 @@ def main(argv=None):
         "wall_four_cameras_vs_one_camera": wall["one_process"] / wall["one_camera"],
         "four_cameras_vs_four_processes": fps["one_process"] / fps["separate_processes"],
         "four_cameras_vs_one_camera": fps["one_process"] / fps["one_camera"],
+        "memory": memory,
         "targets": {"four_cameras_vs_four_processes": 1.2, "four_cameras_vs_one_camera": 1.2},
     }
     print(
@@ -105,6 +180,14 @@ def main(argv=None):
         f"{result['wall_four_cameras_vs_four_processes']:.2f}× and "
         f"{result['wall_four_cameras_vs_one_camera']:.2f}×)"
     )
+    if memory:
+        print(
+            f"long run: {memory['frames']} frames from 2 cameras in {memory['seconds']:.0f} s with "
+            f"segments ({memory['segments']}), clips ({memory['clips']} written, "
+            f"{memory['clips_dropped']} dropped), {len(memory['sinks'])} event sinks and metrics; RSS "
+            f"{memory['rss_mb_first_quarter_max']:.0f} MB (first quarter) → "
+            f"{memory['rss_mb_last_quarter_max']:.0f} MB (last quarter)"
+        )
     write_result(a.out, result)
 
 

@@ -72,7 +72,8 @@ class _Hook(http.server.BaseHTTPRequestHandler):
 
 def memory_run(engine: Path, frames: int, tmp: Path, threads: int) -> dict:
     """RSS every half second while one process runs 2 synthetic cameras at full speed with
-    segments, clips, JSONL + webhook (+ MQTT when a mosquitto is on PATH) events and metrics."""
+    segments (any score: random weights rarely pass 0.5), clips, JSONL + webhook (+ MQTT when a
+    mosquitto is on PATH) events and metrics."""
     from art_edge.app import HEAD_THREADS_THREADED, EdgeOptions
     from art_edge.engine import ARTEngine
     from art_edge.rig import CameraSpec, Rig
@@ -89,7 +90,7 @@ def memory_run(engine: Path, frames: int, tmp: Path, threads: int) -> dict:
         time.sleep(0.5)
         events.append(f"mqtt://127.0.0.1:{port}/rig/events")
     opts = EdgeOptions(StreamConfig(), events=events, headless=True, status=False,
-                       segments=str(tmp / "segments.jsonl"), min_duration=0.0, clips=str(tmp / "clips"),
+                       segments=str(tmp / "segments.jsonl"), min_score=0.0, min_duration=0.0, clips=str(tmp / "clips"),
                        pre=0.5, post=0.5, metrics=f"127.0.0.1:{free_port()}")  # fmt: skip
     uri = f"synthetic://?frames=32&size=160&clips={-(-frames // 64)}"
     try:

@@ -123,6 +123,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def print_figures(result: dict, fps: dict, memory):
+    print(
+        f"{result['config']} INT8, {result['cameras']} file cameras at full speed, {os.cpu_count()} cores: one process "
+        f"{fps['one_process']:.1f} FPS in all; {result['cameras']} processes {fps['separate_processes']:.1f}; one "
+        f"camera {fps['one_camera']:.1f} → {result['four_cameras_vs_four_processes']:.2f}× the "
+        f"processes, {result['four_cameras_vs_one_camera']:.2f}× one camera (counting engine loading: "
+        f"{result['wall_four_cameras_vs_four_processes']:.2f}× and "
+        f"{result['wall_four_cameras_vs_one_camera']:.2f}×)"
+    )
+    if memory:
+        print(
+            f"long run: {memory['frames']} frames from 2 cameras in {memory['seconds']:.0f} s with "
+            f"segments ({memory['segments']}), clips ({memory['clips']} written, "
+            f"{memory['clips_dropped']} dropped), {len(memory['sinks'])} event sinks and metrics; RSS "
+            f"{memory['rss_mb_first_quarter_max']:.0f} MB (first quarter) → "
+            f"{memory['rss_mb_last_quarter_max']:.0f} MB (last quarter)"
+        )
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="art-edge-s")
@@ -173,22 +192,7 @@ def main(argv=None):
         "memory": memory,
         "targets": {"four_cameras_vs_four_processes": 1.2, "four_cameras_vs_one_camera": 1.2},
     }
-    print(
-        f"{a.config} INT8, {n} file cameras at full speed, {os.cpu_count()} cores: one process "
-        f"{fps['one_process']:.1f} FPS in all; {n} processes {fps['separate_processes']:.1f}; one "
-        f"camera {fps['one_camera']:.1f} → {result['four_cameras_vs_four_processes']:.2f}× the "
-        f"processes, {result['four_cameras_vs_one_camera']:.2f}× one camera (counting engine loading: "
-        f"{result['wall_four_cameras_vs_four_processes']:.2f}× and "
-        f"{result['wall_four_cameras_vs_one_camera']:.2f}×)"
-    )
-    if memory:
-        print(
-            f"long run: {memory['frames']} frames from 2 cameras in {memory['seconds']:.0f} s with "
-            f"segments ({memory['segments']}), clips ({memory['clips']} written, "
-            f"{memory['clips_dropped']} dropped), {len(memory['sinks'])} event sinks and metrics; RSS "
-            f"{memory['rss_mb_first_quarter_max']:.0f} MB (first quarter) → "
-            f"{memory['rss_mb_last_quarter_max']:.0f} MB (last quarter)"
-        )
+    print_figures(result, fps, memory)
     write_result(a.out, result)
 
 

@@ -1,12 +1,11 @@
-"""Outputs: an annotated video file, a display window, the events log and the live status line.
+"""Outputs: an annotated video file, a display window and the live status line (events:
+art_edge.sinks).
 
 out = open_output("out.mp4", fps=30)   # or "display"; written to a temporary name, renamed on close
-events = EventLog("events.jsonl", classes)
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -104,35 +103,6 @@ def open_output(spec: str, fps: float):
     if path.suffix.lower() not in (".mp4", ".avi"):
         raise UserError(f"--output {spec}: give a .mp4 or .avi path, or 'display'")
     return VideoFileOutput(path, fps)
-
-
-class EventLog:
-    """One JSON object a line, flushed as written: ts, frame, label, score, topk, saliency."""
-
-    def __init__(self, path, classes: list[str]):
-        self.path, self.classes = Path(path), classes
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "w", buffering=1)
-
-    def write(self, decision, wall_time: float | None = None):
-        event = {
-            "ts": round(wall_time if wall_time is not None else time.time(), 3),
-            "frame": decision.frame,
-            "label": self.classes[decision.label],
-            "score": round(decision.score, 4),
-            "topk": [{"label": self.classes[c], "score": round(p, 4)} for c, p in decision.topk],
-            # per tracklet: its saliency over the T sampled frames (each row sums to 1)
-            "saliency": np.round(decision.saliency.T.astype(np.float64), 4).tolist(),
-            "changed": decision.changed,
-            "latency_ms": round(decision.latency_ms, 1),
-        }
-        if decision.truth is not None and 0 <= decision.truth < len(self.classes):
-            event["truth"] = self.classes[decision.truth]
-        self.file.write(json.dumps(event) + "\n")
-        self.file.flush()
-
-    def close(self):
-        self.file.close()
 
 
 class StatusLine:

@@ -22,7 +22,7 @@ import numpy as np
 
 from art_edge.errors import UserError
 from art_edge.segments import SegmentTracker
-from art_edge.sinks import decision_event
+from art_edge.sinks import decision_event, warn
 from art_edge.streaming import LatencyLog, StreamingClassifier
 
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -213,10 +213,6 @@ class Camera:
                 failures.append(e)
 
 
-def _warn(message: str):
-    print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
 class Rig:
     """The cameras, the shared encoder batch, and the outputs they share (sinks, segments log,
     clip writer, metrics, the one-camera video output, the status line)."""
@@ -307,7 +303,7 @@ class Rig:
             cam.ended = end
             self._finish(cam)
             if end[1] and len(self.cameras) > 1:  # one camera: its error ends the run, said once
-                _warn(f"camera {cam.name}: {end[1]}")
+                warn(f"camera {cam.name}: {end[1]}")
         if not batch and not ends:
             if self.opts.threaded:
                 self.ready.wait(0.5)

@@ -62,6 +62,9 @@ class EdgeOptions:
     raw_clips: bool = False  # clips without the annotation
     metrics: str | None = None  # HOST:PORT of the Prometheus endpoint
     stale_after: float = 10.0  # /healthz fails when a camera delivered no frame for this long
+    web: str | None = None  # HOST:PORT of the dashboard
+    web_token: str | None = None  # required beyond localhost; every request then carries it
+    web_fps: float = 5.0  # the page's frames per camera, at most
 
     def __post_init__(self):
         if isinstance(self.events, str):
@@ -267,6 +270,18 @@ def add_rig_flags(ap):
     ap.add_argument(
         "--metrics", help="HOST:PORT: Prometheus /metrics and /healthz (HOST default 127.0.0.1)"
     )
+    ap.add_argument(
+        "--web",
+        help="HOST:PORT: a live dashboard in the browser (HOST default 127.0.0.1; any other "
+        "address needs --web-token)",
+    )
+    ap.add_argument("--web-token", help="a secret every dashboard request must carry")
+    ap.add_argument(
+        "--web-fps",
+        type=positive_float,
+        default=5.0,
+        help="the dashboard's frames per camera, at most (recognition never waits for the page)",
+    )
 
 
 def quiet_opencv():
@@ -286,6 +301,7 @@ def _outputs_checked(a):
     from art_edge.clips import check_clip_options
     from art_edge.metrics import parse_host_port
     from art_edge.sinks import check_sink_specs
+    from art_edge.web import check_web_options
 
     if a.headless and a.output:
         raise UserError("--headless draws nothing: drop --output, or drop --headless")
@@ -300,6 +316,7 @@ def _outputs_checked(a):
     check_clip_options(a.clips, a.pre, a.post, a.clip_history)
     if a.metrics:
         parse_host_port(a.metrics, "--metrics")
+    check_web_options(a.web, a.web_token)
 
 
 def _camera_specs(a, engine) -> list:
@@ -364,6 +381,9 @@ def edge_options(a) -> EdgeOptions:
         clip_history=a.clip_history,
         raw_clips=a.raw,
         metrics=a.metrics,
+        web=a.web,
+        web_token=a.web_token,
+        web_fps=a.web_fps,
     )
 
 

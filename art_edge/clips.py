@@ -83,7 +83,7 @@ class ClipWriter:
 
 def write_clip(job: ClipJob):
     from art_edge.outputs import VideoFileOutput
-    from art_edge.overlay import draw_overlay
+    from art_edge.overlay import annotate
 
     out = VideoFileOutput(job.path, job.fps)
     indices = [i for i, _ in job.decisions]
@@ -93,10 +93,7 @@ def write_clip(job: ClipJob):
             at = bisect.bisect_right(indices, index) - 1
             decision = job.decisions[at][1] if at >= 0 else None
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            if job.roi_box is not None:
-                x0, y0, x1, y1 = job.roi_box
-                cv2.rectangle(rgb, (x0, y0), (x1 - 1, y1 - 1), (255, 200, 0), 2)
-            bgr = draw_overlay(rgb, decision, job.classes, job.fps, None)
+            bgr = annotate(rgb, decision, job.classes, job.fps, None, job.roi_box)
         out.write(bgr)
     out.close()
 

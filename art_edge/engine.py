@@ -80,7 +80,7 @@ class ARTEngine:
         threads: int | None = None,
         head_threads: int | None = None,
     ):
-        self.engine_dir, self.manifest = Path(engine_dir), manifest
+        self.engine_dir, self.manifest, self.backend = Path(engine_dir), manifest, backend
         self.classes: list[str] = manifest["classes"]
         self.preprocessing = Preprocessing.from_dict(manifest["preprocessing"])
         self.num_frames = int(manifest["model"]["num_frames"])

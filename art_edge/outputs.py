@@ -18,8 +18,39 @@ from art_edge.errors import UserError
 from art_edge.files import partial_path
 
 
+class H264Writer:
+    """H.264 in MP4 through PyAV (FFmpeg's libx264): what browsers, players and OpenCV all play,
+    unlike OpenCV's own MPEG-4 Part 2 ("mp4v") that browsers refuse. The index is written at the
+    front (faststart) so a browser plays the file while it is still loading."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], preset: str = "veryfast"):
+        from fractions import Fraction
+
+        import av
+
+        self.container = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
+        self.stream = self.container.add_stream(
+            "libx264", rate=Fraction(fps).limit_denominator(1001)
+        )
+        self.stream.width, self.stream.height = size
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.options = {"preset": preset, "crf": "23"}
+        self.stream.thread_count = 1  # one core: the encoder and capture need the others
+
+    def write(self, bgr: np.ndarray):
+        import av
+
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24")
+        self.container.mux(self.stream.encode(frame))
+
+    def release(self):
+        self.container.mux(self.stream.encode(None))  # flush the frames the encoder holds
+        self.container.close()
+
+
 class VideoFileOutput:
-    """MP4 (or AVI) written to `.name.part.ext` and renamed when closed, so a file at `path` always plays."""
+    """MP4 (H.264) or AVI (MJPEG) written to `.name.part.ext` and renamed when closed, so a file at
+    `path` always plays."""
 
     def __init__(self, path, fps: float):
         self.path = Path(path)
@@ -28,20 +59,25 @@ class VideoFileOutput:
         self.writer = None
         self.frames = 0
 
-    def write(self, bgr: np.ndarray):
-        if self.writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fourcc = cv2.VideoWriter_fourcc(
-                *("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v")
-            )
-            self.size = (bgr.shape[1], bgr.shape[0])
+    def _open(self, bgr: np.ndarray):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # H.264 (4:2:0) needs even sides: the first frame's size rounded down to even
+        self.size = (bgr.shape[1] // 2 * 2, bgr.shape[0] // 2 * 2)
+        if self.path.suffix.lower() == ".avi":
+            fourcc = cv2.VideoWriter_fourcc(*"MJPG")
             self.writer = cv2.VideoWriter(str(self.part), fourcc, self.fps, self.size)
             if not self.writer.isOpened():
                 raise UserError(
                     f"OpenCV cannot write {self.path}: use a .mp4 or .avi path in a writable folder"
                 )
-        # OpenCV drops frames of another size without a word: a LIST of mixed resolutions, or a
-        # stream that comes back at another size, is letterboxed into the first frame's size.
+        else:
+            self.writer = H264Writer(self.part, self.fps, self.size)
+
+    def write(self, bgr: np.ndarray):
+        if self.writer is None:
+            self._open(bgr)
+        # A LIST of mixed resolutions, or a stream that comes back at another size, is
+        # letterboxed into the first frame's size (a video has one size).
         self.writer.write(letterbox(bgr, self.size))
         self.frames += 1
 

@@ -111,3 +111,27 @@ def draw_overlay(
     )
     _text(bgr, status, (10, h - 12), 0.6 * scale)
     return bgr
+
+
+def annotate(
+    frame_rgb: np.ndarray,
+    decision,
+    classes: list[str],
+    fps: float,
+    latency_ms: float | None,
+    roi_box: tuple | None = None,
+    max_side: int | None = None,
+) -> np.ndarray:
+    """draw_overlay on a camera's full frame, with its ROI outlined (clips, the dashboard);
+    `max_side`: a large frame is scaled down first, so a 4K camera costs no more than 640 px."""
+    if roi_box is not None:
+        frame_rgb = frame_rgb.copy()
+        x0, y0, x1, y1 = roi_box
+        cv2.rectangle(frame_rgb, (x0, y0), (x1 - 1, y1 - 1), (255, 200, 0), 2)
+    h, w = frame_rgb.shape[:2]
+    if max_side and max(h, w) > max_side:
+        s = max_side / max(h, w)
+        frame_rgb = cv2.resize(
+            frame_rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA
+        )
+    return draw_overlay(frame_rgb, decision, classes, fps, latency_ms)

@@ -227,7 +227,7 @@ class Rig:
         self.engine, self.opts, self.classes = engine, opts, engine.classes
         self.listener = listener  # listener(kind, camera, payload): the Python API's stream
         self.ready = threading.Event()  # set by any reader that queued a frame
-        self.sinks = self.segments_log = self.clip_writer = self.metrics = None
+        self.sinks = self.segments_log = self.clip_writer = self.metrics = self.web = None
         self.output = self.status = None
         self.segment_records: list = []
         self.batches = self.max_batch = 0  # encoder runs (frames / batches: the mean batch)
@@ -239,10 +239,13 @@ class Rig:
         from art_edge.metrics import MetricsServer
         from art_edge.outputs import StatusLine, open_output
         from art_edge.sinks import JsonlSink, open_sinks
+        from art_edge.web import WebServer
 
         opts = self.opts
         if opts.metrics:  # first: a port in use fails before any camera opens
             self.metrics = MetricsServer(self, opts.metrics, opts.stale_after)
+        if opts.web:
+            self.web = WebServer(self, opts.web, opts.web_token, opts.web_fps)
         self.sinks = open_sinks(opts.events)
         if opts.segments:
             self.segments_log = JsonlSink(opts.segments)
@@ -253,8 +256,9 @@ class Rig:
             cam.open()
         if opts.output and not opts.headless:
             self.output = open_output(opts.output, self.cameras[0].source.fps)
-        if self.metrics is not None:
-            self.metrics.start()
+        for server in (self.metrics, self.web):
+            if server is not None:
+                server.start()
 
     def emit(self, event: dict, cam: Camera):
         self.sinks.emit(event)
@@ -358,6 +362,7 @@ class Rig:
             self.sinks,
             self.segments_log,
             self.metrics,
+            self.web,
             self.status,
         ):
             try:

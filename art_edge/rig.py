@@ -16,6 +16,7 @@ import re
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +46,28 @@ class RunStats:
         if decision is not None and decision.truth is not None:
             self.clips_scored += 1
             self.clips_correct += int(decision.label == decision.truth)
+
+
+class RateMeter:
+    """Frames per second over the last `window` seconds: a burst (a stream's backlog after a
+    reconnect) moves it by what it adds to the window, not by its instantaneous rate."""
+
+    def __init__(self, window: float = 2.0):
+        self.window, self.times, self.started = window, deque(), None
+
+    def tick(self, now: float):
+        if self.started is None:
+            self.started = now
+        self.times.append(now)
+        while now - self.times[0] > self.window:
+            self.times.popleft()
+
+    @property
+    def fps(self) -> float:
+        if len(self.times) < 2:
+            return 0.0
+        span = min(self.window, self.times[-1] - self.started)
+        return (len(self.times) - 1) / span if span > 0 else 0.0
 
 
 @dataclass
@@ -85,8 +108,8 @@ class Camera:
         self.clf = StreamingClassifier(engine, opts.stream)
         self.stats = RunStats()
         self.clips = self.segments = None
-        self.decision = self.last_frame = self.last_t = self.ended = None
-        self.fps_ema, self.last_frame_at = 0.0, time.monotonic()
+        self.decision = self.last_frame = self.ended = None
+        self.rate, self.last_frame_at = RateMeter(), time.monotonic()
         live = getattr(self.source, "live", False)
         if opts.threaded:
             self.reader = FrameReader(
@@ -178,11 +201,8 @@ class Camera:
         stats.frames += 1
         stats.frame_latency.add(self.clf.frame_latency_ms)
         stats.encode_ms.add(self.clf.encode_ms)
-        now = time.monotonic()
-        if self.last_t is not None:
-            rate = 1 / max(now - self.last_t, 1e-6)
-            self.fps_ema = 0.9 * self.fps_ema + 0.1 * rate if self.fps_ema else rate
-        self.last_t, self.last_frame = now, frame
+        self.rate.tick(time.monotonic())
+        self.last_frame = frame
         return self.rig.draw(self, frame)
 
     def finish(self):
@@ -202,7 +222,7 @@ class Camera:
             "dropped": self.source.dropped + self.reader.dropped,
             "corrupt": self.source.corrupt,
             "reconnects": self.source.reconnects,
-            "fps": round(self.fps_ema, 2),
+            "fps": round(self.rate.fps, 2),
         }
 
     def close(self, failures: list):
@@ -277,7 +297,7 @@ class Rig:
 
             p50 = cam.stats.decision_latency.percentile(50)
             self.output.write(
-                draw_overlay(frame.image, cam.decision, self.classes, cam.fps_ema, p50)
+                draw_overlay(frame.image, cam.decision, self.classes, cam.rate.fps, p50)
             )
             if getattr(self.output, "closed_by_user", False):
                 return False
@@ -405,11 +425,11 @@ def status_text(rig: Rig) -> str:
         if len(rig.cameras) == 1:
             p50 = cam.stats.decision_latency.percentile(50)
             text = (
-                f"{label:<32} {cam.fps_ema:5.1f} FPS  decision {p50 or 0:5.0f} ms  frames "
+                f"{label:<32} {cam.rate.fps:5.1f} FPS  decision {p50 or 0:5.0f} ms  frames "
                 f"{cam.stats.frames}  dropped {dropped}"
             )
         else:
-            text = f"{cam.name}: {label} {cam.fps_ema:4.1f} FPS d{dropped}"
+            text = f"{cam.name}: {label} {cam.rate.fps:4.1f} FPS d{dropped}"
         if cam.source.status not in ("live", "reading", "rendering"):
             text += f" [{cam.source.status}]"
         parts.append(text)

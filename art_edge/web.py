@@ -139,7 +139,7 @@ class Tile:
                 roi_box = cam.roi.box(h, w) if cam.roi is not None else None
                 p50 = cam.stats.decision_latency.percentile(50)
                 bgr = annotate(
-                    frame.image, decision, self.classes, cam.fps_ema, p50, roi_box, TILE_MAX_SIDE
+                    frame.image, decision, self.classes, cam.rate.fps, p50, roi_box, TILE_MAX_SIDE
                 )
                 ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
                 if ok:

@@ -761,6 +761,35 @@ CASES = {
         ],
         "cannot listen",
     ),
+    "edge web beyond localhost without a token": (
+        "art-edge",
+        lambda c: ["--engine", c.engine, "--video", c.clip(), "--web", "0.0.0.0:8080"],
+        "needs --web-token",
+    ),
+    "edge web token without web": (
+        "art-edge",
+        lambda c: ["--engine", c.engine, "--video", c.clip(), "--web-token", "secret"],
+        "needs --web HOST:PORT",
+    ),
+    "edge web malformed": (
+        "art-edge",
+        lambda c: ["--engine", c.engine, "--video", c.clip(), "--web", "localhost"],
+        "--web.*HOST:PORT",
+    ),
+    "edge web port in use": (
+        "art-edge",
+        lambda c: [
+            "--engine",
+            c.engine,
+            "--video",
+            c.clip(),
+            "--web",
+            f"127.0.0.1:{busy_port()}",
+            "--events",
+            c.tmp / "ev.jsonl",
+        ],
+        "--web .*cannot listen",
+    ),
     "edge tensorrt missing": (
         "art-edge",
         lambda c: ["--engine", c.engine, "--video", c.clip(), "--backend", "tensorrt"],

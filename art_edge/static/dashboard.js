@@ -11,8 +11,9 @@ const tiles = new Map(); // camera name → {root, img, url}
 const segments = new Map(); // "camera start_ts" → segment record
 const clipsReady = new Set(); // clip file names written by the rig
 let classes = [];
-let lastState = null;
 let retryMs = 500;
+// For a person at the browser's console, and the tests: the live socket, connections made.
+window.artDashboard = { socket: null, connections: 0 };
 
 function colour(label) {
   const i = classes.indexOf(label);
@@ -171,7 +172,6 @@ function renderEngine(facts) {
 }
 
 function onState(state) {
-  lastState = state;
   for (const s of state.segments) segments.set(`${s.camera} ${s.start_ts}`, s);
   for (const name of state.clips) clipsReady.add(name);
   for (const cam of state.cameras) renderCamera(cam, state.now);
@@ -185,7 +185,9 @@ function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const ws = new WebSocket(`${scheme}://${location.host}${location.pathname.replace(/[^/]*$/, "")}ws`);
   ws.binaryType = "arraybuffer";
+  window.artDashboard.socket = ws;
   ws.onopen = () => {
+    window.artDashboard.connections += 1;
     retryMs = 500;
     segments.clear();
     setConnection("live", "");

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -108,8 +109,8 @@ def test_segments_are_runs_of_a_label_above_the_score_and_long_enough():
 
 
 def test_segments_and_their_clips_from_the_cli(engine_dir, synth, tmp_path):
-    """Two cameras: a segment per action in the JSONL, named by camera; a clip per segment that
-    OpenCV plays to its last frame, and nothing half-written left."""
+    """Two cameras: a segment per action in the JSONL, named by camera; a clip per segment, H.264,
+    that OpenCV plays to its last frame, and nothing half-written left."""
     from art_edge import app
 
     val, video = synth / "val.csv", sorted((synth / "videos").glob("val_*.mp4"))[0]
@@ -134,6 +135,8 @@ def test_segments_and_their_clips_from_the_cli(engine_dir, synth, tmp_path):
     assert written and all(not p.name.startswith(".") for p in written)  # no .part files
     assert len(written) + summary["clips_dropped"] == len(segments)
     for path in written:
+        with av.open(str(path)) as container:  # H.264, which browsers play (mp4v they refuse)
+            assert container.streams.video[0].codec_context.name == "h264", path
         cap = cv2.VideoCapture(str(path))
         count, frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0
         while cap.read()[0]:
@@ -333,49 +336,15 @@ def test_the_python_api_streams_decisions_and_segments_of_each_camera(engine_dir
     assert len(segments) == len(read_jsonl(tmp_path / "s.jsonl"))
 
 
-RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
-
-
-def system_rtsp_server_missing() -> bool:
-    probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
-    try:
-        return (
-            subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True).returncode != 0
-        )
-    except OSError:
-        return True
-
-
-class RtspServer:
-    def __init__(self):
-        self.port, self.proc = free_port(), None
-        self.uri = f"rtsp://127.0.0.1:{self.port}/cam"
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["/usr/bin/python3", str(RTSP_SERVER), str(self.port)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout.readline().strip() == "ready"
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(
-    system_rtsp_server_missing(),
-    reason="GStreamer's RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0) is not installed; make test installs it",
-)
-def test_an_rtsp_camera_reconnects_while_the_other_camera_goes_on(engine_dir, tmp_path):
+def test_an_rtsp_camera_reconnects_while_the_other_camera_goes_on(
+    engine_dir, tmp_path, rtsp_server
+):
     """A real RTSP server beside a synthetic camera: the server is killed and restarted; the RTSP
     camera reconnects (counted) and its decisions continue; the other camera never stopped."""
     from art_edge.engine import ARTEngine
 
-    server, jsonl, times = RtspServer(), tmp_path / "events.jsonl", {}
-    server.start()
+    server, jsonl, times = rtsp_server, tmp_path / "events.jsonl", {}
     opts = EdgeOptions(CFG, events=str(jsonl), emit="decision", headless=True, status=False,
                        max_frames=300)  # fmt: skip
 
@@ -387,16 +356,13 @@ def test_an_rtsp_camera_reconnects_while_the_other_camera_goes_on(engine_dir, tm
         server.start()
         times["up"] = time.time()
 
-    try:
-        with ARTEngine.load(engine_dir, threads=2, head_threads=1) as engine:
-            specs = [
-                CameraSpec("ring", open_source(server.uri, reconnect_timeout=20)),
-                CameraSpec("board", synthetic_camera(engine, clips=0, fps=25)),
-            ]
-            threading.Thread(target=outage, daemon=True).start()
-            summary = Rig(engine, specs, opts).run()
-    finally:
-        server.kill()
+    with ARTEngine.load(engine_dir, threads=2, head_threads=1) as engine:
+        specs = [
+            CameraSpec("ring", open_source(server.uri, reconnect_timeout=20)),
+            CameraSpec("board", synthetic_camera(engine, clips=0, fps=25)),
+        ]
+        threading.Thread(target=outage, daemon=True).start()
+        summary = Rig(engine, specs, opts).run()
     events = read_jsonl(jsonl)
     ring, board = ([e["ts"] for e in events if e["camera"] == name] for name in ("ring", "board"))
     assert summary["cameras"]["ring"]["reconnects"] >= 1

@@ -1,0 +1,68 @@
+"""Fixtures of the edge tests: a free localhost port, and a real RTSP server (GStreamer's, run
+by the system Python as its own process) that a test can kill and restart."""
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
+
+
+def free_localhost_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def system_rtsp_server_missing() -> bool:
+    probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    try:
+        return (
+            subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True).returncode != 0
+        )
+    except OSError:
+        return True
+
+
+class RtspServer:
+    """rtsp://127.0.0.1:PORT/cam: GStreamer's moving ball, 160×120 at 30 FPS, H.264."""
+
+    def __init__(self):
+        self.port, self.proc = free_localhost_port(), None
+        self.uri = f"rtsp://127.0.0.1:{self.port}/cam"
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", str(RTSP_SERVER), str(self.port)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def free_port():
+    """free_port() → a localhost port nothing listens on."""
+    return free_localhost_port
+
+
+@pytest.fixture
+def rtsp_server():
+    """A started RTSP server (skipped, saying why, where GStreamer's RTSP server is missing);
+    killed after the test."""
+    if system_rtsp_server_missing():
+        pytest.skip(
+            "GStreamer's RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0) is not installed; "
+            "make test installs it"
+        )
+    server = RtspServer()
+    server.start()
+    yield server
+    server.kill()

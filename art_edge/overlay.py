@@ -34,19 +34,25 @@ def attention_heatmaps(
     if grid * grid != length:
         return frame_bgr  # a non-square token layout has no picture; draw nothing rather than lie
     x0, y0, side = crop_box(*frame_bgr.shape[:2])
-    region = frame_bgr[y0 : y0 + side, x0 : x0 + side].astype(np.float32)
-    tint = np.zeros_like(region)
-    weight = np.zeros(region.shape[:2], np.float32)
-    for i in range(k):
-        m = attention[i].reshape(grid, grid).astype(np.float32)
-        m = (m - m.min()) / max(float(m.max() - m.min()), 1e-6)
-        m = cv2.resize(m, (side, side), interpolation=cv2.INTER_CUBIC).clip(0, 1) ** 2
-        tint += m[..., None] * np.asarray(TRACKLET_COLOURS[i % len(TRACKLET_COLOURS)], np.float32)
-        weight += m
-    w = (alpha * np.clip(weight, 0, 1))[..., None]
-    tint = tint / np.maximum(weight, 1e-6)[..., None]
+    # The maps are mixed at the token grid and only the mix is scaled up: two resizes and one
+    # blend per frame whatever K (scaling each map up first cost ~10 ms a frame at 360 px).
+    maps = attention.reshape(k, grid, grid).astype(np.float32)
+    low = maps.min(axis=(1, 2), keepdims=True)
+    maps = ((maps - low) / np.maximum(maps.max(axis=(1, 2), keepdims=True) - low, 1e-6)) ** 2
+    colours = np.asarray(
+        [TRACKLET_COLOURS[i % len(TRACKLET_COLOURS)] for i in range(k)], np.float32
+    )
+    weight = maps.sum(axis=0)
+    tint = np.einsum("kij,kc->ijc", maps, colours) / np.maximum(weight, 1e-6)[..., None]
+    # scaled as 8-bit images (cubic on uint8 saturates by itself and is ~5x faster than float)
+    tint = cv2.resize(
+        tint.clip(0, 255).astype(np.uint8), (side, side), interpolation=cv2.INTER_CUBIC
+    )
+    w8 = (255 * alpha * np.clip(weight, 0, 1)).astype(np.uint8)
+    w = cv2.resize(w8, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255
     out = frame_bgr.copy()
-    out[y0 : y0 + side, x0 : x0 + side] = (region * (1 - w) + tint * w).astype(np.uint8)
+    region = out[y0 : y0 + side, x0 : x0 + side]
+    out[y0 : y0 + side, x0 : x0 + side] = cv2.blendLinear(region, tint, 1 - w, w)
     # Each tracklet's peak cell outlined in its colour (inset per tracklet, so shared peaks stay visible).
     cell = side / grid
     for i in range(k):

@@ -4,7 +4,8 @@
     GET /api/engine       the engine's facts: model, classes, precision, backend, the INT8 gate
     GET /api/state        the cameras and the recent segments, as the page gets them
     GET /clips/NAME       a highlight clip (H.264 MP4, which browsers play), when --clips is on
-    WS  /ws               pushes the state and each camera's annotated frame, at --web-fps at most
+    WS  /ws               pushes the state (twice a second) and each camera's annotated frame
+                          (--web-fps at most)
 
 The page's frames are drawn and JPEG-encoded on the server's thread, only while a browser is
 connected, from the newest frame the encoder saw, and only as fast as the browser takes them: a
@@ -33,6 +34,7 @@ STATIC = Path(__file__).parent / "static"
 COOKIE = "art_edge_token"
 RECENT_SEGMENTS = 200  # what a newly connected page gets of the segments before it came
 JPEG_QUALITY = 75
+STATE_INTERVAL = 0.5  # seconds between the state messages a page gets (frames: --web-fps)
 TILE_MAX_SIDE = 640  # a camera's frame is scaled down to this before it is drawn for the page
 CLIP_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.mp4$")
 
@@ -281,8 +283,8 @@ class WebServer:
         return message, segments_seen + len(records), clips_seen + len(written)
 
     async def feed(self, ws):
-        """One browser: the engine's facts, then the state and the frames that are new, at
-        --web-fps at most, each send awaited (a slow browser gets fewer frames)."""
+        """One browser: the engine's facts, then the state (twice a second) and the frames that
+        are new (--web-fps at most), each send awaited: a slow browser gets fewer frames."""
         from starlette.websockets import WebSocketDisconnect
 
         await ws.accept()
@@ -292,10 +294,13 @@ class WebServer:
         seen_clips = max(0, len(written) - RECENT_SEGMENTS)
         try:
             await ws.send_json({"type": "engine", **self.facts})
+            state_due = 0.0
             while not self.closing:
                 started = time.monotonic()
-                message, seen_segments, seen_clips = self.state(seen_segments, seen_clips)
-                await ws.send_json(message)
+                if started >= state_due:  # text changes slower than pictures: 2 a second
+                    message, seen_segments, seen_clips = self.state(seen_segments, seen_clips)
+                    await ws.send_json(message)
+                    state_due = started + STATE_INTERVAL
                 for tile in self.tiles:
                     got = await asyncio.to_thread(tile.render)
                     if got is not None and sent.get(tile.cam.name) != got[0]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -81,3 +82,40 @@ def write_result(path, doc: dict):
     """The benchmark's JSON, written atomically; the path is printed for the reader."""
     atomic_write_text(path, json.dumps(doc, indent=2))
     print(f"wrote {path}")
+
+
+def headless_chromium(width: int = 1400, height: int = 1000, nice: int = 0):
+    """A Selenium WebDriver on Debian's chromium + chromium-driver, headless (the browser test and
+    the dashboard benchmark). Run by root, the driver and the browser run as `nobody`, as a
+    person's browser runs: Chromium started as root raises its own threads' priority (nice −8)
+    above every other program's. `nice` > 0: at that lower CPU priority, which an unprivileged
+    browser cannot undo."""
+    import atexit
+    import pwd
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", f"--window-size={width},{height}",
+                "--autoplay-policy=no-user-gesture-required"):  # fmt: skip
+        options.add_argument(arg)
+    user = pwd.getpwnam("nobody") if os.geteuid() == 0 else None
+    home = tempfile.mkdtemp(prefix="art-chromium-")  # the browser's profile and caches
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+
+    def demote():
+        if user is not None:
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+        if nice:
+            os.nice(nice)
+
+    if user is not None:
+        os.chown(home, user.pw_uid, user.pw_gid)
+    env = dict(os.environ, HOME=home, TMPDIR=home)
+    service = Service(shutil.which("chromedriver"), env=env, popen_kw={"preexec_fn": demote})
+    return webdriver.Chrome(service=service, options=options)

@@ -145,3 +145,18 @@ def test_int8_build_score_and_run_on_the_device_without_torch(
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["frames"] == 16 and summary["decisions"] >= 1
+
+
+@pytest.mark.slow
+def test_the_dashboard_page_ships_in_the_edge_install(edge_venv):
+    """The page's assets are package data (no CDN, nothing outside the wheel): the installed
+    package serves them."""
+    check = (
+        "from art_edge.web import STATIC; "
+        "names = sorted(p.name for p in STATIC.iterdir()); print(names); "
+        "assert {'index.html', 'dashboard.js', 'dashboard.css'} <= set(names), names; "
+        "import av, starlette, uvicorn, websockets; "
+        "av.codec.Codec('libx264', 'w')"
+    )
+    proc = run(edge_venv, "python", "-c", check)
+    assert proc.returncode == 0, proc.stderr[-3000:]

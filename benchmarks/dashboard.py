@@ -1,0 +1,172 @@
+"""What the dashboard costs the pipeline: `art-edge` without `--web`, against `--web` with one
+browser showing the page, side by side.
+
+    python benchmarks/dashboard.py [--config art-edge-s] [--blocks 4] [--seconds 15]
+
+art-edge-s INT8 (random weights), two synthetic cameras rendered as fast as the pipeline takes
+them, headless, one rig in this process (as `art-edge` runs it), in alternating blocks:
+
+- `without_web`: no `--web`;
+- `with_page`: `--web`, and a headless Chromium on the dashboard at the lowest CPU priority
+  (nice 19): the page's work on the rig (drawing, encoding and sending its frames and state) is
+  charged in full, the browser's own rendering hardly at all, as for an operator's laptop or
+  tablet, which is where the page is watched from;
+- `with_page_browser_on_the_rig`: the same with the browser at normal priority, competing with
+  the pipeline for the same cores (a screen attached to the rig itself).
+
+Each run measures the rig's frames over `--seconds`, after the page shows both cameras and a
+warm-up, and the frames the page received. Writes benchmarks/results/dashboard.json with
+`fps_cost_fraction` (1 − FPS `with_page` / FPS `without_web`, medians; target ≤ 0.05) and
+`fps_cost_fraction_browser_on_the_rig` at its top level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from rig import free_port
+
+from benchlib import RESULTS, headless_chromium, write_result
+from edge import build_engines
+
+BOTH_TILES_SHOWN = """return ['a', 'b'].every(c => {
+  const frame = document.querySelector(`.tile[data-camera="${c}"] canvas.frame`);
+  return frame && frame.dataset.frame !== undefined; });"""
+
+
+def measured_run(engine, driver, web: bool, warmup: float, seconds: float) -> dict:
+    """One rig with two endless synthetic cameras; → the FPS of its frames over `seconds`."""
+    from art_edge.app import EdgeOptions
+    from art_edge.rig import CameraSpec, Rig
+    from art_edge.sources import open_source
+    from art_edge.streaming import StreamConfig
+
+    port = free_port()
+    opts = EdgeOptions(StreamConfig(), headless=True, status=False,
+                       web=f"127.0.0.1:{port}" if web else None)  # fmt: skip
+    uri = "synthetic://?frames=32&size=240&seed={}"
+    specs = [
+        CameraSpec(n, open_source(uri.format(i), classes=engine.classes))
+        for i, n in enumerate("ab")
+    ]
+    rig, stop = Rig(engine, specs, opts), threading.Event()
+    thread = threading.Thread(target=rig.run, args=(stop,))
+    thread.start()
+    try:
+        if web:
+            wait_until_shown(driver, f"http://127.0.0.1:{port}/")
+        else:
+            driver.get("about:blank")
+        time.sleep(warmup)
+        frames0, page0, t0 = total_frames(rig), page_frames(driver, web), time.perf_counter()
+        time.sleep(seconds)
+        frames1, page1, t1 = total_frames(rig), page_frames(driver, web), time.perf_counter()
+    finally:
+        stop.set()
+        thread.join()
+    return {
+        "fps": round((frames1 - frames0) / (t1 - t0), 2),
+        "page_frames_per_second": round((page1 - page0) / (t1 - t0), 2),
+    }
+
+
+def wait_until_shown(driver, url: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            driver.get(url)
+            break
+        except Exception:  # noqa: BLE001 (the server is still starting)
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    while not driver.execute_script(BOTH_TILES_SHOWN):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the dashboard at {url} showed no frames in {timeout:g} s")
+        time.sleep(0.2)
+
+
+def total_frames(rig) -> int:
+    return sum(cam.stats.frames for cam in rig.cameras)
+
+
+def page_frames(driver, web: bool) -> int:
+    return driver.execute_script("return window.artDashboard.frames") if web else 0
+
+
+MODES = ("without_web", "with_page", "with_page_browser_on_the_rig")
+
+
+def run_blocks(engine, drivers: dict, a) -> dict:
+    """Each mode once per block, in turn; the browsers not in use wait on a blank page."""
+    runs = {m: [] for m in MODES}
+    for _ in range(a.blocks):
+        for mode in MODES:
+            for driver in drivers.values():
+                driver.get("about:blank")
+            driver = drivers["on_the_rig" if mode.endswith("on_the_rig") else "low_priority"]
+            run = measured_run(engine, driver, mode != "without_web", a.warmup, a.seconds)
+            runs[mode].append(run)
+            print(
+                f"{mode}: {run['fps']:.1f} FPS (page: {run['page_frames_per_second']:.1f} frames/s)"
+            )
+    return runs
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="art-edge-s")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--blocks", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=15.0, help="measured seconds per run")
+    ap.add_argument("--warmup", type=float, default=3.0, help="seconds before each measurement")
+    ap.add_argument("--out", default=str(RESULTS / "dashboard.json"))
+    a = ap.parse_args(argv)
+    from art_edge.app import HEAD_THREADS_THREADED
+    from art_edge.engine import ARTEngine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engines, _ = build_engines(Path(tmp), a.config, a.threads)
+        drivers = {"low_priority": headless_chromium(nice=19), "on_the_rig": headless_chromium()}
+        try:
+            head = HEAD_THREADS_THREADED
+            with ARTEngine.load(engines["int8"], threads=a.threads, head_threads=head) as engine:
+                runs = run_blocks(engine, drivers, a)
+        finally:
+            for driver in drivers.values():
+                driver.quit()
+    fps = {m: statistics.median(r["fps"] for r in rs) for m, rs in runs.items()}
+    result = {
+        "benchmark": "dashboard",
+        "config": a.config,
+        "precision": "int8",
+        "cameras": 2,
+        "threads": a.threads,
+        "cpus": os.cpu_count(),
+        "seconds_per_run": a.seconds,
+        "runs": runs,
+        "fps": fps,
+        "fps_cost_fraction": round(1 - fps["with_page"] / fps["without_web"], 4),
+        "fps_cost_fraction_browser_on_the_rig": round(
+            1 - fps["with_page_browser_on_the_rig"] / fps["without_web"], 4
+        ),
+        "targets": {"fps_cost_fraction": 0.05},
+    }
+    print(
+        f"{a.config} INT8, 2 cameras, {os.cpu_count()} cores: {fps['without_web']:.1f} FPS without "
+        f"--web, {fps['with_page']:.1f} with one browser on the page → the page costs "
+        f"{100 * result['fps_cost_fraction']:.1f} % (target ≤ 5 %); with the browser on the rig's "
+        f"own cores {fps['with_page_browser_on_the_rig']:.1f} FPS "
+        f"({100 * result['fps_cost_fraction_browser_on_the_rig']:.1f} %)"
+    )
+    write_result(a.out, result)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,8 @@
 a thread of their own, joined by bounded hand-offs, so a decision never stalls encoding.
 
     reader = FrameReader(source, preprocessing, bound=4)   # thread 1: frames → preprocessed images
-    head = HeadWorker(classifier, on_decision, live)       # thread 3: decision jobs → decisions
+    heads = HeadThread()                                   # thread 3: decision jobs → decisions
+    head = heads.lane(classifier, on_decision, live)       # one camera's jobs (batched with others)
     items, ended, error = reader.take(limit=4, timeout=0.5) # thread 2 (the caller): encodes them
 
 The policy at each hand-off depends on the source. A live source (camera, stream, a file played
@@ -124,67 +125,118 @@ class FrameReader:
             self._thread.join(timeout=5.0)
 
 
-class HeadWorker:
-    """The clip head on a thread of its own, one job at a time, with one decision job waiting at
-    most. `on_decision(decision, end)` runs on this thread, in the order the jobs were handed over;
-    `end` marks the last job of a clip (its job may be None: nothing left to decide, the clip is
-    scored on the decision before)."""
+class HeadThread:
+    """The clip heads of a rig's cameras on one thread of their own. Each camera hands its jobs
+    to its lane (`lane()`: one camera's head). Whenever the thread turns to the lanes, the first
+    job of every lane that has one runs in one batch (art_edge.streaming.decide_batch,
+    `max_batch` at most): the heads of the cameras due for a decision run together, as the
+    encoder batches their frames. A lane's `on_decision(decision, end)` runs on this thread, in
+    the order its jobs were handed over; `end` marks a clip's last job (its job may be None:
+    nothing left to decide, the clip is scored on the decision before)."""
 
-    def __init__(self, classifier, on_decision, live: bool):
-        self.classifier, self.on_decision, self.live = classifier, on_decision, live
-        self.skipped = 0  # live decisions replaced by a newer one before the head took them
-        self._cond = threading.Condition()
-        self._pending: list = []  # clip ends, and at most one decision job waiting
-        self._busy, self._closing, self.error = False, False, None
+    def __init__(self, max_batch: int = 8):
+        self.max_batch = max_batch  # the TensorRT profile's clips per call (tensorrt_build)
+        self.cond = threading.Condition()
+        self.lanes: list[HeadLane] = []
+        self.batches = self.jobs = self.max_jobs = 0  # head batches run, jobs in them, largest
+        self._closing = False
         self._thread = threading.Thread(target=self._run, name="art-edge:head", daemon=True)
+
+    def lane(self, classifier, on_decision, live: bool) -> HeadLane:
+        lane = HeadLane(self, classifier, on_decision, live)
+        self.lanes.append(lane)
+        return lane
 
     def start(self):
         self._thread.start()
+
+    def _run(self):
+        while True:
+            with self.cond:
+                while not any(lane.pending for lane in self.lanes) and not self._closing:
+                    self.cond.wait()
+                taken = [(lane, lane.pending.pop(0)) for lane in self.lanes if lane.pending]
+                if not taken:
+                    return
+                for lane, item in taken[self.max_batch :]:  # not this turn: back to the front
+                    lane.pending.insert(0, item)
+                taken = taken[: self.max_batch]
+                for lane, _ in taken:
+                    lane.busy = True
+            self._decide(taken)
+            with self.cond:
+                for lane, _ in taken:
+                    lane.busy = False
+                self.cond.notify_all()
+
+    def _decide(self, taken: list):
+        """The jobs taken, one per lane, as one batch; then each lane's callback. An error is
+        raised in the thread that hands the lane its next job (or drains it)."""
+        from art_edge.streaming import decide_batch
+
+        due = [(lane, job) for lane, (job, _) in taken if job is not None]
+        if due:
+            self.batches, self.jobs = self.batches + 1, self.jobs + len(due)
+            self.max_jobs = max(self.max_jobs, len(due))
+        try:
+            made = decide_batch([(lane.classifier, job) for lane, job in due]) if due else []
+        except BaseException as e:  # noqa: BLE001 (raised in the submitting threads)
+            for lane, _ in taken:
+                lane.error = e
+            return
+        decisions = {id(lane): d for (lane, _), d in zip(due, made)}
+        for lane, (_, end) in taken:
+            try:
+                lane.on_decision(decisions.get(id(lane)), end)
+            except BaseException as e:  # noqa: BLE001
+                lane.error = e
+
+    def close(self):
+        with self.cond:
+            self._closing = True
+            self.cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10.0)
+
+
+class HeadLane:
+    """One camera's jobs for the HeadThread, with one decision job waiting at most."""
+
+    def __init__(self, head: HeadThread, classifier, on_decision, live: bool):
+        self.head, self.classifier, self.on_decision = head, classifier, on_decision
+        self.live = live
+        self.skipped = 0  # live decisions replaced by a newer one before the head took them
+        self.pending: list = []  # clip ends, and at most one decision job waiting
+        self.busy, self.error = False, None
+
+    def start(self):
+        pass  # the rig starts the HeadThread
 
     def submit(self, job, end: bool = False):
         """Hand a decision job over (or a clip's end). A live source's job replaces one still
         waiting; otherwise the caller waits until the waiting one is taken. An end is never
         dropped and never waits."""
-        with self._cond:
+        with self.head.cond:
             self._raise_error()
             if not end:
-                while self._pending and not self._replace_waiting():
-                    self._cond.wait(0.2)
+                while self.pending and not self._replace_waiting():
+                    self.head.cond.wait(0.2)
                     self._raise_error()
-            self._pending.append((job, end))
-            self._cond.notify_all()
+            self.pending.append((job, end))
+            self.head.cond.notify_all()
 
     def _replace_waiting(self) -> bool:
-        if not self.live or self._pending[-1][1]:  # never replace an end marker
+        if not self.live or self.pending[-1][1]:  # never replace an end marker
             return False
-        self._pending.pop()
+        self.pending.pop()
         self.skipped += 1
         return True
 
-    def _run(self):
-        while True:
-            with self._cond:
-                while not self._pending and not self._closing:
-                    self._cond.wait()
-                if not self._pending:
-                    return
-                (job, end), self._busy = self._pending.pop(0), True
-            try:
-                decision = None if job is None else self.classifier.decide(job)
-                self.on_decision(decision, end)
-            except BaseException as e:  # noqa: BLE001 (raised in the submitting thread)
-                with self._cond:
-                    self.error = e
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
-
     def drain(self):
         """Wait until every job handed over is done."""
-        with self._cond:
-            while (self._pending or self._busy) and self.error is None:
-                self._cond.wait(0.2)
+        with self.head.cond:
+            while (self.pending or self.busy) and self.error is None:
+                self.head.cond.wait(0.2)
             self._raise_error()
 
     def _raise_error(self):
@@ -193,11 +245,7 @@ class HeadWorker:
             raise error
 
     def close(self):
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10.0)
+        pass  # the rig closes the HeadThread
 
 
 class InlineReader:
@@ -231,7 +279,7 @@ class InlineReader:
 
 
 class InlineHead:
-    """HeadWorker's interface in the caller's thread: each decision is made when it falls due,
+    """HeadLane's interface in the caller's thread: each decision is made when it falls due,
     and the frames behind it wait."""
 
     skipped = 0

@@ -4,9 +4,10 @@
     summary = rig.run(stop)          # until every camera ended, `stop` is set, or max frames
 
 Each camera keeps its own capture thread (newest-frame policy, reconnect), frame ring, decision
-smoothing, segments and clip history, and its own head thread. The encoder, on the caller's
-thread, takes whatever frames arrived from all cameras since its last run (a stride's worth per
-camera at most) and encodes them as one batch, as DeepStream batches streams: a camera that
+smoothing, segments and clip history. The encoder, on the caller's thread, takes whatever frames
+arrived from all cameras since its last run (a stride's worth per camera at most) and encodes
+them as one batch, as DeepStream batches streams; the clip heads of the cameras due for a
+decision run as one batch too, on one head thread (art_edge.pipeline.HeadThread). A camera that
 stalls, reconnects or ends contributes nothing to a batch and holds nobody back.
 """
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from art_edge.errors import UserError
+from art_edge.pipeline import HeadThread
 from art_edge.segments import SegmentTracker
 from art_edge.sinks import decision_event, warn
 from art_edge.streaming import LatencyLog, StreamingClassifier
@@ -101,7 +103,7 @@ class Camera:
     """One camera's part of the rig: reader, classifier, head, counters, segments and clips."""
 
     def __init__(self, spec: CameraSpec, rig):
-        from art_edge.pipeline import FrameReader, HeadWorker, InlineHead, InlineReader
+        from art_edge.pipeline import FrameReader, InlineHead, InlineReader
 
         opts, engine = rig.opts, rig.engine
         self.name, self.source, self.roi, self.rig = spec.name, spec.source, spec.roi, rig
@@ -120,7 +122,7 @@ class Camera:
                 rig.ready,
                 self._on_read,
             )
-            self.head = HeadWorker(self.clf, self.on_decision, live)
+            self.head = rig.heads.lane(self.clf, self.on_decision, live)
         else:
             self.reader = InlineReader(self.source, engine.preprocessing, spec.roi, self._on_read)
             self.head = InlineHead(self.clf, self.on_decision)
@@ -247,6 +249,8 @@ class Rig:
         self.engine, self.opts, self.classes = engine, opts, engine.classes
         self.listener = listener  # listener(kind, camera, payload): the Python API's stream
         self.ready = threading.Event()  # set by any reader that queued a frame
+        # the clip heads of all cameras on one thread, the jobs due together in one batch
+        self.heads = HeadThread() if opts.threaded else None
         self.sinks = self.segments_log = self.clip_writer = self.metrics = self.web = None
         self.output = self.status = None
         self.segment_records: list = []
@@ -272,6 +276,8 @@ class Rig:
         if opts.clips:
             self.clip_writer = ClipWriter(opts.clips)
         self.status = StatusLine() if opts.status else None
+        if self.heads is not None:
+            self.heads.start()
         for cam in self.cameras:
             cam.open()
         if opts.output and not opts.headless:
@@ -377,6 +383,7 @@ class Rig:
         for cam in self.cameras:
             cam.close(failures)
         for closable in (
+            self.heads,
             self.output,
             self.clip_writer,
             self.sinks,
@@ -495,6 +502,12 @@ def rig_summary(rig: Rig, seconds: float) -> dict:
         frames_per_batch=round(summary["frames"] / rig.batches, 2) if rig.batches else 0.0,
         max_batch=rig.max_batch,
     )
+    heads = rig.heads
+    if heads is not None:
+        summary.update(
+            decisions_per_head_batch=round(heads.jobs / heads.batches, 2) if heads.batches else 0.0,
+            max_head_batch=heads.max_jobs,
+        )
     if rig.clip_writer is not None:
         summary.update(clips=list(rig.clip_writer.written), clips_dropped=rig.clip_writer.dropped)
     return summary

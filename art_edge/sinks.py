@@ -52,7 +52,7 @@ def warn(message: str):
 
 
 class JsonlSink:
-    """One JSON object a line, flushed as written (events from several head threads: locked)."""
+    """One JSON object a line, flushed as written (events may come from several threads: locked)."""
 
     def __init__(self, path):
         self.name = str(path)

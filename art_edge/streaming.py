@@ -228,54 +228,55 @@ class StreamingClassifier:
         """One frame encoded alone → its (patches, tokens)."""
         return self.encode([frame])[0]
 
-    def _head(self, job: HeadJob) -> dict:
-        """The clip head on the T sampled frames, doing each frame's work once: the per-clip top-K
-        first; then the per-frame stage only for frames new to the sample or cached under other
-        top-K ids; then the per-clip read-out. The same outputs as the whole head on the T frames."""
-        top = self.engine.head_topk(job.tokens[None])
-        ids = top["topk_ids"][0]
+    def plan(self, job: HeadJob, ids: np.ndarray) -> dict:
+        """Which of a job's frames have per-frame outputs cached under the top-K `ids` (and
+        those outputs), and which must be computed: each stale frame once (a short window may
+        sample a frame twice), at its first position `at`."""
         with self.lock:
             cached = self.ring.lookup(job.slots, job.serials, ids)
             responses = self.ring.responses[job.slots] if cached.any() else None
             attention = self.ring.attention[job.slots] if cached.any() else None
-        # each stale frame once (a short window may sample a frame twice): its first position
         slots, at = np.unique(job.slots, return_index=True)
-        stale, at = slots[~cached[at]], at[~cached[at]]
+        stale = ~cached[at]
+        return {"ids": ids, "cached": cached, "responses": responses, "attention": attention,
+                "stale": slots[stale], "at": at[stale]}  # fmt: skip
+
+    def fill(self, job: HeadJob, plan: dict, computed: dict) -> tuple:
+        """The job's T responses and attention maps: cached ones, and the `computed` ones of its
+        stale frames (cached in turn); → (responses, attention)."""
+        responses, attention, stale = plan["responses"], plan["attention"], plan["stale"]
         if len(stale):
-            s_topk = np.ascontiguousarray(np.repeat(top["s_topk"], len(at), axis=0))
-            frames = self.engine.head_frames(np.ascontiguousarray(job.patches[at]), s_topk)
             if responses is None:  # nothing cached: every position is filled below
                 responses, attention = (
-                    np.empty((len(job.slots), *frames[k].shape[1:]), frames[k].dtype)
+                    np.empty((len(job.slots), *computed[k].shape[1:]), computed[k].dtype)
                     for k in ("responses", "attention")
                 )
-            fresh, rows = ~cached, np.searchsorted(stale, job.slots[~cached])
-            responses[fresh], attention[fresh] = (
-                frames["responses"][rows],
-                frames["attention"][rows],
-            )
+            fresh = ~plan["cached"]
+            rows = np.searchsorted(stale, job.slots[fresh])
+            responses[fresh] = computed["responses"][rows]
+            attention[fresh] = computed["attention"][rows]
             with self.lock:
                 self.ring.store(
-                    stale, job.serials[at], frames["responses"], frames["attention"], ids
-                )
+                    stale, job.serials[plan["at"]], computed["responses"],
+                    computed["attention"], plan["ids"],
+                )  # fmt: skip
         self.frames_computed += len(stale)
-        out = self.engine.head_readout(top["x_cls"], responses[None], top["s_topk"])
-        return {
-            "logits": out["logits"],
-            "saliency": out["saliency"],
-            "topk_ids": top["topk_ids"],
-            "attention": attention[None],
-        }
+        return responses, attention
+
+    def _head(self, job: HeadJob) -> dict:
+        """The clip head on the T sampled frames (see run_heads)."""
+        return run_heads([(self, job)])[0]
 
     def decide(self, job: HeadJob) -> Decision:
         """The decision on a job: the head, then smoothing over the decisions of the same clip."""
+        return decide_batch([(self, job)])[0]
+
+    def decision(self, job: HeadJob, out: dict, head_ms: float) -> Decision:
+        """The head's outputs for a job → the smoothed decision."""
         frame = job.frame
         if frame.segment != self.smoothed_segment:
             self.smoother.reset()
             self.smoothed_segment = frame.segment
-        t0 = time.perf_counter()
-        out = self._head(job)
-        head_ms = 1000 * (time.perf_counter() - t0)
         probs = softmax(out["logits"][0].astype(np.float64))
         label, changed = self.smoother.update(probs)
         smoothed = self.smoother.probs
@@ -295,6 +296,67 @@ class StreamingClassifier:
             head_ms=head_ms,
             latency_ms=1000 * (time.monotonic() - frame.timestamp),
         )
+
+
+# Frames one call of the per-frame head stage takes at most: the TensorRT engines' profile
+# (art_edge.tensorrt_build.BATCH_PROFILE); larger batches run in parts.
+MAX_FRAMES_PER_CALL = 64
+
+
+def decide_batch(pairs: list) -> list[Decision]:
+    """[(classifier, job)] → their decisions, the heads run as one batch (run_heads)."""
+    t0 = time.perf_counter()
+    outs = run_heads(pairs)
+    head_ms = 1000 * (time.perf_counter() - t0)
+    return [clf.decision(job, out, head_ms) for (clf, job), out in zip(pairs, outs)]
+
+
+def run_heads(pairs: list) -> list[dict]:
+    """The clip heads of several windows (each a classifier with its own cache, and a job of the
+    same engine), doing each frame's work once: the per-clip top-K of all of them as one batch;
+    then the per-frame stage for the frames new to a sample or cached under other top-K ids, of
+    all of them as one batch; then the per-clip read-out as one batch. Each output is the whole
+    head's on its T frames."""
+    engine = pairs[0][0].engine
+    top = engine.head_topk(np.stack([job.tokens for _, job in pairs]))
+    plans = [clf.plan(job, top["topk_ids"][b]) for b, (clf, job) in enumerate(pairs)]
+    patches = [job.patches[plan["at"]] for (_, job), plan in zip(pairs, plans)]
+    s_topk = [
+        np.repeat(top["s_topk"][b : b + 1], len(p["at"]), axis=0) for b, p in enumerate(plans)
+    ]
+    computed = per_frame_stage(engine, np.concatenate(patches), np.concatenate(s_topk))
+    start, responses, attention = 0, [], []
+    for (clf, job), plan in zip(pairs, plans):
+        n = len(plan["at"])
+        part = {k: v[start : start + n] for k, v in computed.items()}
+        start += n
+        r, a = clf.fill(job, plan, part)
+        responses.append(r)
+        attention.append(a)
+    out = engine.head_readout(top["x_cls"], np.stack(responses), top["s_topk"])
+    return [
+        {
+            "logits": out["logits"][b : b + 1],
+            "saliency": out["saliency"][b : b + 1],
+            "topk_ids": top["topk_ids"][b : b + 1],
+            "attention": attention[b][None],
+        }
+        for b in range(len(pairs))
+    ]
+
+
+def per_frame_stage(engine, patches: np.ndarray, s_topk: np.ndarray) -> dict:
+    """The per-frame head stage on N frames, in calls of MAX_FRAMES_PER_CALL at most."""
+    if not len(patches):
+        return {"responses": patches[:0], "attention": patches[:0]}
+    parts = [
+        engine.head_frames(
+            np.ascontiguousarray(patches[i : i + MAX_FRAMES_PER_CALL]),
+            np.ascontiguousarray(s_topk[i : i + MAX_FRAMES_PER_CALL]),
+        )
+        for i in range(0, len(patches), MAX_FRAMES_PER_CALL)
+    ]
+    return {k: np.concatenate([p[k] for p in parts]) for k in ("responses", "attention")}
 
 
 class LatencyLog:

@@ -69,6 +69,7 @@ def test_two_cameras_in_one_batch_decide_as_each_camera_alone(engine_dir, synth,
             alone[name] = run_edge(engine, source(which), single), read_jsonl(path)
     events = read_jsonl(both)
     assert summary["max_batch"] > CFG.stride, summary  # frames of both cameras in one batch
+    assert summary["max_head_batch"] == 2, summary  # both cameras' heads in one batch
     for name in ("a", "b"):
         assert summary["cameras"][name]["frames"] == alone[name][0]["frames"] > 0
         mine = [e for e in events if e["camera"] == name]

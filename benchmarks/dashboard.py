@@ -32,7 +32,7 @@ from pathlib import Path
 
 from rig import free_port
 
-from benchlib import RESULTS, headless_chromium, write_result
+from benchlib import RESULTS, alternating, headless_chromium, medians, write_result
 from edge import build_engines
 
 BOTH_TILES_SHOWN = """return ['a', 'b'].every(c => {
@@ -100,6 +100,55 @@ def page_frames(driver, web: bool) -> int:
     return driver.execute_script("return window.artDashboard.frames") if web else 0
 
 
+def heatmaps_at_full_resolution(frame_bgr, attention, alpha: float = 0.55):
+    """The overlay's heatmaps as first written (each map scaled up to the frame, then mixed): the
+    reference the grid-level mix of art_edge.overlay.attention_heatmaps is timed against."""
+    import cv2
+    import numpy as np
+
+    from art_edge.overlay import TRACKLET_COLOURS, crop_box
+
+    k, length = attention.shape
+    grid = int(round(np.sqrt(length)))
+    x0, y0, side = crop_box(*frame_bgr.shape[:2])
+    region = frame_bgr[y0 : y0 + side, x0 : x0 + side].astype(np.float32)
+    tint, weight = np.zeros_like(region), np.zeros(region.shape[:2], np.float32)
+    for i in range(k):
+        m = attention[i].reshape(grid, grid).astype(np.float32)
+        m = (m - m.min()) / max(float(m.max() - m.min()), 1e-6)
+        m = cv2.resize(m, (side, side), interpolation=cv2.INTER_CUBIC).clip(0, 1) ** 2
+        tint += m[..., None] * np.asarray(TRACKLET_COLOURS[i % len(TRACKLET_COLOURS)], np.float32)
+        weight += m
+    w = (alpha * np.clip(weight, 0, 1))[..., None]
+    out = frame_bgr.copy()
+    tint = tint / np.maximum(weight, 1e-6)[..., None]
+    out[y0 : y0 + side, x0 : x0 + side] = (region * (1 - w) + tint * w).astype(np.uint8)
+    return out
+
+
+def overlay_timings(repeats: int = 20) -> dict:
+    """ms per frame of the heatmaps, grid-level mix against full resolution, side by side, on
+    frames the size the page draws (4 tracklets over a 7 × 7 token grid)."""
+    import numpy as np
+
+    from art_edge.overlay import attention_heatmaps
+
+    rng = np.random.default_rng(0)
+    attention = rng.random((4, 49)).astype(np.float32)
+    result = {}
+    for height, width in ((360, 480), (480, 640)):
+        frame = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+        times = alternating(
+            {
+                "grid_mix": lambda f=frame: attention_heatmaps(f, attention),
+                "full_resolution": lambda f=frame: heatmaps_at_full_resolution(f, attention),
+            },
+            repeats,
+        )
+        result[f"{width}x{height}"] = {k: round(v, 2) for k, v in medians(times, 1000).items()}
+    return result
+
+
 MODES = ("without_web", "with_page", "with_page_browser_on_the_rig")
 
 
@@ -131,6 +180,8 @@ def main(argv=None):
     from art_edge.app import HEAD_THREADS_THREADED
     from art_edge.engine import ARTEngine
 
+    overlay_ms = overlay_timings()
+    print(f"overlay heatmaps, ms a frame (grid-level mix, full resolution): {overlay_ms}")
     with tempfile.TemporaryDirectory() as tmp:
         engines, _ = build_engines(Path(tmp), a.config, a.threads)
         drivers = {"low_priority": headless_chromium(nice=19), "on_the_rig": headless_chromium()}
@@ -153,6 +204,7 @@ def main(argv=None):
         "runs": runs,
         "fps": fps,
         "fps_cost_fraction": round(1 - fps["with_page"] / fps["without_web"], 4),
+        "overlay_ms": overlay_ms,
         "fps_cost_fraction_browser_on_the_rig": round(
             1 - fps["with_page_browser_on_the_rig"] / fps["without_web"], 4
         ),

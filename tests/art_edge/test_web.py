@@ -206,16 +206,16 @@ def check_tiles_and_labels(driver, events: Path):
 def check_segments_and_a_clip(driver):
     bars = ".tile .timeline .segment"
     wait_for(lambda: driver.find_elements("css selector", bars), 30, "a segment on a timeline")
-    button = wait_for(
-        lambda: driver.find_elements("css selector", "#segments button.play:not([disabled])"),
-        30,
-        "a written clip",
-    )[0]
     driver.execute_script(
         "window.clipPlayed = false; document.getElementById('player')"
         ".addEventListener('playing', () => { window.clipPlayed = true; });"
     )
-    button.click()
+    # found and clicked in one step: the list is redrawn as segments and clips arrive
+    click = (
+        "const b = document.querySelector('#segments button.play:not([disabled])');"
+        "if (b) b.click(); return !!b;"
+    )
+    wait_for(lambda: driver.execute_script(click), 30, "a written clip to click")
     wait_for(lambda: driver.execute_script("return window.clipPlayed"), 15, "the clip to play")
     error = driver.execute_script(
         "const e = document.getElementById('player').error; return e && e.code"

@@ -272,12 +272,16 @@ def add_rig_flags(ap):
     )
     ap.add_argument(
         "--web",
-        help="HOST:PORT: a live dashboard in the browser (HOST default 127.0.0.1; any other "
+        metavar="HOST:PORT",
+        help="a live dashboard in the browser (HOST default 127.0.0.1; any other "
         "address needs --web-token)",
     )
-    ap.add_argument("--web-token", help="a secret every dashboard request must carry")
+    ap.add_argument(
+        "--web-token", metavar="SECRET", help="a secret every dashboard request must carry"
+    )
     ap.add_argument(
         "--web-fps",
+        metavar="N",
         type=positive_float,
         default=5.0,
         help="the dashboard's frames per camera, at most (recognition never waits for the page)",

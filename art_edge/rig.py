@@ -192,9 +192,10 @@ class Camera:
         self.rig.emit(record, self)
         self.rig.publish("segment", self.name, record)
 
-    def on_frame(self, frame, encoded) -> bool:
-        """One encoded frame, on the encoding thread: into the window, a decision job when one is
-        due, the overlay; → False when the user closed the display."""
+    def on_frame(self, frame, encoded, encode_ms: float) -> bool:
+        """One encoded frame (`encode_ms`: its share of the batch it was encoded in), on the
+        encoding thread: into the window, a decision job when one is due, the overlay; → False
+        when the user closed the display."""
         stats, last = self.stats, self.last_frame
         if last is not None and frame.segment != last.segment:  # a clip ended
             self.head.submit(self.clf.end_job(last), end=True)
@@ -202,7 +203,7 @@ class Camera:
             self.head.submit(self.clf.job(frame))
         stats.frames += 1
         stats.frame_latency.add(self.clf.frame_latency_ms)
-        stats.encode_ms.add(self.clf.encode_ms)
+        stats.encode_ms.add(encode_ms)
         self.rate.tick(time.monotonic())
         self.last_frame = frame
         return self.rig.draw(self, frame)
@@ -324,10 +325,10 @@ class Rig:
         if batch:
             self.batches += 1
             self.max_batch = max(self.max_batch, len(batch))
-            encoded = active[0].clf.encode_images(np.stack([image for _, _, image in batch]))
+            encoder = active[0].clf  # any camera's: they share the engine
+            encoded = encoder.encode_images(np.stack([image for _, _, image in batch]))
             for (cam, frame, _), enc in zip(batch, encoded):
-                cam.clf.encode_ms = active[0].clf.encode_ms
-                if not cam.on_frame(frame, enc):
+                if not cam.on_frame(frame, enc, encoder.encode_ms):
                     return "closed by user", None
         for cam, end in ends:
             cam.ended = end

@@ -84,6 +84,15 @@ def write_result(path, doc: dict):
     print(f"wrote {path}")
 
 
+def free_port() -> int:
+    """A localhost port nothing listens on now (benchmarks and tests start servers there)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def headless_chromium(width: int = 1400, height: int = 1000, nice: int = 0):
     """A Selenium WebDriver on Debian's chromium + chromium-driver, headless (the browser test and
     the dashboard benchmark). Run by root, the driver and the browser run as `nobody`, as a

@@ -30,9 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from rig import free_port
-
-from benchlib import RESULTS, alternating, headless_chromium, medians, write_result
+from benchlib import RESULTS, alternating, free_port, headless_chromium, medians, write_result
 from edge import build_engines
 
 BOTH_TILES_SHOWN = """return ['a', 'b'].every(c => {

@@ -18,7 +18,6 @@ import http.server
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchlib import RESULTS, RssSampler, write_result
+from benchlib import RESULTS, RssSampler, free_port, write_result
 from edge import build_engines, long_video
 
 
@@ -115,12 +114,6 @@ def memory_run(engine: Path, frames: int, tmp: Path, threads: int) -> dict:
         "rss_mb_last_quarter_max": mem.quarter_max("last"),
         "rss_mb_samples": [round(x, 1) for x in mem.samples],
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def print_figures(result: dict, fps: dict, memory):

@@ -1,20 +1,15 @@
-"""Fixtures of the edge tests: a free localhost port, a real RTSP server (GStreamer's, run by the
-system Python as its own process) that a test can kill and restart, and real camera footage."""
+"""Fixtures of the edge tests: a real RTSP server (GStreamer's, run by the system Python as its
+own process) that a test can kill and restart, and real camera footage."""
 
 import importlib.util
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from benchlib import free_port
+
 RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
-
-
-def free_localhost_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def system_rtsp_server_missing() -> bool:
@@ -31,7 +26,7 @@ class RtspServer:
     """rtsp://127.0.0.1:PORT/cam: GStreamer's moving ball, 160×120 at 30 FPS, H.264."""
 
     def __init__(self):
-        self.port, self.proc = free_localhost_port(), None
+        self.port, self.proc = free_port(), None
         self.uri = f"rtsp://127.0.0.1:{self.port}/cam"
 
     def start(self):
@@ -46,12 +41,6 @@ class RtspServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
-
-
-@pytest.fixture
-def free_port():
-    """free_port() → a localhost port nothing listens on."""
-    return free_localhost_port
 
 
 @pytest.fixture

@@ -23,13 +23,9 @@ from art_edge.segments import SegmentTracker
 from art_edge.sources import open_source
 from art_edge.streaming import StreamConfig
 
+from benchlib import free_port
+
 CFG = StreamConfig(window=12, stride=3, smoothing=0.3)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def read_jsonl(path) -> list:

@@ -23,7 +23,7 @@ from art_edge.rig import CameraSpec, Rig
 from art_edge.sources import open_source
 from art_edge.streaming import StreamConfig
 
-from benchlib import headless_chromium
+from benchlib import free_port, headless_chromium
 
 CFG = StreamConfig(window=12, stride=3, smoothing=0.3)
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -52,7 +52,7 @@ def wait_for(check, timeout: float, what: str, every: float = 0.2):
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
-def test_the_token_gate_the_api_and_the_frames(engine_dir, free_port):
+def test_the_token_gate_the_api_and_the_frames(engine_dir):
     """With --web-token: no token or a wrong one is refused (HTTP 401, the WebSocket closed);
     the right one in the query sets a cookie that then suffices; a bearer header works for
     scripts; /api/engine gives the manifest's facts; the WebSocket sends the engine, the state and
@@ -147,7 +147,7 @@ def start_art_edge(engine_dir, port: int, rtsp_uri: str, out: Path) -> subproces
     not (CHROMIUM and CHROMEDRIVER),
     reason="Debian's chromium and chromium-driver are not installed; make test installs them",
 )
-def test_the_dashboard_in_a_real_browser(engine_dir, tmp_path, free_port, rtsp_server):
+def test_the_dashboard_in_a_real_browser(engine_dir, tmp_path, rtsp_server):
     """Headless Chromium against `art-edge --web` with two cameras: a wrong token is refused; both
     tiles show images that change; each label shown is the one of the camera's last event; a
     segment appears on the timeline and its clip plays; the RTSP camera's server is killed (the

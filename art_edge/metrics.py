@@ -12,7 +12,6 @@ the latency histogram, observed at each decision.
 from __future__ import annotations
 
 import threading
-import time
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -111,8 +110,7 @@ class MetricsServer:
     def app(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
-            now = time.monotonic()
-            silent = [c.name for c in self.rig.cameras if now - c.last_frame_at > self.stale_after]
+            silent = [c.name for c in self.rig.cameras if c.silent(self.stale_after)]
             status = "503 Service Unavailable" if silent else "200 OK"
             body = f"no frame for {self.stale_after:g} s: {', '.join(silent)}" if silent else "ok"
             start_response(status, [("Content-Type", "text/plain")])

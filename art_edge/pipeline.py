@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from art_edge.errors import UserError
 from art_edge.preprocess import preprocess_frame
 from art_edge.sources import EndOfStream
+from art_edge.tensorrt_build import BATCH_PROFILE
 
 
 @dataclass
@@ -134,8 +135,8 @@ class HeadThread:
     the order its jobs were handed over; `end` marks a clip's last job (its job may be None:
     nothing left to decide, the clip is scored on the decision before)."""
 
-    def __init__(self, max_batch: int = 8):
-        self.max_batch = max_batch  # the TensorRT profile's clips per call (tensorrt_build)
+    def __init__(self, max_batch: int = BATCH_PROFILE["clip_topk"][2]):
+        self.max_batch = max_batch  # the TensorRT profile's clips per call
         self.cond = threading.Condition()
         self.lanes: list[HeadLane] = []
         self.batches = self.jobs = self.max_jobs = 0  # head batches run, jobs in them, largest
@@ -155,12 +156,10 @@ class HeadThread:
             with self.cond:
                 while not any(lane.pending for lane in self.lanes) and not self._closing:
                     self.cond.wait()
-                taken = [(lane, lane.pending.pop(0)) for lane in self.lanes if lane.pending]
-                if not taken:
+                due = [lane for lane in self.lanes if lane.pending][: self.max_batch]
+                if not due:
                     return
-                for lane, item in taken[self.max_batch :]:  # not this turn: back to the front
-                    lane.pending.insert(0, item)
-                taken = taken[: self.max_batch]
+                taken = [(lane, lane.pending.pop(0)) for lane in due]
                 for lane, _ in taken:
                     lane.busy = True
             self._decide(taken)

@@ -218,6 +218,10 @@ class Camera:
         if self.clips is not None:
             self.clips.flush()
 
+    def silent(self, stale_after: float) -> bool:
+        """No frame delivered in the last `stale_after` seconds (/healthz, the dashboard)."""
+        return time.monotonic() - self.last_frame_at > stale_after
+
     def counters(self) -> dict:
         return {
             "frames": self.stats.frames,

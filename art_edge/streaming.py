@@ -20,6 +20,7 @@ import numpy as np
 
 from art_edge.preprocess import preprocess_frame, streaming_window_indices
 from art_edge.sources import Frame
+from art_edge.tensorrt_build import BATCH_PROFILE
 
 
 @dataclass
@@ -300,9 +301,9 @@ class StreamingClassifier:
         )
 
 
-# Frames one call of the per-frame head stage takes at most: the TensorRT engines' profile
-# (art_edge.tensorrt_build.BATCH_PROFILE); larger batches run in parts.
-MAX_FRAMES_PER_CALL = 64
+# Frames one call of the per-frame head stage takes at most: the TensorRT engines' profile;
+# larger batches run in parts.
+MAX_FRAMES_PER_CALL = BATCH_PROFILE["frame_head"][2]
 
 
 def decide_batch(pairs: list) -> list[Decision]:

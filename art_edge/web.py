@@ -90,7 +90,7 @@ def camera_state(cam, classes: list, stale_after: float) -> dict:
         "name": cam.name,
         "status": source.status,
         "reconnecting": source.status.startswith("reconnecting"),
-        "stale": time.monotonic() - cam.last_frame_at > stale_after,
+        "stale": cam.silent(stale_after),
         "ended": cam.ended[0] if cam.ended else None,
         **cam.counters(),
         "label": classes[d.label] if d is not None else None,

@@ -211,10 +211,14 @@ def test_webhook_retries_and_metrics(engine_dir, tmp_path):
 
 def test_healthz_names_a_silent_camera():
     from art_edge.metrics import MetricsServer
+    from art_edge.rig import Camera
+
+    class Cam(SimpleNamespace):  # a camera's last frame time, and the rig's own silence rule
+        silent = Camera.silent
 
     rig = SimpleNamespace(
-        cameras=[SimpleNamespace(name="pool", last_frame_at=time.monotonic() - 60),
-                 SimpleNamespace(name="board", last_frame_at=time.monotonic())],
+        cameras=[Cam(name="pool", last_frame_at=time.monotonic() - 60),
+                 Cam(name="board", last_frame_at=time.monotonic())],
         sink_counts=dict,
     )  # fmt: skip
     server = MetricsServer(rig, f"127.0.0.1:{free_port()}", stale_after=10)

@@ -188,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the clip head's inference threads (default: {HEAD_THREADS_THREADED} beside the "
         "encoder's, --threads with --no-threads)",
     )
+    ap.add_argument(
+        "--encoder-workers",
+        type=positive_int,
+        help="encode each batch in N parts side by side, on threads/N inference threads each "
+        "(default: 1 for one camera, for the lowest frame latency; one a camera up to the cores "
+        "with several, for the most frames a second; onnxruntime only)",
+    )
     add_stream_flags(ap)
     ap.add_argument(
         "--max-frames",
@@ -393,14 +400,26 @@ def edge_options(a) -> EdgeOptions:
 
 @cli_entry
 def main(argv=None):
-    from art_edge.engine import ARTEngine
+    from art_edge.engine import ARTEngine, default_encoder_workers
     from art_edge.rig import Rig
 
     a = build_parser().parse_args(argv)
     quiet_opencv()
     _outputs_checked(a)
     head_threads = a.head_threads or (a.threads if a.no_threads else HEAD_THREADS_THREADED)
-    engine = ARTEngine.load(a.engine, a.backend, threads=a.threads, head_threads=head_threads)
+    engine = ARTEngine.load(
+        a.engine,
+        a.backend,
+        threads=a.threads,
+        head_threads=head_threads,
+        encoder_workers=a.encoder_workers
+        or default_encoder_workers(
+            1 if a.camera is not None or a.video is not None else len(a.source or [0]),
+            a.threads,
+            a.backend,
+            threaded=not a.no_threads,
+        ),
+    )
     if a.window and a.window < engine.num_frames:
         raise UserError(
             f"--window {a.window} is smaller than the T = {engine.num_frames} frames a decision samples; "

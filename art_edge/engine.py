@@ -9,6 +9,8 @@ with engine:
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -68,9 +70,57 @@ def read_manifest(engine_dir) -> dict:
     return manifest
 
 
+def available_cores() -> int:
+    """The CPUs this process may run on (a container's or taskset's limit, not the host's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+class PendingEncode:
+    """An encoder batch in flight (its parts' futures), or done."""
+
+    def __init__(self, parts: list | None = None, done: tuple | None = None):
+        self.parts, self.done = parts, done
+        self.started = self.finished = time.perf_counter()
+        for f in parts or []:
+            f.add_done_callback(self._part_done)
+
+    def _part_done(self, _):
+        self.finished = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        """From the submission to the last part's end (its wait behind an earlier batch too)."""
+        return self.finished - self.started
+
+    @property
+    def asynchronous(self) -> bool:
+        return self.parts is not None
+
+    def result(self) -> tuple:
+        if self.done is None:
+            outs = [f.result() for f in self.parts]
+            self.done = tuple(np.concatenate(x) for x in zip(*outs))
+        return self.done
+
+
+def default_encoder_workers(
+    cameras: int, threads: int | None, backend: str = "onnxruntime", threaded: bool = True
+) -> int:
+    """One for one camera: a live frame is encoded alone, and all threads on it is the shortest
+    wait. With several cameras, frames come in batches and throughput counts: a worker per camera,
+    up to one per core (art-edge-s INT8 on 2 cores: 2 single-threaded workers encode ~1.3× the
+    frames a second of one worker on 2 threads, docs/benchmarks.md)."""
+    if cameras <= 1 or backend != "onnxruntime" or not threaded:
+        return 1
+    return max(1, min(cameras, threads or available_cores()))
+
+
 class ARTEngine:
     """The graphs of an engine dir behind runners: the frame encoder and the three stages of the
     clip head."""
+
+    encoder_workers = 1  # from_graphs engines encode in one part
+    _encoder_pool = None
 
     def __init__(
         self,
@@ -79,24 +129,35 @@ class ARTEngine:
         backend: str = "onnxruntime",
         threads: int | None = None,
         head_threads: int | None = None,
+        encoder_workers: int = 1,
     ):
         self.engine_dir, self.manifest, self.backend = Path(engine_dir), manifest, backend
         self.classes: list[str] = manifest["classes"]
         self.preprocessing = Preprocessing.from_dict(manifest["preprocessing"])
         self.num_frames = int(manifest["model"]["num_frames"])
+        self.encoder_workers = encoder_workers
+        self._encoder_pool = None  # the workers' threads, while active
         self.runners = self._runners(manifest, backend, threads, head_threads or threads)
 
     def _runners(self, manifest: dict, backend: str, threads, head_threads) -> dict:
         if backend == "onnxruntime":
             from art_edge.backends.onnxruntime import OnnxRuntimeRunner
 
+            encoder_threads = threads
+            if self.encoder_workers > 1:  # the threads shared out: each worker runs its own part
+                encoder_threads = max(1, (threads or available_cores()) // self.encoder_workers)
             return {
                 g: OnnxRuntimeRunner(
                     self.engine_dir / manifest["graphs"][g],
-                    threads=threads if g == "frame_encoder" else head_threads,
+                    threads=encoder_threads if g == "frame_encoder" else head_threads,
                 )
                 for g in GRAPHS
             }
+        if self.encoder_workers > 1:
+            raise UserError(
+                f"--encoder-workers {self.encoder_workers} is for the onnxruntime backend; "
+                f"{backend} batches on the GPU: leave it at 1"
+            )
         if backend == "tensorrt":
             from art_edge.backends.tensorrt import TensorRTRunner
 
@@ -117,10 +178,17 @@ class ARTEngine:
         backend: str = "onnxruntime",
         threads: int | None = None,
         head_threads: int | None = None,
+        encoder_workers: int = 1,
     ) -> ARTEngine:
         """`head_threads`: the clip head's inference threads (default: `threads`); on a small
-        CPU the threaded pipeline runs the head beside the encoder, so fewer can pay."""
-        return cls(engine_dir, read_manifest(engine_dir), backend, threads, head_threads)
+        CPU the threaded pipeline runs the head beside the encoder, so fewer can pay.
+        `encoder_workers`: parts each encoder batch is split into, encoded side by side on
+        `threads / encoder_workers` threads each (onnxruntime only). A small network keeps
+        several single-threaded runs busier than one run on several threads: with several
+        cameras, whose frames come in batches, that is more frames a second (docs/benchmarks.md)."""
+        return cls(
+            engine_dir, read_manifest(engine_dir), backend, threads, head_threads, encoder_workers
+        )
 
     @classmethod
     def from_graphs(cls, graphs: dict, threads: int | None = None) -> ARTEngine:
@@ -146,11 +214,20 @@ class ARTEngine:
         return stream(self, sources, roi, **options)
 
     def activate(self):
+        from concurrent.futures import ThreadPoolExecutor
+
         for runner in self.runners.values():
             runner.activate()
+        if self.encoder_workers > 1 and self._encoder_pool is None:
+            self._encoder_pool = ThreadPoolExecutor(
+                self.encoder_workers, thread_name_prefix="art-edge:encoder"
+            )
         return self
 
     def deactivate(self):
+        if self._encoder_pool is not None:
+            self._encoder_pool.shutdown()
+            self._encoder_pool = None
         for runner in self.runners.values():
             runner.deactivate()
 
@@ -162,6 +239,27 @@ class ARTEngine:
 
     def encode_frames(self, images: np.ndarray):
         """[N, 3, S, S] float32 → patches [N, L, D], frame tokens [N, D]."""
+        return self.submit_encode(images).result()
+
+    def submit_encode(self, images: np.ndarray) -> PendingEncode:
+        """Start encoding `images`; `.result()` gives encode_frames' result. With several encoder
+        workers the batch runs in as many parts (of consecutive frames) side by side and this
+        returns at once, so the caller can hand on the previous batch meanwhile; with one, it
+        encodes before returning."""
+        parts = min(self.encoder_workers, len(images))
+        if self._encoder_pool is None or parts < 2:
+            pending = PendingEncode(done=self._encode(images))
+            pending.finished = time.perf_counter()
+            return pending
+        bounds = np.linspace(0, len(images), parts + 1).astype(int)
+        return PendingEncode(
+            [
+                self._encoder_pool.submit(self._encode, images[a:b])
+                for a, b in zip(bounds, bounds[1:])
+            ]
+        )
+
+    def _encode(self, images: np.ndarray):
         out = self.runners["frame_encoder"].infer({"images": images})
         return out["patches"], out["frame_tokens"]
 

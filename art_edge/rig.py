@@ -109,6 +109,7 @@ class Camera:
         self.name, self.source, self.roi, self.rig = spec.name, spec.source, spec.roi, rig
         self.clf = StreamingClassifier(engine, opts.stream)
         self.stats = RunStats()
+        self.taken = 0  # frames taken for encoding (some may still be in flight)
         self.clips = self.segments = None
         self.decision = self.last_frame = self.ended = None
         self.rate, self.last_frame_at = RateMeter(), time.monotonic()
@@ -260,6 +261,8 @@ class Rig:
         self.output = self.status = None
         self.segment_records: list = []
         self.batches = self.max_batch = 0  # encoder runs (frames / batches: the mean batch)
+        # encoder batches not handed on yet: [(camera, frame) pairs, PendingEncode]
+        self.in_flight: deque = deque()
         self.cameras = [Camera(spec, self) for spec in specs]
         self._finished: set = set()
 
@@ -329,11 +332,14 @@ class Rig:
         if batch:
             self.batches += 1
             self.max_batch = max(self.max_batch, len(batch))
-            encoder = active[0].clf  # any camera's: they share the engine
-            encoded = encoder.encode_images(np.stack([image for _, _, image in batch]))
-            for (cam, frame, _), enc in zip(batch, encoded):
-                if not cam.on_frame(frame, enc, encoder.encode_ms):
-                    return "closed by user", None
+            pending = self.engine.submit_encode(np.stack([image for _, _, image in batch]))
+            self.in_flight.append(([(cam, frame) for cam, frame, _ in batch], pending))
+        # Hand on the earlier batches while this one encodes on the encoder workers (they go
+        # straight on to it, no pause between batches); all of them before a camera ends.
+        keep = 1 if batch and not ends and self.in_flight[-1][1].asynchronous else 0
+        while len(self.in_flight) > keep:
+            if not self._hand_on(*self.in_flight.popleft()):
+                return "closed by user", None
         for cam, end in ends:
             cam.ended = end
             self._finish(cam)
@@ -347,6 +353,15 @@ class Rig:
                 self.status.update(f"waiting for frames ({waiting})")
         return None
 
+    def _hand_on(self, frames: list, pending) -> bool:
+        """An encoded batch to its cameras; → False when the user closed the display."""
+        patches, tokens = pending.result()
+        encode_ms = 1000 * pending.seconds / len(frames)  # each frame's share of the batch
+        for (cam, frame), encoded in zip(frames, zip(patches, tokens)):
+            if not cam.on_frame(frame, encoded, encode_ms):
+                return False
+        return True
+
     def _take(self, active: list) -> tuple[list, list]:
         """The ready frames of each active camera (a stride's worth at most) and the cameras that
         ended; a camera past --max-frames ends here."""
@@ -355,11 +370,12 @@ class Rig:
         # one thread (--no-threads): each camera's read waits a little, in turn
         timeout = 0.0 if opts.threaded else 0.5 / len(active)
         for cam in active:
-            left = opts.max_frames - cam.stats.frames if opts.max_frames else stride
+            left = opts.max_frames - cam.taken if opts.max_frames else stride
             if left <= 0:
                 ends.append((cam, ("max frames", None)))
                 continue
             items, end = cam.reader.take(min(left, stride), timeout=timeout)
+            cam.taken += len(items)
             batch += [(cam, frame, image) for frame, image in items]
             if end is not None:
                 ends.append((cam, (end.ended, end.error)))
@@ -377,6 +393,8 @@ class Rig:
             cam.finish()
 
     def finish(self):
+        while self.in_flight:  # frames encoded before a stop still count
+            self._hand_on(*self.in_flight.popleft())
         for cam in self.cameras:
             self._finish(cam)
 
@@ -506,6 +524,7 @@ def rig_summary(rig: Rig, seconds: float) -> dict:
         segments=len(rig.segment_records),
         frames_per_batch=round(summary["frames"] / rig.batches, 2) if rig.batches else 0.0,
         max_batch=rig.max_batch,
+        encoder_workers=rig.engine.encoder_workers,
     )
     heads = rig.heads
     if heads is not None:

@@ -74,7 +74,7 @@ def memory_run(engine: Path, frames: int, tmp: Path, threads: int) -> dict:
     segments (any score: random weights rarely pass 0.5), clips, JSONL + webhook (+ MQTT when a
     mosquitto is on PATH) events and metrics."""
     from art_edge.app import HEAD_THREADS_THREADED, EdgeOptions
-    from art_edge.engine import ARTEngine
+    from art_edge.engine import ARTEngine, default_encoder_workers
     from art_edge.rig import CameraSpec, Rig
     from art_edge.sources import open_source
     from art_edge.streaming import StreamConfig
@@ -94,7 +94,12 @@ def memory_run(engine: Path, frames: int, tmp: Path, threads: int) -> dict:
     uri = f"synthetic://?frames=32&size=160&clips={-(-frames // 64)}"
     try:
         with (
-            ARTEngine.load(engine, threads=threads, head_threads=HEAD_THREADS_THREADED) as eng,
+            ARTEngine.load(
+                engine,
+                threads=threads,
+                head_threads=HEAD_THREADS_THREADED,
+                encoder_workers=default_encoder_workers(2, threads),  # as art-edge picks
+            ) as eng,
             RssSampler() as mem,
         ):
             specs = [CameraSpec(n, open_source(uri, classes=eng.classes)) for n in ("a", "b")]

@@ -626,6 +626,25 @@ CASES = {
         lambda c: ["--engine", c.engine, "--video", c.clip(), "--head-threads", 0],
         "≥ 1",
     ),
+    "edge encoder-workers 0": (
+        "art-edge",
+        lambda c: ["--engine", c.engine, "--video", c.clip(), "--encoder-workers", 0],
+        "≥ 1",
+    ),
+    "edge encoder-workers on tensorrt": (
+        "art-edge",
+        lambda c: [
+            "--engine",
+            c.engine,
+            "--video",
+            c.clip(),
+            "--backend",
+            "tensorrt",
+            "--encoder-workers",
+            2,
+        ],  # fmt: skip
+        "--encoder-workers 2 is for the onnxruntime backend",
+    ),
     "edge max-frames -1": (
         "art-edge",
         lambda c: ["--engine", c.engine, "--video", c.clip(), "--max-frames", -1],

@@ -40,13 +40,15 @@ def test_source_names():
     ]
 
 
-def test_two_cameras_in_one_batch_decide_as_each_camera_alone(engine_dir, synth, tmp_path):
-    """Two file cameras through one encoder: every frame of each encoded, a batch larger than one
-    camera's stride, and each camera's decisions (probabilities included) those it makes alone."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_two_cameras_in_one_batch_decide_as_each_camera_alone(engine_dir, synth, tmp_path, workers):
+    """Two file cameras through one encoder (its batches in `workers` parts side by side): every
+    frame of each encoded, a batch larger than one camera's stride, and each camera's decisions
+    (probabilities included) those it makes alone."""
     from art_edge.engine import ARTEngine
 
     val, video = synth / "val.csv", sorted((synth / "videos").glob("val_*.mp4"))[0]
-    with ARTEngine.load(engine_dir, threads=2, head_threads=1) as engine:
+    with ARTEngine.load(engine_dir, threads=2, head_threads=1, encoder_workers=workers) as engine:
 
         def source(which):
             return open_source(str(which), classes=engine.classes)
@@ -66,6 +68,7 @@ def test_two_cameras_in_one_batch_decide_as_each_camera_alone(engine_dir, synth,
     events = read_jsonl(both)
     assert summary["max_batch"] > CFG.stride, summary  # frames of both cameras in one batch
     assert summary["max_head_batch"] == 2, summary  # both cameras' heads in one batch
+    assert summary["encoder_workers"] == workers
     for name in ("a", "b"):
         assert summary["cameras"][name]["frames"] == alone[name][0]["frames"] > 0
         mine = [e for e in events if e["camera"] == name]

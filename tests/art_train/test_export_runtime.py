@@ -85,6 +85,28 @@ def test_streaming_one_frame_at_a_time_equals_the_whole_clip(engine_dir, synth):
     np.testing.assert_allclose(streamed["logits"], whole["logits"], atol=1e-5)
 
 
+def test_encoder_workers_encode_parts_side_by_side_as_one_batch(engine_dir, synth):
+    """A batch split across encoder workers (uneven parts, fewer frames than workers too) gives
+    the frames' encodings in order, as one worker would; a worker count is a CPU option only."""
+    from art_edge.engine import default_encoder_workers
+
+    with ARTEngine.load(engine_dir, threads=2) as engine:
+        clips, _ = _val_clips(synth, engine)
+        frames = np.ascontiguousarray(clips.reshape(-1, *clips.shape[2:])[:7])
+        one = engine.encode_frames(frames)
+    with ARTEngine.load(engine_dir, threads=2, encoder_workers=3) as engine:
+        assert engine.runners["frame_encoder"].threads == 1  # 2 threads shared by 3: one each
+        for n in (7, 2, 1):
+            parts = engine.encode_frames(frames[:n])
+            for got, want in zip(parts, one):
+                np.testing.assert_allclose(got, want[:n], atol=1e-5)
+    assert default_encoder_workers(1, 8) == 1  # one camera: all threads on each frame
+    assert default_encoder_workers(4, 2) == 2  # several: a worker a camera, one per core at most
+    assert default_encoder_workers(3, 8) == 3
+    assert default_encoder_workers(4, 2, backend="tensorrt") == 1
+    assert default_encoder_workers(4, 2, threaded=False) == 1
+
+
 def test_eval_through_the_engine_equals_eval_of_the_checkpoint(trained, engine_dir, synth, capsys):
     args = ["--val", synth / "val.csv", "--classes", synth / "classes.txt", "--json"]
     assert evaluate.main(["--engine", str(engine_dir), *map(str, args)]) == 0

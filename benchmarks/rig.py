@@ -1,11 +1,12 @@
 """Several cameras in one process against one process per camera, side by side.
 
-    python benchmarks/rig.py [--cameras 4] [--frames 240] [--blocks 2]
+    python benchmarks/rig.py [--cameras 4] [--frames 600] [--blocks 3]
 
 art-edge-s INT8 (random weights), file cameras played as fast as possible, headless, on the
 machine's cores. In alternating blocks: one `art-edge` process with N `--source`s (its encoder
-batches the frames of all of them); N `art-edge` processes with one camera each, started
-together; one camera alone. Aggregate FPS: the sum of each process's own frames / run seconds (engine loading
+batches the frames of all of them, in parts on its encoder workers); N `art-edge` processes with
+one camera each, started together; one camera alone — each with art-edge's defaults; and, for the
+record, the N cameras with one encoder worker and one camera with a worker per thread. Aggregate FPS: the sum of each process's own frames / run seconds (engine loading
 left out); the wall-clock figures, loading included, are written beside them.
 Writes benchmarks/results/rig.json with `four_cameras_vs_four_processes` and
 `four_cameras_vs_one_camera` at its top level.
@@ -30,21 +31,23 @@ from benchlib import RESULTS, RssSampler, free_port, write_result
 from edge import build_engines, long_video
 
 
-def art_edge(engine: Path, videos: list, summary: Path, threads: int) -> subprocess.Popen:
+def art_edge(
+    engine: Path, videos: list, summary: Path, threads: int, extra: tuple = ()
+) -> subprocess.Popen:
     """One art-edge process over `videos`; its stderr beside the summary, for a failure's reason."""
     sources = [arg for i, v in enumerate(videos) for arg in ("--source", f"cam{i}={v}")]
     cmd = [sys.executable, "-m", "art_edge.app", "--engine", str(engine), *sources, "--headless",
-           "--threads", str(threads), "--summary", str(summary)]  # fmt: skip
+           "--threads", str(threads), "--summary", str(summary), *extra]  # fmt: skip
     log = open(summary.with_suffix(".log"), "w")  # noqa: SIM115 (closed with the process)
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
 
 
-def run_processes(engine: Path, groups: list, tmp: Path, threads: int) -> dict:
+def run_processes(engine: Path, groups: list, tmp: Path, threads: int, extra=()) -> dict:
     """Each group of videos in a process of its own, all started together; → aggregate FPS: `fps`
     sums each process's own rate over its run (engine loading left out: it is paid once per
     process, not per frame), `wall_fps` is all frames over the wall time, loading included."""
     t0 = time.perf_counter()
-    procs = [art_edge(engine, g, tmp / f"s{i}.json", threads) for i, g in enumerate(groups)]
+    procs = [art_edge(engine, g, tmp / f"s{i}.json", threads, extra) for i, g in enumerate(groups)]
     for i, p in enumerate(procs):
         if p.wait() != 0:
             raise SystemExit(f"art-edge failed: {(tmp / f's{i}.log').read_text()[-600:]}")
@@ -130,6 +133,11 @@ def print_figures(result: dict, fps: dict, memory):
         f"{result['wall_four_cameras_vs_four_processes']:.2f}× and "
         f"{result['wall_four_cameras_vs_one_camera']:.2f}×)"
     )
+    print(
+        f"for the record: one process, {result['cameras']} cameras, --encoder-workers 1 "
+        f"{fps['one_process_one_worker']:.1f} FPS; one camera, --encoder-workers {result['threads']} "
+        f"{fps['one_camera_workers']:.1f} FPS"
+    )
     if memory:
         print(
             f"long run: {memory['frames']} frames from 2 cameras in {memory['seconds']:.0f} s with "
@@ -144,9 +152,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="art-edge-s")
     ap.add_argument("--cameras", type=int, default=4)
-    ap.add_argument("--frames", type=int, default=240, help="frames in each camera's video")
+    ap.add_argument(
+        "--frames",
+        type=int,
+        default=600,
+        help="frames in each camera's video (long enough that starting and stopping weigh little)",
+    )
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--blocks", type=int, default=2)
+    ap.add_argument("--blocks", type=int, default=3)
     ap.add_argument(
         "--memory-frames", type=int, default=20000, help="frames of the 2-camera long run (0: skip)"
     )
@@ -157,10 +170,13 @@ def main(argv=None):
         tmp = Path(tmp)
         engines, _ = build_engines(tmp, a.config, a.threads)
         videos = [long_video(tmp / f"cam{i}.mp4", a.frames, seed=3 + i) for i in range(n)]
-        modes = {
-            "one_process": [videos],
-            "separate_processes": [[v] for v in videos],
-            "one_camera": [videos[:1]],
+        modes = {  # name: (each process's videos, extra flags); the defaults first
+            "one_process": ([videos], ()),
+            "separate_processes": ([[v] for v in videos], ()),
+            "one_camera": ([videos[:1]], ()),
+            # what the encoder workers add, apart from batching (not defaults: for the record)
+            "one_process_one_worker": ([videos], ("--encoder-workers", "1")),
+            "one_camera_workers": ([videos[:1]], ("--encoder-workers", str(a.threads))),
         }
         runs = {m: [] for m in modes}
         memory = (
@@ -169,8 +185,8 @@ def main(argv=None):
             else None
         )
         for _ in range(a.blocks):
-            for mode, groups in modes.items():
-                runs[mode].append(run_processes(engines["int8"], groups, tmp, a.threads))
+            for mode, (groups, extra) in modes.items():
+                runs[mode].append(run_processes(engines["int8"], groups, tmp, a.threads, extra))
     fps = {m: statistics.median(r["fps"] for r in rs) for m, rs in runs.items()}
     wall = {m: statistics.median(r["wall_fps"] for r in rs) for m, rs in runs.items()}
     result = {

@@ -76,21 +76,12 @@ def available_cores() -> int:
 
 
 class PendingEncode:
-    """An encoder batch in flight (its parts' futures), or done."""
+    """An encoder batch in flight (its parts' futures, each giving its outputs and its end time),
+    or done."""
 
-    def __init__(self, parts: list | None = None, done: tuple | None = None):
-        self.parts, self.done = parts, done
-        self.started = self.finished = time.perf_counter()
-        for f in parts or []:
-            f.add_done_callback(self._part_done)
-
-    def _part_done(self, _):
-        self.finished = time.perf_counter()
-
-    @property
-    def seconds(self) -> float:
-        """From the submission to the last part's end (its wait behind an earlier batch too)."""
-        return self.finished - self.started
+    def __init__(self, started: float, parts: list | None = None, done: tuple | None = None):
+        self.started, self.parts, self.done = started, parts, done
+        self.finished = time.perf_counter() if done is not None else None
 
     @property
     def asynchronous(self) -> bool:
@@ -99,8 +90,15 @@ class PendingEncode:
     def result(self) -> tuple:
         if self.done is None:
             outs = [f.result() for f in self.parts]
-            self.done = tuple(np.concatenate(x) for x in zip(*outs))
+            self.finished = max(end for _, end in outs)
+            self.done = tuple(np.concatenate(x) for x in zip(*(out for out, _ in outs)))
         return self.done
+
+    @property
+    def seconds(self) -> float:
+        """From the submission to the last part's end (its wait behind an earlier batch too)."""
+        self.result()
+        return self.finished - self.started
 
 
 def default_encoder_workers(
@@ -246,18 +244,20 @@ class ARTEngine:
         workers the batch runs in as many parts (of consecutive frames) side by side and this
         returns at once, so the caller can hand on the previous batch meanwhile; with one, it
         encodes before returning."""
-        parts = min(self.encoder_workers, len(images))
+        started, parts = time.perf_counter(), min(self.encoder_workers, len(images))
         if self._encoder_pool is None or parts < 2:
-            pending = PendingEncode(done=self._encode(images))
-            pending.finished = time.perf_counter()
-            return pending
+            return PendingEncode(started, done=self._encode(images))
         bounds = np.linspace(0, len(images), parts + 1).astype(int)
         return PendingEncode(
+            started,
             [
-                self._encoder_pool.submit(self._encode, images[a:b])
+                self._encoder_pool.submit(self._timed_encode, images[a:b])
                 for a, b in zip(bounds, bounds[1:])
-            ]
+            ],
         )
+
+    def _timed_encode(self, images: np.ndarray):
+        return self._encode(images), time.perf_counter()
 
     def _encode(self, images: np.ndarray):
         out = self.runners["frame_encoder"].infer({"images": images})

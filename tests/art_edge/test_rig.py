@@ -69,6 +69,8 @@ def test_two_cameras_in_one_batch_decide_as_each_camera_alone(engine_dir, synth,
     assert summary["max_batch"] > CFG.stride, summary  # frames of both cameras in one batch
     assert summary["max_head_batch"] == 2, summary  # both cameras' heads in one batch
     assert summary["encoder_workers"] == workers
+    # each frame's share of its batch's encoding, measured whether the batch ran in parts or not
+    assert all(summary["cameras"][n]["encode_ms_p50"] > 0.1 for n in ("a", "b")), summary
     for name in ("a", "b"):
         assert summary["cameras"][name]["frames"] == alone[name][0]["frames"] > 0
         mine = [e for e in events if e["camera"] == name]

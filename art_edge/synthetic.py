@@ -92,6 +92,13 @@ def _mark_centre_and_amplitude(scene: Scene, size: int, half: int, rng):
 def clip_frames(label: int, size: int, num_frames: int, rng, scene: Scene = EASY):
     """One clip, frame by frame → BGR uint8 [size, size, 3] each: the live source renders a
     clip of any length in the memory of one frame (the mark's path is 16 bytes a frame)."""
+    for frame, _ in marked_frames(label, size, num_frames, rng, scene):
+        yield frame
+
+
+def marked_frames(label: int, size: int, num_frames: int, rng, scene: Scene = EASY):
+    """clip_frames, each frame with the mark's centre (x, y) in pixels: the ground truth a tower
+    can be pretrained to find small objects with (benchmarks/pretrain_tower.py)."""
     bg = _texture(rng, size)
     # Distractor: a big blob on a random walk, the same law for every class.
     radius = int(size * rng.uniform(0.16, 0.22))
@@ -117,7 +124,7 @@ def clip_frames(label: int, size: int, num_frames: int, rng, scene: Scene = EASY
         )
         cv2.rectangle(img, (x - half, y - half), (x + half, y + half), mark_colour.tolist(), -1)
         img += rng.normal(0, 4, img.shape).astype(np.float32)
-        yield np.clip(img, 0, 255).astype(np.uint8)
+        yield np.clip(img, 0, 255).astype(np.uint8), (x + 0.5, y + 0.5)
 
 
 def render_clip(label: int, size: int, num_frames: int, rng, scene: Scene = EASY) -> np.ndarray:

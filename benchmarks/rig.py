@@ -6,8 +6,9 @@ art-edge-s INT8 (random weights), file cameras played as fast as possible, headl
 machine's cores. In alternating blocks: one `art-edge` process with N `--source`s (its encoder
 batches the frames of all of them, in parts on its encoder workers); N `art-edge` processes with
 one camera each, started together; one camera alone — each with art-edge's defaults; and, for the
-record, the N cameras with one encoder worker and one camera with a worker per thread. Aggregate FPS: the sum of each process's own frames / run seconds (engine loading
-left out); the wall-clock figures, loading included, are written beside them.
+record, the N cameras with one encoder worker and one camera with a worker per thread. Aggregate
+FPS: the sum of each process's own frames / run seconds (engine loading left out); the wall-clock
+figures, loading included, are written beside them.
 Writes benchmarks/results/rig.json with `four_cameras_vs_four_processes` and
 `four_cameras_vs_one_camera` at its top level.
 """

@@ -22,7 +22,9 @@ from pathlib import Path
 from benchlib import RESULTS, write_result
 
 
-def one_run(data: Path, out: Path, variant: str, seed: int, epochs: int, sets: list) -> dict:
+def one_run(
+    data: Path, out: Path, variant: str, seed: int, epochs: int, sets: list, weights=None
+) -> dict:
     """Train one variant and seed through the real art-train loop; score its best checkpoint."""
     from art_train.evaluate import evaluate_checkpoint
     from art_train.train import RunSpec, resolve_config, train_with_restarts
@@ -33,7 +35,12 @@ def one_run(data: Path, out: Path, variant: str, seed: int, epochs: int, sets: l
     t0 = time.time()
     with redirect_stdout(io.StringIO()):
         spec = RunSpec(
-            data / "train.csv", data / "val.csv", data / "classes.txt", out, progress=False
+            data / "train.csv",
+            data / "val.csv",
+            data / "classes.txt",
+            out,
+            progress=False,
+            clip_weights=weights,
         )
         best = train_with_restarts(model_cfg, tcfg, spec)
     m = evaluate_checkpoint(out, data / "val.csv", data / "classes.txt")
@@ -84,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="config override for every run, e.g. --set gamma1=5 --set gamma2=5",
     )
+    ap.add_argument(
+        "--clip-weights",
+        help="start both variants' tower from this checkpoint (e.g. benchmarks/pretrain_tower.py's)",
+    )
     ap.add_argument("--out", default=str(RESULTS / "synthetic_ablation.json"))
     return ap
 
@@ -108,7 +119,15 @@ def main(argv=None):
         for seed in a.seeds:
             for variant in a.variants:
                 runs.append(
-                    one_run(data, Path(tmp) / f"{variant}-{seed}", variant, seed, a.epochs, a.set)
+                    one_run(
+                        data,
+                        Path(tmp) / f"{variant}-{seed}",
+                        variant,
+                        seed,
+                        a.epochs,
+                        a.set,
+                        a.clip_weights,
+                    )
                 )
                 print(
                     f"{variant:<9} seed {seed}: top-1 {runs[-1]['top1']:.3f}  ({runs[-1]['seconds']:.0f} s)",
@@ -120,6 +139,7 @@ def main(argv=None):
         "config": "art-tiny",
         "scene": a.scene,
         "overrides": a.set,
+        "clip_weights": a.clip_weights,
         "epochs": a.epochs,
         "seeds": a.seeds,
         "train_clips": 6 * a.per_class,

@@ -173,6 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_rig_flags(ap)
     ap.add_argument("--headless", action="store_true", help="draw nothing")
+    add_runtime_flags(ap)
+    add_stream_flags(ap)
+    ap.add_argument(
+        "--max-frames",
+        type=non_negative_int,
+        default=0,
+        help="stop after N frames (0: until the source ends)",
+    )
+    ap.add_argument("--root", help="folder for relative paths in a LIST source")
+    ap.add_argument("--summary", help="write the run summary JSON here")
+    return ap
+
+
+def add_runtime_flags(ap):
+    """Which runtime runs the engine, and on how many threads."""
     ap.add_argument(
         "--backend",
         default="onnxruntime",
@@ -195,16 +210,6 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: 1 for one camera, for the lowest frame latency; one a camera up to the cores "
         "with several, for the most frames a second; onnxruntime only)",
     )
-    add_stream_flags(ap)
-    ap.add_argument(
-        "--max-frames",
-        type=non_negative_int,
-        default=0,
-        help="stop after N frames (0: until the source ends)",
-    )
-    ap.add_argument("--root", help="folder for relative paths in a LIST source")
-    ap.add_argument("--summary", help="write the run summary JSON here")
-    return ap
 
 
 def add_stream_flags(ap):

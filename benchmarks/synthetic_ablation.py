@@ -99,14 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv=None):
-    import torch
-
+def run_all(a) -> list:
+    """Every seed × variant on one dataset of the chosen scene, printed as each ends."""
     from art_edge.synthetic import SCENES, make_dataset
 
-    a = build_parser().parse_args(argv)
-    torch.set_num_threads(a.threads)
-    t_start, runs = time.time(), []
+    runs = []
     with tempfile.TemporaryDirectory() as tmp:
         data = make_dataset(
             Path(tmp) / "data",
@@ -118,21 +115,22 @@ def main(argv=None):
         )
         for seed in a.seeds:
             for variant in a.variants:
-                runs.append(
-                    one_run(
-                        data,
-                        Path(tmp) / f"{variant}-{seed}",
-                        variant,
-                        seed,
-                        a.epochs,
-                        a.set,
-                        a.clip_weights,
-                    )
-                )
+                out = Path(tmp) / f"{variant}-{seed}"
+                runs.append(one_run(data, out, variant, seed, a.epochs, a.set, a.clip_weights))
                 print(
                     f"{variant:<9} seed {seed}: top-1 {runs[-1]['top1']:.3f}  ({runs[-1]['seconds']:.0f} s)",
                     flush=True,
                 )
+    return runs
+
+
+def main(argv=None):
+    import torch
+
+    a = build_parser().parse_args(argv)
+    torch.set_num_threads(a.threads)
+    t_start = time.time()
+    runs = run_all(a)
     summary = summarize(runs, a.variants)
     report = {
         "benchmark": "synthetic_ablation",

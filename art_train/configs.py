@@ -58,6 +58,9 @@ class ARTConfig:
     # > 0: each tracklet's second-order motion (lag-1 cross-covariance of its responses projected
     # to this many dims) joins the read-out; 0: off (the paper's)
     motion_dim: int = 0
+    # each response also carries where its region is: its attention map's centroid (token units),
+    # through a learned linear embedding added after the response norm; False: the paper's
+    region_position: bool = False
     mlp_ratio: float = 4.0  # MLP hidden width / d
     drop: float = 0.0  # dropout inside blocks
     head_dropout: float = 0.5  # dropout before the classifiers (paper: 0.5)

@@ -284,6 +284,15 @@ class ART(nn.Module):
             for _ in range(cfg.qr_layers)
         )
         self.response_norm = nn.LayerNorm(d)
+        # region_position: where each query's region is, as its attention map's centroid. A
+        # response is an attention-weighted sum of values, and a LayerNorm follows: a motion smaller
+        # than a token survives that only faintly; the centroid keeps it (to a fraction of a token
+        # with a tower that localizes, docs/experiments/random-weights.md).
+        rows, cols = self.frame_encoder.grid
+        yy, xx = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+        token_xy = torch.stack([xx - (cols - 1) / 2, yy - (rows - 1) / 2], -1).reshape(-1, 2)
+        self.register_buffer("token_xy", token_xy.float(), persistent=False)
+        self.region_position = nn.Linear(2, d, bias=False) if cfg.region_position else None
         # The paper's UniFormerV2 backbone mixes time inside every frame feature; our per-frame
         # CLIP tower does not, and a saliency-weighted sum over time is blind to order (it cannot
         # tell a motion from its reverse). So each frame's response gets a projection of its own
@@ -351,7 +360,10 @@ class ART(nn.Module):
         q = self.queries + s_hat
         for blk in self.qr_blocks:
             q, attn = blk(q, x_hat)
-        return self.response_norm(q), attn
+        responses = self.response_norm(q)
+        if self.region_position is not None:
+            responses = responses + self.region_position(attn @ self.token_xy)
+        return responses, attn
 
     def head_readout(self, x_cls, responses, s_topk):
         """Per clip, last (steps 8-10): x_cls [B, D], the T frames' raw responses [B, T, K, D],

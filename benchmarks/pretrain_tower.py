@@ -63,6 +63,8 @@ def pretrain(images, centres, steps: int, seed: int, log=print):
     cell = IMAGE_SIZE / grid[-1]
     token = (pos / cell).floor().long().clamp(0, grid[-1] - 1)  # [N, 2]: column, row
     offset = pos / cell - token  # where in its token, [0, 1)
+    rows, cols = torch.meshgrid(torch.arange(grid[-2]), torch.arange(grid[-1]), indexing="ij")
+    centres_of_tokens = torch.stack([cols, rows], -1).reshape(-1, 2).float() + 0.5
     opt = torch.optim.AdamW([*tower.parameters(), *head.parameters()], lr=2e-3, weight_decay=0.01)
     t0 = time.time()
     for step in range(steps):
@@ -72,14 +74,18 @@ def pretrain(images, centres, steps: int, seed: int, log=print):
         find = F.cross_entropy(out[:, 0].flatten(1), target)
         there = out[torch.arange(len(b)), 1:, token[b, 1], token[b, 0]].sigmoid()
         place = F.l1_loss(there, offset[b])
-        loss = find + 5 * place
+        # Integral regression: the soft-argmax of the centre logits is the mark's centre, to a
+        # fraction of a token (what a query's attention centroid can then read).
+        centroid = out[:, 0].flatten(1).softmax(-1) @ centres_of_tokens
+        soft = F.l1_loss(centroid, pos[b] / cell)
+        loss = find + 5 * place + 5 * soft
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % 250 == 0 or step == steps - 1:
             hit = (out[:, 0].flatten(1).argmax(1) == target).float().mean().item()
-            log(f"step {step}: centre token found {hit:.2f}, offset error {place.item() * cell:.2f} px "
-                f"({time.time() - t0:.0f} s)")  # fmt: skip
+            log(f"step {step}: centre token found {hit:.2f}, offset error {place.item() * cell:.2f} px, "
+                f"soft-argmax error {soft.item() * cell:.2f} px ({time.time() - t0:.0f} s)")  # fmt: skip
     return clip
 
 

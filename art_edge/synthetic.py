@@ -34,7 +34,7 @@ CLASSES = (
 )
 
 
-def _texture(rng, size: int) -> np.ndarray:
+def texture(rng, size: int) -> np.ndarray:
     """Smooth coloured noise: a few octaves of upsampled random grids."""
     img = np.zeros((size, size, 3), np.float32)
     for cells, weight in ((4, 0.5), (8, 0.3), (16, 0.2)):
@@ -99,7 +99,7 @@ def clip_frames(label: int, size: int, num_frames: int, rng, scene: Scene = EASY
 def marked_frames(label: int, size: int, num_frames: int, rng, scene: Scene = EASY):
     """clip_frames, each frame with the mark's centre (x, y) in pixels: the ground truth a tower
     can be pretrained to find small objects with (benchmarks/pretrain_tower.py)."""
-    bg = _texture(rng, size)
+    bg = texture(rng, size)
     # Distractor: a big blob on a random walk, the same law for every class.
     radius = int(size * rng.uniform(0.16, 0.22))
     pos = rng.uniform(0.3, 0.7, 2) * size

@@ -141,8 +141,10 @@ _REGISTRY: dict[str, RegisteredConfig] = {
     # Trains on 2 CPU cores in minutes: a tiny ResNet tower (timm test_resnet) at 64², 8 frames,
     # patch tokens from its stride-8 stage (8×8). Trained from random weights, so (all measured,
     # docs/experiments/random-weights.md): no auxiliary losses (at γ = 5 they cost accuracy), no
-    # spatial enhancement and one single-head query layer (they learn, slower), K = 4, the ordered
-    # tracklet read-out, and queries that start from distinctive training tokens.
+    # spatial enhancement and one single-head query layer (they learn, slower), K = 4, queries that
+    # start from distinctive training tokens, and a read-out of each region's motion: where each
+    # query looks (region_position) and its lag-1 cross-covariance (motion_dim), which hold for a
+    # mark anywhere, moving less than a token, from any phase.
     "art-tiny": RegisteredConfig(
         ARTConfig(
             name="art-tiny",
@@ -160,8 +162,9 @@ _REGISTRY: dict[str, RegisteredConfig] = {
             head_dropout=0.1,
             gamma1=0.0,
             gamma2=0.0,
-            tracklet_readout="ordered",
             query_init="tokens",
+            motion_dim=16,
+            region_position=True,
         ),
         TrainConfig(epochs=10, batch_size=8),
     ),

@@ -375,8 +375,8 @@ class ART(nn.Module):
         # Step 10. The read-out sees each frame's response with a projection of its own time step
         # (encode_tracklets), so the order survives. "sum" is the paper's Σ_t w_t r_t; "ordered"
         # instead lets the head read each tracklet's saliency-weighted responses in time order
-        # (T·w_t r_t: uniform weights leave them at scale). art-tiny learns from random weights
-        # with "ordered" (docs/experiments/random-weights.md).
+        # (T·w_t r_t: uniform weights leave them at scale). art-tiny reads "sum" and the motion
+        # term below (docs/experiments/random-weights.md).
         timed = self.encode_tracklets(responses)
         weighted = saliency.unsqueeze(-1) * timed
         if self.cfg.tracklet_readout == "ordered":

@@ -1,16 +1,18 @@
 """Pretrain art-tiny's tower to find small objects, as an --clip-weights file (an experiment).
 
-    python benchmarks/pretrain_tower.py --out tower.safetensors [--frames 6000] [--steps 1500]
+    python benchmarks/pretrain_tower.py --out tower.safetensors [--frames-from varied|hard]
     python benchmarks/synthetic_ablation.py --scene hard --clip-weights tower.safetensors ...
 
 Users fine-tune from pretrained weights; art-tiny's tower (open_clip `ART-ResNet-Tiny`) has none
-to download. This pretrains it on single synthetic frames to localize the small mark the way
-keypoint/detection heads are trained (CenterNet-style): from each stride-8 token, a 1×1 head
-predicts whether the mark's centre lies in that token and where inside it. The frames carry no
-action labels (their clips' labels are drawn at random and thrown away; only the mark's position
-per frame is used). The whole CLIP model (the text tower at its random start) is written as
+to download. This pretrains it on single frames to localize a small object the way keypoint and
+detection heads are trained: from each stride-8 token, a 1×1 head predicts whether the object's
+centre lies in that token and where inside it (CenterNet-style), and the soft-argmax of its
+centre logits must land on the centre (integral regression), which makes the centre readable
+to a fraction of a token. The frames (`--frames-from`) are `varied` (small discs and squares over
+textures and noise beside large ones: no dataset's frames) or the `hard` scene's; they carry no
+action labels. The whole CLIP model (the text tower at its random start) is written as
 safetensors, so `--clip-weights` loads it strictly like any other checkpoint.
-docs/experiments/random-weights.md says what it did to the hard scene.
+docs/experiments/random-weights.md says what it did.
 """
 
 from __future__ import annotations
@@ -38,6 +40,59 @@ def frames_with_marks(count: int, seed: int):
             images.append(preprocess_frame(np.ascontiguousarray(bgr[:, :, ::-1]), prep))
             centres.append(np.asarray(centre) * IMAGE_SIZE / size)
     return np.stack(images[:count]), np.stack(centres[:count]).astype(np.float32)
+
+
+def varied_frame(rng):
+    """One frame of no dataset: a small disc or square (2-5 % of the side, any colour that stands
+    out, drawn to 1/16 pixel) somewhere over smooth texture or pixel noise, beside one or two large
+    discs or squares → (BGR uint8 [S, S, 3], its centre (x, y) in pixels), S in 64…128."""
+    from art_edge.synthetic import texture
+
+    size = int(rng.choice([64, 96, 112, 128]))
+    if rng.random() < 0.5:
+        img = texture(rng, size)
+    else:
+        grey = rng.uniform(40, 200, 3)
+        img = grey + rng.normal(0, rng.uniform(5, 40), (size, size, 3))
+    img = np.ascontiguousarray(img, np.float32)
+    for _ in range(int(rng.integers(1, 3))):  # large distractors
+        _draw(
+            img, rng.uniform(0, size, 2), size * rng.uniform(0.1, 0.22), rng.uniform(0, 255, 3), rng
+        )
+    radius = size * rng.uniform(0.02, 0.05)
+    centre = rng.uniform(radius + 2, size - radius - 2, 2)
+    x, y = centre.astype(int)
+    local = img[max(0, y - 6) : y + 7, max(0, x - 6) : x + 7].mean(axis=(0, 1))
+    sign = 1.0 if (rng.random() < 0.5 and local.mean() < 190) or local.mean() < 70 else -1.0
+    _draw(img, centre, radius, np.clip(local + sign * rng.uniform(70, 150, 3), 0, 255), rng)
+    img += rng.normal(0, 3, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8), centre
+
+
+def _draw(img, centre, radius, colour, rng):
+    """A filled disc or square, anti-aliased, its centre to 1/16 pixel (cv2's `shift`)."""
+    import cv2
+
+    c, r = (centre * 16).astype(int), int(radius * 16)
+    if rng.random() < 0.5:
+        cv2.circle(img, (int(c[0]), int(c[1])), r, colour.tolist(), -1, cv2.LINE_AA, shift=4)
+    else:
+        corners = np.array([[-r, -r], [r, -r], [r, r], [-r, r]]) + c
+        cv2.fillPoly(img, [corners.astype(np.int32)], colour.tolist(), cv2.LINE_AA, shift=4)
+
+
+def varied_frames(count: int, seed: int):
+    """`count` varied_frame()s as art-tiny sees them, and the small object's centre in the
+    model's input pixels → (float32 [N, 3, S, S], float32 [N, 2])."""
+    from art_edge.preprocess import Preprocessing, preprocess_frame
+
+    rng, prep = np.random.default_rng(seed), Preprocessing(image_size=IMAGE_SIZE)
+    images, centres = [], []
+    for _ in range(count):
+        bgr, centre = varied_frame(rng)
+        images.append(preprocess_frame(np.ascontiguousarray(bgr[:, :, ::-1]), prep))
+        centres.append(centre * IMAGE_SIZE / bgr.shape[0])
+    return np.stack(images), np.stack(centres).astype(np.float32)
 
 
 def pretrain(images, centres, steps: int, seed: int, log=print):
@@ -89,6 +144,24 @@ def pretrain(images, centres, steps: int, seed: int, log=print):
     return clip
 
 
+FRAME_SOURCES = {"varied": varied_frames, "hard": frames_with_marks}
+
+
+def write_tower(
+    out: Path, frames: int = 6000, steps: int = 1500, seed: int = 0, source="varied", log=print
+):
+    """Pretrain on `frames` frames of `source` (their own seed, apart from any benchmark's clips)
+    and write the CLIP model as safetensors to `out`, atomically."""
+    from safetensors.torch import save_file
+
+    from art_edge.files import atomic_write
+
+    images, centres = FRAME_SOURCES[source](frames, 20_000 + seed)
+    clip = pretrain(images, centres, steps, seed, log=log)
+    state = {k: v.contiguous() for k, v in clip.state_dict().items()}
+    atomic_write(out, lambda tmp: save_file(state, str(tmp)))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="the .safetensors file to write")
@@ -96,17 +169,18 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--frames-from",
+        choices=sorted(FRAME_SOURCES),
+        default="varied",
+        help="varied: small discs and squares over textures and noise, beside large ones (no "
+        "dataset's frames); hard: frames of art-synth's hard scene",
+    )
     a = ap.parse_args(argv)
     import torch
-    from safetensors.torch import save_file
-
-    from art_edge.files import atomic_write
 
     torch.set_num_threads(a.threads)
-    images, centres = frames_with_marks(a.frames, 20_000 + a.seed)
-    clip = pretrain(images, centres, a.steps, a.seed)
-    state = {k: v.contiguous() for k, v in clip.state_dict().items()}
-    atomic_write(Path(a.out), lambda tmp: save_file(state, str(tmp)))
+    write_tower(Path(a.out), a.frames, a.steps, a.seed, a.frames_from)
     print(f"wrote {a.out}")
 
 

@@ -283,14 +283,16 @@ def test_eval_views_average_the_probabilities_of_temporal_clips(engine_dir, synt
 
 
 def test_the_motion_read_out_exports_and_matches_pytorch(train_run, synth, tmp_path):
-    """motion_dim > 0 adds the tracklets' lag-1 cross-covariance to the read-out graph."""
+    """motion_dim > 0 adds the tracklets' lag-1 cross-covariance to the read-out graph;
+    region_position adds each region's attention centroid to the frame head's responses."""
     from art_train.build_engine import build_engine
 
     run = tmp_path / "run"
-    assert train_run(synth, run, "--epochs", 1, "--set", "motion_dim=4") == 0
+    sets = ("--set", "motion_dim=4", "--set", "region_position=true")
+    assert train_run(synth, run, "--epochs", 1, *sets) == 0
     build_engine(run, tmp_path / "engine", precision="fp32", backend="onnxruntime", log=print)
     model, _ = load_checkpoint(run)
-    assert model.cfg.motion_dim == 4
+    assert model.cfg.motion_dim == 4 and model.region_position is not None
     with ARTEngine.load(tmp_path / "engine") as engine:
         clips, _ = _val_clips(synth, engine)
         ort_out = engine.classify_clips(clips)

@@ -228,3 +228,24 @@ def test_tracklet_motion_ignores_where_the_region_is_and_flips_with_time():
     reversed_ = model.tracklet_motion(r.flip(1)).reshape(2, 4, m, m)
     torch.testing.assert_close(reversed_, base.transpose(-1, -2), atol=1e-5, rtol=1e-5)
     assert (base - base.transpose(-1, -2)).abs().max() > 1e-3
+
+
+def test_region_position_adds_where_each_query_looks():
+    """region_position: each response gains W·(the centroid of its attention map), in token units
+    from the grid's centre, x along the columns and y down the rows (the patch map's order)."""
+    torch.manual_seed(0)
+    model = create_model("art-tiny", class_names=list("abcd"), region_position=True).eval()
+    rows, cols = model.frame_encoder.grid
+    xy = model.token_xy.reshape(rows, cols, 2)
+    assert xy[0, 0].tolist() == [-(cols - 1) / 2, -(rows - 1) / 2]
+    assert xy[1, 2].tolist() == [2 - (cols - 1) / 2, 1 - (rows - 1) / 2]
+    plain = create_model("art-tiny", class_names=list("abcd")).eval()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    patches = torch.randn(3, rows * cols, model.cfg.dim)
+    s_topk = torch.randn(3, model.cfg.num_queries, model.cfg.dim)
+    with torch.no_grad():
+        with_position, attn = model.head_frames(patches, s_topk)
+        without, _ = plain.head_frames(patches, s_topk)
+        centroid = attn @ model.token_xy
+        torch.testing.assert_close(with_position - without, model.region_position(centroid))
+    assert centroid.abs().max() > 0.05  # the maps are not uniform: the term carries something

@@ -100,9 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     weights.add_argument(
         "--pretrain-tower",
-        action="store_true",
-        help="first pretrain the tower to localize the mark (benchmarks/pretrain_tower.py, its "
-        "defaults; no action labels) and start both variants from it; its time counts in the total",
+        nargs="?",
+        const="varied",
+        choices=["varied", "hard"],
+        help="first pretrain the tower to localize a small object on these frames "
+        "(benchmarks/pretrain_tower.py --frames-from; no action labels) and start both variants "
+        "from it; its time counts in the total",
     )
     ap.add_argument("--out", default=str(RESULTS / "synthetic_ablation.json"))
     return ap
@@ -115,7 +118,7 @@ def pretrained_tower(a, tmp: Path, report: dict):
     from pretrain_tower import write_tower
 
     t0, path = time.time(), tmp / "tower.safetensors"
-    write_tower(path, log=lambda *_: None)
+    write_tower(path, source=a.pretrain_tower, log=lambda *_: None)
     report["pretrain_seconds"] = round(time.time() - t0, 1)
     print(f"tower pretrained ({report['pretrain_seconds']:.0f} s)", flush=True)
     return str(path)
@@ -160,9 +163,11 @@ def main(argv=None):
         "config": "art-tiny",
         "scene": a.scene,
         "overrides": a.set,
-        "clip_weights": "pretrained here (pretrain_tower.py)"
-        if a.pretrain_tower
-        else a.clip_weights,
+        "clip_weights": (
+            f"pretrained here (pretrain_tower.py --frames-from {a.pretrain_tower})"
+            if a.pretrain_tower
+            else a.clip_weights
+        ),
         **pretraining,
         "epochs": a.epochs,
         "seeds": a.seeds,

@@ -234,12 +234,12 @@ def test_region_position_adds_where_each_query_looks():
     """region_position: each response gains W·(the centroid of its attention map), in token units
     from the grid's centre, x along the columns and y down the rows (the patch map's order)."""
     torch.manual_seed(0)
-    model = create_model("art-tiny", class_names=list("abcd"), region_position=True).eval()
+    model = create_model("art-tiny", class_names=list("abcd")).eval()  # on in art-tiny
     rows, cols = model.frame_encoder.grid
     xy = model.token_xy.reshape(rows, cols, 2)
     assert xy[0, 0].tolist() == [-(cols - 1) / 2, -(rows - 1) / 2]
     assert xy[1, 2].tolist() == [2 - (cols - 1) / 2, 1 - (rows - 1) / 2]
-    plain = create_model("art-tiny", class_names=list("abcd")).eval()
+    plain = create_model("art-tiny", class_names=list("abcd"), region_position=False).eval()
     plain.load_state_dict(model.state_dict(), strict=False)
     patches = torch.randn(3, rows * cols, model.cfg.dim)
     s_topk = torch.randn(3, model.cfg.num_queries, model.cfg.dim)

@@ -27,3 +27,17 @@ def test_a_pretrained_tower_loads_through_clip_weights(tmp_path):
     loaded = create_clip(TOWER, IMAGE_SIZE, str(path))
     for k, v in clip.state_dict().items():
         assert (loaded.state_dict()[k] == v).all(), k
+
+
+def test_varied_frames_have_their_small_object_at_the_given_centre():
+    from pretrain_tower import varied_frame
+
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        img, (x, y) = varied_frame(rng)
+        col, row, r = int(x), int(y), int(0.05 * img.shape[0]) + 2  # r: just outside the object
+        side = img.shape[0] - 1
+        ring = [img[row, min(col + r, side)], img[row, max(col - r, 0)],
+                img[min(row + r, side), col], img[max(row - r, 0), col]]  # fmt: skip
+        contrast = img[row, col].astype(float) - np.mean(ring, axis=0)
+        assert np.abs(contrast).max() > 30, (x, y)

@@ -2,8 +2,9 @@
 what it writes loads strictly through --clip-weights."""
 
 import numpy as np
+import pytest
 
-from pretrain_tower import IMAGE_SIZE, TOWER, frames_with_marks, pretrain
+from pretrain_tower import IMAGE_SIZE, TOWER, frames_with_marks, write_tower
 
 
 def test_each_frame_has_its_mark_at_the_given_centre():
@@ -15,18 +16,20 @@ def test_each_frame_has_its_mark_at_the_given_centre():
         assert img[row, col] > np.percentile(img, 97), (x, y)
 
 
-def test_a_pretrained_tower_loads_through_clip_weights(tmp_path):
-    from safetensors.torch import save_file
+@pytest.mark.parametrize("source", ["varied", "hard"])
+def test_a_pretrained_tower_loads_through_clip_weights(tmp_path, source):
+    from safetensors.torch import load_file
 
     from art_train.clip import create_clip
 
-    images, centres = frames_with_marks(16, seed=4)
-    clip = pretrain(images, centres, steps=2, seed=0, log=lambda *_: None)
     path = tmp_path / "tower.safetensors"
-    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(path))
-    loaded = create_clip(TOWER, IMAGE_SIZE, str(path))
-    for k, v in clip.state_dict().items():
-        assert (loaded.state_dict()[k] == v).all(), k
+    write_tower(path, frames=16, steps=2, source=source, log=lambda *_: None)
+    written = load_file(str(path))
+    loaded = create_clip(TOWER, IMAGE_SIZE, str(path)).state_dict()
+    assert sorted(written) == sorted(loaded) and any(k.startswith("visual.") for k in written)
+    for k, v in written.items():
+        assert (loaded[k] == v).all(), k
+    assert [p.name for p in tmp_path.iterdir()] == ["tower.safetensors"]  # no temporary left
 
 
 def test_varied_frames_have_their_small_object_at_the_given_centre():

@@ -115,12 +115,16 @@ def test_segments_and_their_clips_from_the_cli(engine_dir, synth, tmp_path):
     that OpenCV plays to its last frame, and nothing half-written left."""
     from art_edge import app
 
+    # The fixture's model (2 epochs on 12 clips, 4 classes) is barely above chance: its smoothed
+    # scores reach about 0.27, so a camera counts as idle only below 0.26.
+    min_score = 0.26
+
     val, video = synth / "val.csv", sorted((synth / "videos").glob("val_*.mp4"))[0]
     out = tmp_path / "out"
     code = app.main(
         [
             "--engine", str(engine_dir), "--source", f"list={val}", "--source", f"one={video}",
-            "--headless", "--window", "12", "--stride", "2", "--min-score", "0.3",
+            "--headless", "--window", "12", "--stride", "2", "--min-score", str(min_score),
             "--min-duration", "0.1", "--segments", str(out / "segments.jsonl"),
             "--clips", str(out / "clips"), "--pre", "0.2", "--post", "0.2",
             "--summary", str(out / "summary.json"),
@@ -132,7 +136,9 @@ def test_segments_and_their_clips_from_the_cli(engine_dir, synth, tmp_path):
         json.loads((out / "summary.json").read_text()),
     )
     assert segments and {s["camera"] for s in segments} <= {"list", "one"}
-    assert all(s["end_s"] - s["start_s"] >= 0.1 - 1e-6 and s["mean_score"] >= 0.3 for s in segments)
+    assert all(
+        s["end_s"] - s["start_s"] >= 0.1 - 1e-6 and s["mean_score"] >= min_score for s in segments
+    )
     written = sorted((out / "clips").iterdir())
     assert written and all(not p.name.startswith(".") for p in written)  # no .part files
     assert len(written) + summary["clips_dropped"] == len(segments)

@@ -115,9 +115,7 @@ def test_segments_and_their_clips_from_the_cli(engine_dir, synth, tmp_path):
     that OpenCV plays to its last frame, and nothing half-written left."""
     from art_edge import app
 
-    # The fixture's model (2 epochs on 12 clips, 4 classes) is barely above chance: its smoothed
-    # scores reach about 0.27, so a camera counts as idle only below 0.26.
-    min_score = 0.26
+    min_score = 0.3
 
     val, video = synth / "val.csv", sorted((synth / "videos").glob("val_*.mp4"))[0]
     out = tmp_path / "out"

@@ -125,20 +125,21 @@ def pretrain(images, centres, steps: int, seed: int, log=print):
     for step in range(steps):
         b = torch.randint(0, len(x), (64,))
         out = head(feature_map(x[b]))  # [B, 3, H, W]
+        centre_logits = out[:, 0].flatten(1)  # [B, H·W]
         target = token[b, 1] * grid[-1] + token[b, 0]
-        find = F.cross_entropy(out[:, 0].flatten(1), target)
+        find = F.cross_entropy(centre_logits, target)
         there = out[torch.arange(len(b)), 1:, token[b, 1], token[b, 0]].sigmoid()
         place = F.l1_loss(there, offset[b])
         # Integral regression: the soft-argmax of the centre logits is the mark's centre, to a
         # fraction of a token (what a query's attention centroid can then read).
-        centroid = out[:, 0].flatten(1).softmax(-1) @ centres_of_tokens
+        centroid = centre_logits.softmax(-1) @ centres_of_tokens
         soft = F.l1_loss(centroid, pos[b] / cell)
         loss = find + 5 * place + 5 * soft
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % 250 == 0 or step == steps - 1:
-            hit = (out[:, 0].flatten(1).argmax(1) == target).float().mean().item()
+            hit = (centre_logits.argmax(1) == target).float().mean().item()
             log(f"step {step}: centre token found {hit:.2f}, offset error {place.item() * cell:.2f} px, "
                 f"soft-argmax error {soft.item() * cell:.2f} px ({time.time() - t0:.0f} s)")  # fmt: skip
     return clip
@@ -149,17 +150,19 @@ FRAME_SOURCES = {"varied": varied_frames, "hard": frames_with_marks}
 
 def write_tower(
     out: Path, frames: int = 6000, steps: int = 1500, seed: int = 0, source="varied", log=print
-):
+) -> float:
     """Pretrain on `frames` frames of `source` (their own seed, apart from any benchmark's clips)
-    and write the CLIP model as safetensors to `out`, atomically."""
+    and write the CLIP model as safetensors to `out`, atomically → the seconds it took."""
     from safetensors.torch import save_file
 
     from art_edge.files import atomic_write
 
+    t0 = time.time()
     images, centres = FRAME_SOURCES[source](frames, 20_000 + seed)
     clip = pretrain(images, centres, steps, seed, log=log)
     state = {k: v.contiguous() for k, v in clip.state_dict().items()}
     atomic_write(out, lambda tmp: save_file(state, str(tmp)))
+    return time.time() - t0
 
 
 def main(argv=None):

@@ -20,6 +20,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 from benchlib import RESULTS, write_result
+from pretrain_tower import FRAME_SOURCES, write_tower
 
 
 def one_run(
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--pretrain-tower",
         nargs="?",
         const="varied",
-        choices=["varied", "hard"],
+        choices=sorted(FRAME_SOURCES),
         help="first pretrain the tower to localize a small object on these frames "
         "(benchmarks/pretrain_tower.py --frames-from; no action labels) and start both variants "
         "from it; its time counts in the total",
@@ -115,11 +116,9 @@ def pretrained_tower(a, tmp: Path, report: dict):
     """--clip-weights as given, or the tower --pretrain-tower writes under `tmp` (timed)."""
     if not a.pretrain_tower:
         return a.clip_weights
-    from pretrain_tower import write_tower
-
-    t0, path = time.time(), tmp / "tower.safetensors"
-    write_tower(path, source=a.pretrain_tower, log=lambda *_: None)
-    report["pretrain_seconds"] = round(time.time() - t0, 1)
+    path = tmp / "tower.safetensors"
+    seconds = write_tower(path, source=a.pretrain_tower, log=lambda *_: None)
+    report["pretrain_seconds"] = round(seconds, 1)
     print(f"tower pretrained ({report['pretrain_seconds']:.0f} s)", flush=True)
     return str(path)
 

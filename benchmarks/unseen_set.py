@@ -24,9 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from benchlib import RESULTS, write_result
+from pretrain_tower import write_tower
 
 CLASSES = ("dot_clockwise", "dot_counterclockwise", "dot_vertical", "dot_horizontal")
 SIZE, FRAMES = 112, 16
+SPLITS = {"train": 40, "val": 10, "test": 20}  # clips a class; val picks the epoch, test is scored
 
 
 def dot_offsets(label: int, rng) -> np.ndarray:
@@ -63,14 +65,14 @@ def clip(label: int, rng) -> np.ndarray:
     return np.stack(frames)
 
 
-def write_set(out: Path, seed: int = 7, train: int = 40, val: int = 10, test: int = 20) -> Path:
+def write_set(out: Path, seed: int = 7) -> Path:
     """The videos and art-train's lists under `out`: train.csv, val.csv (picks the best epoch),
     test.csv (scored), classes.txt."""
     from art_edge.synthetic import write_video
 
     rng = np.random.default_rng(seed)
     (out / "videos").mkdir(parents=True)
-    for split, n in (("train", train), ("val", val), ("test", test)):
+    for split, n in SPLITS.items():
         rows = []
         for c, name in enumerate(CLASSES):
             for i in range(n):
@@ -115,11 +117,9 @@ RUNS = (("art_random", "art", False), ("art_pretrained", "art", True),
 
 
 def pretrained(tmp: Path) -> str:
-    from pretrain_tower import write_tower
-
-    t0, path = time.time(), tmp / "tower.safetensors"
-    write_tower(path, log=lambda *_: None)
-    print(f"tower pretrained on varied frames ({time.time() - t0:.0f} s)", flush=True)
+    path = tmp / "tower.safetensors"
+    seconds = write_tower(path, source="varied", log=lambda *_: None)
+    print(f"tower pretrained on varied frames ({seconds:.0f} s)", flush=True)
     return str(path)
 
 
@@ -132,9 +132,7 @@ def summary(runs: list, a, seconds: float) -> dict:
         "benchmark": "unseen_set",
         "config": "art-tiny (its defaults)",
         "classes": list(CLASSES),
-        "train_clips": 40 * len(CLASSES),
-        "val_clips": 10 * len(CLASSES),
-        "test_clips": 20 * len(CLASSES),
+        **{f"{split}_clips": n * len(CLASSES) for split, n in SPLITS.items()},
         "epochs": a.epochs,
         "seeds": a.seeds,
         "threads": a.threads,

@@ -115,14 +115,12 @@ def test_segments_and_their_clips_from_the_cli(engine_dir, synth, tmp_path):
     that OpenCV plays to its last frame, and nothing half-written left."""
     from art_edge import app
 
-    min_score = 0.3
-
     val, video = synth / "val.csv", sorted((synth / "videos").glob("val_*.mp4"))[0]
     out = tmp_path / "out"
     code = app.main(
         [
             "--engine", str(engine_dir), "--source", f"list={val}", "--source", f"one={video}",
-            "--headless", "--window", "12", "--stride", "2", "--min-score", str(min_score),
+            "--headless", "--window", "12", "--stride", "2", "--min-score", "0.3",
             "--min-duration", "0.1", "--segments", str(out / "segments.jsonl"),
             "--clips", str(out / "clips"), "--pre", "0.2", "--post", "0.2",
             "--summary", str(out / "summary.json"),
@@ -134,9 +132,7 @@ def test_segments_and_their_clips_from_the_cli(engine_dir, synth, tmp_path):
         json.loads((out / "summary.json").read_text()),
     )
     assert segments and {s["camera"] for s in segments} <= {"list", "one"}
-    assert all(
-        s["end_s"] - s["start_s"] >= 0.1 - 1e-6 and s["mean_score"] >= min_score for s in segments
-    )
+    assert all(s["end_s"] - s["start_s"] >= 0.1 - 1e-6 and s["mean_score"] >= 0.3 for s in segments)
     written = sorted((out / "clips").iterdir())
     assert written and all(not p.name.startswith(".") for p in written)  # no .part files
     assert len(written) + summary["clips_dropped"] == len(segments)

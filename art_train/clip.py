@@ -1,9 +1,11 @@
 """open_clip, imported safely, plus the project's own small open_clip architectures.
 
-The torchvision wheel that pip resolves beside CPU torch 2.13.0 is a CUDA build whose C extension
-cannot load; importing it fails with "operator torchvision::nms does not exist". open_clip imports
-torchvision, so before the first import we define the two op schemas it looks up. Its transforms
-work; its C++ ops (which we never use) do not.
+open_clip imports torchvision. Where torchvision's C extension loads (a CUDA machine with the
+matching torchvision), its own registration of `torchvision::nms` is the only one: defining that
+schema first makes the extension's registration abort the process. Where it cannot load (the
+CUDA build of torchvision that pip resolves beside CPU torch 2.13.0), the import fails with
+"operator torchvision::nms does not exist"; only then are the two op schemas its Python side
+looks up defined, and the import tried again: its transforms work, its C++ ops (unused) do not.
 """
 
 from __future__ import annotations
@@ -20,14 +22,27 @@ _SHIM_LIBS = []  # keep the Library objects alive: dropping them unregisters the
 _CONFIG_DIR = Path(__file__).parent / "clip_configs"
 
 
-def import_open_clip():
+def import_torchvision():
+    """torchvision, with its own C++ ops where its extension loads, with stand-in schemas of the
+    two ops it looks up where it cannot (module docstring)."""
     try:
-        torch.ops.torchvision.nms  # noqa: B018  (present when torchvision's C extension loaded)
-    except (AttributeError, RuntimeError):
-        lib = torch.library.Library("torchvision", "DEF")
-        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        _SHIM_LIBS.append(lib)
+        import torchvision  # noqa: F401
+    except RuntimeError as e:
+        if "torchvision::nms" not in str(e):
+            raise
+    else:
+        return
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[name]  # the failed import left its first submodules behind
+    lib = torch.library.Library("torchvision", "DEF")
+    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _SHIM_LIBS.append(lib)
+    import torchvision  # noqa: F401, F811
+
+
+def import_open_clip():
+    import_torchvision()
     import open_clip
 
     if "ART-ResNet-Tiny" not in open_clip.list_models():

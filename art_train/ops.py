@@ -6,45 +6,141 @@ Export writes them as `art::QRAttention` / `art::TrackletLink` ONNX functions, t
 
 from __future__ import annotations
 
+import functools
+import os
+import statistics
+
 import torch
 import torch.nn.functional as F
 
 from plugins import LINK_MAX_FRAMES, QR_MAX_QUERIES, QR_MAX_TOKENS
 
-
-def _fused(x: torch.Tensor):
-    """The CUDA kernels of plugins/ for inference on a GPU (no backward), else None."""
-    if not x.is_cuda or torch.is_grad_enabled() or x.dtype not in (torch.float32, torch.float16):
-        return None
-    from plugins.torch_ops import fused_ops
-
-    return fused_ops()
+# What the kernels of plugins/ take; anything else (float64) runs the reference.
+FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def qr_attention(q, k, v, num_heads: int, scale: float):
     """`qr_attention_reference`, written as one `art::QRAttention` node when exporting to ONNX, and
-    run by the fused CUDA kernel for inference on a GPU."""
+    run by the fused CUDA kernel for inference on a GPU where that is the faster of the two."""
     if torch.onnx.is_in_onnx_export():
         return _QRAttentionNode.apply(q, k, v, num_heads, scale)
-    fused = _fused(q)
-    if fused is not None and q.shape[1] <= QR_MAX_QUERIES and k.shape[1] <= QR_MAX_TOKENS:
-        return fused.qr_attention(q, k, v, num_heads, scale)
+    inputs = (q, k, v)
+    if q.shape[1] <= QR_MAX_QUERIES and k.shape[1] <= QR_MAX_TOKENS:
+        fused = _fused_ops_for(inputs)
+        if fused is not None:
+            # both paths take one dtype, so that either answers in it
+            inputs = tuple(t.to(matmul_dtype(inputs)) for t in inputs)
+            if not fused.qr_attention_fits(inputs[0], inputs[1], num_heads):
+                return qr_attention_reference(*inputs, num_heads, scale)
+            run = lambda: fused.qr_attention(*inputs, num_heads, scale)  # noqa: E731
+            reference = lambda: qr_attention_reference(*inputs, num_heads, scale)  # noqa: E731
+            return (
+                run if ROUTER.fused_is_faster("qr_attention", inputs, run, reference) else reference
+            )()
     return qr_attention_reference(q, k, v, num_heads, scale)
 
 
 def tracklet_link(responses, semantics, temperature: float, eps: float = 1e-6):
-    """`tracklet_link_reference`, written as one `art::TrackletLink` node when exporting to ONNX, and
-    run by the fused CUDA kernel for inference on a GPU."""
+    """`tracklet_link_reference`, written as one `art::TrackletLink` node when exporting to ONNX,
+    and run by the fused CUDA kernel for inference on a GPU where that is the faster of the two."""
     if torch.onnx.is_in_onnx_export():
         return _TrackletLinkNode.apply(responses, semantics, temperature, eps)
-    fused = _fused(responses)
-    if (
-        fused is not None
-        and 2 <= responses.shape[1] <= LINK_MAX_FRAMES
-        and responses.shape[2] <= QR_MAX_QUERIES
-    ):
-        return fused.tracklet_link(responses, semantics, temperature, eps)
+    inputs = (responses, semantics)
+    if 2 <= responses.shape[1] <= LINK_MAX_FRAMES and responses.shape[2] <= QR_MAX_QUERIES:
+        fused = _fused_ops_for(inputs)
+        if fused is not None:
+            inputs = tuple(t.to(matmul_dtype(inputs)) for t in inputs)
+            run = lambda: fused.tracklet_link(*inputs, temperature, eps)  # noqa: E731
+            reference = lambda: tracklet_link_reference(*inputs, temperature, eps)  # noqa: E731
+            return (
+                run
+                if ROUTER.fused_is_faster("tracklet_link", inputs, run, reference)
+                else reference
+            )()
     return tracklet_link_reference(responses, semantics, temperature, eps)
+
+
+# ----------------------------------------------------------------------------- the fused path
+
+
+def matmul_dtype(tensors) -> torch.dtype:
+    """The one dtype the fused ops run these inputs in: what autocast would run a matmul of them
+    in (its float16/bfloat16 where it is on for their device), else their promoted type."""
+    device_type = tensors[0].device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return functools.reduce(torch.promote_types, (t.dtype for t in tensors))
+
+
+def on_gpu(tensors) -> bool:
+    return all(t.is_cuda for t in tensors)
+
+
+def _fused_ops_for(tensors):
+    """The CUDA kernels of plugins/ for these inputs, or None: they run inference on a GPU (no
+    backward), in one of FUSED_DTYPES, outside tracing (torch.compile takes the reference)."""
+    if torch.is_grad_enabled() or not on_gpu(tensors) or torch.compiler.is_compiling():
+        return None
+    if matmul_dtype(tensors) not in FUSED_DTYPES:
+        return None
+    from plugins.torch_ops import fused_ops  # builds the CUDA extension on first use
+
+    return fused_ops()
+
+
+class FusedRouter:
+    """Route by measurement, not by assumption: the first call of an op at a shape, dtype and
+    autocast state runs the fused kernel, then the PyTorch reference, a warm-up and `repeats`
+    timed calls each, and every later call at that key takes the faster (`decisions` keeps the
+    medians).
+
+    ART_FUSED_OPS: `auto` (default) measures; `1` always takes the kernel where it can run;
+    `0` never builds or runs it."""
+
+    def __init__(self, repeats: int = 5, max_keys: int = 512):
+        self.repeats, self.max_keys = repeats, max_keys
+        self.decisions: dict[tuple, dict] = {}
+
+    def fused_is_faster(self, op: str, inputs, fused, reference) -> bool:
+        mode = os.environ.get("ART_FUSED_OPS", "auto")
+        if mode == "1":
+            return True
+        key = (op, str(inputs[0].device), inputs[0].dtype, *(tuple(t.shape) for t in inputs))
+        key += (torch.is_autocast_enabled(inputs[0].device.type),)
+        if key not in self.decisions:
+            if capturing(inputs[0]):
+                return False  # no timing inside a CUDA graph capture: the reference is captured
+            if len(self.decisions) >= self.max_keys:
+                self.decisions.clear()
+            fused_ms = self.median_ms(fused, inputs[0])
+            reference_ms = self.median_ms(reference, inputs[0])
+            self.decisions[key] = {
+                "fused_ms": fused_ms,
+                "reference_ms": reference_ms,
+                "fused": fused_ms < reference_ms,
+            }
+        return self.decisions[key]["fused"]
+
+    def median_ms(self, fn, like) -> float:
+        fn()  # warm-up: allocator, caches
+        return statistics.median(elapsed_ms(fn, like) for _ in range(self.repeats))
+
+
+def capturing(like) -> bool:
+    return like.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
+def elapsed_ms(fn, like) -> float:
+    """Milliseconds of one call of fn on `like`'s device (CUDA events on its current stream)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
+
+
+ROUTER = FusedRouter()
 
 
 def qr_attention_reference(

@@ -33,6 +33,10 @@ class FusedOps:
             out, attn = self.module.qr_attention(q, k, v, int(num_heads), float(scale), stream)
         return out, attn
 
+    def qr_attention_fits(self, q, k, num_heads: int) -> bool:
+        """Whether the kernel runs these shapes and dtype (art_qr_attention_fits of art_ops.h)."""
+        return bool(self.module.qr_attention_fits(q, k, int(num_heads)))
+
     def tracklet_link(self, responses, semantics, temperature: float, eps: float = 1e-6):
         import torch
 

@@ -1,7 +1,10 @@
-// CUDA kernels of art::QRAttention and art::TrackletLink (FP32 and FP16), behind the C ABI of
+// CUDA kernels of art::QRAttention and art::TrackletLink (FP32, FP16, BF16), behind the C ABI of
 // art_ops.h. Only CUDA headers here, so this compiles wherever nvcc is (no TensorRT, no torch).
 // Reference semantics: art_train/ops.py (qr_attention_reference, tracklet_link_reference).
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "art_math.cuh"
 #include "art_ops.h"
@@ -11,87 +14,210 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
+constexpr int kInFlight = 8;  // row chunks each thread loads before it uses the first (bytes in flight)
 
 __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 template <typename T> __device__ __forceinline__ T from_float(float x);
 template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
 template <> __device__ __forceinline__ __half from_float<__half>(float x) { return __float2half(x); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
 
 __device__ __forceinline__ float warp_sum(float x) {
     for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
     return x;
 }
 
-__device__ __forceinline__ SoftmaxState warp_softmax_merge(SoftmaxState st) {
-    for (int o = 16; o > 0; o >>= 1) {
-        SoftmaxState other{__shfl_xor_sync(0xffffffffu, st.m, o), __shfl_xor_sync(0xffffffffu, st.s, o)};
-        st = softmax_merge(st, other);
-    }
-    return st;
+__device__ __forceinline__ float warp_max(float x) {
+    for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+    return x;
 }
 
-// Every thread gets the merged state of the whole block. `scratch` holds 2 * kWarps floats.
-__device__ SoftmaxState block_softmax_merge(SoftmaxState st, float* scratch) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    st = warp_softmax_merge(st);
-    if (lane == 0) {
-        scratch[warp] = st.m;
-        scratch[kWarps + warp] = st.s;
-    }
-    __syncthreads();
-    SoftmaxState total = softmax_init();
-    for (int w = 0; w < kWarps; ++w) total = softmax_merge(total, SoftmaxState{scratch[w], scratch[kWarps + w]});
-    __syncthreads();
-    return total;
+// Sum over aligned groups of `width` consecutive lanes (a power of two ≤ 32): each lane gets its group's.
+__device__ __forceinline__ float group_sum(float x, int width) {
+    for (int o = width >> 1; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
 }
 
-// One block per (frame n, query qi). For each head: scores over the frame's tokens into shared
-// memory, one online-softmax pass merged across the block, probabilities, the weighted sum of the
-// values, and the head-mean attention map accumulated in shared memory.
+// ----------------------------------------------------------------------------- QRAttention
+// Few queries over many keys is memory-bound: the kernel reads each frame's keys and values once,
+// in 16-byte pieces that consecutive threads take from consecutive addresses.
+//
+// One block per frame (per group of queries where the scores of all of them do not fit in shared
+// memory). 1. The group's queries, times `scale`, into shared memory. 2. Scores: a frame's keys
+// [len, dim] are one contiguous range; thread t takes chunks t, t + 256, … of V elements (a row has
+// dim / V chunks, a head's slice of it dim / heads / V, a power of two ≤ 32), dots each with every
+// query's matching slice and sums the partial dots of a head's chunks over the lanes that hold
+// them (shuffles): scores [heads][queries][len] in shared memory. 3. An exact softmax per (head,
+// query), a warp each. 4. The map: the mean over heads, written once. 5. Values: thread t keeps
+// chunk t % (dim / V) of rows t / (dim / V), + 256 / (dim / V), …, accumulating every query's
+// weighted sum in registers; the threads that took the same chunk add their sums in a fixed order.
+
+// V consecutive elements of a row, read as one 16-byte load where V · sizeof(T) = 16.
+template <typename T, int V>
+struct alignas(V * sizeof(T) == 16 ? 16 : alignof(T)) Chunk {
+    T e[V];
+};
+
+template <typename T, int V>
+__device__ __forceinline__ Chunk<T, V> load_chunk(const T* p) {
+    return *reinterpret_cast<const Chunk<T, V>*>(p);
+}
+
+// x · the V floats at p (shared memory; 16-byte reads where V is a multiple of 4: no bank conflicts).
+template <typename T, int V>
+__device__ __forceinline__ float chunk_dot(const Chunk<T, V>& x, const float* p) {
+    float s = 0.0f;
+    if constexpr (V % 4 == 0) {
+#pragma unroll
+        for (int j = 0; j < V; j += 4) {
+            const float4 f = *reinterpret_cast<const float4*>(p + j);
+            s += f.x * to_float(x.e[j]) + f.y * to_float(x.e[j + 1]) + f.z * to_float(x.e[j + 2]) +
+                 f.w * to_float(x.e[j + 3]);
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < V; ++j) s += p[j] * to_float(x.e[j]);
+    }
+    return s;
+}
+
+// Where a block's queries, scores and sums lie in its shared memory (floats; 16-byte aligned parts).
+struct QrLayout {
+    int queries;  // [qn][dim] scaled queries, then the values' sums
+    int scores;   // [heads][qn][len]
+    int total;
+};
+
+__host__ __device__ __forceinline__ int round4(int x) { return (x + 3) / 4 * 4; }
+
+__host__ __device__ __forceinline__ QrLayout qr_layout(int qg, int len, int dim, int heads) {
+    const int queries = round4(qg * dim);
+    return QrLayout{0, queries, queries + round4(heads * qg * len)};
+}
+
 template <typename T>
+__device__ void load_queries(const T* q, float* qs, int count, float scale) {
+    for (int i = threadIdx.x; i < count; i += kThreads) qs[i] = to_float(q[i]) * scale;
+}
+
+template <typename T, int V, int MQ>
+__device__ void scores_from_keys(const T* __restrict__ keys, const float* qs, float* scores, int qn, int len,
+                                 int dim, int heads) {
+    constexpr int kLoads = MQ > 4 ? 2 : kInFlight;
+    const int chunks = dim / V, per_head = dim / heads / V, total = len * chunks;
+    for (int g0 = 0; g0 < total; g0 += kThreads * kLoads) {
+        Chunk<T, V> c[kLoads] = {};
+#pragma unroll
+        for (int u = 0; u < kLoads; ++u) {
+            const int g = g0 + u * kThreads + static_cast<int>(threadIdx.x);
+            if (g < total) c[u] = load_chunk<T, V>(keys + static_cast<size_t>(g) * V);
+        }
+#pragma unroll
+        for (int u = 0; u < kLoads; ++u) {
+            const int g = g0 + u * kThreads + static_cast<int>(threadIdx.x);
+            const int row = g / chunks, col = g % chunks;
+#pragma unroll
+            for (int i = 0; i < MQ && i < qn; ++i) {
+                float s = g < total ? chunk_dot<T, V>(c[u], qs + i * dim + col * V) : 0.0f;
+                s = group_sum(s, per_head);  // every lane of the warp takes part
+                if (g < total && col % per_head == 0) scores[((col / per_head) * qn + i) * len + row] = s;
+            }
+        }
+    }
+}
+
+// Each of `count` rows of `len` scores becomes its softmax, in place: one warp a row.
+__device__ void softmax_rows(float* rows, int count, int len) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int r = warp; r < count; r += kWarps) {
+        float* row = rows + static_cast<size_t>(r) * len;
+        float m = -INFINITY;
+        for (int l = lane; l < len; l += 32) m = fmaxf(m, row[l]);
+        m = warp_max(m);
+        float sum = 0.0f;
+        for (int l = lane; l < len; l += 32) {
+            const float e = expf(row[l] - m);
+            row[l] = e;
+            sum += e;
+        }
+        const float inv = 1.0f / warp_sum(sum);
+        for (int l = lane; l < len; l += 32) row[l] *= inv;
+    }
+}
+
+template <typename T>
+__device__ void write_mean_map(const float* probs, T* __restrict__ attn, int qn, int len, int heads) {
+    const float inv = 1.0f / heads;
+    for (int idx = threadIdx.x; idx < qn * len; idx += kThreads) {
+        const int i = idx / len, l = idx % len;
+        float s = 0.0f;
+        for (int h = 0; h < heads; ++h) s += probs[(h * qn + i) * len + l];
+        attn[idx] = from_float<T>(s * inv);
+    }
+}
+
+// sums [qn][dim] = Σ_l probs[head of the column][query][l] · values[l]; then written to out.
+template <typename T, int V, int MQ>
+__device__ void weighted_values(const T* __restrict__ values, const float* probs, float* sums, T* __restrict__ out,
+                                int qn, int len, int dim, int heads) {
+    constexpr int kLoads = MQ > 4 ? 2 : kInFlight;
+    const int chunks = dim / V, slots = kThreads / chunks;
+    const int slot = threadIdx.x / chunks, col = threadIdx.x % chunks, head = col / (dim / heads / V);
+    float acc[MQ][V] = {};
+    for (int r0 = slot; slot < slots && r0 < len; r0 += slots * kLoads) {
+        Chunk<T, V> c[kLoads] = {};
+#pragma unroll
+        for (int u = 0; u < kLoads; ++u) {
+            const int row = r0 + u * slots;
+            if (row < len) c[u] = load_chunk<T, V>(values + static_cast<size_t>(row) * dim + col * V);
+        }
+#pragma unroll
+        for (int u = 0; u < kLoads; ++u) {
+            const int row = r0 + u * slots;
+#pragma unroll
+            for (int i = 0; i < MQ && i < qn; ++i) {
+                const float p = row < len ? probs[(head * qn + i) * len + row] : 0.0f;
+#pragma unroll
+                for (int j = 0; j < V; ++j) acc[i][j] += p * to_float(c[u].e[j]);
+            }
+        }
+    }
+    for (int s = 0; s < slots; ++s) {  // slot by slot: the same sum whatever order threads run in
+        if (slot == s)
+            for (int i = 0; i < MQ && i < qn; ++i)
+                for (int j = 0; j < V; ++j) {
+                    float& d = sums[i * dim + col * V + j];
+                    d = (s == 0 ? 0.0f : d) + acc[i][j];
+                }
+        __syncthreads();
+    }
+    for (int idx = threadIdx.x; idx < qn * dim; idx += kThreads) out[idx] = from_float<T>(sums[idx]);
+}
+
+template <typename T, int V, int MQ>
 __global__ void __launch_bounds__(kThreads)
 qr_attention_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, T* __restrict__ out,
-                    T* __restrict__ attn, int nq, int len, int dim, int heads, float scale) {
+                    T* __restrict__ attn, int nq, int qg, int len, int dim, int heads, float scale) {
     extern __shared__ float smem[];
-    float* scores = smem;               // [len]
-    float* mean_map = scores + len;     // [len]
-    float* qh = mean_map + len;         // [head_dim]
-    float* scratch = qh + dim / heads;  // [2 * kWarps]
-    const int n = blockIdx.x / nq, qi = blockIdx.x % nq, hd = dim / heads;
-    const T* qrow = q + (static_cast<size_t>(n) * nq + qi) * dim;
-    const T* kframe = k + static_cast<size_t>(n) * len * dim;
-    const T* vframe = v + static_cast<size_t>(n) * len * dim;
-    for (int l = threadIdx.x; l < len; l += kThreads) mean_map[l] = 0.0f;
-    for (int h = 0; h < heads; ++h) {
-        for (int j = threadIdx.x; j < hd; j += kThreads) qh[j] = to_float(qrow[h * hd + j]);
-        __syncthreads();
-        SoftmaxState st = softmax_init();
-        for (int l = threadIdx.x; l < len; l += kThreads) {
-            const T* krow = kframe + static_cast<size_t>(l) * dim + h * hd;
-            float s = 0.0f;
-            for (int j = 0; j < hd; ++j) s += qh[j] * to_float(krow[j]);
-            s *= scale;
-            scores[l] = s;
-            st = softmax_push(st, s);
-        }
-        st = block_softmax_merge(st, scratch);
-        for (int l = threadIdx.x; l < len; l += kThreads) {
-            const float p = softmax_prob(st, scores[l]);
-            scores[l] = p;
-            mean_map[l] += p / heads;
-        }
-        __syncthreads();
-        for (int j = threadIdx.x; j < hd; j += kThreads) {
-            float acc = 0.0f;
-            for (int l = 0; l < len; ++l) acc += scores[l] * to_float(vframe[static_cast<size_t>(l) * dim + h * hd + j]);
-            out[(static_cast<size_t>(n) * nq + qi) * dim + h * hd + j] = from_float<T>(acc);
-        }
-        __syncthreads();
-    }
-    for (int l = threadIdx.x; l < len; l += kThreads)
-        attn[(static_cast<size_t>(n) * nq + qi) * len + l] = from_float<T>(mean_map[l]);
+    const int groups = (nq + qg - 1) / qg;
+    const int n = blockIdx.x / groups, q0 = (blockIdx.x % groups) * qg, qn = min(qg, nq - q0);
+    const QrLayout at = qr_layout(qg, len, dim, heads);
+    float* queries = smem + at.queries;
+    float* scores = smem + at.scores;
+    const size_t frame = static_cast<size_t>(n) * len * dim, first = static_cast<size_t>(n) * nq + q0;
+    load_queries(q + first * dim, queries, qn * dim, scale);
+    __syncthreads();
+    scores_from_keys<T, V, MQ>(k + frame, queries, scores, qn, len, dim, heads);
+    __syncthreads();
+    softmax_rows(scores, heads * qn, len);
+    __syncthreads();
+    write_mean_map(scores, attn + first * len, qn, len, heads);
+    weighted_values<T, V, MQ>(v + frame, scores, queries, out + first * dim, qn, len, dim, heads);
 }
+
+// ----------------------------------------------------------------------------- TrackletLink
 
 // Dot product of two length-d rows by one warp; every lane gets the result.
 template <typename T>
@@ -156,20 +282,71 @@ tracklet_link_kernel(const T* __restrict__ r, const T* __restrict__ s, T* __rest
     }
 }
 
-// Dynamic shared memory of qr_attention_kernel: scores and mean map [len] each, the head's query
-// [head_dim], the block merge's scratch [2 * kWarps].
-size_t qr_shared_bytes(int len, int dim, int heads) {
-    return (2 * static_cast<size_t>(len) + dim / heads + 2 * kWarps) * sizeof(float);
+// ----------------------------------------------------------------------------- launches
+
+// How a QRAttention launch runs: chunk width, queries a block takes, register bound on them.
+struct QrPlan {
+    int vec;     // elements a thread loads at once: 16 bytes' worth, or 1
+    int qg;      // queries per block
+    int groups;  // blocks per frame
+};
+
+__host__ __forceinline__ bool power_of_two(int x) { return x > 0 && (x & (x - 1)) == 0; }
+
+// A chunk width fits when a head's slice is 1 to 32 whole chunks (a power of two: the lanes that
+// sum a head's partial dots) and a row has no more chunks than a block has threads.
+bool vec_fits(int vec, int dim, int heads) {
+    const int head_dim = dim / heads, per_head = head_dim / vec;
+    return head_dim % vec == 0 && power_of_two(per_head) && per_head <= 32 && dim / vec <= kThreads;
 }
+
+// → false where the kernel cannot run the shape (ART_EINVAL). `aligned`: every pointer 16-byte aligned.
+bool plan_qr(int elem_bytes, int nq, int len, int dim, int heads, bool aligned, QrPlan* plan) {
+    if (nq < 1 || nq > ART_QR_MAX_QUERIES || len < 1 || len > ART_QR_MAX_TOKENS || heads < 1 || dim < 1 ||
+        dim % heads != 0)
+        return false;
+    const int wide = 16 / elem_bytes;
+    const bool vectorised = aligned && (dim * elem_bytes) % 16 == 0 && vec_fits(wide, dim, heads);
+    plan->vec = vectorised ? wide : 1;
+    if (!vectorised && !vec_fits(1, dim, heads)) return false;
+    const auto bytes = [&](int qg) { return static_cast<size_t>(qr_layout(qg, len, dim, heads).total) * sizeof(float); };
+    int most = nq;
+    while (most > 0 && bytes(most) > ART_MAX_DYNAMIC_SHARED) --most;
+    if (most == 0) return false;
+    plan->groups = (nq + most - 1) / most;
+    plan->qg = (nq + plan->groups - 1) / plan->groups;  // even groups
+    return true;
+}
+
+template <typename T, int V>
+int launch_qr_vec(const QrPlan& plan, const void* q, const void* k, const void* v, void* out, void* attn, int n,
+                  int nq, int len, int dim, int heads, float scale, cudaStream_t stream) {
+    const size_t shared = static_cast<size_t>(qr_layout(plan.qg, len, dim, heads).total) * sizeof(float);
+    const auto* qt = static_cast<const T*>(q);
+    const auto* kt = static_cast<const T*>(k);
+    const auto* vt = static_cast<const T*>(v);
+    auto* ot = static_cast<T*>(out);
+    auto* at = static_cast<T*>(attn);
+    const int blocks = n * plan.groups;
+    if (plan.qg <= 4)
+        qr_attention_kernel<T, V, 4><<<blocks, kThreads, shared, stream>>>(qt, kt, vt, ot, at, nq, plan.qg, len, dim,
+                                                                           heads, scale);
+    else
+        qr_attention_kernel<T, V, 16><<<blocks, kThreads, shared, stream>>>(qt, kt, vt, ot, at, nq, plan.qg, len,
+                                                                            dim, heads, scale);
+    return static_cast<int>(cudaGetLastError());
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 template <typename T>
 int launch_qr(const void* q, const void* k, const void* v, void* out, void* attn, int n, int nq, int len, int dim,
               int heads, float scale, cudaStream_t stream) {
-    const size_t shared = qr_shared_bytes(len, dim, heads);
-    qr_attention_kernel<T><<<n * nq, kThreads, shared, stream>>>(
-        static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), static_cast<T*>(out),
-        static_cast<T*>(attn), nq, len, dim, heads, scale);
-    return static_cast<int>(cudaGetLastError());
+    const bool aligned = aligned16(k) && aligned16(v);  // the only inputs read in 16-byte pieces
+    QrPlan plan{};
+    if (n < 1 || !plan_qr(sizeof(T), nq, len, dim, heads, aligned, &plan)) return ART_EINVAL;
+    if (plan.vec == 1) return launch_qr_vec<T, 1>(plan, q, k, v, out, attn, n, nq, len, dim, heads, scale, stream);
+    return launch_qr_vec<T, 16 / sizeof(T)>(plan, q, k, v, out, attn, n, nq, len, dim, heads, scale, stream);
 }
 
 template <typename T>
@@ -181,16 +358,25 @@ int launch_link(const void* r, const void* s, void* agg, void* sal, void* coh, i
     return static_cast<int>(cudaGetLastError());
 }
 
+int elem_bytes(art_dtype dtype) {
+    return dtype == ART_FLOAT32 ? 4 : (dtype == ART_FLOAT16 || dtype == ART_BFLOAT16) ? 2 : 0;
+}
+
 }  // namespace
 }  // namespace art
 
+extern "C" int art_qr_attention_fits(art_dtype dtype, int nq, int len, int dim, int heads) {
+    art::QrPlan plan{};
+    const int bytes = art::elem_bytes(dtype);
+    return bytes > 0 && art::plan_qr(bytes, nq, len, dim, heads, true, &plan) ? 1 : 0;
+}
+
 extern "C" int art_qr_attention(art_dtype dtype, const void* q, const void* k, const void* v, void* out, void* attn,
                                 int n, int nq, int len, int dim, int heads, float scale, cudaStream_t stream) {
-    if (n < 1 || nq < 1 || nq > ART_QR_MAX_QUERIES || len < 1 || len > ART_QR_MAX_TOKENS || heads < 1 || dim < 1 ||
-        dim % heads != 0 || art::qr_shared_bytes(len, dim, heads) > ART_MAX_DYNAMIC_SHARED)
-        return ART_EINVAL;
     if (dtype == ART_FLOAT32) return art::launch_qr<float>(q, k, v, out, attn, n, nq, len, dim, heads, scale, stream);
     if (dtype == ART_FLOAT16) return art::launch_qr<__half>(q, k, v, out, attn, n, nq, len, dim, heads, scale, stream);
+    if (dtype == ART_BFLOAT16)
+        return art::launch_qr<__nv_bfloat16>(q, k, v, out, attn, n, nq, len, dim, heads, scale, stream);
     return ART_EINVAL;
 }
 
@@ -203,5 +389,7 @@ extern "C" int art_tracklet_link(art_dtype dtype, const void* r, const void* s, 
         return art::launch_link<float>(r, s, agg, saliency, coherence, b, t, k, d, temperature, eps, stream);
     if (dtype == ART_FLOAT16)
         return art::launch_link<__half>(r, s, agg, saliency, coherence, b, t, k, d, temperature, eps, stream);
+    if (dtype == ART_BFLOAT16)
+        return art::launch_link<__nv_bfloat16>(r, s, agg, saliency, coherence, b, t, k, d, temperature, eps, stream);
     return ART_EINVAL;
 }

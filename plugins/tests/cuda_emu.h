@@ -299,6 +299,10 @@ T shfl_xor(unsigned mask, T value, int lane_mask) {
 
 }  // namespace art_emu
 
+// CUDA's integer min and max of device code.
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+
 #define __syncthreads() ::art_emu::wait(::art_emu::State::kBlockBarrier, __LINE__)
 template <typename T>
 T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int = 32) {

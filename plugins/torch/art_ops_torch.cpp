@@ -9,9 +9,19 @@
 namespace {
 
 art_dtype dtype_of(const torch::Tensor& t) {
-    TORCH_CHECK(t.scalar_type() == torch::kFloat32 || t.scalar_type() == torch::kFloat16,
-                "art ops take float32 or float16 tensors, got ", t.scalar_type());
-    return t.scalar_type() == torch::kFloat16 ? ART_FLOAT16 : ART_FLOAT32;
+    switch (t.scalar_type()) {
+        case torch::kFloat32: return ART_FLOAT32;
+        case torch::kFloat16: return ART_FLOAT16;
+        case torch::kBFloat16: return ART_BFLOAT16;
+        default: TORCH_CHECK(false, "art ops take float32, float16 or bfloat16 tensors, got ", t.scalar_type());
+    }
+}
+
+// Contiguous and 16-byte aligned (the kernels read keys and values in 16-byte pieces): a view that
+// starts mid-allocation is copied.
+torch::Tensor aligned(const torch::Tensor& t) {
+    auto c = t.contiguous();
+    return reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 == 0 ? c : c.clone();
 }
 
 void check_input(const torch::Tensor& t, const char* name, int64_t dims, const torch::Tensor& like) {
@@ -36,8 +46,8 @@ std::vector<torch::Tensor> qr_attention(torch::Tensor q, torch::Tensor k, torch:
     TORCH_CHECK(k.sizes() == v.sizes() && k.size(0) == q.size(0) && k.size(2) == q.size(2),
                 "qr_attention: q [n, nq, dim], k and v [n, len, dim]");
     q = q.contiguous();
-    k = k.contiguous();
-    v = v.contiguous();
+    k = aligned(k);
+    v = aligned(v);
     auto out = torch::empty_like(q);
     auto attn = torch::empty({q.size(0), q.size(1), k.size(1)}, q.options());
     check_status(art_qr_attention(dtype_of(q), q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
@@ -46,6 +56,12 @@ std::vector<torch::Tensor> qr_attention(torch::Tensor q, torch::Tensor k, torch:
                                   as_stream(stream)),
                  "qr_attention");
     return {out, attn};
+}
+
+// Whether qr_attention runs these shapes (else it raises): q [n, nq, dim], k [n, len, dim].
+bool qr_attention_fits(const torch::Tensor& q, const torch::Tensor& k, int64_t heads) {
+    return q.dim() == 3 && k.dim() == 3 &&
+           art_qr_attention_fits(dtype_of(q), q.size(1), k.size(1), q.size(2), static_cast<int>(heads)) == 1;
 }
 
 std::vector<torch::Tensor> tracklet_link(torch::Tensor r, torch::Tensor s, double temperature, double eps,
@@ -71,5 +87,6 @@ std::vector<torch::Tensor> tracklet_link(torch::Tensor r, torch::Tensor s, doubl
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("qr_attention", &qr_attention, "fused QRAttention (CUDA): q, k, v, heads, scale, stream -> out, attn");
+    m.def("qr_attention_fits", &qr_attention_fits, "whether qr_attention runs q [n, nq, dim], k [n, len, dim]");
     m.def("tracklet_link", &tracklet_link, "fused TrackletLink (CUDA): r, s, temperature, eps, stream -> agg, saliency, coherence");
 }

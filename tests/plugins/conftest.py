@@ -11,9 +11,9 @@ from plugins.emulation import SHIPPED_SOURCE, EmulationUnavailable, build_emulat
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _build(source: str, out_dir: Path) -> Path:
+def _build(source: str, out_dir: Path, traced: bool = False) -> Path:
     try:
-        return build_emulated(source, out_dir)
+        return build_emulated(source, out_dir, traced)
     except EmulationUnavailable as e:
         pytest.skip(str(e))
 
@@ -25,9 +25,15 @@ def emulated_ops(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def traced_ops(tmp_path_factory) -> Path:
+    """libart_ops_emu.so of the shipped art_ops.cu whose global-memory traffic is counted."""
+    return _build(SHIPPED_SOURCE.read_text(), tmp_path_factory.mktemp("traced"), traced=True)
+
+
+@pytest.fixture(scope="session")
 def build_kernel_copy(tmp_path_factory):
-    """build_kernel_copy(source) → a library built from another version of art_ops.cu."""
-    return lambda source: _build(source, tmp_path_factory.mktemp("mutant"))
+    """build_kernel_copy(source, traced=False) → a library built from another version of art_ops.cu."""
+    return lambda source, traced=False: _build(source, tmp_path_factory.mktemp("mutant"), traced)
 
 
 @pytest.fixture(scope="session")

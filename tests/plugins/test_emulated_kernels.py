@@ -11,7 +11,7 @@ import pytest
 
 WORKER = Path(__file__).resolve().parent / "emu_worker.py"
 CSRC = Path(__file__).resolve().parents[2] / "plugins" / "csrc"
-TOLERANCE = {"float32": 1e-5, "float16": 3e-3}
+TOLERANCE = {"float32": 1e-5, "float16": 3e-3, "bfloat16": 2e-2}
 
 # (n = clips × frames, queries, tokens, dim, heads)
 QR_SHAPES = {
@@ -21,6 +21,9 @@ QR_SHAPES = {
     "1024_tokens": (2, 2, 1024, 64, 1),
     "16_queries": (2, 16, 49, 64, 4),
     "zero_rows": (4, 4, 49, 64, 4),
+    "query_groups": (2, 16, 1024, 64, 1),  # all 16 queries' scores do not fit: 2 blocks a frame
+    "scalar_chunks": (3, 2, 7, 6, 3),  # rows of 6 elements: no 16-byte pieces
+    "misaligned": (3, 2, 5, 32, 2),  # inputs not 16-byte aligned: element loads
 }
 # (B, T, K, d)
 LINK_SHAPES = {
@@ -57,13 +60,14 @@ def cases_for(op, shapes, dtype, orders=(0,)):
             "dtype": dtype,
             "orders": list(orders),
             "zero_rows": name == "zero_rows",
+            "misaligned": name == "misaligned",
             "seed": i,
         }
         for i, (name, s) in enumerate(shapes.items())
     ]
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize(
     "op,shapes", [("qr", QR_SHAPES), ("link", LINK_SHAPES)], ids=["QRAttention", "TrackletLink"]
 )
@@ -94,6 +98,9 @@ INVALID = [
     ("qr", (1, 2, 8, 8, 0)),  # no heads
     ("qr", (0, 2, 8, 8, 1)),  # no frames
     ("qr", (1, 2, 1024, 16384, 1)),  # more shared memory than a block may have
+    ("qr", (1, 2, 1024, 256, 16)),  # one query's scores over 16 heads exceed the shared memory
+    ("qr", (1, 2, 8, 48, 1)),  # a head of 48 elements: not a power of two of chunks
+    ("qr", (1, 2, 8, 512, 1)),  # a head of 128 chunks: more than a warp sums
     ("link", (1, 65, 2, 8)),  # 65 frames (limit 64)
     ("link", (1, 1, 2, 8)),  # one frame: no coherence
     ("link", (1, 8, 17, 8)),  # 17 tracklets (limit 16)
@@ -113,11 +120,17 @@ def test_out_of_limit_shapes_are_refused_without_a_launch(emulated_ops):
 
 # name: (text in art_ops.cu, the broken version, how the harness must catch it)
 MUTANTS = {
-    # the barrier between the probabilities and the weighted sum that reads them, removed
+    # the barrier between the softmax and the map that reads its rows, removed
     "barrier_removed": (
-        "            mean_map[l] += p / heads;\n        }\n        __syncthreads();\n",
-        "            mean_map[l] += p / heads;\n        }\n",
+        "    softmax_rows(scores, heads * qn, len);\n    __syncthreads();\n",
+        "    softmax_rows(scores, heads * qn, len);\n",
         "thread order",
+    ),
+    # the barrier between two slots' additions into the values' sums, removed
+    "sum_barrier_removed": (
+        "                    d = (s == 0 ? 0.0f : d) + acc[i][j];\n                }\n        __syncthreads();\n",
+        "                    d = (s == 0 ? 0.0f : d) + acc[i][j];\n                }\n",
+        "reference",
     ),
     # the warp reduction stops one step early (sums 16 lanes, not 32)
     "warp_reduction_short": (
@@ -125,10 +138,10 @@ MUTANTS = {
         "for (int o = 16; o > 1; o >>= 1) x += __shfl_xor_sync",
         "reference",
     ),
-    # the block merge's scratch one warp short of what it writes
-    "shared_memory_one_warp_short": (
-        "+ dim / heads + 2 * kWarps)",
-        "+ dim / heads + 2 * (kWarps - 1))",
+    # the scores' shared memory one row short
+    "shared_memory_one_row_short": (
+        "queries + round4(heads * qg * len)}",
+        "queries + round4(heads * qg * len - len)}",
         "protected page",
     ),
     # a barrier only some threads of the block reach
@@ -172,3 +185,58 @@ def test_the_harness_catches_a_broken_kernel(build_kernel_copy, mutant):
         for op, shapes in (("qr", QR_SHAPES), ("link", LINK_SHAPES))
     ]
     assert expected in how_caught(run_worker(lib, cases)), mutant
+
+
+# ----------------------------------------------------------------------------- memory traffic
+# The traced build counts each launch's global-memory traffic (plugins/tests/emu_trace.cpp): the
+# bytes read against every input once, and how many 32-byte sectors each warp's load touches
+# against the fewest it could.
+
+
+def traffic(lib, op, shape, dtype) -> dict:
+    from plugins.emulation import traffic_figures
+
+    (got,) = results(lib, [{"op": op, "shape": list(shape), "dtype": dtype, "trace": True}])
+    assert got["status"] == 0
+    return traffic_figures(got)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("shape", ["edge", "16_queries"])
+def test_qr_attention_reads_each_input_once_in_whole_sectors(traced_ops, dtype, shape):
+    got = traffic(traced_ops, "qr", QR_SHAPES[shape], dtype)
+    assert got["bytes_read_over_minimum"] <= 1.1, got
+    assert got["sector_efficiency"] >= 0.9, got
+    # keys and values in 16-byte pieces (the queries, read once per block, element by element)
+    assert got["share_read_in_16_byte_loads"] >= 0.8, got
+
+
+# name: (text in art_ops.cu, the version that moves more memory, the figure that must show it)
+TRAFFIC_MUTANTS = {
+    # each element of a chunk loaded on its own: a warp's load spreads over 4× the sectors
+    "element_loads": (
+        "    return *reinterpret_cast<const Chunk<T, V>*>(p);\n",
+        "    Chunk<T, V> c;\n    for (int j = 0; j < V; ++j) c.e[j] = p[j];\n    return c;\n",
+        lambda got: got["sector_efficiency"] < 0.5,
+    ),
+    # a block per query, as the first kernel had: every frame's keys and values read per query
+    "a_block_per_query": (
+        "    int most = nq;\n",
+        "    int most = 1;\n",
+        lambda got: got["bytes_read_over_minimum"] > 1.8,
+    ),
+}
+
+
+@pytest.mark.parametrize("mutant", list(TRAFFIC_MUTANTS))
+def test_the_traffic_count_catches_a_kernel_that_moves_more(build_kernel_copy, mutant):
+    before, after, shows = TRAFFIC_MUTANTS[mutant]
+    source = (CSRC / "art_ops.cu").read_text()
+    assert source.count(before) == 1, f"the mutation {mutant} no longer applies to art_ops.cu"
+    got = traffic(
+        build_kernel_copy(source.replace(before, after), traced=True),
+        "qr",
+        QR_SHAPES["edge"],
+        "float32",
+    )
+    assert shows(got), (mutant, got)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from art_train.ops import qr_attention_reference, tracklet_link_reference
-from plugins.emulation import CUDA_INCLUDE
+from plugins.emulation import CUDA_INCLUDE, WARNINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSIONS = ["10.3.0", "10.13.3", "11.1.0"]
@@ -30,7 +30,7 @@ SHAPES = {
 def compile_cpp(args, what):
     cxx = shutil.which("g++")
     proc = subprocess.run(
-        [cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", *map(str, args)],
+        [cxx, "-std=c++17", "-O2", *WARNINGS, *map(str, args)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -408,6 +408,11 @@ CASES = {
         lambda c: ["--engine", c.tmp / "none", *c.val()],
         "engine dir not found",
     ),
+    "eval cuda without a gpu": (
+        "art-eval",
+        lambda c: ["--ckpt", c.trained, *c.val(), "--device", "cuda:99"],
+        "no such CUDA GPU here",
+    ),
     "eval batch 0": (
         "art-eval",
         lambda c: ["--engine", c.engine, *c.val(), "--batch-size", 0],

@@ -74,6 +74,9 @@ def test_checkpoint_loads_and_evaluates(trained, synth, capsys):
     # the reported figures are the confusion matrix's: top-1 its trace, mean class accuracy its rows'
     assert report["top1"] == pytest.approx(np.trace(cm) / 8)
     assert report["mean_class_acc"] == pytest.approx(np.mean(np.diag(cm) / cm.sum(1)))
+    # no GPU here: the CPU, in float32; its speed is reported
+    assert report["device"] == "cpu" and report["precision"] == "fp32"
+    assert report["clips_per_s"] > 0
 
 
 def test_resume_continues_exactly(synth, tmp_path, trained, train_run):

@@ -1,90 +1,190 @@
-"""The fused CUDA kernels against unfused PyTorch, side by side on one GPU, JSON out.
+"""The fused CUDA kernels timed as kernels are timed, beside what they replace, on one GPU.
 
-    python benchmarks/kernels.py [--out benchmarks/results/kernels.json]
+    python benchmarks/kernels.py [--out benchmarks/results/kernels.json]   (benchmarks/gpu_check.py runs it too)
 
-- QRAttention: the fused kernel (scores, softmax, weighted sum and head-mean maps in one launch)
-  against `qr_attention_reference` (unfused PyTorch ops) and against
-  `torch.nn.functional.scaled_dot_product_attention` (which does not return the maps).
-- TrackletLink: the fused kernel against `tracklet_link_reference`, and its effective bandwidth
-  (bytes read + written / time) against the GPU's measured device-to-device copy bandwidth.
-At the paper's shapes (B = 8, T = 16, K = 2, HW = 196, d = 256, 8 heads) and an edge clip.
+For each op, shape and dtype:
+- kernel_us: the kernel alone, with L2 flushed before every launch (a buffer twice L2's size is
+  zeroed) and a CUDA event pair around each launch; the launch is queued while the flush runs,
+  so the host's time is not in it. Median of the launches.
+- kernel_us_hot: launches captured in one CUDA graph and replayed: the time per launch with its
+  inputs left in L2 by the one before, no host in the way.
+- call_us: the Python call as the model makes it, many in a row, host side only (what the GPU
+  waits for between launches when the kernel is faster than its call).
+- floor_us: the bytes it must read and write ÷ this GPU's device-to-device copy bandwidth
+  (measured, read and written bytes counted); fraction_of_floor = kernel_us / floor_us.
+- reference and SDPA (QRAttention only; it returns no maps): the unfused PyTorch ops, timed the
+  same two ways.
 Needs an NVIDIA GPU; says so and exits 2 without one.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import statistics
 import sys
-from pathlib import Path
+import time
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchlib import RESULTS, write_result
 
-QR = {"paper": (8 * 16, 2, 196, 256, 8), "edge": (8, 4, 49, 384, 6)}
-LINK = {"paper": (8, 16, 2, 256), "edge": (1, 8, 4, 384)}
+# (frames n, queries, tokens, dim, heads): the paper's 8 clips × 16 frames; art-edge-s, one clip
+QR_SHAPES = {"paper": (8 * 16, 2, 196, 256, 8), "edge": (8, 2, 49, 256, 8)}
+# (clips, frames, tracklets, dim)
+LINK_SHAPES = {"paper": (8, 16, 2, 256), "edge": (1, 8, 2, 256)}
+DTYPES = ("float32", "float16", "bfloat16")
 
 
-def cuda_time_ms(torch, fn, repeats: int = 200) -> float:
-    for _ in range(10):
-        fn()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(repeats):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / repeats
+def event_pair(torch):
+    return torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
 
 def copy_bandwidth_gbs(torch) -> float:
-    x = torch.empty(256 * 1024 * 1024 // 4, device="cuda")
+    """Device-to-device copy of 1 GiB, bytes read and written counted, median of 10."""
+    x = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
     y = torch.empty_like(x)
-    ms = cuda_time_ms(torch, lambda: y.copy_(x), 50)
-    return 2 * x.numel() * 4 / (ms * 1e-3) / 1e9
+    us = cold_us(torch, lambda: y.copy_(x), flush=None, repeats=10)
+    return 2 * x.numel() / (us * 1e-6) / 1e9
 
 
-def bench_qr(torch, ops, shape, dtype):
+def l2_flush_buffer(torch):
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    return torch.empty(max(2 * l2, 64 << 20), dtype=torch.uint8, device="cuda")
+
+
+def cold_us(torch, fn, flush, repeats: int = 50) -> float:
+    """Median µs of fn's GPU work, L2 flushed before each launch (flush=None: not flushed)."""
+    for _ in range(3):
+        fn()
+    pairs = [event_pair(torch) for _ in range(repeats)]
+    for start, end in pairs:
+        if flush is not None:
+            flush.zero_()
+        start.record()
+        fn()
+        end.record()
+    torch.cuda.synchronize()
+    return statistics.median(s.elapsed_time(e) * 1000 for s, e in pairs)
+
+
+def hot_us(torch, fn, launches: int = 20, replays: int = 10) -> float:
+    """µs per launch of fn captured `launches` times in a CUDA graph, replayed `replays` times."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()  # warm-up off the default stream, as capture requires
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(launches):
+            fn()
+    graph.replay()
+    start, end = event_pair(torch)
+    start.record()
+    for _ in range(replays):
+        graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) * 1000 / (replays * launches)
+
+
+def call_us(torch, fn, calls: int = 200) -> float:
+    """Host µs per call: the calls made back to back, the GPU left to catch up after the clock."""
+    fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    host = (time.perf_counter() - t0) / calls * 1e6
+    torch.cuda.synchronize()
+    return host
+
+
+def timed(torch, fn, flush, with_call: bool = False) -> dict:
+    row = {"kernel_us": cold_us(torch, fn, flush)}
+    try:
+        row["kernel_us_hot"] = hot_us(torch, fn)
+    except RuntimeError as e:  # something in fn cannot be captured
+        row["kernel_us_hot"], row["graph_error"] = None, str(e).splitlines()[0][:200]
+    if with_call:
+        row["call_us"] = call_us(torch, fn)
+    return row
+
+
+def qr_contenders(torch, ops, shape, dtype):
     import torch.nn.functional as F
 
     from art_train.ops import qr_attention_reference
 
     n, nq, length, dim, heads = shape
-    q, k, v = (torch.randn(n, m, dim, device="cuda", dtype=dtype) for m in (nq, length, length))
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q, k, v = (
+        torch.randn(n, m, dim, device="cuda", generator=g).to(dtype) for m in (nq, length, length)
+    )
     scale = 4.0 * (dim // heads) ** -0.5
-    hd = dim // heads
-    qh, kh, vh = (x.reshape(n, -1, heads, hd).transpose(1, 2) for x in (q, k, v))
-    fused = cuda_time_ms(torch, lambda: ops.qr_attention(q, k, v, heads, scale))
-    unfused = cuda_time_ms(torch, lambda: qr_attention_reference(q, k, v, heads, scale))
-    sdpa = cuda_time_ms(torch, lambda: F.scaled_dot_product_attention(qh, kh, vh, scale=scale))
-    return {
-        "fused_ms": fused,
-        "unfused_pytorch_ms": unfused,
-        "sdpa_ms_without_maps": sdpa,
-        "speedup_over_unfused": unfused / fused,
-        "speedup_over_sdpa": sdpa / fused,
+    qh, kh, vh = (x.reshape(n, -1, heads, dim // heads).transpose(1, 2) for x in (q, k, v))
+    moved = (q.numel() * 2 + k.numel() * 2 + n * nq * length) * q.element_size()
+    return moved, {
+        "fused": lambda: ops.qr_attention(q, k, v, heads, scale),
+        "reference": lambda: qr_attention_reference(q, k, v, heads, scale),
+        "sdpa": lambda: F.scaled_dot_product_attention(qh, kh, vh, scale=scale),
     }
 
 
-def bench_link(torch, ops, shape, dtype, copy_gbs):
+def link_contenders(torch, ops, shape, dtype):
     from art_train.ops import tracklet_link_reference
 
     b, t, k, d = shape
-    r, s = (
-        torch.randn(b, t, k, d, device="cuda", dtype=dtype),
-        torch.randn(b, k, d, device="cuda", dtype=dtype),
-    )
-    fused = cuda_time_ms(torch, lambda: ops.tracklet_link(r, s, 0.1))
-    unfused = cuda_time_ms(torch, lambda: tracklet_link_reference(r, s, 0.1))
-    size = r.element_size()
-    moved = (r.numel() + s.numel() + b * k * d + b * t * k + b * (t - 1) * k) * size
-    gbs = moved / (fused * 1e-3) / 1e9
-    return {
-        "fused_ms": fused,
-        "unfused_pytorch_ms": unfused,
-        "speedup_over_unfused": unfused / fused,
-        "effective_gbs": gbs,
-        "fraction_of_copy_bandwidth": gbs / copy_gbs,
+    g = torch.Generator(device="cuda").manual_seed(1)
+    r = torch.randn(b, t, k, d, device="cuda", generator=g).to(dtype)
+    s = torch.randn(b, k, d, device="cuda", generator=g).to(dtype)
+    moved = (r.numel() + s.numel() + b * k * d + b * t * k + b * (t - 1) * k) * r.element_size()
+    return moved, {
+        "fused": lambda: ops.tracklet_link(r, s, 0.1),
+        "reference": lambda: tracklet_link_reference(r, s, 0.1),
     }
+
+
+def bench_op(torch, ops, contenders, shape, dtype, copy_gbs, flush) -> dict:
+    moved, fns = contenders(torch, ops, shape, getattr(torch, dtype))
+    row = {"shape": list(shape), "bytes_moved": moved, "floor_us": moved / (copy_gbs * 1e3)}
+    for name, fn in fns.items():
+        row[name] = timed(torch, fn, flush, with_call=name == "fused")
+    fused = row["fused"]
+    row["fraction_of_floor"] = fused["kernel_us"] / row["floor_us"]
+    if fused["kernel_us_hot"]:
+        row["fraction_of_floor_hot"] = fused["kernel_us_hot"] / row["floor_us"]
+    for name in fns:
+        if name != "fused":
+            row[f"speedup_over_{name}"] = row[name]["kernel_us"] / fused["kernel_us"]
+    return row
+
+
+def kernel_figures(torch, ops, copy_gbs: float) -> dict:
+    """Every op × shape × dtype; → {"qr_attention": {"paper/float16": row, …}, "tracklet_link": …}."""
+    flush = l2_flush_buffer(torch)
+    torch.set_grad_enabled(False)
+    out = {"qr_attention": {}, "tracklet_link": {}}
+    for op, shapes, contenders in (
+        ("qr_attention", QR_SHAPES, qr_contenders),
+        ("tracklet_link", LINK_SHAPES, link_contenders),
+    ):
+        for name, shape in shapes.items():
+            for dtype in DTYPES:
+                row = bench_op(torch, ops, contenders, shape, dtype, copy_gbs, flush)
+                out[op][f"{name}/{dtype}"] = row
+                print_row(op, f"{name}/{dtype}", row)
+    torch.set_grad_enabled(True)
+    return out
+
+
+def print_row(op: str, key: str, row: dict):
+    fused, ref = row["fused"], row["reference"]
+    sdpa = f"  SDPA {row['sdpa']['kernel_us']:7.1f}" if "sdpa" in row else ""
+    print(
+        f"{op:<14} {key:<17} kernel {fused['kernel_us']:7.1f} µs (hot {fused['kernel_us_hot'] or 0:6.1f}, "
+        f"call {fused['call_us']:5.1f})  floor {row['floor_us']:6.1f}  ×{row['fraction_of_floor']:.2f}"
+        f"  reference {ref['kernel_us']:7.1f}{sdpa}"
+    )
 
 
 def main(argv=None):
@@ -95,47 +195,16 @@ def main(argv=None):
 
     if not torch.cuda.is_available():
         print(
-            "error: benchmarks/kernels.py needs an NVIDIA GPU with CUDA (torch.cuda.is_available() is False)",
+            "error: benchmarks/kernels.py needs an NVIDIA GPU with CUDA (none is visible)",
             file=sys.stderr,
         )
         return 2
     from plugins.torch_ops import FusedOps, build_extension
 
-    ops = FusedOps(build_extension())
-    torch.set_grad_enabled(False)
     copy_gbs = copy_bandwidth_gbs(torch)
-    results = {
-        "gpu": torch.cuda.get_device_name(),
-        "copy_bandwidth_gbs": copy_gbs,
-        "qr_attention": {},
-        "tracklet_link": {},
-    }
-    for dname, dtype in (("float32", torch.float32), ("float16", torch.float16)):
-        for name, shape in QR.items():
-            results["qr_attention"][f"{name}/{dname}"] = {
-                "shape": shape,
-                **bench_qr(torch, ops, shape, dtype),
-            }
-        for name, shape in LINK.items():
-            results["tracklet_link"][f"{name}/{dname}"] = {
-                "shape": shape,
-                **bench_link(torch, ops, shape, dtype, copy_gbs),
-            }
-    for op in ("qr_attention", "tracklet_link"):
-        for key, row in results[op].items():
-            extra = (
-                f", {100 * row['fraction_of_copy_bandwidth']:.0f} % of copy bandwidth"
-                if op == "tracklet_link"
-                else f", SDPA (no maps) {row['sdpa_ms_without_maps'] * 1000:.1f} µs"
-            )
-            print(
-                f"{op:<14} {key:<14} fused {row['fused_ms'] * 1000:8.1f} µs  "
-                f"unfused {row['unfused_pytorch_ms'] * 1000:8.1f} µs"
-                f"  ({row['speedup_over_unfused']:.2f}×){extra}"
-            )
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(results, indent=2))
-    print(f"wrote {a.out}")
+    figures = kernel_figures(torch, FusedOps(build_extension()), copy_gbs)
+    gpu = {"gpu": torch.cuda.get_device_name(), "copy_bandwidth_gbs": copy_gbs}
+    write_result(a.out, {"benchmark": "kernels", **gpu, **figures})
     return 0
 
 

@@ -39,6 +39,22 @@ def test_cuda_sources_compile_for_the_target_gpus(tmp_path):
     assert (tmp_path / "art_ops.o").stat().st_size > 0
 
 
+def test_the_sanitizer_driver_builds_with_the_kernels(tmp_path):
+    """plugins/tests/sanitizer_driver.cu, which gpu_check.py runs under compute-sanitizer."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc is not on PATH: the CUDA compile check needs the CUDA toolkit")
+    sources = [CSRC.parent / "tests" / "sanitizer_driver.cu", CSRC / "art_ops.cu"]
+    proc = subprocess.run(
+        [nvcc, "-std=c++17", "-O2", "-Werror", "all-warnings", f"-I{CSRC}", *map(str, sources),
+         "-o", str(tmp_path / "driver"), "-gencode=arch=compute_87,code=sm_87"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
 @pytest.fixture(scope="module")
 def host_math(tmp_path_factory):
     cxx = shutil.which("c++") or shutil.which("g++")

@@ -102,29 +102,47 @@ __device__ void load_queries(const T* q, float* qs, int count, float scale) {
     for (int i = threadIdx.x; i < count; i += kThreads) qs[i] = to_float(q[i]) * scale;
 }
 
-template <typename T, int V, int MQ>
-__device__ void scores_from_keys(const T* __restrict__ keys, const float* qs, float* scores, int qn, int len,
-                                 int dim, int heads) {
-    constexpr int kLoads = MQ > 4 ? 2 : kInFlight;
-    const int chunks = dim / V, per_head = dim / heads / V, total = len * chunks;
-    for (int g0 = 0; g0 < total; g0 += kThreads * kLoads) {
-        Chunk<T, V> c[kLoads] = {};
+// The chunks a thread takes next: chunk `first + u · step` of a frame's rows (as one range of
+// chunks), u < U, those before `end`. Issued before the chunks they follow are used (double
+// buffering in registers), so the loads of one batch are in flight while the last is computed.
+template <typename T, int V, int U>
+struct Batch {
+    Chunk<T, V> c[U];
+
+    __device__ __forceinline__ void load(const T* __restrict__ rows, int first, int step, int end) {
 #pragma unroll
-        for (int u = 0; u < kLoads; ++u) {
-            const int g = g0 + u * kThreads + static_cast<int>(threadIdx.x);
-            if (g < total) c[u] = load_chunk<T, V>(keys + static_cast<size_t>(g) * V);
+        for (int u = 0; u < U; ++u) {
+            const int idx = first + u * step;
+            c[u] = idx < end ? load_chunk<T, V>(rows + static_cast<size_t>(idx) * V) : Chunk<T, V>{};
         }
+    }
+};
+
+template <int MQ>
+constexpr int kBatch = MQ > 4 ? 2 : kInFlight;  // chunks a batch; fewer where MQ × V accumulators take registers
+
+// scores [heads][qn][len] = the queries' slices · the keys' (see the kernel's comment); `batch`:
+// the thread's first chunks, loaded by the caller.
+template <typename T, int V, int MQ>
+__device__ void scores_from_keys(const T* __restrict__ keys, Batch<T, V, kBatch<MQ>> batch,
+                                 const float* qs, float* scores, int qn, int len, int dim, int heads) {
+    constexpr int U = kBatch<MQ>;
+    const int chunks = dim / V, per_head = dim / heads / V, total = len * chunks;
+    for (int g0 = 0; g0 < total; g0 += kThreads * U) {
+        Batch<T, V, U> next;
+        next.load(keys, g0 + kThreads * U + static_cast<int>(threadIdx.x), kThreads, total);
 #pragma unroll
-        for (int u = 0; u < kLoads; ++u) {
+        for (int u = 0; u < U; ++u) {
             const int g = g0 + u * kThreads + static_cast<int>(threadIdx.x);
             const int row = g / chunks, col = g % chunks;
 #pragma unroll
             for (int i = 0; i < MQ && i < qn; ++i) {
-                float s = g < total ? chunk_dot<T, V>(c[u], qs + i * dim + col * V) : 0.0f;
+                float s = g < total ? chunk_dot<T, V>(batch.c[u], qs + i * dim + col * V) : 0.0f;
                 s = group_sum(s, per_head);  // every lane of the warp takes part
                 if (g < total && col % per_head == 0) scores[((col / per_head) * qn + i) * len + row] = s;
             }
         }
+        batch = next;
     }
 }
 
@@ -158,37 +176,48 @@ __device__ void write_mean_map(const float* probs, T* __restrict__ attn, int qn,
     }
 }
 
+// Where a thread of the values' pass starts: its chunk of a row, its first row, rows a step.
+struct ValueSlot {
+    int col, first_row, rows_per_step;
+    __device__ __forceinline__ bool active() const { return first_row < rows_per_step; }
+};
+
+__device__ __forceinline__ ValueSlot value_slot(int dim, int vec) {
+    const int chunks = dim / vec;
+    return ValueSlot{static_cast<int>(threadIdx.x) % chunks, static_cast<int>(threadIdx.x) / chunks,
+                     kThreads / chunks};
+}
+
 // sums [qn][dim] = Σ_l probs[head of the column][query][l] · values[l]; then written to out.
+// `batch`: the thread's first chunks (rows first_row, + rows_per_step, …), loaded by the caller.
 template <typename T, int V, int MQ>
-__device__ void weighted_values(const T* __restrict__ values, const float* probs, float* sums, T* __restrict__ out,
-                                int qn, int len, int dim, int heads) {
-    constexpr int kLoads = MQ > 4 ? 2 : kInFlight;
-    const int chunks = dim / V, slots = kThreads / chunks;
-    const int slot = threadIdx.x / chunks, col = threadIdx.x % chunks, head = col / (dim / heads / V);
+__device__ void weighted_values(const T* __restrict__ values, Batch<T, V, kBatch<MQ>> batch,
+                                const float* probs, float* sums, T* __restrict__ out, int qn, int len, int dim,
+                                int heads) {
+    constexpr int U = kBatch<MQ>;
+    const ValueSlot at = value_slot(dim, V);
+    const int chunks = dim / V, head = at.col / (dim / heads / V), step = at.rows_per_step * chunks;
     float acc[MQ][V] = {};
-    for (int r0 = slot; slot < slots && r0 < len; r0 += slots * kLoads) {
-        Chunk<T, V> c[kLoads] = {};
+    for (int r0 = at.first_row; at.active() && r0 < len; r0 += at.rows_per_step * U) {
+        Batch<T, V, U> next;
+        next.load(values, (r0 + at.rows_per_step * U) * chunks + at.col, step, len * chunks);
 #pragma unroll
-        for (int u = 0; u < kLoads; ++u) {
-            const int row = r0 + u * slots;
-            if (row < len) c[u] = load_chunk<T, V>(values + static_cast<size_t>(row) * dim + col * V);
-        }
-#pragma unroll
-        for (int u = 0; u < kLoads; ++u) {
-            const int row = r0 + u * slots;
+        for (int u = 0; u < U; ++u) {
+            const int row = r0 + u * at.rows_per_step;
 #pragma unroll
             for (int i = 0; i < MQ && i < qn; ++i) {
                 const float p = row < len ? probs[(head * qn + i) * len + row] : 0.0f;
 #pragma unroll
-                for (int j = 0; j < V; ++j) acc[i][j] += p * to_float(c[u].e[j]);
+                for (int j = 0; j < V; ++j) acc[i][j] += p * to_float(batch.c[u].e[j]);
             }
         }
+        batch = next;
     }
-    for (int s = 0; s < slots; ++s) {  // slot by slot: the same sum whatever order threads run in
-        if (slot == s)
+    for (int s = 0; s < at.rows_per_step; ++s) {  // slot by slot: the same sum whatever order threads run in
+        if (at.first_row == s)
             for (int i = 0; i < MQ && i < qn; ++i)
                 for (int j = 0; j < V; ++j) {
-                    float& d = sums[i * dim + col * V + j];
+                    float& d = sums[i * dim + at.col * V + j];
                     d = (s == 0 ? 0.0f : d) + acc[i][j];
                 }
         __syncthreads();
@@ -196,25 +225,35 @@ __device__ void weighted_values(const T* __restrict__ values, const float* probs
     for (int idx = threadIdx.x; idx < qn * dim; idx += kThreads) out[idx] = from_float<T>(sums[idx]);
 }
 
+// Up to 4 queries a block: two blocks a multiprocessor (≤ 128 registers a thread), so that two
+// frames' loads overlap where a GPU has fewer multiprocessors than frames.
 template <typename T, int V, int MQ>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, MQ > 4 ? 1 : 2)
 qr_attention_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, T* __restrict__ out,
                     T* __restrict__ attn, int nq, int qg, int len, int dim, int heads, float scale) {
     extern __shared__ float smem[];
     const int groups = (nq + qg - 1) / qg;
     const int n = blockIdx.x / groups, q0 = (blockIdx.x % groups) * qg, qn = min(qg, nq - q0);
-    const QrLayout at = qr_layout(qg, len, dim, heads);
-    float* queries = smem + at.queries;
-    float* scores = smem + at.scores;
+    const QrLayout layout = qr_layout(qg, len, dim, heads);
+    float* queries = smem + layout.queries;
+    float* scores = smem + layout.scores;
     const size_t frame = static_cast<size_t>(n) * len * dim, first = static_cast<size_t>(n) * nq + q0;
+    const int chunks = dim / V;
+    // each pass's first loads are issued a step early: the keys' before the queries are read, the
+    // values' before the softmax, so that no pass starts by waiting on memory
+    Batch<T, V, kBatch<MQ>> keys, values;
+    keys.load(k + frame, threadIdx.x, kThreads, len * chunks);
     load_queries(q + first * dim, queries, qn * dim, scale);
     __syncthreads();
-    scores_from_keys<T, V, MQ>(k + frame, queries, scores, qn, len, dim, heads);
+    scores_from_keys<T, V, MQ>(k + frame, keys, queries, scores, qn, len, dim, heads);
+    const ValueSlot slot = value_slot(dim, V);
+    values.load(v + frame, slot.active() ? slot.first_row * chunks + slot.col : len * chunks,
+                slot.rows_per_step * chunks, len * chunks);
     __syncthreads();
     softmax_rows(scores, heads * qn, len);
     __syncthreads();
     write_mean_map(scores, attn + first * len, qn, len, heads);
-    weighted_values<T, V, MQ>(v + frame, scores, queries, out + first * dim, qn, len, dim, heads);
+    weighted_values<T, V, MQ>(v + frame, values, scores, queries, out + first * dim, qn, len, dim, heads);
 }
 
 // ----------------------------------------------------------------------------- TrackletLink

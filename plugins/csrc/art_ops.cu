@@ -256,6 +256,44 @@ qr_attention_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* _
     weighted_values<T, V, MQ>(v + frame, values, scores, queries, out + first * dim, qn, len, dim, heads);
 }
 
+// The general path, for shapes the kernel above cannot take (a head dim that is not a power of two
+// of chunks, one query's scores over all heads beyond the shared memory): one block per (frame,
+// query), a thread a key row, head after head. Slower (a frame's keys and values read once per
+// query, a row per thread) but any head dim, in (2 · len + head dim) floats of shared memory.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+qr_attention_general_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                            T* __restrict__ out, T* __restrict__ attn, int nq, int len, int dim, int heads,
+                            float scale) {
+    extern __shared__ float smem[];
+    float* probs = smem;            // [len]
+    float* mean_map = probs + len;  // [len]
+    float* qh = mean_map + len;     // [head_dim]
+    const int n = blockIdx.x / nq, hd = dim / heads;
+    const size_t row = static_cast<size_t>(blockIdx.x), frame = static_cast<size_t>(n) * len * dim;
+    for (int l = threadIdx.x; l < len; l += kThreads) mean_map[l] = 0.0f;
+    for (int h = 0; h < heads; ++h) {
+        for (int j = threadIdx.x; j < hd; j += kThreads) qh[j] = to_float(q[row * dim + h * hd + j]) * scale;
+        __syncthreads();
+        for (int l = threadIdx.x; l < len; l += kThreads) {
+            float s = 0.0f;
+            for (int j = 0; j < hd; ++j) s += qh[j] * to_float(k[frame + static_cast<size_t>(l) * dim + h * hd + j]);
+            probs[l] = s;
+        }
+        __syncthreads();
+        softmax_rows(probs, 1, len);
+        __syncthreads();
+        for (int l = threadIdx.x; l < len; l += kThreads) mean_map[l] += probs[l];
+        for (int j = threadIdx.x; j < hd; j += kThreads) {
+            float acc = 0.0f;
+            for (int l = 0; l < len; ++l) acc += probs[l] * to_float(v[frame + static_cast<size_t>(l) * dim + h * hd + j]);
+            out[row * dim + h * hd + j] = from_float<T>(acc);
+        }
+        __syncthreads();
+    }
+    for (int l = threadIdx.x; l < len; l += kThreads) attn[row * len + l] = from_float<T>(mean_map[l] / heads);
+}
+
 // ----------------------------------------------------------------------------- TrackletLink
 
 // Dot product of two length-d rows by one warp; every lane gets the result.
@@ -339,11 +377,18 @@ bool vec_fits(int vec, int dim, int heads) {
     return head_dim % vec == 0 && power_of_two(per_head) && per_head <= 32 && dim / vec <= kThreads;
 }
 
-// → false where the kernel cannot run the shape (ART_EINVAL). `aligned`: every pointer 16-byte aligned.
+bool qr_shape_valid(int nq, int len, int dim, int heads) {
+    return nq >= 1 && nq <= ART_QR_MAX_QUERIES && len >= 1 && len <= ART_QR_MAX_TOKENS && heads >= 1 && dim >= 1 &&
+           dim % heads == 0;
+}
+
+size_t general_shared_bytes(int len, int dim, int heads) {
+    return (2 * static_cast<size_t>(len) + dim / heads) * sizeof(float);
+}
+
+// → false where qr_attention_kernel cannot run the shape. `aligned`: keys and values 16-byte aligned.
 bool plan_qr(int elem_bytes, int nq, int len, int dim, int heads, bool aligned, QrPlan* plan) {
-    if (nq < 1 || nq > ART_QR_MAX_QUERIES || len < 1 || len > ART_QR_MAX_TOKENS || heads < 1 || dim < 1 ||
-        dim % heads != 0)
-        return false;
+    if (!qr_shape_valid(nq, len, dim, heads)) return false;
     const int wide = 16 / elem_bytes;
     const bool vectorised = aligned && (dim * elem_bytes) % 16 == 0 && vec_fits(wide, dim, heads);
     plan->vec = vectorised ? wide : 1;
@@ -355,6 +400,10 @@ bool plan_qr(int elem_bytes, int nq, int len, int dim, int heads, bool aligned, 
     plan->groups = (nq + most - 1) / most;
     plan->qg = (nq + plan->groups - 1) / plan->groups;  // even groups
     return true;
+}
+
+bool general_fits(int nq, int len, int dim, int heads) {
+    return qr_shape_valid(nq, len, dim, heads) && general_shared_bytes(len, dim, heads) <= ART_MAX_DYNAMIC_SHARED;
 }
 
 template <typename T, int V>
@@ -383,7 +432,14 @@ int launch_qr(const void* q, const void* k, const void* v, void* out, void* attn
               int heads, float scale, cudaStream_t stream) {
     const bool aligned = aligned16(k) && aligned16(v);  // the only inputs read in 16-byte pieces
     QrPlan plan{};
-    if (n < 1 || !plan_qr(sizeof(T), nq, len, dim, heads, aligned, &plan)) return ART_EINVAL;
+    if (n < 1) return ART_EINVAL;
+    if (!plan_qr(sizeof(T), nq, len, dim, heads, aligned, &plan)) {
+        if (!general_fits(nq, len, dim, heads)) return ART_EINVAL;
+        qr_attention_general_kernel<T><<<n * nq, kThreads, general_shared_bytes(len, dim, heads), stream>>>(
+            static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), static_cast<T*>(out),
+            static_cast<T*>(attn), nq, len, dim, heads, scale);
+        return static_cast<int>(cudaGetLastError());
+    }
     if (plan.vec == 1) return launch_qr_vec<T, 1>(plan, q, k, v, out, attn, n, nq, len, dim, heads, scale, stream);
     return launch_qr_vec<T, 16 / sizeof(T)>(plan, q, k, v, out, attn, n, nq, len, dim, heads, scale, stream);
 }
@@ -407,7 +463,9 @@ int elem_bytes(art_dtype dtype) {
 extern "C" int art_qr_attention_fits(art_dtype dtype, int nq, int len, int dim, int heads) {
     art::QrPlan plan{};
     const int bytes = art::elem_bytes(dtype);
-    return bytes > 0 && art::plan_qr(bytes, nq, len, dim, heads, true, &plan) ? 1 : 0;
+    return bytes > 0 && (art::plan_qr(bytes, nq, len, dim, heads, true, &plan) || art::general_fits(nq, len, dim, heads))
+               ? 1
+               : 0;
 }
 
 extern "C" int art_qr_attention(art_dtype dtype, const void* q, const void* k, const void* v, void* out, void* attn,

@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
         qr(dtype, small ? 2 : 8, 2, 49, 256, 8);      // art-edge-s
         qr(dtype, small ? 1 : 2, 16, 1024, 64, 1);    // two query groups a frame
         qr(dtype, 3, 2, 7, 6, 3);                     // element loads
+        qr(dtype, 2, 2, 9, 96, 2);                    // the general kernel (a head of 48)
         link(dtype, small ? 1 : 8, 16, 2, 256);
         link(dtype, 1, 64, 16, 32);
     }

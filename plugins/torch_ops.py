@@ -5,7 +5,8 @@
     out, attn = ops.qr_attention(q, k, v, heads, scale)
 
 Inference only (no backward): `art_train.ops` routes CUDA tensors here when gradients are off and
-falls back to the PyTorch reference otherwise. `ART_FUSED_OPS=0` turns the fused path off.
+the kernel measures faster than the PyTorch reference. `ART_FUSED_OPS=0` turns the fused path off,
+`1` takes it wherever the shapes allow.
 """
 
 from __future__ import annotations
@@ -65,10 +66,16 @@ def build_extension(verbose: bool = False):
     )
 
 
-@lru_cache(maxsize=1)
 def fused_ops() -> FusedOps | None:
-    if os.environ.get("ART_FUSED_OPS", "1") == "0":
+    """The extension, built on first use; None where it cannot be built or ART_FUSED_OPS=0 (read
+    at every call, so that a process can time the model with and without the kernels)."""
+    if os.environ.get("ART_FUSED_OPS", "auto") == "0":
         return None
+    return _built_ops()
+
+
+@lru_cache(maxsize=1)
+def _built_ops() -> FusedOps | None:
     try:
         return FusedOps(build_extension())
     except Exception as e:  # no nvcc, no CUDA torch, a compile error: the reference still works

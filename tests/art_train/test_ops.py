@@ -201,3 +201,16 @@ def test_the_model_runs_under_autocast_through_the_fused_dispatch(stand_in):
         del os.environ["ART_FUSED_OPS"]
     assert fused.argmax(-1).tolist() == reference.argmax(-1).tolist()
     assert (fused - reference).abs().max() < 0.1
+
+
+def test_ART_FUSED_OPS_is_read_at_every_call(monkeypatch):
+    """A process that times the model with and without the kernels (gpu_check.py) switches with
+    the variable: a first call with the kernels off must not switch them off for good."""
+    import plugins.torch_ops as torch_ops
+
+    built = object()
+    monkeypatch.setattr(torch_ops, "_built_ops", lambda: built)
+    monkeypatch.setenv("ART_FUSED_OPS", "0")
+    assert torch_ops.fused_ops() is None
+    monkeypatch.setenv("ART_FUSED_OPS", "auto")
+    assert torch_ops.fused_ops() is built

@@ -3,9 +3,11 @@
     python benchmarks/kernels.py [--out benchmarks/results/kernels.json]   (benchmarks/gpu_check.py runs it too)
 
 For each op, shape and dtype:
-- kernel_us: the kernel alone, with L2 flushed before every launch (a buffer twice L2's size is
-  zeroed) and a CUDA event pair around each launch; the launch is queued while the flush runs,
-  so the host's time is not in it. Median of the launches.
+- kernel_us: the kernel alone with L2 flushed before it: a CUDA graph of [zero a buffer of 4× L2,
+  the kernel] replayed, less a graph of the zeroing alone (medians of replays timed one by one
+  with CUDA events): no host time in it, however many launches the contender makes. Where a
+  contender cannot be captured, a CUDA event pair around each launch after the zeroing
+  (`cold_method`: "events"; host time may then show).
 - kernel_us_hot: launches captured in one CUDA graph and replayed: the time per launch with its
   inputs left in L2 by the one before, no host in the way.
 - call_us: the Python call as the model makes it, many in a row, host side only (what the GPU
@@ -47,11 +49,12 @@ def copy_bandwidth_gbs(torch) -> float:
 
 def l2_flush_buffer(torch):
     l2 = torch.cuda.get_device_properties(0).L2_cache_size
-    return torch.empty(max(2 * l2, 64 << 20), dtype=torch.uint8, device="cuda")
+    return torch.empty(max(4 * l2, 256 << 20), dtype=torch.uint8, device="cuda")
 
 
 def cold_us(torch, fn, flush, repeats: int = 50) -> float:
-    """Median µs of fn's GPU work, L2 flushed before each launch (flush=None: not flushed)."""
+    """Median µs between an event pair around each launch of fn (after zeroing `flush`, unless it
+    is None): the fallback where fn cannot be captured in a graph."""
     for _ in range(3):
         fn()
     pairs = [event_pair(torch) for _ in range(repeats)]
@@ -65,18 +68,47 @@ def cold_us(torch, fn, flush, repeats: int = 50) -> float:
     return statistics.median(s.elapsed_time(e) * 1000 for s, e in pairs)
 
 
-def hot_us(torch, fn, launches: int = 20, replays: int = 10) -> float:
-    """µs per launch of fn captured `launches` times in a CUDA graph, replayed `replays` times."""
+def captured(torch, fn, copies: int = 1):
+    """A CUDA graph of `copies` calls of fn (warmed up off the default stream, as capture needs)."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         for _ in range(3):
-            fn()  # warm-up off the default stream, as capture requires
+            fn()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        for _ in range(launches):
+        for _ in range(copies):
             fn()
+    return graph
+
+
+def replay_us(torch, graphs: dict, repeats: int) -> dict:
+    """name → median µs of one replay, the graphs replayed in turn, each between an event pair."""
+    times = {name: [] for name in graphs}
+    for _ in range(repeats):
+        for name, graph in graphs.items():
+            start, end = event_pair(torch)
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            times[name].append(start.elapsed_time(end) * 1000)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def cold_graph_us(torch, fn, flush, repeats: int = 30) -> float:
+    """µs of fn with L2 flushed: a replay of [flush, fn] less a replay of [flush] alone."""
+    zero = lambda: flush.zero_()  # noqa: E731
+    both = captured(torch, lambda: (zero(), fn()))
+    alone = captured(torch, zero)
+    got = replay_us(torch, {"both": both, "alone": alone}, repeats)
+    return max(0.0, got["both"] - got["alone"])
+
+
+def hot_us(torch, fn, launches: int = 20, replays: int = 10) -> float:
+    """µs per launch of fn captured `launches` times in a CUDA graph, replayed `replays` times."""
+    graph = captured(torch, fn, launches)
     graph.replay()
     start, end = event_pair(torch)
     start.record()
@@ -100,11 +132,16 @@ def call_us(torch, fn, calls: int = 200) -> float:
 
 
 def timed(torch, fn, flush, with_call: bool = False) -> dict:
-    row = {"kernel_us": cold_us(torch, fn, flush)}
     try:
+        row = {"kernel_us": cold_graph_us(torch, fn, flush), "cold_method": "graph"}
         row["kernel_us_hot"] = hot_us(torch, fn)
     except RuntimeError as e:  # something in fn cannot be captured
-        row["kernel_us_hot"], row["graph_error"] = None, str(e).splitlines()[0][:200]
+        row = {
+            "kernel_us": cold_us(torch, fn, flush),
+            "cold_method": "events",
+            "kernel_us_hot": None,
+        }
+        row["graph_error"] = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
     if with_call:
         row["call_us"] = call_us(torch, fn)
     return row

@@ -24,19 +24,15 @@ def qr_attention(q, k, v, num_heads: int, scale: float):
     run by the fused CUDA kernel for inference on a GPU where that is the faster of the two."""
     if torch.onnx.is_in_onnx_export():
         return _QRAttentionNode.apply(q, k, v, num_heads, scale)
-    inputs = (q, k, v)
-    if q.shape[1] <= QR_MAX_QUERIES and k.shape[1] <= QR_MAX_TOKENS:
-        fused = _fused_ops_for(inputs)
-        if fused is not None:
-            # both paths take one dtype, so that either answers in it
-            inputs = tuple(t.to(matmul_dtype(inputs)) for t in inputs)
-            if not fused.qr_attention_fits(inputs[0], inputs[1], num_heads):
-                return qr_attention_reference(*inputs, num_heads, scale)
-            run = lambda: fused.qr_attention(*inputs, num_heads, scale)  # noqa: E731
-            reference = lambda: qr_attention_reference(*inputs, num_heads, scale)  # noqa: E731
-            return (
-                run if ROUTER.fused_is_faster("qr_attention", inputs, run, reference) else reference
-            )()
+    given = (q, k, v)
+    fused = _fused_ops_for(given) if within_limits(q.shape[1], k.shape[1]) else None
+    if fused is not None:
+        cast = tuple(t.to(matmul_dtype(given)) for t in given)  # the kernel takes one dtype
+        if fused.qr_attention_fits(cast[0], cast[1], num_heads):
+            run = lambda: fused.qr_attention(*cast, num_heads, scale)  # noqa: E731
+            ref_in = reference_inputs(given, cast)
+            reference = lambda: qr_attention_reference(*ref_in, num_heads, scale)  # noqa: E731
+            return (run if ROUTER.fused_is_faster("qr_attention", cast, run, reference) else reference)()  # fmt: skip
     return qr_attention_reference(q, k, v, num_heads, scale)
 
 
@@ -45,19 +41,29 @@ def tracklet_link(responses, semantics, temperature: float, eps: float = 1e-6):
     and run by the fused CUDA kernel for inference on a GPU where that is the faster of the two."""
     if torch.onnx.is_in_onnx_export():
         return _TrackletLinkNode.apply(responses, semantics, temperature, eps)
-    inputs = (responses, semantics)
-    if 2 <= responses.shape[1] <= LINK_MAX_FRAMES and responses.shape[2] <= QR_MAX_QUERIES:
-        fused = _fused_ops_for(inputs)
-        if fused is not None:
-            inputs = tuple(t.to(matmul_dtype(inputs)) for t in inputs)
-            run = lambda: fused.tracklet_link(*inputs, temperature, eps)  # noqa: E731
-            reference = lambda: tracklet_link_reference(*inputs, temperature, eps)  # noqa: E731
-            return (
-                run
-                if ROUTER.fused_is_faster("tracklet_link", inputs, run, reference)
-                else reference
-            )()
+    given = (responses, semantics)
+    frames, tracklets = responses.shape[1], responses.shape[2]
+    linkable = 2 <= frames <= LINK_MAX_FRAMES and tracklets <= QR_MAX_QUERIES
+    fused = _fused_ops_for(given) if linkable else None
+    if fused is not None:
+        cast = tuple(t.to(matmul_dtype(given)) for t in given)
+        run = lambda: fused.tracklet_link(*cast, temperature, eps)  # noqa: E731
+        ref_in = reference_inputs(given, cast)
+        reference = lambda: tracklet_link_reference(*ref_in, temperature, eps)  # noqa: E731
+        return (run if ROUTER.fused_is_faster("tracklet_link", cast, run, reference) else reference)()  # fmt: skip
     return tracklet_link_reference(responses, semantics, temperature, eps)
+
+
+def within_limits(queries: int, tokens: int) -> bool:
+    return queries <= QR_MAX_QUERIES and tokens <= QR_MAX_TOKENS
+
+
+def reference_inputs(given, cast):
+    """What the reference runs on: the inputs as given, as it does where there are no kernels;
+    where their dtypes differ with autocast off (PyTorch's matmul refuses that), `cast`."""
+    if len({t.dtype for t in given}) == 1 or torch.is_autocast_enabled(given[0].device.type):
+        return given
+    return cast
 
 
 # ----------------------------------------------------------------------------- the fused path
@@ -130,14 +136,20 @@ def capturing(like) -> bool:
     return like.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
+CALLS_PER_SAMPLE = 5
+
+
 def elapsed_ms(fn, like) -> float:
-    """Milliseconds of one call of fn on `like`'s device (CUDA events on its current stream)."""
+    """Milliseconds a call of fn on `like`'s device: CALLS_PER_SAMPLE calls back to back between
+    one CUDA event pair, so that the GPU's time counts where it is longer than the host's (as in a
+    busy forward pass) and the host's where it is not."""
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
-    fn()
+    for _ in range(CALLS_PER_SAMPLE):
+        fn()
     end.record()
     end.synchronize()
-    return start.elapsed_time(end)
+    return start.elapsed_time(end) / CALLS_PER_SAMPLE
 
 
 ROUTER = FusedRouter()

@@ -3,11 +3,11 @@
     python benchmarks/kernels.py [--out benchmarks/results/kernels.json]   (benchmarks/gpu_check.py runs it too)
 
 For each op, shape and dtype:
-- kernel_us: the kernel alone with L2 flushed before it: a CUDA graph of [zero a buffer of 4× L2,
-  the kernel] replayed, less a graph of the zeroing alone (medians of replays timed one by one
+- kernel_us: the kernel alone with L2 flushed before it: a CUDA graph of [read a buffer of 4× L2,
+  the kernel] replayed, less a graph of the reading alone (medians of replays timed one by one
   with CUDA events): no host time in it, however many launches the contender makes. Where a
-  contender cannot be captured, a CUDA event pair around each launch after the zeroing
-  (`cold_method`: "events"; host time may then show).
+  contender cannot be captured, a CUDA event pair around each launch after the flush and a
+  sleep that keeps the GPU busy while the launches are queued (`cold_method`: "events").
 - kernel_us_hot: launches captured in one CUDA graph and replayed: the time per launch with its
   inputs left in L2 by the one before, no host in the way.
 - call_us: the Python call as the model makes it, many in a row, host side only (what the GPU
@@ -25,14 +25,28 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
-from benchlib import RESULTS, write_result
+# The repository itself: on a GPU machine its own Python runs the project from the clone.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchlib import RESULTS, write_result  # noqa: E402
 
 # (frames n, queries, tokens, dim, heads): the paper's 8 clips × 16 frames; art-edge-s, one clip
 QR_SHAPES = {"paper": (8 * 16, 2, 196, 256, 8), "edge": (8, 2, 49, 256, 8)}
 # (clips, frames, tracklets, dim)
 LINK_SHAPES = {"paper": (8, 16, 2, 256), "edge": (1, 8, 2, 256)}
 DTYPES = ("float32", "float16", "bfloat16")
+
+
+def gpu_warmup(torch, seconds: float = 0.3):
+    """Matrix products until the GPU has left its idle clocks (timings start at full speed)."""
+    a = torch.randn(4096, 4096, device="cuda", dtype=torch.float16)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for _ in range(10):
+            a @ a
+        torch.cuda.synchronize()
 
 
 def event_pair(torch):
@@ -47,9 +61,22 @@ def copy_bandwidth_gbs(torch) -> float:
     return 2 * x.numel() / (us * 1e-6) / 1e9
 
 
+class L2Flush:
+    """Evicts L2 by reading 4× its size (a sum: the lines it leaves are clean, so the timed kernel
+    pays no write-back of the flush)."""
+
+    def __init__(self, torch):
+        l2 = torch.cuda.get_device_properties(0).L2_cache_size
+        self.data = torch.ones(max(4 * l2, 256 << 20) // 4, device="cuda")
+        self.total = torch.zeros((), device="cuda")
+        self.torch = torch
+
+    def zero_(self):  # the name the timers call
+        self.torch.sum(self.data, dim=0, out=self.total)
+
+
 def l2_flush_buffer(torch):
-    l2 = torch.cuda.get_device_properties(0).L2_cache_size
-    return torch.empty(max(4 * l2, 256 << 20), dtype=torch.uint8, device="cuda")
+    return L2Flush(torch)
 
 
 def cold_us(torch, fn, flush, repeats: int = 50) -> float:
@@ -58,9 +85,12 @@ def cold_us(torch, fn, flush, repeats: int = 50) -> float:
     for _ in range(3):
         fn()
     pairs = [event_pair(torch) for _ in range(repeats)]
+    sleep = getattr(torch.cuda, "_sleep", None)
     for start, end in pairs:
         if flush is not None:
             flush.zero_()
+            if sleep is not None:
+                sleep(200_000)  # the GPU busy while the host queues fn's launches: none waits on it
         start.record()
         fn()
         end.record()
@@ -199,7 +229,6 @@ def bench_op(torch, ops, contenders, shape, dtype, copy_gbs, flush) -> dict:
 def kernel_figures(torch, ops, copy_gbs: float) -> dict:
     """Every op × shape × dtype; → {"qr_attention": {"paper/float16": row, …}, "tracklet_link": …}."""
     flush = l2_flush_buffer(torch)
-    torch.set_grad_enabled(False)
     out = {"qr_attention": {}, "tracklet_link": {}}
     for op, shapes, contenders in (
         ("qr_attention", QR_SHAPES, qr_contenders),
@@ -207,10 +236,10 @@ def kernel_figures(torch, ops, copy_gbs: float) -> dict:
     ):
         for name, shape in shapes.items():
             for dtype in DTYPES:
-                row = bench_op(torch, ops, contenders, shape, dtype, copy_gbs, flush)
+                with torch.no_grad():
+                    row = bench_op(torch, ops, contenders, shape, dtype, copy_gbs, flush)
                 out[op][f"{name}/{dtype}"] = row
                 print_row(op, f"{name}/{dtype}", row)
-    torch.set_grad_enabled(True)
     return out
 
 
@@ -238,6 +267,7 @@ def main(argv=None):
         return 2
     from plugins.torch_ops import FusedOps, build_extension
 
+    gpu_warmup(torch)
     copy_gbs = copy_bandwidth_gbs(torch)
     figures = kernel_figures(torch, FusedOps(build_extension()), copy_gbs)
     gpu = {"gpu": torch.cuda.get_device_name(), "copy_bandwidth_gbs": copy_gbs}

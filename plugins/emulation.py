@@ -30,7 +30,7 @@ def emulation_source(cuda_source: str) -> str:
         flags=re.S,
     )
     src = re.sub(
-        r"extern\s+__shared__\s+(\w+)\s+(\w+)\s*\[\s*\]\s*;",
+        r"extern\s+__shared__\s+(?:__align__\(\d+\)\s+)?(\w+)\s+(\w+)\s*\[\s*\]\s*;",
         r"\1* \2 = ::art_emu::dynamic_shared<\1>();",
         src,
     )

@@ -226,12 +226,18 @@ __device__ void weighted_values(const T* __restrict__ values, Batch<T, V, kBatch
 }
 
 // Up to 4 queries a block: two blocks a multiprocessor (≤ 128 registers a thread), so that two
-// frames' loads overlap where a GPU has fewer multiprocessors than frames.
+// frames' loads overlap where a GPU has fewer multiprocessors than frames; not for bfloat16,
+// whose conversions would spill at that bound.
+template <typename T>
+constexpr bool kIsBf16 = false;
+template <>
+constexpr bool kIsBf16<__nv_bfloat16> = true;
+
 template <typename T, int V, int MQ>
-__global__ void __launch_bounds__(kThreads, MQ > 4 ? 1 : 2)
+__global__ void __launch_bounds__(kThreads, MQ > 4 || kIsBf16<T> ? 1 : 2)
 qr_attention_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, T* __restrict__ out,
                     T* __restrict__ attn, int nq, int qg, int len, int dim, int heads, float scale) {
-    extern __shared__ float smem[];
+    extern __shared__ __align__(16) float smem[];  // float4 reads in chunk_dot
     const int groups = (nq + qg - 1) / qg;
     const int n = blockIdx.x / groups, q0 = (blockIdx.x % groups) * qg, qn = min(qg, nq - q0);
     const QrLayout layout = qr_layout(qg, len, dim, heads);

@@ -79,7 +79,8 @@ def test_art_train_two_epochs_and_art_eval_on_cuda(synth, train_run, tmp_path, c
     log = capsys.readouterr()
     assert "process(es) on cuda" in log.out + log.err
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
-    args = ["--ckpt", run, "--val", synth / "val.csv", "--classes", synth / "classes.txt", "--json"]
+    args = ["--ckpt", run, "--val", synth / "val.csv", "--classes", synth / "classes.txt"]
+    args += ["--batch-size", 2, "--json"]
     assert evaluate.main([str(a) for a in args]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["device"].startswith("cuda") and report["precision"] == "fp16 autocast"

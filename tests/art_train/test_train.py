@@ -62,6 +62,8 @@ def test_checkpoint_loads_and_evaluates(trained, synth, capsys):
                     synth / "val.csv",
                     "--classes",
                     synth / "classes.txt",
+                    "--batch-size",
+                    2,
                     "--json",
                 )
             ]

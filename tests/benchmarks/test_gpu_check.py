@@ -30,8 +30,13 @@ def test_without_a_gpu_it_says_so_in_one_line_and_exits_2():
     assert proc.stdout == ""
 
 
-def test_the_model_figures_measure_every_route():
-    got = gpu_check.model_figures(torch, "art-tiny", 2, "cpu", ("float32",), repeats=1)
+@pytest.fixture(scope="module")
+def tiny_model():
+    return gpu_check.random_model(torch, "art-tiny", "cpu")
+
+
+def test_the_model_figures_measure_every_route(tiny_model):
+    got = gpu_check.model_figures(torch, tiny_model, 2, ("float32",), repeats=2)
     row = got["float32"]
     assert set(row) >= {"reference", "routed", "fused", "encoder_alone_clips_per_s"}
     assert all(row[r]["clips_per_s"] > 0 and row[r]["one_clip_ms"] > 0 for r in gpu_check.ROUTES)
@@ -41,19 +46,24 @@ def test_the_model_figures_measure_every_route():
     assert row["routed"]["decisions"] == []  # nothing is routed to a kernel on the CPU
 
 
-def test_the_training_step_runs_art_trains_step():
-    got = gpu_check.training_step(torch, "art-tiny", batch=2, device="cpu", steps=1)
+def test_the_training_step_runs_art_trains_step(tiny_model):
+    got = gpu_check.training_step(torch, tiny_model, batch=2, steps=1)
     assert got["clips_per_s"] > 0 and got["precision"] == "fp32"
 
 
 def test_what_did_not_pass_is_named():
     report = {
         "tests": {"exit_code": 1, "summary": "1 failed, 19 passed"},
+        "sanitizer": {
+            "memcheck": {"exit_code": 1, "status": "ran"},
+            "racecheck": {"exit_code": 1, "status": "unsupported"},  # says nothing of the kernels
+        },
         "commands": {"art-train": {"exit_code": 0}, "torchrun": {"exit_code": 1}},
     }
     assert gpu_check.failed(report, {"kernels": "RuntimeError: x"}) == [
         "section kernels",
         "GPU tests (1 failed, 19 passed)",
+        "compute-sanitizer memcheck",
         "command torchrun",
     ]
 

@@ -1,4 +1,4 @@
-"""Engine dirs (written by art-build-engine) and the model that runs one.
+"""The model that runs an engine dir (art_edge.engine_dir: the files and their manifest).
 
 engine = ARTEngine.load("engines/tiny")          # checks every file's sha256 first
 with engine:
@@ -8,66 +8,18 @@ with engine:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from art_edge.errors import UserError, read_json
+from art_edge.backends.onnxruntime import OnnxRuntimeRunner
+from art_edge.backends.tensorrt import TensorRTRunner
+from art_edge.engine_dir import GRAPHS, read_manifest
+from art_edge.errors import UserError
 from art_edge.preprocess import Preprocessing
-
-MANIFEST = "manifest.json"
-FORMAT = "art-engine/2"  # 2: the clip head in three graphs (clip_topk, frame_head, clip_readout)
-# Each graph's input and output names, in order.
-GRAPH_IO = {
-    "frame_encoder": (["images"], ["patches", "frame_tokens"]),
-    "clip_topk": (["frame_tokens"], ["x_cls", "topk_ids", "s_topk"]),
-    "frame_head": (["patches", "s_topk"], ["responses", "attention"]),
-    "clip_readout": (["x_cls", "responses", "s_topk"], ["logits", "saliency"]),
-}
-GRAPHS = tuple(GRAPH_IO)
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def read_manifest(engine_dir) -> dict:
-    """The manifest of an engine dir, after checking that every listed file is there, unchanged."""
-    engine_dir = Path(engine_dir)
-    if not engine_dir.is_dir():
-        raise UserError(
-            f"engine dir not found: {engine_dir} (build one with art-build-engine --ckpt RUN_DIR --out DIR)"
-        )
-    path = engine_dir / MANIFEST
-    manifest = read_json(
-        path,
-        f"{engine_dir} has no {MANIFEST}: not an engine dir written by art-build-engine",
-        "rebuild the engine dir",
-    )
-    if manifest.get("format") != FORMAT:
-        raise UserError(
-            f"{path} has format {manifest.get('format')!r}, this toolkit reads {FORMAT!r}: rebuild "
-            "the engine dir with art-build-engine (--ckpt on the training host, or --from)"
-        )
-    for name, entry in manifest["files"].items():
-        f = engine_dir / name
-        if not f.is_file():
-            raise UserError(
-                f"engine dir {engine_dir} is missing {name}; rebuild it with art-build-engine"
-            )
-        if sha256_file(f) != entry["sha256"]:
-            raise UserError(
-                f"{f} does not match the sha256 in {MANIFEST}: it was edited or damaged; "
-                "rebuild the engine dir with art-build-engine"
-            )
-    return manifest
 
 
 def available_cores() -> int:
@@ -139,8 +91,6 @@ class ARTEngine:
 
     def _runners(self, manifest: dict, backend: str, threads, head_threads) -> dict:
         if backend == "onnxruntime":
-            from art_edge.backends.onnxruntime import OnnxRuntimeRunner
-
             encoder_threads = threads
             if self.encoder_workers > 1:  # the threads shared out: each worker runs its own part
                 encoder_threads = max(1, (threads or available_cores()) // self.encoder_workers)
@@ -157,8 +107,6 @@ class ARTEngine:
                 f"{backend} batches on the GPU: leave it at 1"
             )
         if backend == "tensorrt":
-            from art_edge.backends.tensorrt import TensorRTRunner
-
             engines = manifest.get("tensorrt", {}).get("engines")
             if not engines:
                 raise UserError(
@@ -192,8 +140,6 @@ class ARTEngine:
     def from_graphs(cls, graphs: dict, threads: int | None = None) -> ARTEngine:
         """Runners over ONNX files outside an engine dir (some or all of the graphs), for INT8
         calibration and the gate, which run graphs as they are being built."""
-        from art_edge.backends.onnxruntime import OnnxRuntimeRunner
-
         engine = cls.__new__(cls)
         engine.engine_dir, engine.manifest, engine.classes = None, {}, []
         engine.runners = {g: OnnxRuntimeRunner(path, threads=threads) for g, path in graphs.items()}
@@ -212,8 +158,6 @@ class ARTEngine:
         return stream(self, sources, roi, **options)
 
     def activate(self):
-        from concurrent.futures import ThreadPoolExecutor
-
         for runner in self.runners.values():
             runner.activate()
         if self.encoder_workers > 1 and self._encoder_pool is None:

@@ -1,4 +1,4 @@
-"""Atomic writes: a reader never sees half a file or half a folder.
+"""Files: atomic writes (a reader never sees half a file or half a folder) and their checksums.
 
     atomic_write(path, lambda tmp: save(tmp))        # a file, written beside `path`, then renamed
     atomic_write_text(path, json.dumps(doc))
@@ -7,11 +7,13 @@
 
 Every artifact the toolkit writes (checkpoints, engine dirs, datasets, reports, caches, videos)
 goes through these, so an interrupted or failed command leaves the old file or nothing.
+`sha256_file` is the checksum engine dirs and calibration caches record.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -19,6 +21,14 @@ import tempfile
 from pathlib import Path
 
 from art_edge.errors import UserError
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def partial_path(path) -> Path:

@@ -20,10 +20,10 @@ import queue
 import threading
 from dataclasses import dataclass
 
+from art_edge.engine_dir import BATCH_PROFILE
 from art_edge.errors import UserError
 from art_edge.preprocess import preprocess_frame
 from art_edge.sources import EndOfStream
-from art_edge.tensorrt_build import BATCH_PROFILE
 
 
 @dataclass

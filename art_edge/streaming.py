@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from art_edge.engine_dir import BATCH_PROFILE
 from art_edge.preprocess import preprocess_frame, streaming_window_indices
 from art_edge.sources import Frame
-from art_edge.tensorrt_build import BATCH_PROFILE
 
 
 @dataclass

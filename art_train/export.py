@@ -27,7 +27,7 @@ import torch.nn as nn
 from onnx import TensorProto
 from onnx import helper as oh
 
-from art_edge.engine import GRAPH_IO
+from art_edge.engine_dir import GRAPH_IO
 from art_edge.errors import UserError
 
 OPSET = 18

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from art_edge.engine import GRAPHS, ARTEngine, sha256_file
+from art_edge.engine import ARTEngine
+from art_edge.engine_dir import GRAPHS
 from art_edge.errors import UserError
+from art_edge.files import sha256_file
 from art_edge.preprocess import Preprocessing
 from calibration.calib_set import (
     DEFAULT_CALIB_CLIPS,

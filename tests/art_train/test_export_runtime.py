@@ -219,7 +219,7 @@ def test_art_edge_never_imports_torch(engine_dir):
     """Every art_edge module imports, and a live run completes, with torch never loaded."""
     code = (
         "import sys, art_edge, art_edge.engine, art_edge.preprocess, art_edge.backends, art_edge.cliplist, "
-        "art_edge.tensorrt_build, art_edge.sources, art_edge.streaming, art_edge.overlay, art_edge.outputs, "
+        "art_edge.engine_dir, art_edge.sources, art_edge.streaming, art_edge.overlay, art_edge.outputs, "
         "art_edge.synthetic, art_edge.app; from art_edge.backends import tensorrt; "
         f"assert art_edge.app.main(['--engine', {str(engine_dir)!r}, '--source', "
         "'synthetic://?frames=8&size=32&clips=2', '--headless']) == 0; "
@@ -237,7 +237,7 @@ def test_art_edge_never_imports_torch(engine_dir):
 def test_graph_for_tensorrt_keeps_the_art_nodes_but_not_their_bodies(engine_dir):
     import onnx
 
-    from art_edge.tensorrt_build import graph_for_plugins
+    from calibration.tensorrt_build import graph_for_plugins
 
     nodes = {}
     for name in ("frame_head.onnx", "clip_readout.onnx"):

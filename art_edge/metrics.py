@@ -16,15 +16,9 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from art_edge.errors import UserError
+from art_edge.files import parse_host_port
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
-
-def parse_host_port(text: str, flag: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UserError(f"{flag} {text!r}: give HOST:PORT (e.g. 127.0.0.1:9100) or :PORT")
-    return host or "127.0.0.1", int(port)
 
 
 class _Quiet(WSGIRequestHandler):

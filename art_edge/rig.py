@@ -1,6 +1,6 @@
 """Several cameras in one process: one engine, one encoder batch for all of them.
 
-    rig = Rig(engine, [CameraSpec("pool", source), CameraSpec("board", source2, roi)], opts)
+    rig = Rig(engine, [CameraSpec("pool", source), CameraSpec("board", source2, roi)], config)
     summary = rig.run(stop)          # until every camera ended, `stop` is set, or max frames
 
 Each camera keeps its own capture thread (newest-frame policy, reconnect), frame ring, decision
@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from art_edge.errors import UserError
+from art_edge.config import RigConfig
+from art_edge.errors import UserError, warn
 from art_edge.pipeline import HeadThread
 from art_edge.segments import SegmentTracker
-from art_edge.sinks import decision_event, warn
+from art_edge.sinks import decision_event
 from art_edge.streaming import LatencyLog, StreamingClassifier
 
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -105,20 +106,20 @@ class Camera:
     def __init__(self, spec: CameraSpec, rig):
         from art_edge.pipeline import FrameReader, InlineHead, InlineReader
 
-        opts, engine = rig.opts, rig.engine
+        config, engine = rig.config, rig.engine
         self.name, self.source, self.roi, self.rig = spec.name, spec.source, spec.roi, rig
-        self.clf = StreamingClassifier(engine, opts.stream)
+        self.clf = StreamingClassifier(engine, config.stream)
         self.stats = RunStats()
         self.taken = 0  # frames taken for encoding (some may still be in flight)
         self.clips = self.segments = None
         self.decision = self.last_frame = self.ended = None
         self.rate, self.last_frame_at = RateMeter(), time.monotonic()
         live = getattr(self.source, "live", False)
-        if opts.threaded:
+        if config.threaded:
             self.reader = FrameReader(
                 self.source,
                 engine.preprocessing,
-                opts.stream.stride,
+                config.stream.stride,
                 spec.roi,
                 rig.ready,
                 self._on_read,
@@ -132,12 +133,13 @@ class Camera:
         """Open the source; then its segments and clip history, which need its frame rate."""
         from art_edge.clips import ClipRecorder
 
-        opts, rig = self.rig.opts, self.rig
+        rig = self.rig
+        segment, clip = rig.config.segment, rig.config.clip
         self.source.open()
         fps = self.source.fps
-        if opts.segments or rig.clip_writer:
+        if segment.path or rig.clip_writer:
             self.segments = SegmentTracker(
-                self.name, rig.classes, fps, opts.min_score, opts.min_duration
+                self.name, rig.classes, fps, segment.min_score, segment.min_duration
             )
         if rig.clip_writer:
             self.clips = ClipRecorder(
@@ -145,10 +147,10 @@ class Camera:
                 rig.classes,
                 fps,
                 rig.clip_writer,
-                opts.pre,
-                opts.post,
-                opts.clip_history,
-                opts.raw_clips,
+                clip.pre,
+                clip.post,
+                clip.history,
+                clip.raw,
                 self.roi,
             )
         self.reader.start()
@@ -171,7 +173,7 @@ class Camera:
                 rig.metrics.observe(self.name, d.latency_ms)
             if self.clips is not None:
                 self.clips.add_decision(d)
-            if rig.opts.emit == "decision" or d.changed:
+            if rig.config.event.emit == "decision" or d.changed:
                 rig.emit(decision_event(d, rig.classes, self.name), self)
             if self.segments is not None:
                 for segment in self.segments.update(d):
@@ -245,18 +247,25 @@ class Rig:
     """The cameras, the shared encoder batch, and the outputs they share (sinks, segments log,
     clip writer, metrics, the one-camera video output, the status line)."""
 
-    def __init__(self, engine, specs: list[CameraSpec], opts, listener=None):
-        if opts.emit not in ("change", "decision"):
-            raise UserError(f"--emit {opts.emit!r}: use change or decision")
-        if opts.output and len(specs) > 1:
+    def __init__(
+        self, engine, specs: list[CameraSpec], config: RigConfig, listener=None, status=False
+    ):
+        window = config.stream.window
+        if window and window < engine.num_frames:
+            raise UserError(
+                f"--window {window} is smaller than the T = {engine.num_frames} frames a decision "
+                f"samples; use --window ≥ {engine.num_frames} (or 0: 4·T)"
+            )
+        if config.video.output and len(specs) > 1:
             raise UserError(
                 "--output shows one camera; with several, use --clips (a video per action)"
             )
-        self.engine, self.opts, self.classes = engine, opts, engine.classes
+        self.engine, self.config, self.classes = engine, config, engine.classes
+        self.show_status = status  # the live status line on the terminal
         self.listener = listener  # listener(kind, camera, payload): the Python API's stream
         self.ready = threading.Event()  # set by any reader that queued a frame
         # the clip heads of all cameras on one thread, the jobs due together in one batch
-        self.heads = HeadThread() if opts.threaded else None
+        self.heads = HeadThread() if config.threaded else None
         self.sinks = self.segments_log = self.clip_writer = self.metrics = self.web = None
         self.output = self.status = None
         self.segment_records: list = []
@@ -273,23 +282,25 @@ class Rig:
         from art_edge.sinks import JsonlSink, open_sinks
         from art_edge.web import WebServer
 
-        opts = self.opts
-        if opts.metrics:  # first: a port in use fails before any camera opens
-            self.metrics = MetricsServer(self, opts.metrics, opts.stale_after)
-        if opts.web:
-            self.web = WebServer(self, opts.web, opts.web_token, opts.web_fps)
-        self.sinks = open_sinks(opts.events)
-        if opts.segments:
-            self.segments_log = JsonlSink(opts.segments)
-        if opts.clips:
-            self.clip_writer = ClipWriter(opts.clips)
-        self.status = StatusLine() if opts.status else None
+        config = self.config
+        if config.prometheus.address:  # first: a port in use fails before any camera opens
+            self.metrics = MetricsServer(
+                self, config.prometheus.address, config.prometheus.stale_after
+            )
+        if config.dashboard.address:
+            self.web = WebServer(self, config.dashboard)
+        self.sinks = open_sinks(config.event.sinks)
+        if config.segment.path:
+            self.segments_log = JsonlSink(config.segment.path)
+        if config.clip.folder:
+            self.clip_writer = ClipWriter(config.clip.folder)
+        self.status = StatusLine() if self.show_status else None
         if self.heads is not None:
             self.heads.start()
         for cam in self.cameras:
             cam.open()
-        if opts.output and not opts.headless:
-            self.output = open_output(opts.output, self.cameras[0].source.fps)
+        if config.video.output:
+            self.output = open_output(config.video.output, self.cameras[0].source.fps)
         for server in (self.metrics, self.web):
             if server is not None:
                 server.start()
@@ -346,7 +357,7 @@ class Rig:
             if end[1] and len(self.cameras) > 1:  # one camera: its error ends the run, said once
                 warn(f"camera {cam.name}: {end[1]}")
         if not batch and not ends:
-            if self.opts.threaded:
+            if self.config.threaded:
                 self.ready.wait(0.5)
             if self.status:
                 waiting = ", ".join(f"{c.name}: {c.source.status}" for c in active)
@@ -365,12 +376,12 @@ class Rig:
     def _take(self, active: list) -> tuple[list, list]:
         """The ready frames of each active camera (a stride's worth at most) and the cameras that
         ended; a camera past --max-frames ends here."""
-        opts, batch, ends = self.opts, [], []
-        stride = opts.stream.stride
+        config, batch, ends = self.config, [], []
+        stride = config.stream.stride
         # one thread (--no-threads): each camera's read waits a little, in turn
-        timeout = 0.0 if opts.threaded else 0.5 / len(active)
+        timeout = 0.0 if config.threaded else 0.5 / len(active)
         for cam in active:
-            left = opts.max_frames - cam.taken if opts.max_frames else stride
+            left = config.max_frames - cam.taken if config.max_frames else stride
             if left <= 0:
                 ends.append((cam, ("max frames", None)))
                 continue
@@ -514,12 +525,12 @@ def rig_summary(rig: Rig, seconds: float) -> dict:
         summary = {k: sum(c[k] for c in cams.values()) for k in keys}
         summary["fps"] = round(summary["frames"] / seconds, 2) if seconds > 0 else 0.0
         summary["decisions_skipped"] = sum(c["decisions_skipped"] for c in cams.values())
-    opts = rig.opts
+    config = rig.config
     summary.update(
         seconds=round(seconds, 2),
         cameras=cams,
-        output=opts.output if not opts.headless else None,
-        events_paths=[e for e in opts.events if "://" not in e],
+        output=config.video.output,
+        events_paths=[e for e in config.event.sinks if "://" not in e],
         sinks=rig.sink_counts(),
         segments=len(rig.segment_records),
         frames_per_batch=round(summary["frames"] / rig.batches, 2) if rig.batches else 0.0,
@@ -557,7 +568,6 @@ def stream(engine, sources, roi: dict | None = None, bound: int = 256, **options
     segments) rather than slowing recognition; closing the generator stops the rig."""
     import queue as queue_mod
 
-    from art_edge.app import EdgeOptions
     from art_edge.roi import Roi
     from art_edge.sources import open_source
 
@@ -586,9 +596,9 @@ def stream(engine, sources, roi: dict | None = None, bound: int = 256, **options
                 except queue_mod.Empty:
                     pass
 
-    options.setdefault("status", False)
     options.setdefault("headless", True)
-    rig, stop, done = Rig(engine, specs, EdgeOptions(**options), listener), threading.Event(), []
+    rig = Rig(engine, specs, RigConfig.from_settings(**options), listener)
+    stop, done = threading.Event(), []
     thread = threading.Thread(target=lambda: done.append(rig.run(stop)), daemon=True)
     thread.start()
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import queue
-import sys
 import threading
 import time
 import urllib.error
@@ -22,7 +21,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from art_edge.errors import UserError
+from art_edge.errors import UserError, warn
+from art_edge.files import check_writable
 
 QUEUE_BOUND = 1000  # events held per network sink while its broker or endpoint is away
 
@@ -45,10 +45,6 @@ def decision_event(decision, classes: list[str], camera: str, wall_time: float |
     if decision.truth is not None and 0 <= decision.truth < len(classes):
         event["truth"] = classes[decision.truth]
     return event
-
-
-def warn(message: str):
-    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 class JsonlSink:
@@ -228,8 +224,6 @@ class Sinks:
 
 def check_sink_specs(specs: list[str]):
     """Every --events value checked before anything starts (a malformed URI is one line)."""
-    from art_edge.files import check_writable
-
     for spec in specs:
         if spec.startswith("mqtt:"):
             parse_mqtt_uri(spec)
@@ -244,7 +238,7 @@ def check_sink_specs(specs: list[str]):
 
 
 def open_sinks(specs: list[str]) -> Sinks:
-    check_sink_specs(specs)
+    """The sinks of --events values that check_sink_specs took."""
     sinks = []
     for spec in specs:
         if spec.startswith("mqtt:"):

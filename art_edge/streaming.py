@@ -14,21 +14,35 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from art_edge.engine_dir import BATCH_PROFILE
+from art_edge.errors import Number, fraction, non_negative_int, positive_int
 from art_edge.preprocess import preprocess_frame, streaming_window_indices
 from art_edge.sources import Frame
 
 
-@dataclass
+def _setting(default, help: str, check=None):
+    """A field that art-edge's configuration turns into a flag (see art_edge.config)."""
+    return field(default=default, metadata={"help": help, "check": check})
+
+
+@dataclass(frozen=True)
 class StreamConfig:
-    window: int = 0  # frames buffered; T frames are sampled from them (0: 4 × T)
-    stride: int = 4  # frames between decisions
-    smoothing: float = 0.5  # weight of the past in the moving average of probabilities (0: none)
-    hysteresis: float = 0.1  # lead (in smoothed probability) another class needs to take over
+    window: int = _setting(
+        0, "frames buffered; T are sampled from them (default 4·T)", non_negative_int
+    )
+    stride: int = _setting(4, "frames between decisions", positive_int)
+    # the weight of the past in the moving average of probabilities (0: none)
+    smoothing: float = _setting(
+        0.5,
+        "moving-average weight of past probabilities (0: off)",
+        Number(float, 0.0, 0.999, what="a number in [0, 1)"),
+    )
+    # the lead (in smoothed probability) another class needs to take the label over
+    hysteresis: float = _setting(0.1, "lead another class needs to take over the label", fraction)
     topk: int = 3  # classes listed in each decision
     min_frames: int = 0  # frames needed before the first decision (0: T)
 

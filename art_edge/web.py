@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import re
 import socket
@@ -27,8 +26,9 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs
 
+from art_edge.config import DashboardConfig
 from art_edge.errors import UserError
-from art_edge.metrics import parse_host_port
+from art_edge.files import parse_host_port
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "art_edge_token"
@@ -37,31 +37,6 @@ JPEG_QUALITY = 75
 STATE_INTERVAL = 0.5  # seconds between the state messages a page gets (frames: --web-fps)
 TILE_MAX_SIDE = 640  # a camera's frame is scaled down to this before it is drawn for the page
 CLIP_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.mp4$")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_web_options(address: str | None, token: str | None):
-    """The --web address is HOST:PORT; beyond localhost it needs --web-token."""
-    if token is not None and not token:
-        raise UserError("--web-token: give a non-empty secret")
-    if not address:
-        if token:
-            raise UserError("--web-token needs --web HOST:PORT (the dashboard it protects)")
-        return
-    host, _ = parse_host_port(address, "--web")
-    if not is_loopback(host) and not token:
-        raise UserError(
-            f"--web {address}: serving beyond localhost needs --web-token SECRET (every request "
-            "must then carry it); or bind 127.0.0.1"
-        )
 
 
 def engine_facts(engine) -> dict:
@@ -208,15 +183,16 @@ class TokenGate:
 class WebServer:
     """The dashboard of a rig: a Starlette app on a uvicorn server in a thread of its own."""
 
-    def __init__(self, rig, address: str, token: str | None = None, fps: float = 5.0):
-        check_web_options(address, token)
-        self.rig, self.fps, self.token = rig, fps, token
+    def __init__(self, rig, config: DashboardConfig):
+        """`config`: checked when it was built (art_edge.config)."""
+        address = config.address
+        self.rig, self.fps, self.token = rig, config.fps, config.token
         self.host, self.port = parse_host_port(address, "--web")
         self.facts = engine_facts(rig.engine)
         self.tiles = [Tile(cam, rig.classes) for cam in rig.cameras]
         self.closing = False
         self.sock = self._bind(address)
-        self.app = TokenGate(self._routes(), token)
+        self.app = TokenGate(self._routes(), self.token)
         self.server = self.thread = None
 
     def _bind(self, address: str) -> socket.socket:
@@ -250,7 +226,7 @@ class WebServer:
             return JSONResponse(self.state(0, 0)[0])
 
         async def clip(request):
-            name, folder = request.path_params["name"], self.rig.opts.clips
+            name, folder = request.path_params["name"], self.rig.config.clip.folder
             path = Path(folder) / name if folder and CLIP_NAME.match(name) else None
             if path is None or not path.is_file():
                 return PlainTextResponse("no such clip (yet)\n", status_code=404)
@@ -276,7 +252,9 @@ class WebServer:
         message = {
             "type": "state",
             "now": time.time(),
-            "cameras": [camera_state(c, rig.classes, rig.opts.stale_after) for c in rig.cameras],
+            "cameras": [
+                camera_state(c, rig.classes, rig.config.prometheus.stale_after) for c in rig.cameras
+            ],
             "segments": [segment_item(r) for r in records],
             "clips": [Path(p).name for p in written],
         }

@@ -56,7 +56,8 @@ def build(data: Path, run: Path, engine_dir: Path, precision: str) -> dict:
 
 def play(data: Path, engine_dir: Path, out: Path) -> tuple[dict, int]:
     """art-edge on the held-out clips as one live source; → (summary, number of classes)."""
-    from art_edge.app import EdgeOptions, run_edge
+    from art_edge.app import run_edge
+    from art_edge.config import RigConfig
     from art_edge.engine import ARTEngine
     from art_edge.sources import open_source
     from art_edge.streaming import StreamConfig
@@ -64,14 +65,14 @@ def play(data: Path, engine_dir: Path, out: Path) -> tuple[dict, int]:
     print(
         "[4/4] art-edge on the held-out clips, played back to back as a live source (ONNX Runtime, CPU)"
     )
-    opts = EdgeOptions(
-        StreamConfig(window=32, stride=4),
+    opts = RigConfig.from_settings(
+        stream=StreamConfig(window=32, stride=4),
         output=str(out / "edge.mp4"),
         events=str(out / "events.jsonl"),
     )
     with ARTEngine.load(engine_dir) as engine:
         return run_edge(
-            engine, open_source(str(data / "val.csv"), classes=engine.classes), opts
+            engine, open_source(str(data / "val.csv"), classes=engine.classes), opts, status=True
         ), len(engine.classes)
 
 

@@ -40,13 +40,13 @@ BOTH_TILES_SHOWN = """return ['a', 'b'].every(c => {
 
 def measured_run(engine, driver, web: bool, warmup: float, seconds: float) -> dict:
     """One rig with two endless synthetic cameras; → the FPS of its frames over `seconds`."""
-    from art_edge.app import EdgeOptions
+    from art_edge.config import RigConfig
     from art_edge.rig import CameraSpec, Rig
     from art_edge.sources import open_source
     from art_edge.streaming import StreamConfig
 
     port = free_port()
-    opts = EdgeOptions(StreamConfig(), headless=True, status=False,
+    opts = RigConfig.from_settings(stream=StreamConfig(), headless=True,
                        web=f"127.0.0.1:{port}" if web else None)  # fmt: skip
     uri = "synthetic://?frames=32&size=240&seed={}"
     specs = [

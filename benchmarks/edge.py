@@ -96,7 +96,8 @@ MODES = {  # name: (threaded, played at the file's own rate as a live camera)
 
 
 def pipeline_run(engine_dir: Path, video: Path, threads: int, stride: int, mode: str) -> dict:
-    from art_edge.app import HEAD_THREADS_THREADED, EdgeOptions, run_edge
+    from art_edge.app import HEAD_THREADS_THREADED, run_edge
+    from art_edge.config import RigConfig
     from art_edge.engine import ARTEngine
     from art_edge.sources import open_source
     from art_edge.streaming import StreamConfig
@@ -107,8 +108,8 @@ def pipeline_run(engine_dir: Path, video: Path, threads: int, stride: int, mode:
         return run_edge(
             engine,
             open_source(str(video), realtime=live),
-            EdgeOptions(
-                StreamConfig(stride=stride), headless=True, status=False, threaded=threaded
+            RigConfig.from_settings(
+                stream=StreamConfig(stride=stride), headless=True, threaded=threaded
             ),
         )
 
@@ -177,7 +178,8 @@ def summarize_runs(rs: list) -> dict:
 
 def memory_run(engine_dir: Path, frames: int, threads: int, tmp: Path) -> dict:
     """RSS every half second while the pipeline runs with every output on."""
-    from art_edge.app import HEAD_THREADS_THREADED, EdgeOptions, run_edge
+    from art_edge.app import HEAD_THREADS_THREADED, run_edge
+    from art_edge.config import RigConfig
     from art_edge.engine import ARTEngine
     from art_edge.sources import open_source
 
@@ -188,12 +190,11 @@ def memory_run(engine_dir: Path, frames: int, threads: int, tmp: Path) -> dict:
         summary = run_edge(
             engine,
             open_source(f"synthetic://?frames=32&size=160&clips={-(-frames // 32)}"),
-            EdgeOptions(
-                StreamConfig(),
+            RigConfig.from_settings(
+                stream=StreamConfig(),
                 output=str(tmp / "long.mp4"),
                 events=str(tmp / "long.jsonl"),
                 emit="decision",
-                status=False,
             ),
         )
     return {

@@ -77,7 +77,8 @@ def memory_run(engine: Path, frames: int, tmp: Path, threads: int) -> dict:
     """RSS every half second while one process runs 2 synthetic cameras at full speed with
     segments (any score: random weights rarely pass 0.5), clips, JSONL + webhook (+ MQTT when a
     mosquitto is on PATH) events and metrics."""
-    from art_edge.app import HEAD_THREADS_THREADED, EdgeOptions
+    from art_edge.app import HEAD_THREADS_THREADED
+    from art_edge.config import RigConfig
     from art_edge.engine import ARTEngine, default_encoder_workers
     from art_edge.rig import CameraSpec, Rig
     from art_edge.sources import open_source
@@ -92,7 +93,7 @@ def memory_run(engine: Path, frames: int, tmp: Path, threads: int) -> dict:
         broker = subprocess.Popen(["mosquitto", "-p", str(port)], stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         events.append(f"mqtt://127.0.0.1:{port}/rig/events")
-    opts = EdgeOptions(StreamConfig(), events=events, headless=True, status=False,
+    opts = RigConfig.from_settings(stream=StreamConfig(), events=events, headless=True,
                        segments=str(tmp / "segments.jsonl"), min_score=0.0, min_duration=0.0, clips=str(tmp / "clips"),
                        pre=0.5, post=0.5, metrics=f"127.0.0.1:{free_port()}")  # fmt: skip
     uri = f"synthetic://?frames=32&size=160&clips={-(-frames // 64)}"

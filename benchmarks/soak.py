@@ -72,7 +72,8 @@ def build_parser():
 
 
 def main(argv=None):
-    from art_edge.app import EdgeOptions, run_edge
+    from art_edge.app import run_edge
+    from art_edge.config import RigConfig
     from art_edge.engine import ARTEngine
     from art_edge.streaming import StreamConfig
     from art_edge.synthetic import CLASSES
@@ -91,11 +92,10 @@ def main(argv=None):
             clips=-(-a.frames // 32),
         )
         with ARTEngine.load(tmp / "engine", threads=a.threads) as engine, RssSampler() as mem:
-            opts = EdgeOptions(
-                StreamConfig(stride=4),
+            opts = RigConfig.from_settings(
+                stream=StreamConfig(stride=4),
                 events=str(tmp / "events.jsonl"),
                 headless=True,
-                status=False,
                 max_frames=a.frames,
             )
             summary = run_edge(engine, source, opts)

@@ -255,7 +255,8 @@ def test_streaming_decision_at_clip_end_equals_the_whole_clip_forward(engine_dir
 
 
 def test_run_edge_writes_a_playable_video_and_events(engine_dir, synth, tmp_path):
-    from art_edge.app import EdgeOptions, run_edge
+    from art_edge.app import run_edge
+    from art_edge.config import RigConfig
     from art_edge.engine import ARTEngine
 
     out, events = tmp_path / "out.mp4", tmp_path / "events.jsonl"
@@ -264,12 +265,11 @@ def test_run_edge_writes_a_playable_video_and_events(engine_dir, synth, tmp_path
         summary = run_edge(
             engine,
             source,
-            EdgeOptions(
-                StreamConfig(window=16, stride=4),
+            RigConfig.from_settings(
+                stream=StreamConfig(window=16, stride=4),
                 output=str(out),
                 events=str(events),
                 emit="decision",
-                status=False,
             ),
         )
     assert summary["frames"] == 8 * 16 and summary["clips_scored"] == 8
@@ -426,7 +426,8 @@ def test_long_run_memory_stays_flat(engine_dir, tmp_path):
     """1600 frames with overlay, MP4 and events: resident memory after warm-up does not grow."""
     import threading
 
-    from art_edge.app import EdgeOptions, run_edge
+    from art_edge.app import run_edge
+    from art_edge.config import RigConfig
     from art_edge.engine import ARTEngine
 
     def rss_mb():
@@ -443,12 +444,11 @@ def test_long_run_memory_stays_flat(engine_dir, tmp_path):
         summary = run_edge(
             engine,
             open_source("synthetic://?frames=32&size=48&clips=50", classes=engine.classes),
-            EdgeOptions(
-                StreamConfig(window=16, stride=4),
+            RigConfig.from_settings(
+                stream=StreamConfig(window=16, stride=4),
                 output=str(tmp_path / "long.mp4"),
                 events=str(tmp_path / "ev.jsonl"),
                 emit="decision",
-                status=False,
             ),
         )
         done.set()
@@ -463,7 +463,8 @@ def test_long_run_memory_stays_flat(engine_dir, tmp_path):
 def test_mixed_resolutions_keep_every_frame_in_the_video(engine_dir, synth, tmp_path):
     """A LIST of clips of different sizes: every processed frame is in the annotated video,
     letterboxed into the first clip's size (OpenCV would drop the others without a word)."""
-    from art_edge.app import EdgeOptions, run_edge
+    from art_edge.app import run_edge
+    from art_edge.config import RigConfig
     from art_edge.engine import ARTEngine
     from art_edge.synthetic import write_video
 
@@ -478,7 +479,7 @@ def test_mixed_resolutions_keep_every_frame_in_the_video(engine_dir, synth, tmp_
         summary = run_edge(
             engine,
             source,
-            EdgeOptions(StreamConfig(window=8, stride=4), output=str(out), status=False),
+            RigConfig.from_settings(stream=StreamConfig(window=8, stride=4), output=str(out)),
         )
     assert summary["frames"] == 3 * len(frames) == summary["video_frames"]
     assert int(cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT)) == summary["frames"]

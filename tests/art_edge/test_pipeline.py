@@ -6,7 +6,8 @@ import time
 
 import numpy as np
 
-from art_edge.app import EdgeOptions, run_edge
+from art_edge.app import run_edge
+from art_edge.config import RigConfig
 from art_edge.sources import SyntheticSource, open_source
 from art_edge.streaming import StreamConfig, StreamingClassifier
 
@@ -23,7 +24,7 @@ def test_a_file_through_the_threads_decides_exactly_as_one_thread(engine_dir, sy
         summary = run_edge(
             engine,
             open_source(str(synth / "val.csv"), classes=engine.classes),
-            EdgeOptions(cfg, events=str(events), emit="decision", headless=True, status=False),
+            RigConfig.from_settings(stream=cfg, events=str(events), emit="decision", headless=True),
         )
         source, clf, expected, last = (
             open_source(str(synth / "val.csv"), classes=engine.classes),
@@ -85,7 +86,7 @@ def test_a_slow_head_does_not_stall_a_live_source(engine_dir):
         summary = run_edge(
             SlowHead(engine, 0.15),
             source,
-            EdgeOptions(StreamConfig(stride=2), headless=True, status=False, max_frames=120),
+            RigConfig.from_settings(stream=StreamConfig(stride=2), headless=True, max_frames=120),
         )
     assert summary["frames"] == 120 and summary["fps"] > 20, summary["fps"]
     assert summary["decisions"] >= 5 and summary["decisions_skipped"] > 0

@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 import pytest
 
-from art_edge.app import EdgeOptions, run_edge
+from art_edge.app import run_edge
+from art_edge.config import RigConfig
 from art_edge.rig import CameraSpec, Rig, parse_source_specs
 from art_edge.segments import SegmentTracker
 from art_edge.sources import open_source
@@ -54,15 +55,15 @@ def test_two_cameras_in_one_batch_decide_as_each_camera_alone(engine_dir, synth,
             return open_source(str(which), classes=engine.classes)
 
         both = tmp_path / "both.jsonl"
-        opts = EdgeOptions(CFG, events=str(both), emit="decision", headless=True, status=False)
+        opts = RigConfig.from_settings(stream=CFG, events=str(both), emit="decision", headless=True)
         summary = Rig(
             engine, [CameraSpec("a", source(val)), CameraSpec("b", source(video))], opts
         ).run()
         alone = {}
         for name, which in (("a", val), ("b", video)):
             path = tmp_path / f"{name}.jsonl"
-            single = EdgeOptions(
-                CFG, events=str(path), emit="decision", headless=True, status=False
+            single = RigConfig.from_settings(
+                stream=CFG, events=str(path), emit="decision", headless=True
             )
             alone[name] = run_edge(engine, source(which), single), read_jsonl(path)
     events = read_jsonl(both)
@@ -183,7 +184,7 @@ def test_webhook_retries_and_metrics(engine_dir, tmp_path):
     port, scraped = free_port(), {}
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"
     jsonl = tmp_path / "events.jsonl"
-    opts = EdgeOptions(CFG, events=[str(jsonl), url], emit="decision", headless=True, status=False,
+    opts = RigConfig.from_settings(stream=CFG, events=[str(jsonl), url], emit="decision", headless=True,
                        metrics=f"127.0.0.1:{port}")  # fmt: skip
 
     def scrape():
@@ -193,7 +194,10 @@ def test_webhook_retries_and_metrics(engine_dir, tmp_path):
                     scraped["metrics"] = r.read().decode()
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
                     scraped["healthz"] = (r.status, r.read().decode())
-                if 'art_frames_total{camera="cam1"}' in scraped["metrics"]:
+                # both cameras counted and a decision's latency observed (a scrape can come
+                # before the first decision)
+                text = scraped["metrics"]
+                if 'camera="cam1"' in text and "art_decision_latency_seconds_bucket" in text:
                     return
             except OSError:
                 pass
@@ -293,8 +297,8 @@ def test_mqtt_events_survive_a_broker_restart(engine_dir, tmp_path):
     sub.loop_start()
     assert subscribed.wait(10)
     jsonl = tmp_path / "events.jsonl"
-    opts = EdgeOptions(CFG, events=[str(jsonl), f"mqtt://127.0.0.1:{broker.port}/rig/events"],
-                       emit="decision", headless=True, status=False)  # fmt: skip
+    opts = RigConfig.from_settings(stream=CFG, events=[str(jsonl), f"mqtt://127.0.0.1:{broker.port}/rig/events"],
+                       emit="decision", headless=True)  # fmt: skip
     outage = {}
 
     def restart():
@@ -351,7 +355,7 @@ def test_an_rtsp_camera_reconnects_while_the_other_camera_goes_on(
     from art_edge.engine import ARTEngine
 
     server, jsonl, times = rtsp_server, tmp_path / "events.jsonl", {}
-    opts = EdgeOptions(CFG, events=str(jsonl), emit="decision", headless=True, status=False,
+    opts = RigConfig.from_settings(stream=CFG, events=str(jsonl), emit="decision", headless=True,
                        max_frames=300)  # fmt: skip
 
     def outage():

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from art_edge.app import EdgeOptions
+from art_edge.config import RigConfig
 from art_edge.rig import CameraSpec, Rig
 from art_edge.sources import open_source
 from art_edge.streaming import StreamConfig
@@ -66,7 +66,7 @@ def test_the_token_gate_the_api_and_the_frames(engine_dir):
     base = f"http://127.0.0.1:{port}"
     with ARTEngine.load(engine_dir, threads=1, head_threads=1) as engine:
         source = open_source("synthetic://?frames=16&size=72&fps=20", classes=engine.classes)
-        opts = EdgeOptions(CFG, headless=True, status=False, web=f"127.0.0.1:{port}",
+        opts = RigConfig.from_settings(stream=CFG, headless=True, web=f"127.0.0.1:{port}",
                            web_token=TOKEN, clips=None)  # fmt: skip
         rig, stop = Rig(engine, [CameraSpec("pool", source)], opts), threading.Event()
         runner = threading.Thread(target=rig.run, args=(stop,))

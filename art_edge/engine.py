@@ -53,6 +53,17 @@ class PendingEncode:
         return self.finished - self.started
 
 
+# The clip head's inference threads when it runs on a thread of its own beside the encoder: the
+# head's graphs are small, and a second thread of theirs takes a core from the encoder rather than
+# speeding them up (art-edge-s INT8 on 2 cores: 0.85 → 0.89 of the encoder-only bound, docs/benchmarks.md).
+HEAD_THREADS_THREADED = 1
+
+
+def default_head_threads(threads: int | None, threaded: bool = True) -> int | None:
+    """The head's threads: HEAD_THREADS_THREADED beside the encoder, `threads` in one thread."""
+    return HEAD_THREADS_THREADED if threaded else threads
+
+
 def default_encoder_workers(
     cameras: int, threads: int | None, backend: str = "onnxruntime", threaded: bool = True
 ) -> int:
@@ -144,18 +155,6 @@ class ARTEngine:
         engine.engine_dir, engine.manifest, engine.classes = None, {}, []
         engine.runners = {g: OnnxRuntimeRunner(path, threads=threads) for g, path in graphs.items()}
         return engine
-
-    def stream(self, sources, roi: dict | None = None, **options):
-        """Decisions and segments of one or more cameras as they come:
-
-            for item in engine.stream(["0", "pool=rtsp://cam/stream"], roi={"pool": "0.2,0,0.6,1"}):
-                print(item.camera, item.kind, item.label, item.score)
-
-        `sources`: URIs as art-edge's --source takes them ([NAME=]URI); `options`: EdgeOptions
-        fields (segments=, min_score=, clips=, events=[…], metrics=, stream=StreamConfig(…))."""
-        from art_edge.rig import stream
-
-        return stream(self, sources, roi, **options)
 
     def activate(self):
         for runner in self.runners.values():

@@ -56,7 +56,7 @@ def build(data: Path, run: Path, engine_dir: Path, precision: str) -> dict:
 
 def play(data: Path, engine_dir: Path, out: Path) -> tuple[dict, int]:
     """art-edge on the held-out clips as one live source; → (summary, number of classes)."""
-    from art_edge.app import run_edge
+    from art_edge.api import run_edge
     from art_edge.config import RigConfig
     from art_edge.engine import ARTEngine
     from art_edge.sources import open_source
@@ -96,7 +96,7 @@ def report(
 
 
 def print_report(doc: dict, out: Path):
-    from art_edge.app import print_summary
+    from art_edge.cli import print_summary
 
     summary, run, engine_dir = doc["edge"], out / "run", out / "engine"
     print()

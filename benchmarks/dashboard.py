@@ -175,8 +175,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds before each measurement")
     ap.add_argument("--out", default=str(RESULTS / "dashboard.json"))
     a = ap.parse_args(argv)
-    from art_edge.app import HEAD_THREADS_THREADED
-    from art_edge.engine import ARTEngine
+    from art_edge.engine import HEAD_THREADS_THREADED, ARTEngine
 
     overlay_ms = overlay_timings()
     print(f"overlay heatmaps, ms a frame (grid-level mix, full resolution): {overlay_ms}")

@@ -3,7 +3,7 @@
     python benchmarks/edge.py [--config art-edge-s] [--threads 2] [--frames 240] [--out benchmarks/results/edge.json]
 
 1. Sustained FPS and per-frame / per-decision latency (p50, p95) of the real pipeline
-   (`art_edge.app.run_edge`: file source as fast as inference allows, preprocessing, frame encoder on
+   (`art_edge.api.run_edge`: file source as fast as inference allows, preprocessing, frame encoder on
    every frame, clip head every `--stride` frames, smoothing; headless), for an FP32 and an INT8
    engine dir of the same checkpoint, threaded and in one thread, in alternating blocks; and the
    encoder alone on the same preprocessed frames in the same batches (the bound the pipeline
@@ -96,14 +96,14 @@ MODES = {  # name: (threaded, played at the file's own rate as a live camera)
 
 
 def pipeline_run(engine_dir: Path, video: Path, threads: int, stride: int, mode: str) -> dict:
-    from art_edge.app import HEAD_THREADS_THREADED, run_edge
+    from art_edge.api import run_edge
     from art_edge.config import RigConfig
-    from art_edge.engine import ARTEngine
+    from art_edge.engine import ARTEngine, default_head_threads
     from art_edge.sources import open_source
     from art_edge.streaming import StreamConfig
 
     threaded, live = MODES[mode]
-    head_threads = HEAD_THREADS_THREADED if threaded else None  # as art-edge does
+    head_threads = default_head_threads(None, threaded)  # as art-edge does
     with ARTEngine.load(engine_dir, threads=threads, head_threads=head_threads) as engine:
         return run_edge(
             engine,
@@ -178,9 +178,9 @@ def summarize_runs(rs: list) -> dict:
 
 def memory_run(engine_dir: Path, frames: int, threads: int, tmp: Path) -> dict:
     """RSS every half second while the pipeline runs with every output on."""
-    from art_edge.app import HEAD_THREADS_THREADED, run_edge
+    from art_edge.api import run_edge
     from art_edge.config import RigConfig
-    from art_edge.engine import ARTEngine
+    from art_edge.engine import HEAD_THREADS_THREADED, ARTEngine
     from art_edge.sources import open_source
 
     with (

@@ -2,7 +2,7 @@
 
     python benchmarks/soak.py [--frames 80000] [--config art-tiny] [--out benchmarks/results/soak.json]
 
-The real pipeline (`art_edge.app.run_edge`, the synthetic camera at full speed, a decision every 4
+The real pipeline (`art_edge.api.run_edge`, the synthetic camera at full speed, a decision every 4
 frames, events on) on an engine dir of random weights (speed does not depend on training). The
 frame counter at each quarter of the run gives each quarter's FPS; resident memory is sampled
 every half second. Targets: the last quarter's FPS ≥ 0.95 × the first's, and the last quarter's
@@ -72,7 +72,7 @@ def build_parser():
 
 
 def main(argv=None):
-    from art_edge.app import run_edge
+    from art_edge.api import run_edge
     from art_edge.config import RigConfig
     from art_edge.engine import ARTEngine
     from art_edge.streaming import StreamConfig

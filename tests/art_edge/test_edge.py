@@ -255,7 +255,7 @@ def test_streaming_decision_at_clip_end_equals_the_whole_clip_forward(engine_dir
 
 
 def test_run_edge_writes_a_playable_video_and_events(engine_dir, synth, tmp_path):
-    from art_edge.app import run_edge
+    from art_edge.api import run_edge
     from art_edge.config import RigConfig
     from art_edge.engine import ARTEngine
 
@@ -290,7 +290,7 @@ def test_run_edge_writes_a_playable_video_and_events(engine_dir, synth, tmp_path
 def run_cli(*args, timeout=120):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "art_edge.app", *map(str, args)],
+        [sys.executable, "-m", "art_edge.cli", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -329,7 +329,7 @@ def test_sigint_finishes_cleanly(engine_dir, tmp_path):
         [
             sys.executable,
             "-m",
-            "art_edge.app",
+            "art_edge.cli",
             "--engine",
             str(engine_dir),
             "--source",
@@ -426,7 +426,7 @@ def test_long_run_memory_stays_flat(engine_dir, tmp_path):
     """1600 frames with overlay, MP4 and events: resident memory after warm-up does not grow."""
     import threading
 
-    from art_edge.app import run_edge
+    from art_edge.api import run_edge
     from art_edge.config import RigConfig
     from art_edge.engine import ARTEngine
 
@@ -463,7 +463,7 @@ def test_long_run_memory_stays_flat(engine_dir, tmp_path):
 def test_mixed_resolutions_keep_every_frame_in_the_video(engine_dir, synth, tmp_path):
     """A LIST of clips of different sizes: every processed frame is in the annotated video,
     letterboxed into the first clip's size (OpenCV would drop the others without a word)."""
-    from art_edge.app import run_edge
+    from art_edge.api import run_edge
     from art_edge.config import RigConfig
     from art_edge.engine import ARTEngine
     from art_edge.synthetic import write_video

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from art_edge.app import run_edge
+from art_edge.api import run_edge
 from art_edge.config import RigConfig
 from art_edge.sources import SyntheticSource, open_source
 from art_edge.streaming import StreamConfig, StreamingClassifier

@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
-from art_edge.app import run_edge
+from art_edge.api import run, run_edge
 from art_edge.config import RigConfig
-from art_edge.rig import CameraSpec, Rig, parse_source_specs
+from art_edge.rig import CameraSpec, parse_source_specs
 from art_edge.segments import SegmentTracker
 from art_edge.sources import open_source
 from art_edge.streaming import StreamConfig
@@ -56,9 +56,7 @@ def test_two_cameras_in_one_batch_decide_as_each_camera_alone(engine_dir, synth,
 
         both = tmp_path / "both.jsonl"
         opts = RigConfig.from_settings(stream=CFG, events=str(both), emit="decision", headless=True)
-        summary = Rig(
-            engine, [CameraSpec("a", source(val)), CameraSpec("b", source(video))], opts
-        ).run()
+        summary = run(engine, [CameraSpec("a", source(val)), CameraSpec("b", source(video))], opts)
         alone = {}
         for name, which in (("a", val), ("b", video)):
             path = tmp_path / f"{name}.jsonl"
@@ -114,11 +112,11 @@ def test_segments_are_runs_of_a_label_above_the_score_and_long_enough():
 def test_segments_and_their_clips_from_the_cli(engine_dir, synth, tmp_path):
     """Two cameras: a segment per action in the JSONL, named by camera; a clip per segment, H.264,
     that OpenCV plays to its last frame, and nothing half-written left."""
-    from art_edge import app
+    from art_edge import cli
 
     val, video = synth / "val.csv", sorted((synth / "videos").glob("val_*.mp4"))[0]
     out = tmp_path / "out"
-    code = app.main(
+    code = cli.main(
         [
             "--engine", str(engine_dir), "--source", f"list={val}", "--source", f"one={video}",
             "--headless", "--window", "12", "--stride", "2", "--min-score", "0.3",
@@ -207,7 +205,7 @@ def test_webhook_retries_and_metrics(engine_dir, tmp_path):
         threading.Thread(target=scrape, daemon=True).start()
         specs = [CameraSpec("cam0", synthetic_camera(engine, 3, fps=40)),
                  CameraSpec("cam1", synthetic_camera(engine, 3, fps=40))]  # fmt: skip
-        summary = Rig(engine, specs, opts).run()
+        summary = run(engine, specs, opts)
     server.shutdown()
     written = read_jsonl(jsonl)
     assert len(written) == summary["events"] > 0
@@ -312,9 +310,7 @@ def test_mqtt_events_survive_a_broker_restart(engine_dir, tmp_path):
     try:
         with ARTEngine.load(engine_dir, threads=2, head_threads=1) as engine:
             threading.Thread(target=restart, daemon=True).start()
-            summary = Rig(
-                engine, [CameraSpec("pool", synthetic_camera(engine, 12, fps=30))], opts
-            ).run()
+            summary = run(engine, [CameraSpec("pool", synthetic_camera(engine, 12, fps=30))], opts)
         written = read_jsonl(jsonl)
         deadline = time.monotonic() + 15
         while len({e["frame"] for e in received}) < len(written) and time.monotonic() < deadline:
@@ -329,7 +325,7 @@ def test_mqtt_events_survive_a_broker_restart(engine_dir, tmp_path):
 
 
 def test_the_python_api_streams_decisions_and_segments_of_each_camera(engine_dir, tmp_path):
-    from art_edge.engine import ARTEngine
+    from art_edge.api import ARTEngine
 
     uri = "synthetic://?frames=16&size=72&clips=3"
     with ARTEngine.load(engine_dir, threads=2, head_threads=1) as engine:
@@ -372,7 +368,7 @@ def test_an_rtsp_camera_reconnects_while_the_other_camera_goes_on(
             CameraSpec("board", synthetic_camera(engine, clips=0, fps=25)),
         ]
         threading.Thread(target=outage, daemon=True).start()
-        summary = Rig(engine, specs, opts).run()
+        summary = run(engine, specs, opts)
     events = read_jsonl(jsonl)
     ring, board = ([e["ts"] for e in events if e["camera"] == name] for name in ("ring", "board"))
     assert summary["cameras"]["ring"]["reconnects"] >= 1
@@ -406,7 +402,7 @@ def test_two_cameras_on_real_footage_with_every_output(engine_dir, tmp_path, rea
     last frame, and Prometheus counted both cameras' frames while they ran."""
     import paho.mqtt.client as mqtt
 
-    from art_edge import app
+    from art_edge import cli
 
     broker, out = Broker(tmp_path), tmp_path / "out"
     broker.start()
@@ -433,7 +429,7 @@ def test_two_cameras_on_real_footage_with_every_output(engine_dir, tmp_path, rea
     try:
         assert subscribed.wait(10)
         threading.Thread(target=scrape, daemon=True).start()
-        code = app.main(
+        code = cli.main(
             [
                 "--engine", str(engine_dir), "--source", f"bunny={real_clip('bigbuckbunny.mp4')}",
                 "--source", f"bikes={real_clip('bikes.mp4')}", "--realtime", "--headless",

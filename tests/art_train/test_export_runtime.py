@@ -220,8 +220,8 @@ def test_art_edge_never_imports_torch(engine_dir):
     code = (
         "import sys, art_edge, art_edge.engine, art_edge.preprocess, art_edge.backends, art_edge.cliplist, "
         "art_edge.engine_dir, art_edge.sources, art_edge.streaming, art_edge.overlay, art_edge.outputs, "
-        "art_edge.synthetic, art_edge.app; from art_edge.backends import tensorrt; "
-        f"assert art_edge.app.main(['--engine', {str(engine_dir)!r}, '--source', "
+        "art_edge.synthetic, art_edge.api, art_edge.cli; from art_edge.backends import tensorrt; "
+        f"assert art_edge.cli.main(['--engine', {str(engine_dir)!r}, '--source', "
         "'synthetic://?frames=8&size=32&clips=2', '--headless']) == 0; "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )

@@ -11,31 +11,21 @@ finalizes the video so it plays. A file or LIST that ends does the same and exit
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
-from art_edge.config import RigConfig, SourceConfig, add_flags
+import cv2
+
+from art_edge.api import ARTEngine, open_cameras, run
+from art_edge.config import RigConfig, add_flags
+from art_edge.engine import HEAD_THREADS_THREADED, default_encoder_workers, default_head_threads
 from art_edge.errors import ArgumentParser, UserError, cli_entry, positive_int
 from art_edge.files import atomic_write_text, check_writable
-from art_edge.sources import open_source
-
-# The clip head's inference threads when it runs on a thread of its own beside the encoder: the
-# head's graphs are small, and a second thread of theirs takes a core from the encoder rather than
-# speeding them up (art-edge-s INT8 on 2 cores: 0.85 → 0.89 of the encoder-only bound, docs/benchmarks.md).
-HEAD_THREADS_THREADED = 1
-
-
-def run_edge(
-    engine, source, config: RigConfig, stop: threading.Event | None = None, status: bool = False
-) -> dict:
-    """One source (named cam0) until it ends, `stop` is set or max_frames; → the summary, whose
-    `ended` says which ended it (and `error` why, when the source failed: a camera that did not
-    come back). `status`: the live status line on the terminal. Several cameras: art_edge.rig.Rig."""
-    from art_edge.rig import CameraSpec, Rig
-
-    return Rig(engine, [CameraSpec("cam0", source)], config, status=status).run(stop)
+from art_edge.rig import parse_source_specs
 
 
 def _camera_line(c: dict) -> str:
@@ -156,97 +146,67 @@ def add_runtime_flags(ap):
 def quiet_opencv():
     """OpenCV logs its own warnings when a device or file fails to open; we say what failed in one
     line instead. OPENCV_LOG_LEVEL in the environment still wins, for debugging."""
-    import os
-
-    import cv2
-
     if "OPENCV_LOG_LEVEL" not in os.environ:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's AV_LOG_QUIET
 
 
-def _camera_specs(a, engine, source: SourceConfig) -> list:
-    """--camera, --video or each --source → named cameras, with their --roi."""
-    from art_edge.rig import CameraSpec, parse_source_specs
-    from art_edge.roi import Roi
-
+def named_sources(a) -> list[tuple[str, str]]:
+    """--camera, --video or each --source → (name, URI)."""
     if a.camera is not None or a.video is not None:
         uri = a.camera if a.camera is not None else a.video
-        named = [("cam0", uri)]
-        if (
-            a.video is not None
-            and not a.video.lower().endswith(".csv")
-            and not Path(a.video).is_file()
-        ):
+        is_file = a.video is None or a.video.lower().endswith(".csv") or Path(a.video).is_file()
+        if not is_file:
             raise UserError(f"video file not found: {a.video}")
-    else:
-        named = parse_source_specs(a.source)
-    rois = {}
+        return [("cam0", uri)]
+    return parse_source_specs(a.source)
+
+
+def rois(a) -> dict[str, str]:
+    """Each --roi NAME=x,y,w,h → {NAME: "x,y,w,h"}."""
+    found = {}
     for value in a.roi:
         name, sep, box = value.partition("=")
         if not sep:
             raise UserError(f"--roi {value!r}: give NAME=x,y,w,h (the camera's name from --source)")
-        if name not in dict(named):
-            raise UserError(
-                f"--roi {value!r}: no camera named {name!r}; the cameras are {', '.join(dict(named))}"
-            )
-        rois[name] = Roi.parse(box)
-    return [
-        CameraSpec(
-            name,
-            open_source(
-                uri,
-                realtime=source.realtime,
-                reconnect_timeout=source.reconnect_timeout,
-                classes=engine.classes,
-                root=source.root,
-            ),
-            rois.get(name),
-        )
-        for name, uri in named
-    ]
+        found[name] = box
+    return found
+
+
+def load_engine(a, config: RigConfig, cameras: int) -> ARTEngine:
+    """The engine as the flags say; the head's threads and the encoder's workers, when not given,
+    as suits the pipeline (art_edge.engine)."""
+    return ARTEngine.load(
+        a.engine,
+        a.backend,
+        threads=a.threads,
+        head_threads=a.head_threads or default_head_threads(a.threads, config.threaded),
+        encoder_workers=a.encoder_workers
+        or default_encoder_workers(cameras, a.threads, a.backend, threaded=config.threaded),
+    )
 
 
 @cli_entry
 def main(argv=None):
-    from art_edge.engine import ARTEngine, default_encoder_workers
-    from art_edge.rig import Rig
-
     a = build_parser().parse_args(argv)
     quiet_opencv()
     if a.summary:
         check_writable(a.summary, "--summary", is_file=True)
     config = RigConfig.from_flags(a)
-    head_threads = a.head_threads or (a.threads if not config.threaded else HEAD_THREADS_THREADED)
-    engine = ARTEngine.load(
-        a.engine,
-        a.backend,
-        threads=a.threads,
-        head_threads=head_threads,
-        encoder_workers=a.encoder_workers
-        or default_encoder_workers(
-            1 if a.camera is not None or a.video is not None else len(a.source or [0]),
-            a.threads,
-            a.backend,
-            threaded=config.threaded,
-        ),
-    )
-    rig = Rig(engine, _camera_specs(a, engine, config.source), config, status=True)
+    named = named_sources(a)
+    engine = load_engine(a, config, len(named))
+    cameras = open_cameras(engine, named, rois(a), config.source)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(
-            sig, lambda *_: stop.set()
-        )  # finish the frame in flight, then shut down cleanly
+    for sig in (signal.SIGINT, signal.SIGTERM):  # finish the frame in flight, then shut down
+        signal.signal(sig, lambda *_: stop.set())
     with engine:
-        summary = rig.run(stop)
+        summary = run(engine, cameras, config, stop, status=True)
     return _finish(summary, a, config)
 
 
 def _finish(summary: dict, a, config: RigConfig) -> int:
     """Print and write the summary in every ending; a run that processed nothing, or whose source
     failed, is an error (and leaves no empty outputs behind)."""
-    import json
-
     for path in summary["events_paths"] + [config.segment.path] if summary["frames"] == 0 else []:
         if path and Path(path).is_file():
             Path(path).unlink()

@@ -146,7 +146,6 @@ class PrometheusConfig:
         "HOST:PORT: Prometheus /metrics and /healthz (HOST default 127.0.0.1)",
         name="metrics",
     )
-    stale_after: float = 10.0  # /healthz fails when a camera delivered no frame for this long
 
     def validate(self):
         if self.address:
@@ -208,6 +207,8 @@ class RigConfig:
         "read, encode and decide in one thread (a decision then holds up the frames behind it)",
         flag="--no-threads",
     )
+    # a camera that delivered no frame for this long is silent (/healthz fails, the page says so)
+    stale_after: float = 10.0
     segment: SegmentConfig = section(SegmentConfig)
     clip: ClipConfig = section(ClipConfig)
     event: EventConfig = section(EventConfig)

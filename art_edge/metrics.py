@@ -5,8 +5,8 @@
     GET /healthz   200 while every camera delivered a frame in the last `stale_after` seconds,
                    503 (naming the silent cameras) otherwise
 
-The counters are read from the rig when Prometheus scrapes (nothing is done per frame), except
-the latency histogram, observed at each decision.
+The counters are read from a snapshot of the rig when Prometheus scrapes (nothing is done per
+frame), except the latency histogram, observed at each decision.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ class _Server(ThreadingMixIn, WSGIServer):
 
 
 class RigCollector:
-    """Reads the rig's counters at scrape time."""
+    """Reads a snapshot of the rig, and the sinks' counts, at scrape time."""
 
-    def __init__(self, rig):
-        self.rig = rig
+    def __init__(self, snapshot, sink_counts):
+        self.snapshot, self.sink_counts = snapshot, sink_counts
 
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -53,7 +53,7 @@ class RigCollector:
             ),
             "fps": GaugeMetricFamily("art_fps", "frames per second, recent", labels=["camera"]),
         }
-        for cam in self.rig.cameras:
+        for cam in self.snapshot().cameras:
             for key, value in cam.counters().items():
                 per_camera[key].add_metric([cam.name], value)
         yield from per_camera.values()
@@ -61,20 +61,22 @@ class RigCollector:
             CounterMetricFamily(f"art_events_{k}", f"events {k}", labels=["sink"])
             for k in ("sent", "failed", "dropped")
         ]
-        for name, counts in self.rig.sink_counts().items():
+        for name, counts in self.sink_counts().items():
             for family, key in zip(sinks, ("sent", "failed", "dropped")):
                 family.add_metric([name], counts[key])
         yield from sinks
 
 
 class MetricsServer:
-    def __init__(self, rig, address: str, stale_after: float = 10.0):
+    def __init__(self, snapshot, address: str, stale_after: float = 10.0, sink_counts=dict):
+        """`snapshot()`: the rig's (art_edge.report.RigSnapshot); `sink_counts()`: the event
+        sinks' sent, failed and dropped counts by sink."""
         from prometheus_client import CollectorRegistry, Histogram, make_wsgi_app
 
-        self.rig, self.stale_after = rig, stale_after
+        self.snapshot, self.stale_after = snapshot, stale_after
         self.host, self.port = parse_host_port(address, "--metrics")
         self.registry = CollectorRegistry()
-        self.registry.register(RigCollector(rig))
+        self.registry.register(RigCollector(snapshot, sink_counts))
         self.latency = Histogram(
             "art_decision_latency_seconds",
             "capture of a decision's newest frame → decision made",
@@ -104,7 +106,8 @@ class MetricsServer:
     def app(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
-            silent = [c.name for c in self.rig.cameras if c.silent(self.stale_after)]
+            cameras = self.snapshot().cameras
+            silent = [c.name for c in cameras if c.silent(self.stale_after)]
             status = "503 Service Unavailable" if silent else "200 OK"
             body = f"no frame for {self.stale_after:g} s: {', '.join(silent)}" if silent else "ok"
             start_response(status, [("Content-Type", "text/plain")])

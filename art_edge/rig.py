@@ -17,60 +17,27 @@ import re
 import sys
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from collections import Counter, deque
+from dataclasses import dataclass
 
 import numpy as np
 
 from art_edge.config import RigConfig
 from art_edge.errors import UserError, warn
-from art_edge.pipeline import HeadThread
+from art_edge.pipeline import FrameReader, HeadThread, InlineHead, InlineReader
+from art_edge.report import (
+    CameraSnapshot,
+    RateMeter,
+    RigSnapshot,
+    RunStats,
+    rig_summary,
+    status_text,
+)
 from art_edge.segments import SegmentTracker
 from art_edge.sinks import decision_event
-from art_edge.streaming import LatencyLog, StreamingClassifier
+from art_edge.streaming import StreamingClassifier
 
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-@dataclass
-class RunStats:
-    frames: int = 0
-    decisions: int = 0
-    events: int = 0
-    clips_scored: int = 0
-    clips_correct: int = 0
-    frame_latency: LatencyLog = field(default_factory=LatencyLog)
-    decision_latency: LatencyLog = field(default_factory=LatencyLog)
-    encode_ms: LatencyLog = field(default_factory=LatencyLog)
-    head_ms: LatencyLog = field(default_factory=LatencyLog)
-
-    def score_clip(self, decision):
-        """The last decision of a clip against the clip's label (sources that know it)."""
-        if decision is not None and decision.truth is not None:
-            self.clips_scored += 1
-            self.clips_correct += int(decision.label == decision.truth)
-
-
-class RateMeter:
-    """Frames per second over the last `window` seconds: a burst (a stream's backlog after a
-    reconnect) moves it by what it adds to the window, not by its instantaneous rate."""
-
-    def __init__(self, window: float = 2.0):
-        self.window, self.times, self.started = window, deque(), None
-
-    def tick(self, now: float):
-        if self.started is None:
-            self.started = now
-        self.times.append(now)
-        while now - self.times[0] > self.window:
-            self.times.popleft()
-
-    @property
-    def fps(self) -> float:
-        if len(self.times) < 2:
-            return 0.0
-        span = min(self.window, self.times[-1] - self.started)
-        return (len(self.times) - 1) / span if span > 0 else 0.0
 
 
 @dataclass
@@ -104,8 +71,6 @@ class Camera:
     """One camera's part of the rig: reader, classifier, head, counters, segments and clips."""
 
     def __init__(self, spec: CameraSpec, rig):
-        from art_edge.pipeline import FrameReader, InlineHead, InlineReader
-
         config, engine = rig.config, rig.engine
         self.name, self.source, self.roi, self.rig = spec.name, spec.source, spec.roi, rig
         self.clf = StreamingClassifier(engine, config.stream)
@@ -221,19 +186,40 @@ class Camera:
         if self.clips is not None:
             self.clips.flush()
 
-    def silent(self, stale_after: float) -> bool:
-        """No frame delivered in the last `stale_after` seconds (/healthz, the dashboard)."""
-        return time.monotonic() - self.last_frame_at > stale_after
-
-    def counters(self) -> dict:
-        return {
-            "frames": self.stats.frames,
-            "decisions": self.stats.decisions,
-            "dropped": self.source.dropped + self.reader.dropped,
-            "corrupt": self.source.corrupt,
-            "reconnects": self.source.reconnects,
-            "fps": round(self.rate.fps, 2),
-        }
+    def snapshot(self) -> CameraSnapshot:
+        stats, source, ended = self.stats, self.source, self.ended or (None, None)
+        current = self.segments.current if self.segments is not None else None
+        return CameraSnapshot(
+            name=self.name,
+            status=source.status,
+            frames=stats.frames,
+            decisions=stats.decisions,
+            dropped=source.dropped + self.reader.dropped,
+            decisions_skipped=self.head.skipped,
+            corrupt=source.corrupt,
+            truncated=source.truncated,
+            reconnects=source.reconnects,
+            fps=self.rate.fps,
+            frame_latency_ms=(
+                stats.frame_latency.percentile(50),
+                stats.frame_latency.percentile(95),
+            ),
+            decision_latency_ms=(
+                stats.decision_latency.percentile(50),
+                stats.decision_latency.percentile(95),
+            ),
+            encode_ms_p50=stats.encode_ms.percentile(50),
+            head_ms_p50=stats.head_ms.percentile(50),
+            clips_scored=stats.clips_scored,
+            clips_correct=stats.clips_correct,
+            idle_s=time.monotonic() - self.last_frame_at,
+            ended=ended[0],
+            error=ended[1],
+            decision=self.decision,
+            last_frame=self.last_frame,
+            roi=self.roi,
+            open_segment=None if current is None else current.progress(),
+        )
 
     def close(self, failures: list):
         for closable in (self.reader, self.head, self.source):
@@ -269,6 +255,9 @@ class Rig:
         self.sinks = self.segments_log = self.clip_writer = self.metrics = self.web = None
         self.output = self.status = None
         self.segment_records: list = []
+        self.events: Counter = Counter()  # per camera
+        self.started = self.stopped = None  # the run's start and end (time.monotonic())
+        self.outcome: tuple | None = None  # (how the run ended, why when a source failed)
         self.batches = self.max_batch = 0  # encoder runs (frames / batches: the mean batch)
         # encoder batches not handed on yet: [(camera, frame) pairs, PendingEncode]
         self.in_flight: deque = deque()
@@ -285,10 +274,12 @@ class Rig:
         config = self.config
         if config.prometheus.address:  # first: a port in use fails before any camera opens
             self.metrics = MetricsServer(
-                self, config.prometheus.address, config.prometheus.stale_after
+                self.snapshot, config.prometheus.address, config.stale_after, self.sink_counts
             )
         if config.dashboard.address:
-            self.web = WebServer(self, config.dashboard)
+            self.web = WebServer(
+                self.snapshot, self.engine, config.dashboard, config.clip.folder, config.stale_after
+            )
         self.sinks = open_sinks(config.event.sinks)
         if config.segment.path:
             self.segments_log = JsonlSink(config.segment.path)
@@ -307,7 +298,7 @@ class Rig:
 
     def emit(self, event: dict, cam: Camera):
         self.sinks.emit(event)
-        cam.stats.events += 1
+        self.events[cam.name] += 1
 
     def publish(self, kind: str, camera: str, payload):
         if self.listener is not None:
@@ -327,7 +318,7 @@ class Rig:
             if getattr(self.output, "closed_by_user", False):
                 return False
         if self.status:
-            self.status.update(status_text(self))
+            self.status.update(status_text(self.snapshot()))
         return True
 
     def step(self, stop: threading.Event) -> tuple[str, str | None] | None:
@@ -360,8 +351,7 @@ class Rig:
             if self.config.threaded:
                 self.ready.wait(0.5)
             if self.status:
-                waiting = ", ".join(f"{c.name}: {c.source.status}" for c in active)
-                self.status.update(f"waiting for frames ({waiting})")
+                self.status.update(status_text(self.snapshot()))
         return None
 
     def _hand_on(self, frames: list, pending) -> bool:
@@ -437,7 +427,7 @@ class Rig:
     def run(self, stop: threading.Event | None = None) -> dict:
         """Run until every camera ended, `stop` is set or max frames; → the summary."""
         stop = stop or threading.Event()
-        started, outcome = time.monotonic(), None
+        self.started, outcome = time.monotonic(), None
         try:
             self.open()
             while outcome is None:
@@ -447,102 +437,40 @@ class Rig:
             outcome = ("interrupted", None)
             self.finish()
         finally:
+            self.outcome = outcome or ("interrupted", None)
             self.close()
-        ended, error = outcome or ("interrupted", None)
-        summary = rig_summary(self, time.monotonic() - started)
-        summary.update(ended=ended, **({"error": error} if error else {}))
+        self.stopped = time.monotonic()  # the seconds of the run include closing its outputs
+        snap = self.snapshot()
+        config = self.config
+        summary = rig_summary(snap, self.events)
+        summary.update(
+            output=config.video.output,
+            events_paths=[e for e in config.event.sinks if "://" not in e],
+            sinks=self.sink_counts(),
+            ended=snap.ended,
+            **({"error": snap.error} if snap.error else {}),
+        )
         if getattr(self.output, "frames", None) is not None:
             summary["video_frames"] = self.output.frames
         return summary
 
-
-def status_text(rig: Rig) -> str:
-    """One camera: its label, FPS, decision latency, frames, dropped; several: a short part each."""
-    parts = []
-    for cam in rig.cameras:
-        d = cam.decision
-        label = f"{rig.classes[d.label]} {d.score:.2f}" if d else "(filling the window)"
-        dropped = cam.source.dropped + cam.reader.dropped
-        if len(rig.cameras) == 1:
-            p50 = cam.stats.decision_latency.percentile(50)
-            text = (
-                f"{label:<32} {cam.rate.fps:5.1f} FPS  decision {p50 or 0:5.0f} ms  frames "
-                f"{cam.stats.frames}  dropped {dropped}"
-            )
-        else:
-            text = f"{cam.name}: {label} {cam.rate.fps:4.1f} FPS d{dropped}"
-        if cam.source.status not in ("live", "reading", "rendering"):
-            text += f" [{cam.source.status}]"
-        parts.append(text)
-    return " | ".join(parts)
-
-
-def camera_summary(cam: Camera, seconds: float) -> dict:
-    r = lambda v: None if v is None else round(v, 2)  # noqa: E731
-    stats, source = cam.stats, cam.source
-    summary = {
-        "frames": stats.frames,
-        "decisions": stats.decisions,
-        "events": stats.events,
-        "fps": round(stats.frames / seconds, 2) if seconds > 0 else 0.0,
-        "frame_latency_ms": {
-            "p50": r(stats.frame_latency.percentile(50)),
-            "p95": r(stats.frame_latency.percentile(95)),
-        },
-        "decision_latency_ms": {
-            "p50": r(stats.decision_latency.percentile(50)),
-            "p95": r(stats.decision_latency.percentile(95)),
-        },
-        "encode_ms_p50": r(stats.encode_ms.percentile(50)),
-        "head_ms_p50": r(stats.head_ms.percentile(50)),
-        "dropped": source.dropped + cam.reader.dropped,
-        "decisions_skipped": cam.head.skipped,
-        "corrupt": source.corrupt,
-        "truncated": source.truncated,
-        "reconnects": source.reconnects,
-        "ended": cam.ended[0] if cam.ended else "interrupted",
-    }
-    if cam.ended and cam.ended[1]:
-        summary["error"] = cam.ended[1]
-    if stats.clips_scored:
-        summary.update(
-            clips_scored=stats.clips_scored,
-            clip_top1=round(stats.clips_correct / stats.clips_scored, 4),
+    def snapshot(self) -> RigSnapshot:
+        """The rig now, for its readers (art_edge.report)."""
+        heads, writer, (ended, error) = self.heads, self.clip_writer, self.outcome or (None, None)
+        now = self.stopped or time.monotonic()
+        return RigSnapshot(
+            cameras=tuple(cam.snapshot() for cam in self.cameras),
+            classes=tuple(self.classes),
+            seconds=now - self.started if self.started is not None else 0.0,
+            segments=tuple(self.segment_records),
+            clips=tuple(writer.written) if writer is not None else None,
+            clips_dropped=writer.dropped if writer is not None else 0,
+            batches=self.batches,
+            max_batch=self.max_batch,
+            encoder_workers=self.engine.encoder_workers,
+            head_batches=heads.batches if heads is not None else None,
+            head_jobs=heads.jobs if heads is not None else 0,
+            max_head_batch=heads.max_jobs if heads is not None else 0,
+            ended=ended,
+            error=error,
         )
-    return summary
-
-
-def rig_summary(rig: Rig, seconds: float) -> dict:
-    """One camera: its figures at the top level (as art-edge always wrote them); several: the
-    totals at the top level; per camera under `cameras` in both."""
-    cams = {cam.name: camera_summary(cam, seconds) for cam in rig.cameras}
-    if len(cams) == 1:
-        summary = dict(next(iter(cams.values())))
-        del summary["ended"]
-        summary.pop("error", None)
-    else:
-        keys = ("frames", "decisions", "events", "dropped", "corrupt", "truncated", "reconnects")
-        summary = {k: sum(c[k] for c in cams.values()) for k in keys}
-        summary["fps"] = round(summary["frames"] / seconds, 2) if seconds > 0 else 0.0
-        summary["decisions_skipped"] = sum(c["decisions_skipped"] for c in cams.values())
-    config = rig.config
-    summary.update(
-        seconds=round(seconds, 2),
-        cameras=cams,
-        output=config.video.output,
-        events_paths=[e for e in config.event.sinks if "://" not in e],
-        sinks=rig.sink_counts(),
-        segments=len(rig.segment_records),
-        frames_per_batch=round(summary["frames"] / rig.batches, 2) if rig.batches else 0.0,
-        max_batch=rig.max_batch,
-        encoder_workers=rig.engine.encoder_workers,
-    )
-    heads = rig.heads
-    if heads is not None:
-        summary.update(
-            decisions_per_head_batch=round(heads.jobs / heads.batches, 2) if heads.batches else 0.0,
-            max_head_batch=heads.max_jobs,
-        )
-    if rig.clip_writer is not None:
-        summary.update(clips=list(rig.clip_writer.written), clips_dropped=rig.clip_writer.dropped)
-    return summary

@@ -377,25 +377,3 @@ def per_frame_stage(engine, patches: np.ndarray, s_topk: np.ndarray) -> dict:
         for i in range(0, len(patches), MAX_FRAMES_PER_CALL)
     ]
     return {k: np.concatenate([p[k] for p in parts]) for k in ("responses", "attention")}
-
-
-class LatencyLog:
-    """Latency percentiles in constant time and memory per sample, however long the run: a
-    histogram of log-spaced bins (1.6 % apart) from 0.01 ms to 100 s. A percentile is read at the
-    upper edge of its bin, so it is within 1.6 % of the exact one."""
-
-    EDGES = np.geomspace(0.01, 1e5, 1001)
-
-    def __init__(self):
-        self.counts = np.zeros(len(self.EDGES) + 1, np.int64)
-        self.n = 0
-
-    def add(self, ms: float):
-        self.counts[int(np.searchsorted(self.EDGES, ms))] += 1
-        self.n += 1
-
-    def percentile(self, q: float) -> float | None:
-        if not self.n:
-            return None
-        i = int(np.searchsorted(np.cumsum(self.counts), q / 100 * self.n))
-        return float(self.EDGES[min(i, len(self.EDGES) - 1)])

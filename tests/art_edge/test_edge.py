@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from art_edge.errors import UserError
+from art_edge.report import LatencyLog
 from art_edge.sources import (
     CameraSource,
     CaptureSource,
@@ -23,12 +24,7 @@ from art_edge.sources import (
     SyntheticSource,
     open_source,
 )
-from art_edge.streaming import (
-    DecisionSmoother,
-    LatencyLog,
-    StreamConfig,
-    StreamingClassifier,
-)
+from art_edge.streaming import DecisionSmoother, StreamConfig, StreamingClassifier
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,6 +19,7 @@ import pytest
 
 from art_edge.api import run, run_edge
 from art_edge.config import RigConfig
+from art_edge.report import CameraSnapshot
 from art_edge.rig import CameraSpec, parse_source_specs
 from art_edge.segments import SegmentTracker
 from art_edge.sources import open_source
@@ -218,17 +219,16 @@ def test_webhook_retries_and_metrics(engine_dir, tmp_path):
 
 def test_healthz_names_a_silent_camera():
     from art_edge.metrics import MetricsServer
-    from art_edge.rig import Camera
 
-    class Cam(SimpleNamespace):  # a camera's last frame time, and the rig's own silence rule
-        silent = Camera.silent
+    def camera(name: str, idle_s: float) -> CameraSnapshot:
+        counts = dict.fromkeys(("frames", "decisions", "dropped", "decisions_skipped", "corrupt",
+                                "truncated", "reconnects", "clips_scored", "clips_correct"), 0)  # fmt: skip
+        return CameraSnapshot(name, "live", **counts, fps=0.0, frame_latency_ms=(None, None),
+                              decision_latency_ms=(None, None), encode_ms_p50=None,
+                              head_ms_p50=None, idle_s=idle_s)  # fmt: skip
 
-    rig = SimpleNamespace(
-        cameras=[Cam(name="pool", last_frame_at=time.monotonic() - 60),
-                 Cam(name="board", last_frame_at=time.monotonic())],
-        sink_counts=dict,
-    )  # fmt: skip
-    server = MetricsServer(rig, f"127.0.0.1:{free_port()}", stale_after=10)
+    snap = SimpleNamespace(cameras=(camera("pool", 60.0), camera("board", 0.1)))
+    server = MetricsServer(lambda: snap, f"127.0.0.1:{free_port()}", stale_after=10)
     try:
         statuses = []
         body = server.app(

@@ -21,9 +21,14 @@ from dataclasses import dataclass
 from art_edge.config import RigConfig, SourceConfig
 from art_edge.engine import ARTEngine as _RuntimeEngine
 from art_edge.errors import UserError
+from art_edge.metrics import MetricsServer
+from art_edge.observers import AnnotatedVideo, RigObserver, StatusReport
+from art_edge.report import RigSnapshot, rig_summary
 from art_edge.rig import CameraSpec, Rig, parse_source_specs
 from art_edge.roi import Roi
+from art_edge.sinks import EventSinks, SegmentLog, open_sinks
 from art_edge.sources import open_source
+from art_edge.web import WebServer
 
 
 class ARTEngine(_RuntimeEngine):
@@ -81,18 +86,83 @@ def _roi(box) -> Roi | None:
     return box if box is None or isinstance(box, Roi) else Roi.parse(box)
 
 
+class Outputs:
+    """The outputs a configuration asks for, registered as observers of a rig, and what they add
+    to the run's summary."""
+
+    def __init__(self, rig: Rig, engine, config: RigConfig, status: bool = False):
+        self.config, observe = config, rig.observe
+        self.metrics = self.web = self.video = None
+        if config.prometheus.address:  # the servers first: a port in use fails before the rest
+            # the sinks' counts are read at scrape time, once the sinks exist
+            counts = lambda: self.events.counts()  # noqa: E731
+            self.metrics = observe(
+                MetricsServer(rig.snapshot, config.prometheus.address, config.stale_after, counts)
+            )
+        if config.dashboard.address:
+            self.web = observe(
+                WebServer(
+                    rig.snapshot, engine, config.dashboard, config.clip.folder, config.stale_after
+                )
+            )
+        self.events = observe(
+            EventSinks(open_sinks(config.event.sinks), engine.classes, config.event.emit)
+        )
+        if config.segment.path:
+            observe(SegmentLog(config.segment.path))
+        if config.video.output:
+            self.video = observe(self._video(rig, engine))
+        if status:
+            observe(StatusReport(rig.snapshot))
+        for server in (self.metrics, self.web):
+            if server is not None:
+                server.start()
+
+    def _video(self, rig: Rig, engine) -> AnnotatedVideo:
+        if len(rig.cameras) > 1:
+            raise UserError(
+                "--output shows one camera; with several, use --clips (a video per action)"
+            )
+        source = rig.cameras[0].source
+        return AnnotatedVideo(self.config.video.output, source, engine.classes, rig.snapshot)
+
+    def summary(self, snap: RigSnapshot) -> dict:
+        """The run's summary: the rig's (art_edge.report), how it ended, and the outputs'."""
+        config = self.config
+        summary = rig_summary(snap, self.events.events)
+        summary.update(
+            output=config.video.output,
+            events_paths=[e for e in config.event.sinks if "://" not in e],
+            sinks=self.events.counts(),
+            ended=snap.ended,
+            **({"error": snap.error} if snap.error else {}),
+        )
+        if self.video is not None and self.video.frames is not None:
+            summary["video_frames"] = self.video.frames
+        return summary
+
+
 def run(
     engine,
     cameras: list[CameraSpec],
     config: RigConfig,
     stop: threading.Event | None = None,
     status: bool = False,
-    listener=None,
+    observers: tuple = (),
 ) -> dict:
-    """The rig of `cameras` until every camera ended, `stop` is set or max frames; → the summary,
-    whose `ended` says which ended it (and `error` why, when a source failed: a camera that did
-    not come back). `status`: the live status line on the terminal."""
-    return Rig(engine, cameras, config, listener, status=status).run(stop)
+    """The rig of `cameras` with the outputs `config` asks for (and `observers`, more outputs:
+    art_edge.observers.RigObserver) until every camera ended, `stop` is set or max frames;
+    → the summary, whose `ended` says which ended it (and `error` why, when a source failed: a
+    camera that did not come back). `status`: the live status line on the terminal."""
+    rig = Rig(engine, cameras, config)
+    try:
+        outputs = Outputs(rig, engine, config, status)
+        for observer in observers:
+            rig.observe(observer)
+    except BaseException:
+        rig.close()  # the outputs made so far
+        raise
+    return outputs.summary(rig.run(stop))
 
 
 def run_edge(
@@ -119,10 +189,9 @@ def stream(engine, sources, roi: dict | None = None, bound: int = 256, **setting
         engine, parse_source_specs([str(s) for s in sources]), roi, config.source
     )
     items = ItemQueue(engine.classes, bound)
-    stop, done = threading.Event(), []
+    stop = threading.Event()
     thread = threading.Thread(
-        target=lambda: done.append(run(engine, cameras, config, stop, listener=items.put)),
-        daemon=True,
+        target=run, args=(engine, cameras, config, stop), kwargs={"observers": [items]}, daemon=True
     )
     thread.start()
     try:
@@ -136,24 +205,25 @@ def stream(engine, sources, roi: dict | None = None, bound: int = 256, **setting
         thread.join()
 
 
-class ItemQueue:
-    """The decisions and segments of a rig as StreamItems, `bound` waiting at most: when it is
-    full, the oldest waiting item is dropped for the new one."""
+class ItemQueue(RigObserver):
+    """An output of a rig: its decisions and segments as StreamItems, `bound` waiting at most;
+    when it is full, the oldest waiting item is dropped for the new one."""
 
     def __init__(self, classes: list[str], bound: int):
         self.items: queue.Queue = queue.Queue(maxsize=bound)
         self.classes = classes
 
-    def put(self, kind: str, camera: str, payload):
-        if kind == "segment":
-            item = StreamItem(
-                kind, camera, payload["label"], payload["mean_score"], segment=payload
-            )
-        else:
-            labels = [(self.classes[c], p) for c, p in payload.topk]
-            item = StreamItem(
-                kind, camera, self.classes[payload.label], payload.score, labels, payload.frame
-            )
+    def on_decision(self, camera: str, decision):
+        labels = [(self.classes[c], p) for c, p in decision.topk]
+        label = self.classes[decision.label]
+        self.put(StreamItem("decision", camera, label, decision.score, labels, decision.frame))
+
+    def on_segment(self, camera: str, record: dict):
+        self.put(
+            StreamItem("segment", camera, record["label"], record["mean_score"], segment=record)
+        )
+
+    def put(self, item: StreamItem):
         while True:
             try:
                 return self.items.put_nowait(item)

@@ -17,6 +17,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from art_edge.errors import UserError
 from art_edge.files import parse_host_port
+from art_edge.observers import RigObserver
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -67,7 +68,10 @@ class RigCollector:
         yield from sinks
 
 
-class MetricsServer:
+class MetricsServer(RigObserver):
+    """An output of the rig: the decision latency histogram is observed at each decision; the
+    rest is read from snapshots when Prometheus scrapes."""
+
     def __init__(self, snapshot, address: str, stale_after: float = 10.0, sink_counts=dict):
         """`snapshot()`: the rig's (art_edge.report.RigSnapshot); `sink_counts()`: the event
         sinks' sent, failed and dropped counts by sink."""
@@ -100,8 +104,8 @@ class MetricsServer:
     def start(self):
         self.thread.start()
 
-    def observe(self, camera: str, latency_ms: float):
-        self.latency.labels(camera).observe(latency_ms / 1000)
+    def on_decision(self, camera: str, decision):
+        self.latency.labels(camera).observe(decision.latency_ms / 1000)
 
     def app(self, environ, start_response):
         path = environ.get("PATH_INFO", "")

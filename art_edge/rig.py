@@ -17,24 +17,18 @@ import re
 import sys
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
+from art_edge.clips import ClipRecorder, ClipWriter
 from art_edge.config import RigConfig
 from art_edge.errors import UserError, warn
+from art_edge.observers import Observers, RigObserver
 from art_edge.pipeline import FrameReader, HeadThread, InlineHead, InlineReader
-from art_edge.report import (
-    CameraSnapshot,
-    RateMeter,
-    RigSnapshot,
-    RunStats,
-    rig_summary,
-    status_text,
-)
+from art_edge.report import CameraSnapshot, RateMeter, RigSnapshot, RunStats
 from art_edge.segments import SegmentTracker
-from art_edge.sinks import decision_event
 from art_edge.streaming import StreamingClassifier
 
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -73,6 +67,7 @@ class Camera:
     def __init__(self, spec: CameraSpec, rig):
         config, engine = rig.config, rig.engine
         self.name, self.source, self.roi, self.rig = spec.name, spec.source, spec.roi, rig
+        self.observers = rig.observers
         self.clf = StreamingClassifier(engine, config.stream)
         self.stats = RunStats()
         self.taken = 0  # frames taken for encoding (some may still be in flight)
@@ -96,8 +91,6 @@ class Camera:
 
     def open(self):
         """Open the source; then its segments and clip history, which need its frame rate."""
-        from art_edge.clips import ClipRecorder
-
         rig = self.rig
         segment, clip = rig.config.segment, rig.config.clip
         self.source.open()
@@ -129,21 +122,16 @@ class Camera:
 
     def on_decision(self, d, end: bool):
         """The head thread's side: events, segments, counters, and a clip's score at its end."""
-        rig = self.rig
         if d is not None:
             self.stats.decisions += 1
             self.stats.decision_latency.add(d.latency_ms)
             self.stats.head_ms.add(d.head_ms)
-            if rig.metrics is not None:
-                rig.metrics.observe(self.name, d.latency_ms)
             if self.clips is not None:
                 self.clips.add_decision(d)
-            if rig.config.event.emit == "decision" or d.changed:
-                rig.emit(decision_event(d, rig.classes, self.name), self)
+            self.observers.on_decision(self.name, d)
             if self.segments is not None:
                 for segment in self.segments.update(d):
                     self.finish_segment(segment)
-            rig.publish("decision", self.name, d)
         if end:
             self.stats.score_clip(d or self.decision)
             self.decision = None
@@ -155,15 +143,12 @@ class Camera:
         if self.clips is not None:
             record["clip"] = self.clips.add_segment(segment)
         self.rig.segment_records.append(record)
-        if self.rig.segments_log is not None:
-            self.rig.segments_log.emit(record)
-        self.rig.emit(record, self)
-        self.rig.publish("segment", self.name, record)
+        self.observers.on_segment(self.name, record)
 
     def on_frame(self, frame, encoded, encode_ms: float) -> bool:
         """One encoded frame (`encode_ms`: its share of the batch it was encoded in), on the
-        encoding thread: into the window, a decision job when one is due, the overlay; → False
-        when the user closed the display."""
+        encoding thread: into the window, a decision job when one is due, the observers; → False
+        when one of them ends the run (the user closed the display)."""
         stats, last = self.stats, self.last_frame
         if last is not None and frame.segment != last.segment:  # a clip ended
             self.head.submit(self.clf.end_job(last), end=True)
@@ -174,7 +159,7 @@ class Camera:
         stats.encode_ms.add(encode_ms)
         self.rate.tick(time.monotonic())
         self.last_frame = frame
-        return self.rig.draw(self, frame)
+        return self.observers.on_frame(self.name, frame)
 
     def finish(self):
         """The decision in flight, the last one on the window, the open segment and its clip."""
@@ -230,32 +215,23 @@ class Camera:
 
 
 class Rig:
-    """The cameras, the shared encoder batch, and the outputs they share (sinks, segments log,
-    clip writer, metrics, the one-camera video output, the status line)."""
+    """The cameras, their shared encoder batch and head thread, the clip writer they share, and
+    the observers the front doors registered (art_edge.observers): the outputs."""
 
-    def __init__(
-        self, engine, specs: list[CameraSpec], config: RigConfig, listener=None, status=False
-    ):
+    def __init__(self, engine, specs: list[CameraSpec], config: RigConfig):
         window = config.stream.window
         if window and window < engine.num_frames:
             raise UserError(
                 f"--window {window} is smaller than the T = {engine.num_frames} frames a decision "
                 f"samples; use --window ≥ {engine.num_frames} (or 0: 4·T)"
             )
-        if config.video.output and len(specs) > 1:
-            raise UserError(
-                "--output shows one camera; with several, use --clips (a video per action)"
-            )
         self.engine, self.config, self.classes = engine, config, engine.classes
-        self.show_status = status  # the live status line on the terminal
-        self.listener = listener  # listener(kind, camera, payload): the Python API's stream
+        self.observers = Observers()
         self.ready = threading.Event()  # set by any reader that queued a frame
         # the clip heads of all cameras on one thread, the jobs due together in one batch
         self.heads = HeadThread() if config.threaded else None
-        self.sinks = self.segments_log = self.clip_writer = self.metrics = self.web = None
-        self.output = self.status = None
+        self.clip_writer = None
         self.segment_records: list = []
-        self.events: Counter = Counter()  # per camera
         self.started = self.stopped = None  # the run's start and end (time.monotonic())
         self.outcome: tuple | None = None  # (how the run ended, why when a source failed)
         self.batches = self.max_batch = 0  # encoder runs (frames / batches: the mean batch)
@@ -264,62 +240,17 @@ class Rig:
         self.cameras = [Camera(spec, self) for spec in specs]
         self._finished: set = set()
 
-    def open(self):
-        from art_edge.clips import ClipWriter
-        from art_edge.metrics import MetricsServer
-        from art_edge.outputs import StatusLine, open_output
-        from art_edge.sinks import JsonlSink, open_sinks
-        from art_edge.web import WebServer
+    def observe(self, observer: RigObserver) -> RigObserver:
+        """Register an output; → it. The rig closes it when the run ends."""
+        return self.observers.add(observer)
 
-        config = self.config
-        if config.prometheus.address:  # first: a port in use fails before any camera opens
-            self.metrics = MetricsServer(
-                self.snapshot, config.prometheus.address, config.stale_after, self.sink_counts
-            )
-        if config.dashboard.address:
-            self.web = WebServer(
-                self.snapshot, self.engine, config.dashboard, config.clip.folder, config.stale_after
-            )
-        self.sinks = open_sinks(config.event.sinks)
-        if config.segment.path:
-            self.segments_log = JsonlSink(config.segment.path)
-        if config.clip.folder:
-            self.clip_writer = ClipWriter(config.clip.folder)
-        self.status = StatusLine() if self.show_status else None
+    def open(self):
+        if self.config.clip.folder:
+            self.clip_writer = ClipWriter(self.config.clip.folder)
         if self.heads is not None:
             self.heads.start()
         for cam in self.cameras:
             cam.open()
-        if config.video.output:
-            self.output = open_output(config.video.output, self.cameras[0].source.fps)
-        for server in (self.metrics, self.web):
-            if server is not None:
-                server.start()
-
-    def emit(self, event: dict, cam: Camera):
-        self.sinks.emit(event)
-        self.events[cam.name] += 1
-
-    def publish(self, kind: str, camera: str, payload):
-        if self.listener is not None:
-            self.listener(kind, camera, payload)
-
-    def sink_counts(self) -> dict:
-        return self.sinks.counts() if self.sinks is not None else {}
-
-    def draw(self, cam: Camera, frame) -> bool:
-        if self.output is not None:
-            from art_edge.overlay import draw_overlay
-
-            p50 = cam.stats.decision_latency.percentile(50)
-            self.output.write(
-                draw_overlay(frame.image, cam.decision, self.classes, cam.rate.fps, p50)
-            )
-            if getattr(self.output, "closed_by_user", False):
-                return False
-        if self.status:
-            self.status.update(status_text(self.snapshot()))
-        return True
 
     def step(self, stop: threading.Event) -> tuple[str, str | None] | None:
         """Encode the frames that are ready on every camera as one batch; → how the run ended
@@ -347,11 +278,8 @@ class Rig:
             self._finish(cam)
             if end[1] and len(self.cameras) > 1:  # one camera: its error ends the run, said once
                 warn(f"camera {cam.name}: {end[1]}")
-        if not batch and not ends:
-            if self.config.threaded:
-                self.ready.wait(0.5)
-            if self.status:
-                self.status.update(status_text(self.snapshot()))
+        if not batch and not ends and self.config.threaded:
+            self.ready.wait(0.5)
         return None
 
     def _hand_on(self, frames: list, pending) -> bool:
@@ -406,26 +334,19 @@ class Rig:
         failures: list = []
         for cam in self.cameras:
             cam.close(failures)
-        for closable in (
-            self.heads,
-            self.output,
-            self.clip_writer,
-            self.sinks,
-            self.segments_log,
-            self.metrics,
-            self.web,
-            self.status,
-        ):
+        for closable in (self.heads, self.clip_writer):
             try:
                 if closable is not None:
                     closable.close()
-            except Exception as e:  # noqa: BLE001 (each output is closed whatever the others did)
+            except Exception as e:  # noqa: BLE001 (each part is closed whatever the others did)
                 failures.append(e)
+        self.observers.close(failures)
         if failures and sys.exc_info()[1] is None:
             raise failures[0]
 
-    def run(self, stop: threading.Event | None = None) -> dict:
-        """Run until every camera ended, `stop` is set or max frames; → the summary."""
+    def run(self, stop: threading.Event | None = None) -> RigSnapshot:
+        """Run until every camera ended, `stop` is set or max frames, then close the cameras and
+        the observers; → the last snapshot, which says how the run ended."""
         stop = stop or threading.Event()
         self.started, outcome = time.monotonic(), None
         try:
@@ -440,19 +361,7 @@ class Rig:
             self.outcome = outcome or ("interrupted", None)
             self.close()
         self.stopped = time.monotonic()  # the seconds of the run include closing its outputs
-        snap = self.snapshot()
-        config = self.config
-        summary = rig_summary(snap, self.events)
-        summary.update(
-            output=config.video.output,
-            events_paths=[e for e in config.event.sinks if "://" not in e],
-            sinks=self.sink_counts(),
-            ended=snap.ended,
-            **({"error": snap.error} if snap.error else {}),
-        )
-        if getattr(self.output, "frames", None) is not None:
-            summary["video_frames"] = self.output.frames
-        return summary
+        return self.snapshot()
 
     def snapshot(self) -> RigSnapshot:
         """The rig now, for its readers (art_edge.report)."""

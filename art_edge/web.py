@@ -31,6 +31,7 @@ import cv2
 from art_edge.config import DashboardConfig
 from art_edge.errors import UserError
 from art_edge.files import parse_host_port
+from art_edge.observers import RigObserver
 from art_edge.overlay import annotate
 from art_edge.report import CameraSnapshot, RigSnapshot
 
@@ -178,9 +179,9 @@ class TokenGate:
         return await self.app(scope, receive, send_with_cookie)
 
 
-class WebServer:
-    """The dashboard of a rig: a Starlette app on a uvicorn server in a thread of its own, reading
-    snapshots of the rig."""
+class WebServer(RigObserver):
+    """The dashboard of a rig, an output of it that only reads snapshots of it: a Starlette app
+    on a uvicorn server in a thread of its own."""
 
     def __init__(
         self,

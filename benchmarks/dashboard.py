@@ -30,6 +30,8 @@ import threading
 import time
 from pathlib import Path
 
+from art_edge.observers import RigObserver
+
 from benchlib import RESULTS, alternating, free_port, headless_chromium, medians, write_result
 from edge import build_engines
 
@@ -40,8 +42,9 @@ BOTH_TILES_SHOWN = """return ['a', 'b'].every(c => {
 
 def measured_run(engine, driver, web: bool, warmup: float, seconds: float) -> dict:
     """One rig with two endless synthetic cameras; → the FPS of its frames over `seconds`."""
+    from art_edge.api import run
     from art_edge.config import RigConfig
-    from art_edge.rig import CameraSpec, Rig
+    from art_edge.rig import CameraSpec
     from art_edge.sources import open_source
     from art_edge.streaming import StreamConfig
 
@@ -53,8 +56,10 @@ def measured_run(engine, driver, web: bool, warmup: float, seconds: float) -> di
         CameraSpec(n, open_source(uri.format(i), classes=engine.classes))
         for i, n in enumerate("ab")
     ]
-    rig, stop = Rig(engine, specs, opts), threading.Event()
-    thread = threading.Thread(target=rig.run, args=(stop,))
+    counter, stop = FrameCounter(), threading.Event()
+    thread = threading.Thread(
+        target=run, args=(engine, specs, opts, stop), kwargs={"observers": [counter]}
+    )
     thread.start()
     try:
         if web:
@@ -62,9 +67,9 @@ def measured_run(engine, driver, web: bool, warmup: float, seconds: float) -> di
         else:
             driver.get("about:blank")
         time.sleep(warmup)
-        frames0, page0, t0 = total_frames(rig), page_frames(driver, web), time.perf_counter()
+        frames0, page0, t0 = counter.frames, page_frames(driver, web), time.perf_counter()
         time.sleep(seconds)
-        frames1, page1, t1 = total_frames(rig), page_frames(driver, web), time.perf_counter()
+        frames1, page1, t1 = counter.frames, page_frames(driver, web), time.perf_counter()
     finally:
         stop.set()
         thread.join()
@@ -90,8 +95,13 @@ def wait_until_shown(driver, url: str, timeout: float = 60.0):
         time.sleep(0.2)
 
 
-def total_frames(rig) -> int:
-    return sum(cam.stats.frames for cam in rig.cameras)
+class FrameCounter(RigObserver):
+    """An output of the rig that counts the frames of all its cameras."""
+
+    frames = 0
+
+    def on_frame(self, camera: str, frame):
+        self.frames += 1
 
 
 def page_frames(driver, web: bool) -> int:

@@ -18,21 +18,22 @@ import queue
 import threading
 from dataclasses import dataclass
 
-from art_edge.config import RigConfig, SourceConfig
-from art_edge.engine import ARTEngine as _RuntimeEngine
 from art_edge.errors import UserError
-from art_edge.metrics import MetricsServer
-from art_edge.observers import AnnotatedVideo, RigObserver, StatusReport
-from art_edge.report import RigSnapshot, rig_summary
-from art_edge.rig import CameraSpec, Rig, parse_source_specs
-from art_edge.roi import Roi
-from art_edge.sinks import EventSinks, SegmentLog, open_sinks
-from art_edge.sources import open_source
-from art_edge.web import WebServer
+from art_edge.rig.camera import CameraSpec, parse_source_specs
+from art_edge.rig.config import RigConfig, SourceConfig
+from art_edge.rig.loop import Rig
+from art_edge.rig.observers import AnnotatedVideo, RigObserver, StatusReport
+from art_edge.rig.report import RigSnapshot, rig_summary
+from art_edge.rig.sinks import EventSinks, SegmentLog, open_sinks
+from art_edge.runtime.engine import ARTEngine as _RuntimeEngine
+from art_edge.serve.metrics import MetricsServer
+from art_edge.serve.web import WebServer
+from art_edge.video.roi import Roi
+from art_edge.video.sources import open_source
 
 
 class ARTEngine(_RuntimeEngine):
-    """The engine of art_edge.engine (ARTEngine.load, encode_frames, run_head, ...), and `stream`."""
+    """The engine of art_edge.runtime.engine (ARTEngine.load, encode_frames, run_head, ...), and `stream`."""
 
     def stream(self, sources, roi: dict | None = None, **settings):
         """Decisions and segments of one or more cameras as they come (see `stream`)."""
@@ -127,7 +128,7 @@ class Outputs:
         return AnnotatedVideo(self.config.video.output, source, engine.classes, rig.snapshot)
 
     def summary(self, snap: RigSnapshot) -> dict:
-        """The run's summary: the rig's (art_edge.report), how it ended, and the outputs'."""
+        """The run's summary: the rig's (art_edge.rig.report), how it ended, and the outputs'."""
         config = self.config
         summary = rig_summary(snap, self.events.events)
         summary.update(
@@ -151,7 +152,7 @@ def run(
     observers: tuple = (),
 ) -> dict:
     """The rig of `cameras` with the outputs `config` asks for (and `observers`, more outputs:
-    art_edge.observers.RigObserver) until every camera ended, `stop` is set or max frames;
+    art_edge.rig.observers.RigObserver) until every camera ended, `stop` is set or max frames;
     → the summary, whose `ended` says which ended it (and `error` why, when a source failed: a
     camera that did not come back). `status`: the live status line on the terminal."""
     rig = Rig(engine, cameras, config)
@@ -179,7 +180,7 @@ def stream(engine, sources, roi: dict | None = None, bound: int = 256, **setting
             print(item.camera, item.kind, item.label, item.score)
 
     `sources`: URIs as art-edge's --source takes them ([NAME=]URI); `settings`: art-edge's
-    settings by name (art_edge.config: segments=, min_score=, clips=, events=[…], metrics=,
+    settings by name (art_edge.rig.config: segments=, min_score=, clips=, events=[…], metrics=,
     stream=StreamConfig(…)); headless unless an output is asked for. A consumer slower than the
     rig loses decisions (the oldest first, never segments) rather than slowing recognition;
     closing the generator stops the rig."""

@@ -16,16 +16,21 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 
 from art_edge.api import ARTEngine, open_cameras, run
-from art_edge.config import RigConfig, add_flags
-from art_edge.engine import HEAD_THREADS_THREADED, default_encoder_workers, default_head_threads
 from art_edge.errors import ArgumentParser, UserError, cli_entry, positive_int
 from art_edge.files import atomic_write_text, check_writable
-from art_edge.rig import parse_source_specs
+from art_edge.rig.camera import parse_source_specs
+from art_edge.rig.config import RigConfig, add_flags, from_flags, one_of, setting, validate
+from art_edge.runtime.engine import (
+    HEAD_THREADS_THREADED,
+    default_encoder_workers,
+    default_head_threads,
+)
 
 
 def _camera_line(c: dict) -> str:
@@ -111,36 +116,40 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="NAME=x,y,w,h (pixels, or fractions of the frame): the part of a camera the model sees",
     )
-    add_runtime_flags(ap)
+    add_flags(ap, EngineFlags)
     add_flags(ap)
     ap.add_argument("--summary", help="write the run summary JSON here")
     return ap
 
 
-def add_runtime_flags(ap):
-    """Which runtime runs the engine, and on how many threads (ARTEngine.load's arguments)."""
-    ap.add_argument(
-        "--backend",
-        default="onnxruntime",
-        choices=["onnxruntime", "tensorrt"],
-        help="the runtime of the engine dir (tensorrt: engines built on this device)",
+@dataclass(frozen=True)
+class EngineFlags:
+    """Which runtime runs the engine, and on how many threads: ARTEngine.load's arguments, the
+    head's threads and the encoder's workers picked for the pipeline when not given."""
+
+    backend: str = setting(
+        "onnxruntime",
+        "the runtime of the engine dir (tensorrt: engines built on this device)",
+        one_of("onnxruntime", "tensorrt"),
+        metavar="{onnxruntime,tensorrt}",
     )
-    ap.add_argument(
-        "--threads", type=positive_int, help="inference threads (default: the runtime's)"
-    )
-    ap.add_argument(
-        "--head-threads",
-        type=positive_int,
-        help=f"the clip head's inference threads (default: {HEAD_THREADS_THREADED} beside the "
+    threads: int | None = setting(None, "inference threads (default: the runtime's)", positive_int)
+    head_threads: int | None = setting(
+        None,
+        f"the clip head's inference threads (default: {HEAD_THREADS_THREADED} beside the "
         "encoder's, --threads with --no-threads)",
+        positive_int,
     )
-    ap.add_argument(
-        "--encoder-workers",
-        type=positive_int,
-        help="encode each batch in N parts side by side, on threads/N inference threads each "
+    encoder_workers: int | None = setting(
+        None,
+        "encode each batch in N parts side by side, on threads/N inference threads each "
         "(default: 1 for one camera, for the lowest frame latency; one a camera up to the cores "
         "with several, for the most frames a second; onnxruntime only)",
+        positive_int,
     )
+
+    def __post_init__(self):
+        validate(self)
 
 
 def quiet_opencv():
@@ -174,15 +183,16 @@ def rois(a) -> dict[str, str]:
 
 
 def load_engine(a, config: RigConfig, cameras: int) -> ARTEngine:
-    """The engine as the flags say; the head's threads and the encoder's workers, when not given,
-    as suits the pipeline (art_edge.engine)."""
+    """The engine as the flags say."""
+    flags = from_flags(EngineFlags, a)
+    threads, threaded = flags.threads, config.threaded
     return ARTEngine.load(
         a.engine,
-        a.backend,
-        threads=a.threads,
-        head_threads=a.head_threads or default_head_threads(a.threads, config.threaded),
-        encoder_workers=a.encoder_workers
-        or default_encoder_workers(cameras, a.threads, a.backend, threaded=config.threaded),
+        flags.backend,
+        threads=threads,
+        head_threads=flags.head_threads or default_head_threads(threads, threaded),
+        encoder_workers=flags.encoder_workers
+        or default_encoder_workers(cameras, threads, flags.backend, threaded=threaded),
     )
 
 

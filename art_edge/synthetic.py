@@ -6,7 +6,7 @@ or oscillating along one of four axes. A single frame cannot tell the classes ap
 and counter-clockwise visit the same points); only the small region's motion over time can.
 
 `art-synth` writes such clips to MP4 with train/val LIST files and a classes file; the live source
-`synthetic://` (art_edge.sources) renders them frame by frame.
+`synthetic://` (art_edge.video.sources) renders them frame by frame.
 
     art-synth --out data/synth --per-class 40 --val-per-class 12
 """

@@ -57,10 +57,10 @@ def build(data: Path, run: Path, engine_dir: Path, precision: str) -> dict:
 def play(data: Path, engine_dir: Path, out: Path) -> tuple[dict, int]:
     """art-edge on the held-out clips as one live source; → (summary, number of classes)."""
     from art_edge.api import run_edge
-    from art_edge.config import RigConfig
-    from art_edge.engine import ARTEngine
-    from art_edge.sources import open_source
-    from art_edge.streaming import StreamConfig
+    from art_edge.rig.config import RigConfig
+    from art_edge.runtime.engine import ARTEngine
+    from art_edge.runtime.streaming import StreamConfig
+    from art_edge.video.sources import open_source
 
     print(
         "[4/4] art-edge on the held-out clips, played back to back as a live source (ONNX Runtime, CPU)"

@@ -30,8 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from art_edge.preprocess import preprocess_frame
-from art_edge.sources import Frame
-from art_edge.streaming import StreamConfig, StreamingClassifier
+from art_edge.runtime.streaming import Frame, StreamConfig, StreamingClassifier
 
 from benchlib import RESULTS, RssSampler, alternating, medians, write_result
 
@@ -97,10 +96,10 @@ MODES = {  # name: (threaded, played at the file's own rate as a live camera)
 
 def pipeline_run(engine_dir: Path, video: Path, threads: int, stride: int, mode: str) -> dict:
     from art_edge.api import run_edge
-    from art_edge.config import RigConfig
-    from art_edge.engine import ARTEngine, default_head_threads
-    from art_edge.sources import open_source
-    from art_edge.streaming import StreamConfig
+    from art_edge.rig.config import RigConfig
+    from art_edge.runtime.engine import ARTEngine, default_head_threads
+    from art_edge.runtime.streaming import StreamConfig
+    from art_edge.video.sources import open_source
 
     threaded, live = MODES[mode]
     head_threads = default_head_threads(None, threaded)  # as art-edge does
@@ -117,7 +116,7 @@ def pipeline_run(engine_dir: Path, video: Path, threads: int, stride: int, mode:
 def encoder_only_fps(engine_dir: Path, video: Path, threads: int, stride: int) -> float:
     """The encoder-only bound: the same frames, decoded and preprocessed beforehand, encoded in
     batches of `stride` as the pipeline does, nothing else running; → frames per second."""
-    from art_edge.engine import ARTEngine
+    from art_edge.runtime.engine import ARTEngine
 
     with ARTEngine.load(engine_dir, threads=threads) as engine:
         images = np.stack(
@@ -179,9 +178,9 @@ def summarize_runs(rs: list) -> dict:
 def memory_run(engine_dir: Path, frames: int, threads: int, tmp: Path) -> dict:
     """RSS every half second while the pipeline runs with every output on."""
     from art_edge.api import run_edge
-    from art_edge.config import RigConfig
-    from art_edge.engine import HEAD_THREADS_THREADED, ARTEngine
-    from art_edge.sources import open_source
+    from art_edge.rig.config import RigConfig
+    from art_edge.runtime.engine import HEAD_THREADS_THREADED, ARTEngine
+    from art_edge.video.sources import open_source
 
     with (
         ARTEngine.load(engine_dir, threads=threads, head_threads=HEAD_THREADS_THREADED) as engine,
@@ -207,7 +206,7 @@ def memory_run(engine_dir: Path, frames: int, threads: int, tmp: Path) -> dict:
 
 
 def decode_frames(video: Path):
-    from art_edge.sources import EndOfStream, open_source
+    from art_edge.video.sources import EndOfStream, open_source
 
     frames = []
     with open_source(str(video)) as src:
@@ -233,7 +232,7 @@ def feed(clf, frames, stride: int, batched: bool):
 def bench_streaming(engine_dir: Path, video: Path, threads: int, stride: int, blocks: int) -> dict:
     from functools import partial
 
-    from art_edge.engine import ARTEngine
+    from art_edge.runtime.engine import ARTEngine
 
     frames = decode_frames(video)
     cfg = StreamConfig(stride=stride)

@@ -78,11 +78,11 @@ def memory_run(engine: Path, frames: int, tmp: Path, threads: int) -> dict:
     segments (any score: random weights rarely pass 0.5), clips, JSONL + webhook (+ MQTT when a
     mosquitto is on PATH) events and metrics."""
     from art_edge.api import run
-    from art_edge.config import RigConfig
-    from art_edge.engine import HEAD_THREADS_THREADED, ARTEngine, default_encoder_workers
-    from art_edge.rig import CameraSpec
-    from art_edge.sources import open_source
-    from art_edge.streaming import StreamConfig
+    from art_edge.rig.camera import CameraSpec
+    from art_edge.rig.config import RigConfig
+    from art_edge.runtime.engine import HEAD_THREADS_THREADED, ARTEngine, default_encoder_workers
+    from art_edge.runtime.streaming import StreamConfig
+    from art_edge.video.sources import open_source
 
     hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from art_edge.sources import SyntheticSource
+from art_edge.video.sources import SyntheticSource
 
 from benchlib import RESULTS, RssSampler, write_result
 from edge import make_checkpoint
@@ -73,9 +73,9 @@ def build_parser():
 
 def main(argv=None):
     from art_edge.api import run_edge
-    from art_edge.config import RigConfig
-    from art_edge.engine import ARTEngine
-    from art_edge.streaming import StreamConfig
+    from art_edge.rig.config import RigConfig
+    from art_edge.runtime.engine import ARTEngine
+    from art_edge.runtime.streaming import StreamConfig
     from art_edge.synthetic import CLASSES
     from art_train.build_engine import build_engine
 

@@ -16,9 +16,9 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from art_edge.engine_dir import GRAPHS, read_manifest, write_manifest
 from art_edge.errors import UserError
 from art_edge.files import check_writable
+from art_edge.runtime.engine_dir import GRAPHS, read_manifest, write_manifest
 from calibration.build import CACHE_NAME, build_int8
 from calibration.tensorrt_build import build_tensorrt_engines
 

@@ -17,10 +17,10 @@ import os
 import shutil
 from pathlib import Path
 
-from art_edge.backends.tensorrt import cuda_runtime, import_tensorrt
-from art_edge.engine_dir import BATCH_PROFILE
 from art_edge.errors import UserError
 from art_edge.files import sha256_file
+from art_edge.runtime.backends.tensorrt import cuda_runtime, import_tensorrt
+from art_edge.runtime.engine_dir import BATCH_PROFILE
 
 PLUGIN_OPS = ("QRAttention", "TrackletLink")
 

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from art_edge.engine_dir import BATCH_PROFILE
 from art_edge.errors import Number, fraction, non_negative_int, positive_int
 from art_edge.preprocess import preprocess_frame, streaming_window_indices
-from art_edge.sources import Frame
+from art_edge.runtime.engine import softmax
+from art_edge.runtime.engine_dir import BATCH_PROFILE
 
 
 def _setting(default, help: str, check=None):
-    """A field that art-edge's configuration turns into a flag (see art_edge.config)."""
+    """A field that art-edge's configuration turns into a flag (see art_edge.rig.config)."""
     return field(default=default, metadata={"help": help, "check": check})
 
 
@@ -48,6 +48,17 @@ class StreamConfig:
 
 
 @dataclass
+class Frame:
+    """A captured frame, as streaming inference takes it (art_edge.video.sources make them)."""
+
+    image: np.ndarray  # RGB uint8 [H, W, 3]
+    index: int  # frame number within the source
+    timestamp: float  # time.monotonic() at capture
+    segment: int = 0  # changes when a new clip starts (playlists, synthetic), so buffers reset
+    label: int | None = None  # ground truth, when the source knows it
+
+
+@dataclass
 class Decision:
     frame: int  # index of the newest frame in the window
     timestamp: float  # capture time of that frame
@@ -62,11 +73,6 @@ class Decision:
     truth: int | None = None
     head_ms: float = 0.0
     latency_ms: float = 0.0  # capture of the newest frame → decision made
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max())
-    return e / e.sum()
 
 
 class DecisionSmoother:

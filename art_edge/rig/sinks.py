@@ -7,7 +7,7 @@ bounded queue, and counts what it had to drop.
     sinks.close()            # flushes what can still be sent, within a few seconds
     sinks.counts()           # {"mqtt://…": {"sent": …, "failed": …, "dropped": …}, …}
 
-As outputs of a rig (art_edge.observers): EventSinks (`--events`: decisions by the --emit policy,
+As outputs of a rig (art_edge.rig.observers): EventSinks (`--events`: decisions by the --emit policy,
 and segments) and SegmentLog (`--segments`).
 """
 
@@ -27,7 +27,7 @@ import numpy as np
 
 from art_edge.errors import UserError, warn
 from art_edge.files import check_writable
-from art_edge.observers import RigObserver
+from art_edge.rig.observers import RigObserver
 
 QUEUE_BOUND = 1000  # events held per network sink while its broker or endpoint is away
 

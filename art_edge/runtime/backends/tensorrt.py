@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from art_edge.backends.base import Runner, TensorSpec
 from art_edge.errors import UserError
+from art_edge.runtime.backends.base import Runner, TensorSpec
 
 
 def cuda_runtime():

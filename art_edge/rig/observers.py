@@ -7,30 +7,30 @@
 `on_frame` runs on the encoding thread (the frames wait for it), `on_decision` and `on_segment`
 on the head thread (decisions wait for them): an output that needs time of its own (a network
 sink, a server, the status line) does its work on a thread of its own. Outputs that show the
-rig's state read snapshots of it (art_edge.report), never the rig.
+rig's state read snapshots of it (art_edge.rig.report), never the rig.
 """
 
 from __future__ import annotations
 
 import threading
 
-from art_edge.outputs import StatusLine, open_output
-from art_edge.overlay import draw_overlay
-from art_edge.report import status_text
+from art_edge.rig.report import status_text
+from art_edge.video.outputs import StatusLine, open_output
+from art_edge.video.overlay import draw_overlay
 
 
 class RigObserver:
     """What the rig calls on each of its outputs; each does nothing here."""
 
     def on_frame(self, camera: str, frame) -> bool | None:
-        """An encoded frame of `camera` (art_edge.sources.Frame); False ends the run (the user
+        """An encoded frame of `camera` (art_edge.runtime.streaming.Frame); False ends the run (the user
         closed the display)."""
 
     def on_decision(self, camera: str, decision) -> None:
-        """A decision of `camera` (art_edge.streaming.Decision)."""
+        """A decision of `camera` (art_edge.runtime.streaming.Decision)."""
 
     def on_segment(self, camera: str, record: dict) -> None:
-        """A finished segment of `camera`: its record (art_edge.segments), with its clip's path
+        """A finished segment of `camera`: its record (art_edge.rig.segments), with its clip's path
         when clips are on."""
 
     def close(self) -> None:
@@ -73,7 +73,7 @@ class AnnotatedVideo(RigObserver):
 
     def __init__(self, spec: str, source, classes: list[str], snapshot):
         """`source`: the camera's (its frame rate, once open, is the video's); `snapshot()`: the
-        rig's (art_edge.report)."""
+        rig's (art_edge.rig.report)."""
         self.spec, self.source, self.classes, self.snapshot = spec, source, classes, snapshot
         self.output = None
 

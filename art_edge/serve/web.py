@@ -1,6 +1,6 @@
 """`art-edge --web HOST:PORT`: a live dashboard, served by the rig's own process.
 
-    GET /                 the page (art_edge/static: no CDN, works on a rig with no internet)
+    GET /                 the page (art_edge/serve/static: no CDN, works on a rig with no internet)
     GET /api/engine       the engine's facts: model, classes, precision, backend, the INT8 gate
     GET /api/state        the cameras and the recent segments, as the page gets them
     GET /clips/NAME       a highlight clip (H.264 MP4, which browsers play), when --clips is on
@@ -28,12 +28,12 @@ from urllib.parse import parse_qs
 
 import cv2
 
-from art_edge.config import DashboardConfig
 from art_edge.errors import UserError
 from art_edge.files import parse_host_port
-from art_edge.observers import RigObserver
-from art_edge.overlay import annotate
-from art_edge.report import CameraSnapshot, RigSnapshot
+from art_edge.rig.config import DashboardConfig
+from art_edge.rig.observers import RigObserver
+from art_edge.rig.report import CameraSnapshot, RigSnapshot
+from art_edge.video.overlay import annotate
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "art_edge_token"
@@ -191,8 +191,8 @@ class WebServer(RigObserver):
         clips: str | None = None,
         stale_after: float = 10.0,
     ):
-        """`snapshot()`: the rig's (art_edge.report.RigSnapshot); `config`: checked when it was
-        built (art_edge.config); `clips`: the folder of the clips it serves."""
+        """`snapshot()`: the rig's (art_edge.rig.report.RigSnapshot); `config`: checked when it was
+        built (art_edge.rig.config); `clips`: the folder of the clips it serves."""
         address = config.address
         self.snapshot, self.fps, self.token = snapshot, config.fps, config.token
         self.clips, self.stale_after = clips, stale_after

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field, fields, is_dataclass
 
-from art_edge.clips import check_clip_options
 from art_edge.errors import (
     Number,
     UserError,
@@ -28,9 +27,10 @@ from art_edge.errors import (
     positive_float,
 )
 from art_edge.files import check_writable, is_loopback, parse_host_port
-from art_edge.outputs import check_output
-from art_edge.sinks import check_sink_specs
-from art_edge.streaming import StreamConfig
+from art_edge.rig.clips import check_clip_options
+from art_edge.rig.sinks import check_sink_specs
+from art_edge.runtime.streaming import StreamConfig
+from art_edge.video.outputs import check_output
 
 
 def setting(default, help: str | None = None, check=None, name=None, flag=None, **flag_options):
@@ -223,16 +223,27 @@ class RigConfig:
     def from_settings(cls, **settings) -> RigConfig:
         """The tree from settings by name (`stride=2`, `segments="s.jsonl"`) or whole sections
         (`stream=StreamConfig(...)`); the rest keep their defaults."""
-        config = _build(cls, settings)
-        if settings:
-            raise TypeError(f"unknown settings {sorted(settings)}; see art_edge.config.RigConfig")
-        return config
+        return from_settings(cls, settings)
 
     @classmethod
     def from_flags(cls, args: argparse.Namespace) -> RigConfig:
         """The tree from what argparse parsed of the flags add_flags added."""
-        given = {name: getattr(args, name, None) for name, _ in settings_of(cls)}
-        return cls.from_settings(**{k: v for k, v in given.items() if v is not None})
+        return from_flags(cls, args)
+
+
+def from_settings(cls, settings: dict):
+    """A tree of settings (RigConfig, or another dataclass of settings) from settings by name."""
+    settings = dict(settings)
+    config = _build(cls, settings)
+    if settings:
+        raise TypeError(f"unknown settings {sorted(settings)}; see {cls.__module__}.{cls.__name__}")
+    return config
+
+
+def from_flags(cls, args: argparse.Namespace):
+    """A tree of settings from what argparse parsed of the flags add_flags added."""
+    given = {name: getattr(args, name, None) for name, _ in settings_of(cls)}
+    return from_settings(cls, {k: v for k, v in given.items() if v is not None})
 
 
 def _is_section(f) -> bool:
@@ -273,7 +284,7 @@ def validate(config):
             validate(value)
             continue
         check = f.metadata.get("check")
-        if check is not None:
+        if check is not None and value is not None:  # None: not given, where that may be
             name = f.metadata.get("name") or f.name
             (check.check if isinstance(check, Number) else check)(value, flag_of(name, f))
     if hasattr(config, "validate"):

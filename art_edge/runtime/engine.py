@@ -1,4 +1,4 @@
-"""The model that runs an engine dir (art_edge.engine_dir: the files and their manifest).
+"""The model that runs an engine dir (art_edge.runtime.engine_dir: the files and their manifest).
 
 engine = ARTEngine.load("engines/tiny")          # checks every file's sha256 first
 with engine:
@@ -15,11 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from art_edge.backends.onnxruntime import OnnxRuntimeRunner
-from art_edge.backends.tensorrt import TensorRTRunner
-from art_edge.engine_dir import GRAPHS, read_manifest
 from art_edge.errors import UserError
 from art_edge.preprocess import Preprocessing
+from art_edge.runtime.backends.onnxruntime import OnnxRuntimeRunner
+from art_edge.runtime.backends.tensorrt import TensorRTRunner
+from art_edge.runtime.engine_dir import GRAPHS, read_manifest
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """One clip's logits → its class probabilities."""
+    e = np.exp(logits - logits.max())
+    return e / e.sum()
 
 
 def available_cores() -> int:

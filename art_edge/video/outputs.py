@@ -1,5 +1,5 @@
 """Outputs: an annotated video file, a display window and the live status line (events:
-art_edge.sinks).
+art_edge.rig.sinks).
 
 out = open_output("out.mp4", fps=30)   # or "display"; written to a temporary name, renamed on close
 """

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from art_edge.api import run
-from art_edge.config import RigConfig
-from art_edge.rig import CameraSpec
-from art_edge.sources import open_source
-from art_edge.streaming import StreamConfig
+from art_edge.rig.camera import CameraSpec
+from art_edge.rig.config import RigConfig
+from art_edge.runtime.streaming import StreamConfig
+from art_edge.video.sources import open_source
 
 from benchlib import free_port, headless_chromium
 
@@ -61,7 +61,7 @@ def test_the_token_gate_the_api_and_the_frames(engine_dir):
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
 
-    from art_edge.engine import ARTEngine
+    from art_edge.runtime.engine import ARTEngine
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -8,6 +8,6 @@ TensorRT and cuda-python are imported inside `TensorRTRunner` when it activates,
 never needs them.
 """
 
-from art_edge.backends.base import Runner, TensorSpec  # noqa: F401
-from art_edge.backends.onnxruntime import OnnxRuntimeRunner  # noqa: F401
-from art_edge.backends.tensorrt import TensorRTRunner  # noqa: F401
+from art_edge.runtime.backends.base import Runner, TensorSpec  # noqa: F401
+from art_edge.runtime.backends.onnxruntime import OnnxRuntimeRunner  # noqa: F401
+from art_edge.runtime.backends.tensorrt import TensorRTRunner  # noqa: F401

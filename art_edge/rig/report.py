@@ -106,9 +106,9 @@ class CameraSnapshot:
     idle_s: float  # since the source last delivered a frame
     ended: str | None = None  # how it ended (None: still running)
     error: str | None = None  # why, when its source failed
-    decision: object = None  # the last decision (art_edge.streaming.Decision)
-    last_frame: object = None  # the newest frame encoded (art_edge.sources.Frame)
-    roi: object = None  # art_edge.roi.Roi
+    decision: object = None  # the last decision (art_edge.runtime.streaming.Decision)
+    last_frame: object = None  # the newest frame encoded (art_edge.runtime.streaming.Frame)
+    roi: object = None  # art_edge.video.roi.Roi
     open_segment: dict | None = None  # the segment in progress: label, start_ts, end_ts, peak_score
 
     def silent(self, stale_after: float) -> bool:

@@ -39,12 +39,7 @@ class Segment:
 
     def progress(self) -> dict:
         """A segment still open, as the dashboard's timeline draws it."""
-        return {
-            "label": self.label,
-            "start_ts": self.start_ts,
-            "end_ts": self.end_ts,
-            "peak_score": self.peak_score,
-        }
+        return {k: getattr(self, k) for k in ("label", "start_ts", "end_ts", "peak_score")}
 
     @property
     def duration_s(self) -> float:

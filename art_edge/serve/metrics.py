@@ -17,7 +17,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from art_edge.errors import UserError
 from art_edge.files import parse_host_port
-from art_edge.observers import RigObserver
+from art_edge.rig.observers import RigObserver
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -73,7 +73,7 @@ class MetricsServer(RigObserver):
     rest is read from snapshots when Prometheus scrapes."""
 
     def __init__(self, snapshot, address: str, stale_after: float = 10.0, sink_counts=dict):
-        """`snapshot()`: the rig's (art_edge.report.RigSnapshot); `sink_counts()`: the event
+        """`snapshot()`: the rig's (art_edge.rig.report.RigSnapshot); `sink_counts()`: the event
         sinks' sent, failed and dropped counts by sink."""
         from prometheus_client import CollectorRegistry, Histogram, make_wsgi_app
 

@@ -10,7 +10,6 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from types import SimpleNamespace
 
 import av
 import cv2
@@ -18,12 +17,10 @@ import numpy as np
 import pytest
 
 from art_edge.api import run, run_edge
-from art_edge.config import RigConfig
-from art_edge.report import CameraSnapshot
-from art_edge.rig import CameraSpec, parse_source_specs
-from art_edge.segments import SegmentTracker
-from art_edge.sources import open_source
-from art_edge.streaming import StreamConfig
+from art_edge.rig.camera import CameraSpec, parse_source_specs
+from art_edge.rig.config import RigConfig
+from art_edge.runtime.streaming import StreamConfig
+from art_edge.video.sources import open_source
 
 from benchlib import free_port
 
@@ -47,7 +44,7 @@ def test_two_cameras_in_one_batch_decide_as_each_camera_alone(engine_dir, synth,
     """Two file cameras through one encoder (its batches in `workers` parts side by side): every
     frame of each encoded, a batch larger than one camera's stride, and each camera's decisions
     (probabilities included) those it makes alone."""
-    from art_edge.engine import ARTEngine
+    from art_edge.runtime.engine import ARTEngine
 
     val, video = synth / "val.csv", sorted((synth / "videos").glob("val_*.mp4"))[0]
     with ARTEngine.load(engine_dir, threads=2, head_threads=1, encoder_workers=workers) as engine:
@@ -82,32 +79,6 @@ def test_two_cameras_in_one_batch_decide_as_each_camera_alone(engine_dir, synth,
             np.testing.assert_allclose(
                 [t["score"] for t in e["topk"]], [t["score"] for t in f["topk"]], atol=2e-4
             )
-
-
-def decision(frame, label, score, fps=10.0):
-    return SimpleNamespace(frame=frame, label=label, score=score, timestamp=time.monotonic())
-
-
-def test_segments_are_runs_of_a_label_above_the_score_and_long_enough():
-    tracker = SegmentTracker("pool", ["pike", "tuck"], fps=10, min_score=0.5, min_duration=0.5)
-    stream = [
-        (0, 0, 0.9),
-        (4, 0, 0.8),
-        (8, 0, 0.7),  # pike, 0.8 s
-        (12, 1, 0.9),  # tuck starts: pike ends
-        (16, 1, 0.4),  # below the score: idle, tuck (0 s) too short
-        (20, 0, 0.6),
-        (24, 0, 0.9),  # pike again, 0.4 s: too short when the stream ends
-    ]
-    ended = []
-    for frame, label, score in stream:
-        ended += tracker.update(decision(frame, label, score))
-    ended += tracker.close()
-    assert [(s.label, s.start_frame, s.end_frame) for s in ended] == [("pike", 0, 8)]
-    record = ended[0].to_dict()
-    assert record["camera"] == "pool" and record["duration_s"] == 0.8
-    assert record["peak_score"] == 0.9 and record["mean_score"] == 0.8
-    assert tracker.dropped_short == 2
 
 
 def test_segments_and_their_clips_from_the_cli(engine_dir, synth, tmp_path):
@@ -175,7 +146,7 @@ def synthetic_camera(engine, clips=3, fps=0):
 def test_webhook_retries_and_metrics(engine_dir, tmp_path):
     """A webhook that fails its first attempts still gets every event, in order; Prometheus sees
     each camera's frames while the rig runs, and /healthz says ok."""
-    from art_edge.engine import ARTEngine
+    from art_edge.runtime.engine import ARTEngine
 
     Hook.failures, Hook.bodies, Hook.seen = 3, [], 0
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
@@ -217,32 +188,6 @@ def test_webhook_retries_and_metrics(engine_dir, tmp_path):
     assert scraped["healthz"] == (200, "ok\n")
 
 
-def test_healthz_names_a_silent_camera():
-    from art_edge.metrics import MetricsServer
-
-    def camera(name: str, idle_s: float) -> CameraSnapshot:
-        counts = dict.fromkeys(("frames", "decisions", "dropped", "decisions_skipped", "corrupt",
-                                "truncated", "reconnects", "clips_scored", "clips_correct"), 0)  # fmt: skip
-        return CameraSnapshot(name, "live", **counts, fps=0.0, frame_latency_ms=(None, None),
-                              decision_latency_ms=(None, None), encode_ms_p50=None,
-                              head_ms_p50=None, idle_s=idle_s)  # fmt: skip
-
-    snap = SimpleNamespace(cameras=(camera("pool", 60.0), camera("board", 0.1)))
-    server = MetricsServer(lambda: snap, f"127.0.0.1:{free_port()}", stale_after=10)
-    try:
-        statuses = []
-        body = server.app(
-            {"PATH_INFO": "/healthz"}, lambda status, headers: statuses.append(status)
-        )
-        assert (
-            statuses == ["503 Service Unavailable"]
-            and b"pool" in body[0]
-            and b"board" not in body[0]
-        )
-    finally:
-        server.close()
-
-
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
@@ -281,7 +226,7 @@ def test_mqtt_events_survive_a_broker_restart(engine_dir, tmp_path):
     every event (those published while it was away included) reaches the subscriber."""
     import paho.mqtt.client as mqtt
 
-    from art_edge.engine import ARTEngine
+    from art_edge.runtime.engine import ARTEngine
 
     broker = Broker(tmp_path)
     broker.start()
@@ -324,31 +269,13 @@ def test_mqtt_events_survive_a_broker_restart(engine_dir, tmp_path):
     assert counts["dropped"] == counts["failed"] == 0
 
 
-def test_the_python_api_streams_decisions_and_segments_of_each_camera(engine_dir, tmp_path):
-    from art_edge.api import ARTEngine
-
-    uri = "synthetic://?frames=16&size=72&clips=3"
-    with ARTEngine.load(engine_dir, threads=2, head_threads=1) as engine:
-        items = list(
-            engine.stream([uri, f"b={uri}"], roi={"b": "0.1,0.1,0.8,0.8"}, stream=CFG,
-                          segments=str(tmp_path / "s.jsonl"), min_score=0.0, min_duration=0.0)
-        )  # fmt: skip
-        classes = engine.classes
-    decisions = [i for i in items if i.kind == "decision"]
-    assert {i.camera for i in decisions} == {"cam0", "b"}
-    assert all(i.label in classes and i.topk[0][0] in classes for i in decisions)
-    segments = [i for i in items if i.kind == "segment"]
-    assert segments and segments == [i for i in items if i.segment is not None]
-    assert len(segments) == len(read_jsonl(tmp_path / "s.jsonl"))
-
-
 @pytest.mark.slow
 def test_an_rtsp_camera_reconnects_while_the_other_camera_goes_on(
     engine_dir, tmp_path, rtsp_server
 ):
     """A real RTSP server beside a synthetic camera: the server is killed and restarted; the RTSP
     camera reconnects (counted) and its decisions continue; the other camera never stopped."""
-    from art_edge.engine import ARTEngine
+    from art_edge.runtime.engine import ARTEngine
 
     server, jsonl, times = rtsp_server, tmp_path / "events.jsonl", {}
     opts = RigConfig.from_settings(stream=CFG, events=str(jsonl), emit="decision", headless=True,

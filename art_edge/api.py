@@ -6,7 +6,8 @@
         for item in engine.stream(["pool=match.mp4", "board=rtsp://cam/stream"], events=["ev.jsonl"]):
             print(item.camera, item.kind, item.label, item.score)
 
-    summary = run(engine, open_cameras(engine, [("cam0", "match.mp4")]), RigConfig())  # art-edge's run
+    cameras = open_cameras(engine, [("cam0", "match.mp4")])
+    summary = run(engine, cameras, RigConfig.from_settings(segments="s.jsonl"))  # as art-edge
 
 This module and art_edge.cli are the two front doors: they open the cameras, build the rig
 (art_edge.rig) from its configuration and hand it the outputs the configuration asks for.
@@ -33,7 +34,8 @@ from art_edge.video.sources import open_source
 
 
 class ARTEngine(_RuntimeEngine):
-    """The engine of art_edge.runtime.engine (ARTEngine.load, encode_frames, run_head, ...), and `stream`."""
+    """The runtime's engine (art_edge.runtime.engine: load, encode_frames, run_head, …), with
+    `stream`, which runs a rig over it."""
 
     def stream(self, sources, roi: dict | None = None, **settings):
         """Decisions and segments of one or more cameras as they come (see `stream`)."""

@@ -6,11 +6,11 @@ generated from it, and the Python API takes the same settings by the same names.
     add_flags(parser)                        # --window, --stride, ..., --web-fps
     config = RigConfig.from_flags(args)      # what argparse parsed
 
-A setting's name is its flag's without the dashes (`--min-score`: min_score), unique in the tree; a
-section (`stream=StreamConfig(...)`) may also be given whole. A field's metadata says the rest:
-`help` (a field without it has no flag), `check` (an art_edge.errors.Number, or a function of the
-value and the flag that raises UserError), and where they differ from the field's, `name` and
-`flag`.
+A setting's name is its field's, or the `name` its metadata gives (`segment.path`: segments),
+unique in the tree; its flag is --NAME (dashes for underscores) unless `flag` says otherwise
+(`threaded`: --no-threads). A section (`stream=StreamConfig(...)`) may also be given whole. The
+rest of a field's metadata: `help` (a field without it has no flag) and `check` (an
+art_edge.errors.Number, or a function of the value and the flag that raises UserError).
 """
 
 from __future__ import annotations

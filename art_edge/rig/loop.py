@@ -1,14 +1,15 @@
 """Several cameras in one process: one engine, one encoder batch for all of them.
 
     rig = Rig(engine, [CameraSpec("pool", source), CameraSpec("board", source2, roi)], config)
-    summary = rig.run(stop)          # until every camera ended, `stop` is set, or max frames
+    rig.observe(output)              # its outputs (art_edge.rig.observers), as a front door does
+    snap = rig.run(stop)             # until every camera ended, `stop` is set, or max frames
 
 Each camera keeps its own capture thread (newest-frame policy, reconnect), frame ring, decision
 smoothing, segments and clip history. The encoder, on the caller's thread, takes whatever frames
 arrived from all cameras since its last run (a stride's worth per camera at most) and encodes
 them as one batch, as DeepStream batches streams; the clip heads of the cameras due for a
-decision run as one batch too, on one head thread (art_edge.rig.pipeline.HeadThread). A camera that
-stalls, reconnects or ends contributes nothing to a batch and holds nobody back.
+decision run as one batch too, on one head thread (art_edge.rig.pipeline.HeadThread). A camera
+that stalls, reconnects or ends contributes nothing to a batch and holds nobody back.
 """
 
 from __future__ import annotations

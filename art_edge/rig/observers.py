@@ -23,8 +23,8 @@ class RigObserver:
     """What the rig calls on each of its outputs; each does nothing here."""
 
     def on_frame(self, camera: str, frame) -> bool | None:
-        """An encoded frame of `camera` (art_edge.runtime.streaming.Frame); False ends the run (the user
-        closed the display)."""
+        """An encoded frame of `camera` (art_edge.runtime.streaming.Frame); False ends the run
+        (the user closed the display)."""
 
     def on_decision(self, camera: str, decision) -> None:
         """A decision of `camera` (art_edge.runtime.streaming.Decision)."""

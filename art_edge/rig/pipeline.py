@@ -39,7 +39,8 @@ class _End:
 def read_frame(source, preprocessing, timeout: float, roi=None):
     """One capture: (frame, preprocessed image), None when nothing came within `timeout`, or an
     _End when the source ended or gave up (a lost camera: the run ends, keeping what it did).
-    `roi` (art_edge.video.roi.Roi): the part of the frame the model sees; the frame keeps all of it."""
+    `roi` (art_edge.video.roi.Roi): the part of the frame the model sees; the frame keeps all of
+    it."""
     try:
         frame = source.capture(timeout=timeout)
         if frame is None:

@@ -1,4 +1,5 @@
-"""User-facing errors: one clear line that names the problem and the fix, and a non-zero exit.
+"""User-facing errors and warnings: one clear line that names the problem and the fix, and a
+non-zero exit.
 
 Every command's `main` is wrapped in `cli_entry` and parses its flags with `ArgumentParser`:
 bad input of any kind (a flag out of range, a file that is not what it should be, a folder that
@@ -18,6 +19,11 @@ from pathlib import Path
 
 class UserError(Exception):
     """Bad input a user can fix. CLIs print it as one line and exit with status 2."""
+
+
+def warn(message: str):
+    """Something the user should know that stops nothing (a broker away, a camera lost)."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def _terminate(signum, frame):
@@ -65,30 +71,42 @@ class ArgumentParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def number(kind, minimum=None, maximum=None, min_open=False, what=""):
-    """An argparse type: a number of `kind` within [minimum, maximum] (minimum excluded when min_open)."""
+class Number:
+    """A number of `kind` within [minimum, maximum] (minimum excluded when `min_open`). As an
+    argparse type it parses and checks a flag's text; `convert` only parses (for settings, whose
+    range a config checks once, with `check`)."""
 
-    def parse(text):
+    def __init__(self, kind, minimum=None, maximum=None, min_open=False, what=""):
+        self.kind, self.minimum, self.maximum, self.min_open = kind, minimum, maximum, min_open
+        self.what = self.__name__ = what or kind.__name__
+
+    def convert(self, text):
         try:
-            value = kind(text)
+            return self.kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {what or kind.__name__}, got {text!r}"
-            ) from None
-        too_small = minimum is not None and (value <= minimum if min_open else value < minimum)
-        if too_small or (maximum is not None and value > maximum):
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+            raise argparse.ArgumentTypeError(f"expected {self.what}, got {text!r}") from None
+
+    def within(self, value) -> bool:
+        low, high = self.minimum, self.maximum
+        too_small = low is not None and (value <= low if self.min_open else value < low)
+        return not too_small and (high is None or value <= high)
+
+    def __call__(self, text):
+        value = self.convert(text)
+        if not self.within(value):
+            raise argparse.ArgumentTypeError(f"must be {self.what}, got {text}")
         return value
 
-    parse.__name__ = what or kind.__name__
-    return parse
+    def check(self, value, flag: str):
+        if not self.within(value):
+            raise UserError(f"{flag} {value}: must be {self.what}")
 
 
-positive_int = number(int, 1, what="an integer ≥ 1")
-non_negative_int = number(int, 0, what="an integer ≥ 0")
-positive_float = number(float, 0.0, min_open=True, what="a number > 0")
-non_negative_float = number(float, 0.0, what="a number ≥ 0")
-fraction = number(float, 0.0, 1.0, what="a number in [0, 1]")
+positive_int = Number(int, 1, what="an integer ≥ 1")
+non_negative_int = Number(int, 0, what="an integer ≥ 0")
+positive_float = Number(float, 0.0, min_open=True, what="a number > 0")
+non_negative_float = Number(float, 0.0, what="a number ≥ 0")
+fraction = Number(float, 0.0, 1.0, what="a number in [0, 1]")
 
 
 def read_json(path, missing: str, invalid_fix: str):

@@ -1,4 +1,4 @@
-"""Atomic writes: a reader never sees half a file or half a folder.
+"""Files: atomic writes (a reader never sees half a file or half a folder) and their checksums.
 
     atomic_write(path, lambda tmp: save(tmp))        # a file, written beside `path`, then renamed
     atomic_write_text(path, json.dumps(doc))
@@ -7,11 +7,15 @@
 
 Every artifact the toolkit writes (checkpoints, engine dirs, datasets, reports, caches, videos)
 goes through these, so an interrupted or failed command leaves the old file or nothing.
+`sha256_file` is the checksum engine dirs and calibration caches record; `parse_host_port` reads
+the address a server of ours (metrics, dashboard) listens on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import ipaddress
 import os
 import shutil
 import signal
@@ -19,6 +23,31 @@ import tempfile
 from pathlib import Path
 
 from art_edge.errors import UserError
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def parse_host_port(text: str, flag: str) -> tuple[str, int]:
+    """A HOST:PORT (or :PORT, on 127.0.0.1) a server of ours listens on."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"{flag} {text!r}: give HOST:PORT (e.g. 127.0.0.1:9100) or :PORT")
+    return host or "127.0.0.1", int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def partial_path(path) -> Path:

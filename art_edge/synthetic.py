@@ -6,7 +6,7 @@ or oscillating along one of four axes. A single frame cannot tell the classes ap
 and counter-clockwise visit the same points); only the small region's motion over time can.
 
 `art-synth` writes such clips to MP4 with train/val LIST files and a classes file; the live source
-`synthetic://` (art_edge.sources) renders them frame by frame.
+`synthetic://` (art_edge.video.sources) renders them frame by frame.
 
     art-synth --out data/synth --per-class 40 --val-per-class 12
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from art_edge.errors import ArgumentParser, UserError, cli_entry, number, positive_int
+from art_edge.errors import ArgumentParser, Number, UserError, cli_entry, positive_int
 from art_edge.files import atomic_dir, check_writable
 
 CLASSES = (
@@ -204,13 +204,13 @@ def main(argv=None):
     )
     ap.add_argument(
         "--size",
-        type=number(int, 32, what="an integer ≥ 32"),
+        type=Number(int, 32, what="an integer ≥ 32"),
         default=96,
         help="frame side in pixels (≥ 32)",
     )
     ap.add_argument(
         "--frames",
-        type=number(int, 2, what="an integer ≥ 2"),
+        type=Number(int, 2, what="an integer ≥ 2"),
         default=32,
         help="frames per clip (≥ 2)",
     )
@@ -224,7 +224,7 @@ def main(argv=None):
     )
     ap.add_argument(
         "--centre-jitter",
-        type=number(float, 0.0, 0.3, what="a fraction in [0, 0.3]"),
+        type=Number(float, 0.0, 0.3, what="a fraction in [0, 0.3]"),
         help="easy scene only: how far (fraction of the frame) the mark's centre strays from the "
         "middle (default 0.1)",
     )

@@ -19,12 +19,12 @@ from pathlib import Path
 
 from art_edge.errors import (
     ArgumentParser,
+    Number,
     UserError,
     cli_entry,
     fraction,
     non_negative_float,
     non_negative_int,
-    number,
     positive_int,
 )
 from art_edge.files import atomic_dir
@@ -32,7 +32,7 @@ from calibration.calib_set import DEFAULT_CALIB_CLIPS
 from calibration.deploy import BACKENDS, PRECISIONS, check_build, copy_fp32_graphs, deploy
 from calibration.quantize import METHODS
 
-percentile = number(float, 0.0, 100.0, min_open=True, what="a percentile in (0, 100]")
+percentile = Number(float, 0.0, 100.0, min_open=True, what="a percentile in (0, 100]")
 
 
 def build_engine(

@@ -56,22 +56,23 @@ def build(data: Path, run: Path, engine_dir: Path, precision: str) -> dict:
 
 def play(data: Path, engine_dir: Path, out: Path) -> tuple[dict, int]:
     """art-edge on the held-out clips as one live source; → (summary, number of classes)."""
-    from art_edge.app import EdgeOptions, run_edge
-    from art_edge.engine import ARTEngine
-    from art_edge.sources import open_source
-    from art_edge.streaming import StreamConfig
+    from art_edge.api import run_edge
+    from art_edge.rig.config import RigConfig
+    from art_edge.runtime.engine import ARTEngine
+    from art_edge.runtime.streaming import StreamConfig
+    from art_edge.video.sources import open_source
 
     print(
         "[4/4] art-edge on the held-out clips, played back to back as a live source (ONNX Runtime, CPU)"
     )
-    opts = EdgeOptions(
-        StreamConfig(window=32, stride=4),
+    opts = RigConfig.from_settings(
+        stream=StreamConfig(window=32, stride=4),
         output=str(out / "edge.mp4"),
         events=str(out / "events.jsonl"),
     )
     with ARTEngine.load(engine_dir) as engine:
         return run_edge(
-            engine, open_source(str(data / "val.csv"), classes=engine.classes), opts
+            engine, open_source(str(data / "val.csv"), classes=engine.classes), opts, status=True
         ), len(engine.classes)
 
 
@@ -95,7 +96,7 @@ def report(
 
 
 def print_report(doc: dict, out: Path):
-    from art_edge.app import print_summary
+    from art_edge.cli import print_summary
 
     summary, run, engine_dir = doc["edge"], out / "run", out / "engine"
     print()

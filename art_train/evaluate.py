@@ -162,9 +162,8 @@ def evaluate_engine(
     from tqdm import tqdm
 
     from art_edge.cliplist import probe_records, read_classes, read_list
-    from art_edge.engine import ARTEngine
     from art_edge.preprocess import load_clip
-    from art_edge.streaming import softmax
+    from art_edge.runtime.engine import ARTEngine, softmax
 
     engine = ARTEngine.load(engine_dir, threads=threads)
     classes = read_classes(classes_file)

@@ -8,7 +8,7 @@
   saliency [B, T, K] (holds `art::TrackletLink`).
 
 The clip head is split where its work is per frame: a live stream encodes each frame once and runs
-`frame_head` once per frame and top-K set, caching the result (art_edge.streaming); N and B are
+`frame_head` once per frame and top-K set, caching the result (art_edge.runtime.streaming); N and B are
 dynamic, T is fixed. `art::QRAttention` and `art::TrackletLink` are nodes of domain `art` carrying
 `plugin_namespace="art"` (TensorRT's parser then takes the registered plugin of that name), and
 the model carries an ONNX function of each name whose body is standard ONNX (so ONNX Runtime
@@ -27,8 +27,8 @@ import torch.nn as nn
 from onnx import TensorProto
 from onnx import helper as oh
 
-from art_edge.engine import GRAPH_IO
 from art_edge.errors import UserError
+from art_edge.runtime.engine_dir import GRAPH_IO
 
 OPSET = 18
 ART_DOMAIN = "art"

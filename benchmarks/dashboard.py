@@ -30,6 +30,8 @@ import threading
 import time
 from pathlib import Path
 
+from art_edge.rig.observers import RigObserver
+
 from benchlib import RESULTS, alternating, free_port, headless_chromium, medians, write_result
 from edge import build_engines
 
@@ -40,21 +42,24 @@ BOTH_TILES_SHOWN = """return ['a', 'b'].every(c => {
 
 def measured_run(engine, driver, web: bool, warmup: float, seconds: float) -> dict:
     """One rig with two endless synthetic cameras; → the FPS of its frames over `seconds`."""
-    from art_edge.app import EdgeOptions
-    from art_edge.rig import CameraSpec, Rig
-    from art_edge.sources import open_source
-    from art_edge.streaming import StreamConfig
+    from art_edge.api import run
+    from art_edge.rig.camera import CameraSpec
+    from art_edge.rig.config import RigConfig
+    from art_edge.runtime.streaming import StreamConfig
+    from art_edge.video.sources import open_source
 
     port = free_port()
-    opts = EdgeOptions(StreamConfig(), headless=True, status=False,
+    opts = RigConfig.from_settings(stream=StreamConfig(), headless=True,
                        web=f"127.0.0.1:{port}" if web else None)  # fmt: skip
     uri = "synthetic://?frames=32&size=240&seed={}"
     specs = [
         CameraSpec(n, open_source(uri.format(i), classes=engine.classes))
         for i, n in enumerate("ab")
     ]
-    rig, stop = Rig(engine, specs, opts), threading.Event()
-    thread = threading.Thread(target=rig.run, args=(stop,))
+    counter, stop = FrameCounter(), threading.Event()
+    thread = threading.Thread(
+        target=run, args=(engine, specs, opts, stop), kwargs={"observers": [counter]}
+    )
     thread.start()
     try:
         if web:
@@ -62,9 +67,9 @@ def measured_run(engine, driver, web: bool, warmup: float, seconds: float) -> di
         else:
             driver.get("about:blank")
         time.sleep(warmup)
-        frames0, page0, t0 = total_frames(rig), page_frames(driver, web), time.perf_counter()
+        frames0, page0, t0 = counter.frames, page_frames(driver, web), time.perf_counter()
         time.sleep(seconds)
-        frames1, page1, t1 = total_frames(rig), page_frames(driver, web), time.perf_counter()
+        frames1, page1, t1 = counter.frames, page_frames(driver, web), time.perf_counter()
     finally:
         stop.set()
         thread.join()
@@ -90,8 +95,13 @@ def wait_until_shown(driver, url: str, timeout: float = 60.0):
         time.sleep(0.2)
 
 
-def total_frames(rig) -> int:
-    return sum(cam.stats.frames for cam in rig.cameras)
+class FrameCounter(RigObserver):
+    """An output of the rig that counts the frames of all its cameras."""
+
+    frames = 0
+
+    def on_frame(self, camera: str, frame):
+        self.frames += 1
 
 
 def page_frames(driver, web: bool) -> int:
@@ -100,11 +110,11 @@ def page_frames(driver, web: bool) -> int:
 
 def heatmaps_at_full_resolution(frame_bgr, attention, alpha: float = 0.55):
     """The overlay's heatmaps as first written (each map scaled up to the frame, then mixed): the
-    reference the grid-level mix of art_edge.overlay.attention_heatmaps is timed against."""
+    reference the grid-level mix of art_edge.video.overlay.attention_heatmaps is timed against."""
     import cv2
     import numpy as np
 
-    from art_edge.overlay import TRACKLET_COLOURS, crop_box
+    from art_edge.video.overlay import TRACKLET_COLOURS, crop_box
 
     k, length = attention.shape
     grid = int(round(np.sqrt(length)))
@@ -129,7 +139,7 @@ def overlay_timings(repeats: int = 20) -> dict:
     frames the size the page draws (4 tracklets over a 7 × 7 token grid)."""
     import numpy as np
 
-    from art_edge.overlay import attention_heatmaps
+    from art_edge.video.overlay import attention_heatmaps
 
     rng = np.random.default_rng(0)
     attention = rng.random((4, 49)).astype(np.float32)
@@ -175,8 +185,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds before each measurement")
     ap.add_argument("--out", default=str(RESULTS / "dashboard.json"))
     a = ap.parse_args(argv)
-    from art_edge.app import HEAD_THREADS_THREADED
-    from art_edge.engine import ARTEngine
+    from art_edge.runtime.engine import HEAD_THREADS_THREADED, ARTEngine
 
     overlay_ms = overlay_timings()
     print(f"overlay heatmaps, ms a frame (grid-level mix, full resolution): {overlay_ms}")

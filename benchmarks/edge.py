@@ -3,7 +3,7 @@
     python benchmarks/edge.py [--config art-edge-s] [--threads 2] [--frames 240] [--out benchmarks/results/edge.json]
 
 1. Sustained FPS and per-frame / per-decision latency (p50, p95) of the real pipeline
-   (`art_edge.app.run_edge`: file source as fast as inference allows, preprocessing, frame encoder on
+   (`art_edge.api.run_edge`: file source as fast as inference allows, preprocessing, frame encoder on
    every frame, clip head every `--stride` frames, smoothing; headless), for an FP32 and an INT8
    engine dir of the same checkpoint, threaded and in one thread, in alternating blocks; and the
    encoder alone on the same preprocessed frames in the same batches (the bound the pipeline
@@ -30,8 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from art_edge.preprocess import preprocess_frame
-from art_edge.sources import Frame
-from art_edge.streaming import StreamConfig, StreamingClassifier
+from art_edge.runtime.streaming import Frame, StreamConfig, StreamingClassifier
 
 from benchlib import RESULTS, RssSampler, alternating, medians, write_result
 
@@ -96,19 +95,20 @@ MODES = {  # name: (threaded, played at the file's own rate as a live camera)
 
 
 def pipeline_run(engine_dir: Path, video: Path, threads: int, stride: int, mode: str) -> dict:
-    from art_edge.app import HEAD_THREADS_THREADED, EdgeOptions, run_edge
-    from art_edge.engine import ARTEngine
-    from art_edge.sources import open_source
-    from art_edge.streaming import StreamConfig
+    from art_edge.api import run_edge
+    from art_edge.rig.config import RigConfig
+    from art_edge.runtime.engine import ARTEngine, default_head_threads
+    from art_edge.runtime.streaming import StreamConfig
+    from art_edge.video.sources import open_source
 
     threaded, live = MODES[mode]
-    head_threads = HEAD_THREADS_THREADED if threaded else None  # as art-edge does
+    head_threads = default_head_threads(None, threaded)  # as art-edge does
     with ARTEngine.load(engine_dir, threads=threads, head_threads=head_threads) as engine:
         return run_edge(
             engine,
             open_source(str(video), realtime=live),
-            EdgeOptions(
-                StreamConfig(stride=stride), headless=True, status=False, threaded=threaded
+            RigConfig.from_settings(
+                stream=StreamConfig(stride=stride), headless=True, threaded=threaded
             ),
         )
 
@@ -116,7 +116,7 @@ def pipeline_run(engine_dir: Path, video: Path, threads: int, stride: int, mode:
 def encoder_only_fps(engine_dir: Path, video: Path, threads: int, stride: int) -> float:
     """The encoder-only bound: the same frames, decoded and preprocessed beforehand, encoded in
     batches of `stride` as the pipeline does, nothing else running; → frames per second."""
-    from art_edge.engine import ARTEngine
+    from art_edge.runtime.engine import ARTEngine
 
     with ARTEngine.load(engine_dir, threads=threads) as engine:
         images = np.stack(
@@ -177,9 +177,10 @@ def summarize_runs(rs: list) -> dict:
 
 def memory_run(engine_dir: Path, frames: int, threads: int, tmp: Path) -> dict:
     """RSS every half second while the pipeline runs with every output on."""
-    from art_edge.app import HEAD_THREADS_THREADED, EdgeOptions, run_edge
-    from art_edge.engine import ARTEngine
-    from art_edge.sources import open_source
+    from art_edge.api import run_edge
+    from art_edge.rig.config import RigConfig
+    from art_edge.runtime.engine import HEAD_THREADS_THREADED, ARTEngine
+    from art_edge.video.sources import open_source
 
     with (
         ARTEngine.load(engine_dir, threads=threads, head_threads=HEAD_THREADS_THREADED) as engine,
@@ -188,12 +189,11 @@ def memory_run(engine_dir: Path, frames: int, threads: int, tmp: Path) -> dict:
         summary = run_edge(
             engine,
             open_source(f"synthetic://?frames=32&size=160&clips={-(-frames // 32)}"),
-            EdgeOptions(
-                StreamConfig(),
+            RigConfig.from_settings(
+                stream=StreamConfig(),
                 output=str(tmp / "long.mp4"),
                 events=str(tmp / "long.jsonl"),
                 emit="decision",
-                status=False,
             ),
         )
     return {
@@ -206,7 +206,7 @@ def memory_run(engine_dir: Path, frames: int, threads: int, tmp: Path) -> dict:
 
 
 def decode_frames(video: Path):
-    from art_edge.sources import EndOfStream, open_source
+    from art_edge.video.sources import EndOfStream, open_source
 
     frames = []
     with open_source(str(video)) as src:
@@ -232,7 +232,7 @@ def feed(clf, frames, stride: int, batched: bool):
 def bench_streaming(engine_dir: Path, video: Path, threads: int, stride: int, blocks: int) -> dict:
     from functools import partial
 
-    from art_edge.engine import ARTEngine
+    from art_edge.runtime.engine import ARTEngine
 
     frames = decode_frames(video)
     cfg = StreamConfig(stride=stride)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from art_edge.backends.onnxruntime import create_session
+from art_edge.runtime.backends.onnxruntime import create_session
 
 from benchlib import alternating, medians
 

@@ -37,7 +37,7 @@ def art_edge(
 ) -> subprocess.Popen:
     """One art-edge process over `videos`; its stderr beside the summary, for a failure's reason."""
     sources = [arg for i, v in enumerate(videos) for arg in ("--source", f"cam{i}={v}")]
-    cmd = [sys.executable, "-m", "art_edge.app", "--engine", str(engine), *sources, "--headless",
+    cmd = [sys.executable, "-m", "art_edge.cli", "--engine", str(engine), *sources, "--headless",
            "--threads", str(threads), "--summary", str(summary), *extra]  # fmt: skip
     log = open(summary.with_suffix(".log"), "w")  # noqa: SIM115 (closed with the process)
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
@@ -77,11 +77,12 @@ def memory_run(engine: Path, frames: int, tmp: Path, threads: int) -> dict:
     """RSS every half second while one process runs 2 synthetic cameras at full speed with
     segments (any score: random weights rarely pass 0.5), clips, JSONL + webhook (+ MQTT when a
     mosquitto is on PATH) events and metrics."""
-    from art_edge.app import HEAD_THREADS_THREADED, EdgeOptions
-    from art_edge.engine import ARTEngine, default_encoder_workers
-    from art_edge.rig import CameraSpec, Rig
-    from art_edge.sources import open_source
-    from art_edge.streaming import StreamConfig
+    from art_edge.api import run
+    from art_edge.rig.camera import CameraSpec
+    from art_edge.rig.config import RigConfig
+    from art_edge.runtime.engine import HEAD_THREADS_THREADED, ARTEngine, default_encoder_workers
+    from art_edge.runtime.streaming import StreamConfig
+    from art_edge.video.sources import open_source
 
     hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
@@ -92,7 +93,7 @@ def memory_run(engine: Path, frames: int, tmp: Path, threads: int) -> dict:
         broker = subprocess.Popen(["mosquitto", "-p", str(port)], stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         events.append(f"mqtt://127.0.0.1:{port}/rig/events")
-    opts = EdgeOptions(StreamConfig(), events=events, headless=True, status=False,
+    opts = RigConfig.from_settings(stream=StreamConfig(), events=events, headless=True,
                        segments=str(tmp / "segments.jsonl"), min_score=0.0, min_duration=0.0, clips=str(tmp / "clips"),
                        pre=0.5, post=0.5, metrics=f"127.0.0.1:{free_port()}")  # fmt: skip
     uri = f"synthetic://?frames=32&size=160&clips={-(-frames // 64)}"
@@ -107,7 +108,7 @@ def memory_run(engine: Path, frames: int, tmp: Path, threads: int) -> dict:
             RssSampler() as mem,
         ):
             specs = [CameraSpec(n, open_source(uri, classes=eng.classes)) for n in ("a", "b")]
-            summary = Rig(eng, specs, opts).run()
+            summary = run(eng, specs, opts)
     finally:
         hook.shutdown()
         if broker is not None:

@@ -30,10 +30,10 @@ TARGET = 1.5
 
 
 def bench_config(name: str, threads: int, batch: int, repeats: int) -> dict:
-    from art_edge.engine import ARTEngine
+    from art_edge.runtime.engine import ARTEngine
+    from art_edge.runtime.engine_dir import write_manifest
     from art_train.export import export_onnx
     from art_train.model import create_model_and_transforms
-    from calibration.deploy import write_manifest
 
     classes = [f"class_{i}" for i in range(10)]
     torch.manual_seed(0)

@@ -2,7 +2,7 @@
 
     python benchmarks/soak.py [--frames 80000] [--config art-tiny] [--out benchmarks/results/soak.json]
 
-The real pipeline (`art_edge.app.run_edge`, the synthetic camera at full speed, a decision every 4
+The real pipeline (`art_edge.api.run_edge`, the synthetic camera at full speed, a decision every 4
 frames, events on) on an engine dir of random weights (speed does not depend on training). The
 frame counter at each quarter of the run gives each quarter's FPS; resident memory is sampled
 every half second. Targets: the last quarter's FPS ≥ 0.95 × the first's, and the last quarter's
@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from art_edge.sources import SyntheticSource
+from art_edge.video.sources import SyntheticSource
 
 from benchlib import RESULTS, RssSampler, write_result
 from edge import make_checkpoint
@@ -72,9 +72,10 @@ def build_parser():
 
 
 def main(argv=None):
-    from art_edge.app import EdgeOptions, run_edge
-    from art_edge.engine import ARTEngine
-    from art_edge.streaming import StreamConfig
+    from art_edge.api import run_edge
+    from art_edge.rig.config import RigConfig
+    from art_edge.runtime.engine import ARTEngine
+    from art_edge.runtime.streaming import StreamConfig
     from art_edge.synthetic import CLASSES
     from art_train.build_engine import build_engine
 
@@ -91,11 +92,10 @@ def main(argv=None):
             clips=-(-a.frames // 32),
         )
         with ARTEngine.load(tmp / "engine", threads=a.threads) as engine, RssSampler() as mem:
-            opts = EdgeOptions(
-                StreamConfig(stride=4),
+            opts = RigConfig.from_settings(
+                stream=StreamConfig(stride=4),
                 events=str(tmp / "events.jsonl"),
                 headless=True,
-                status=False,
                 max_frames=a.frames,
             )
             summary = run_edge(engine, source, opts)

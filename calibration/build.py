@@ -22,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from art_edge.engine import GRAPHS, ARTEngine, sha256_file
 from art_edge.errors import UserError
+from art_edge.files import sha256_file
 from art_edge.preprocess import Preprocessing
+from art_edge.runtime.engine import ARTEngine
+from art_edge.runtime.engine_dir import GRAPHS
 from calibration.calib_set import (
     DEFAULT_CALIB_CLIPS,
     MIN_CALIB_CLIPS,

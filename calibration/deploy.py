@@ -13,15 +13,14 @@ contract: files, manifest, report.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
-import time
 from pathlib import Path
 
-from art_edge import __version__
-from art_edge.engine import FORMAT, GRAPHS, MANIFEST, read_manifest, sha256_file
 from art_edge.errors import UserError
-from art_edge.files import atomic_write_text, check_writable
+from art_edge.files import check_writable
+from art_edge.runtime.engine_dir import GRAPHS, read_manifest, write_manifest
+from calibration.build import CACHE_NAME, build_int8
+from calibration.tensorrt_build import build_tensorrt_engines
 
 PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
@@ -87,36 +86,6 @@ def copy_fp32_graphs(engine_dir, dest: Path) -> dict:
     return {k: manifest[k] for k in ("model", "classes", "preprocessing")}
 
 
-def write_manifest(
-    engine_dir: Path,
-    meta: dict,
-    precision: str,
-    backend: str,
-    graphs: dict,
-    extra: dict | None = None,
-) -> dict:
-    files = {
-        p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-        for p in sorted(engine_dir.iterdir())
-        if p.is_file() and p.name != MANIFEST
-    }
-    manifest = {
-        "format": FORMAT,
-        "toolkit_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "model": meta["model"],
-        "classes": meta["classes"],
-        "preprocessing": meta["preprocessing"],
-        "precision": precision,
-        "backend": backend,
-        "graphs": graphs,
-        "files": files,
-        **(extra or {}),
-    }
-    atomic_write_text(engine_dir / MANIFEST, json.dumps(manifest, indent=2))
-    return manifest
-
-
 def deploy(
     work_dir: Path,
     out: Path,
@@ -139,8 +108,6 @@ def deploy(
         extra.update(_build_int8(work_dir, Path(out), meta, int8, log))
         graphs = trt_graphs = extra.pop("graphs")
     if backend == "tensorrt":
-        from art_edge.tensorrt_build import build_tensorrt_engines
-
         extra["tensorrt"] = build_tensorrt_engines(
             work_dir, trt_graphs, precision, previous_dir=out, log=log
         )
@@ -148,8 +115,6 @@ def deploy(
 
 
 def _build_int8(work_dir: Path, out: Path, meta: dict, int8, log) -> dict:
-    from calibration.build import CACHE_NAME, build_int8
-
     if int8.cache is None and (out / CACHE_NAME).is_file():
         int8.cache = str(out / CACHE_NAME)  # the last build's ranges, reused when they still match
     return build_int8(work_dir, meta, int8, log=log, failed_report_prefix=out)

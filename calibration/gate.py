@@ -17,8 +17,8 @@ import onnx
 from onnx import TensorProto
 from onnx import helper as oh
 
-from art_edge.backends.onnxruntime import create_session
-from art_edge.engine import ARTEngine
+from art_edge.runtime.backends.onnxruntime import create_session
+from art_edge.runtime.engine import ARTEngine
 
 
 @dataclass

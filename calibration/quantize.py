@@ -24,9 +24,8 @@ from pathlib import Path
 
 import onnx
 
-from art_edge.engine import sha256_file
 from art_edge.errors import UserError
-from art_edge.files import atomic_write_text
+from art_edge.files import atomic_write_text, sha256_file
 
 CACHE_FORMAT = "art-calib-cache/1"
 METHODS = ("minmax", "entropy", "percentile")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from art_edge import app, synthetic
+from art_edge import cli, synthetic
 from art_train import adapters, build_engine, evaluate, train
 
 COMMANDS = {
@@ -19,7 +19,7 @@ COMMANDS = {
     "art-train": train.main,
     "art-eval": evaluate.main,
     "art-build-engine": build_engine.main,
-    "art-edge": app.main,
+    "art-edge": cli.main,
 }
 
 

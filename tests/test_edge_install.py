@@ -152,7 +152,7 @@ def test_the_dashboard_page_ships_in_the_edge_install(edge_venv):
     """The page's assets are package data (no CDN, nothing outside the wheel): the installed
     package serves them."""
     check = (
-        "from art_edge.web import STATIC; "
+        "from art_edge.serve.web import STATIC; "
         "names = sorted(p.name for p in STATIC.iterdir()); print(names); "
         "assert {'index.html', 'dashboard.js', 'dashboard.css'} <= set(names), names; "
         "import av, starlette, uvicorn, websockets; "

@@ -1,5 +1,6 @@
-"""The layout rules of shared/DESIGN.md, checked on the source: who may import whom, where the
-kernels' limits are defined, how long a function may be."""
+"""The layout rules of shared/DESIGN.md, checked on the source: who may import whom (no import
+circle; inside art_edge, layers), where the kernels' limits are defined, how long a function may
+be."""
 
 import ast
 import re
@@ -11,7 +12,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("art_edge", "art_train", "calibration", "plugins", "benchmarks")
+OWN = ("art_edge", "art_train", "calibration", "plugins")  # the packages, importable by name
 MAX_FUNCTION_LINES = 60
+# art_edge's layers, each importing only itself and those before it: the ground (the modules at
+# art_edge's top but the front doors), the runtime, video, the rig, what serves it, the front doors.
+LAYERS = ("ground", "runtime", "video", "rig", "serve", "front doors")
+FRONT_DOORS = ("art_edge.api", "art_edge.cli")
+MAX_TOP_MODULES = 8  # directly in art_edge/, __init__ included
 
 
 def imported_modules(package: str) -> dict[str, set[str]]:
@@ -94,3 +101,119 @@ def test_no_generated_file_is_committed():
         if re.search(r"onnxruntime_profile__|\.onnx$|\.engine$|\.pyc$|\.part\.", f)
     ]
     assert not generated
+
+
+def module_files() -> dict[str, Path]:
+    """Every module of the project by its dotted name (benchmarks' by their file name, as they
+    import each other)."""
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            parts = parts[1:] if package == "benchmarks" else parts
+            found[".".join(parts).removesuffix(".__init__") or package] = path
+    return found
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Module → the project's modules it imports, at its top or inside a function."""
+
+    def resolve(name: str) -> str | None:  # a module, or the package an imported name is in
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for module, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {resolve(a.name) for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets |= {resolve(f"{node.module}.{a.name}") for a in node.names}
+        graph[module] = targets - {None, module}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A circle of imports (its modules, the first again at the end), or None."""
+    state, path = {}, []  # state: 1 while on the path, 2 once every import below it is done
+
+    def visit(module):
+        state[module], path[len(path) :] = 1, [module]
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                return path[path.index(target) :] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        state[module] = 2
+        path.pop()
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module)):
+            return cycle
+    return None
+
+
+def test_no_import_circle():
+    cycle = find_cycle(import_graph(module_files()))
+    assert cycle is None, "import circle: " + " → ".join(cycle)
+
+
+def test_the_circle_finder_finds_a_circle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set()}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def layer_of(module: str) -> str:
+    if module in FRONT_DOORS:
+        return "front doors"
+    part = module.split(".")[1] if module.count(".") else ""
+    return part if part in LAYERS else "ground"
+
+
+def test_art_edge_is_in_layers():
+    """A few modules at art_edge's top, every other one in a layer folder; each layer imports
+    only itself and the layers below: the runtime never the rig, what serves it or the front
+    doors; video never the rig or what serves it; the rig never what serves it or the front
+    doors."""
+    top = sorted(p.name for p in (ROOT / "art_edge").glob("*.py"))
+    assert len(top) <= MAX_TOP_MODULES, f"{len(top)} modules directly in art_edge/: {top}"
+    folders = {p.relative_to(ROOT / "art_edge").parts[0] for p in (ROOT / "art_edge").rglob("*.py")}
+    assert folders - set(top) <= set(LAYERS), "art_edge/ folders that are not layers"
+    modules = {m: p for m, p in module_files().items() if m.startswith("art_edge")}
+    upward = [
+        f"{module} ({layer_of(module)}) imports {target} ({layer_of(target)})"
+        for module, targets in import_graph(modules).items()
+        for target in sorted(targets)
+        if LAYERS.index(layer_of(target)) > LAYERS.index(layer_of(module))
+    ]
+    assert not upward, "imports up the layers: " + "; ".join(upward)
+
+
+def function_level_imports(path: Path) -> list[str]:
+    """The imports inside a function or class of a file: (line, the module)."""
+    found = []
+    for scope in ast.walk(ast.parse(path.read_text())):
+        if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            for node in ast.walk(scope):
+                if isinstance(node, ast.Import):
+                    found += [(node.lineno, a.name) for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    found.append((node.lineno, node.module))
+    return found
+
+
+@pytest.mark.parametrize("package", ["art_edge", "calibration"])
+def test_the_projects_own_modules_are_imported_at_the_top(package):
+    """Only optional dependencies (TensorRT, paho-mqtt, uvicorn, …) are imported where used: a
+    module of the project imported in a function hides an edge of the import graph."""
+    hidden = [
+        f"{path.relative_to(ROOT)}:{line} {name}"
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for line, name in function_level_imports(path)
+        if name.split(".")[0] in OWN
+    ]
+    assert not hidden, "imports of the project's modules inside functions: " + "; ".join(hidden)

@@ -11,11 +11,11 @@ import onnx
 import pytest
 import torch
 
-from art_edge.backends import OnnxRuntimeRunner
 from art_edge.cliplist import read_classes, read_list
-from art_edge.engine import ARTEngine, read_manifest
 from art_edge.errors import UserError
 from art_edge.preprocess import load_clip
+from art_edge.runtime.backends import OnnxRuntimeRunner
+from art_edge.runtime.engine import ARTEngine, read_manifest
 from art_train import build_engine, evaluate
 from art_train.checkpoint import load_checkpoint
 
@@ -88,7 +88,7 @@ def test_streaming_one_frame_at_a_time_equals_the_whole_clip(engine_dir, synth):
 def test_encoder_workers_encode_parts_side_by_side_as_one_batch(engine_dir, synth):
     """A batch split across encoder workers (uneven parts, fewer frames than workers too) gives
     the frames' encodings in order, as one worker would; a worker count is a CPU option only."""
-    from art_edge.engine import default_encoder_workers
+    from art_edge.runtime.engine import default_encoder_workers
 
     with ARTEngine.load(engine_dir, threads=2) as engine:
         clips, _ = _val_clips(synth, engine)
@@ -217,11 +217,14 @@ def test_tensorrt_backend_needs_tensorrt(engine_dir):
 
 def test_art_edge_never_imports_torch(engine_dir):
     """Every art_edge module imports, and a live run completes, with torch never loaded."""
+    root = Path(__file__).resolve().parents[2]
+    modules = sorted(
+        ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        for p in (root / "art_edge").rglob("*.py")
+    )
     code = (
-        "import sys, art_edge, art_edge.engine, art_edge.preprocess, art_edge.backends, art_edge.cliplist, "
-        "art_edge.tensorrt_build, art_edge.sources, art_edge.streaming, art_edge.overlay, art_edge.outputs, "
-        "art_edge.synthetic, art_edge.app; from art_edge.backends import tensorrt; "
-        f"assert art_edge.app.main(['--engine', {str(engine_dir)!r}, '--source', "
+        f"import sys, {', '.join(modules)}; "
+        f"assert art_edge.cli.main(['--engine', {str(engine_dir)!r}, '--source', "
         "'synthetic://?frames=8&size=32&clips=2', '--headless']) == 0; "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
@@ -237,7 +240,7 @@ def test_art_edge_never_imports_torch(engine_dir):
 def test_graph_for_tensorrt_keeps_the_art_nodes_but_not_their_bodies(engine_dir):
     import onnx
 
-    from art_edge.tensorrt_build import graph_for_plugins
+    from calibration.tensorrt_build import graph_for_plugins
 
     nodes = {}
     for name in ("frame_head.onnx", "clip_readout.onnx"):
@@ -251,9 +254,8 @@ def test_graph_for_tensorrt_keeps_the_art_nodes_but_not_their_bodies(engine_dir)
 
 
 def test_eval_views_average_the_probabilities_of_temporal_clips(engine_dir, synth):
-    from art_edge.engine import ARTEngine
     from art_edge.preprocess import load_clip, sample_segment_indices
-    from art_edge.streaming import softmax
+    from art_edge.runtime.engine import ARTEngine, softmax
 
     assert list(sample_segment_indices(32, 4, train=False)) == list(
         sample_segment_indices(32, 4, train=False, view=(0, 1))

@@ -3,8 +3,8 @@ decisions as streaming, so the speed ratio it reports compares like with like.""
 
 import numpy as np
 
-from art_edge.engine import ARTEngine
-from art_edge.streaming import StreamConfig, StreamingClassifier
+from art_edge.runtime.engine import ARTEngine
+from art_edge.runtime.streaming import StreamConfig, StreamingClassifier
 
 from edge import RecomputeClassifier, decode_frames
 

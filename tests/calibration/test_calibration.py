@@ -121,8 +121,8 @@ def test_canonical_graph_is_symmetric_int8_with_per_channel_weights(int8_engine)
 
 def test_int8_engine_runs_and_tracks_fp32(int8_engine, engine_dir, synth):
     from art_edge.cliplist import read_classes, read_list
-    from art_edge.engine import ARTEngine
     from art_edge.preprocess import load_clip
+    from art_edge.runtime.engine import ARTEngine
 
     out, _ = int8_engine
     records = read_list(synth / "val.csv", read_classes(synth / "classes.txt"))

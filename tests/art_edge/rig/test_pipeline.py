@@ -6,15 +6,16 @@ import time
 
 import numpy as np
 
-from art_edge.app import EdgeOptions, run_edge
-from art_edge.sources import SyntheticSource, open_source
-from art_edge.streaming import StreamConfig, StreamingClassifier
+from art_edge.api import run_edge
+from art_edge.rig.config import RigConfig
+from art_edge.runtime.streaming import StreamConfig, StreamingClassifier
+from art_edge.video.sources import SyntheticSource, open_source
 
 
 def test_a_file_through_the_threads_decides_exactly_as_one_thread(engine_dir, synth, tmp_path):
     """Every frame encoded, every decision made, the same decisions (probabilities included) as
     the single-threaded classifier on the same frames, clip ends included."""
-    from art_edge.engine import ARTEngine
+    from art_edge.runtime.engine import ARTEngine
 
     events, cfg = tmp_path / "events.jsonl", StreamConfig(window=12, stride=3, smoothing=0.3)
     # the head on one inference thread beside the encoder's two, as art-edge runs it
@@ -23,7 +24,7 @@ def test_a_file_through_the_threads_decides_exactly_as_one_thread(engine_dir, sy
         summary = run_edge(
             engine,
             open_source(str(synth / "val.csv"), classes=engine.classes),
-            EdgeOptions(cfg, events=str(events), emit="decision", headless=True, status=False),
+            RigConfig.from_settings(stream=cfg, events=str(events), emit="decision", headless=True),
         )
         source, clf, expected, last = (
             open_source(str(synth / "val.csv"), classes=engine.classes),
@@ -51,7 +52,7 @@ def test_a_file_through_the_threads_decides_exactly_as_one_thread(engine_dir, sy
 
 
 def _next(source):
-    from art_edge.sources import EndOfStream
+    from art_edge.video.sources import EndOfStream
 
     try:
         return source.capture()
@@ -78,14 +79,14 @@ def test_a_slow_head_does_not_stall_a_live_source(engine_dir):
     frames would wait for the head: at most 2 frames per 150 ms, 13.3 FPS. Threaded, frames keep
     coming and keep their latency; decisions that cannot keep up are skipped and counted, never
     queued."""
-    from art_edge.engine import ARTEngine
+    from art_edge.runtime.engine import ARTEngine
 
     with ARTEngine.load(engine_dir, threads=2) as engine:
         source = SyntheticSource("synthetic://", frames=32, size=72, fps=40.0)
         summary = run_edge(
             SlowHead(engine, 0.15),
             source,
-            EdgeOptions(StreamConfig(stride=2), headless=True, status=False, max_frames=120),
+            RigConfig.from_settings(stream=StreamConfig(stride=2), headless=True, max_frames=120),
         )
     assert summary["frames"] == 120 and summary["fps"] > 20, summary["fps"]
     assert summary["decisions"] >= 5 and summary["decisions_skipped"] > 0

@@ -14,23 +14,48 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from art_edge.errors import Number, fraction, non_negative_int, positive_int
 from art_edge.preprocess import preprocess_frame, streaming_window_indices
-from art_edge.sources import Frame
-from art_edge.tensorrt_build import BATCH_PROFILE
+from art_edge.runtime.engine import softmax
+from art_edge.runtime.engine_dir import BATCH_PROFILE
+
+
+def _setting(default, help: str, check=None):
+    """A field that art-edge's configuration turns into a flag (see art_edge.rig.config)."""
+    return field(default=default, metadata={"help": help, "check": check})
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    window: int = _setting(
+        0, "frames buffered; T are sampled from them (default 4·T)", non_negative_int
+    )
+    stride: int = _setting(4, "frames between decisions", positive_int)
+    # the weight of the past in the moving average of probabilities (0: none)
+    smoothing: float = _setting(
+        0.5,
+        "moving-average weight of past probabilities (0: off)",
+        Number(float, 0.0, 0.999, what="a number in [0, 1)"),
+    )
+    # the lead (in smoothed probability) another class needs to take the label over
+    hysteresis: float = _setting(0.1, "lead another class needs to take over the label", fraction)
+    topk: int = 3  # classes listed in each decision
+    min_frames: int = 0  # frames needed before the first decision (0: T)
 
 
 @dataclass
-class StreamConfig:
-    window: int = 0  # frames buffered; T frames are sampled from them (0: 4 × T)
-    stride: int = 4  # frames between decisions
-    smoothing: float = 0.5  # weight of the past in the moving average of probabilities (0: none)
-    hysteresis: float = 0.1  # lead (in smoothed probability) another class needs to take over
-    topk: int = 3  # classes listed in each decision
-    min_frames: int = 0  # frames needed before the first decision (0: T)
+class Frame:
+    """A captured frame, as streaming inference takes it (art_edge.video.sources make them)."""
+
+    image: np.ndarray  # RGB uint8 [H, W, 3]
+    index: int  # frame number within the source
+    timestamp: float  # time.monotonic() at capture
+    segment: int = 0  # changes when a new clip starts (playlists, synthetic), so buffers reset
+    label: int | None = None  # ground truth, when the source knows it
 
 
 @dataclass
@@ -48,11 +73,6 @@ class Decision:
     truth: int | None = None
     head_ms: float = 0.0
     latency_ms: float = 0.0  # capture of the newest frame → decision made
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max())
-    return e / e.sum()
 
 
 class DecisionSmoother:
@@ -363,25 +383,3 @@ def per_frame_stage(engine, patches: np.ndarray, s_topk: np.ndarray) -> dict:
         for i in range(0, len(patches), MAX_FRAMES_PER_CALL)
     ]
     return {k: np.concatenate([p[k] for p in parts]) for k in ("responses", "attention")}
-
-
-class LatencyLog:
-    """Latency percentiles in constant time and memory per sample, however long the run: a
-    histogram of log-spaced bins (1.6 % apart) from 0.01 ms to 100 s. A percentile is read at the
-    upper edge of its bin, so it is within 1.6 % of the exact one."""
-
-    EDGES = np.geomspace(0.01, 1e5, 1001)
-
-    def __init__(self):
-        self.counts = np.zeros(len(self.EDGES) + 1, np.int64)
-        self.n = 0
-
-    def add(self, ms: float):
-        self.counts[int(np.searchsorted(self.EDGES, ms))] += 1
-        self.n += 1
-
-    def percentile(self, q: float) -> float | None:
-        if not self.n:
-            return None
-        i = int(np.searchsorted(np.cumsum(self.counts), q / 100 * self.n))
-        return float(self.EDGES[min(i, len(self.EDGES) - 1)])

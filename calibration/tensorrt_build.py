@@ -1,4 +1,5 @@
-"""Build TensorRT engines from the ONNX graphs of an engine dir, on the target device.
+"""Build TensorRT engines from the ONNX graphs of an engine dir, on the target device (the build
+side: art-build-engine calls it through calibration.deploy; art_edge only runs the engines).
 
 Written against the documented TensorRT 10/11 Python API: a strongly typed network (explicit
 Q/DQ INT8 and FP16 come from the graph itself; TensorRT 11 has no calibrator INT8), the `art`
@@ -12,18 +13,16 @@ TensorRT cannot be installed where this project is developed: nothing here runs 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 from art_edge.errors import UserError
+from art_edge.files import sha256_file
+from art_edge.runtime.backends.tensorrt import cuda_runtime, import_tensorrt
+from art_edge.runtime.engine_dir import BATCH_PROFILE
 
 PLUGIN_OPS = ("QRAttention", "TrackletLink")
-# min, opt, max of dim 0: frames for the per-frame graphs, clips for the per-clip ones
-BATCH_PROFILE = {
-    "frame_encoder": (1, 8, 64),
-    "frame_head": (1, 8, 64),
-    "clip_topk": (1, 1, 8),
-    "clip_readout": (1, 1, 8),
-}
 
 
 def _gpu_capability(cudart) -> str:
@@ -114,17 +113,11 @@ def build_tensorrt_engines(
 ) -> dict:
     """Build one engine per graph, or reuse the one in `previous_dir` (the engine dir being
     replaced) when its key matches; → the manifest's tensorrt entry."""
-    import os
-    import shutil
-
-    from art_edge.backends.tensorrt import _cudart, import_tensorrt
-    from art_edge.engine import sha256_file
-
     trt = import_tensorrt()
     plugin_library = plugin_library or os.environ.get("ART_PLUGIN_LIBRARY")
     load_plugins(trt, plugin_library)
     engine_dir = Path(engine_dir)
-    capability = _gpu_capability(_cudart())
+    capability = _gpu_capability(cuda_runtime())
     keys_path = engine_dir / "tensorrt_keys.json"
     old_dir = Path(previous_dir) if previous_dir else engine_dir
     old_keys_path = old_dir / "tensorrt_keys.json"

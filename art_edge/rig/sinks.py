@@ -6,23 +6,28 @@ bounded queue, and counts what it had to drop.
     sinks.emit(decision_event(decision, classes, "pool"))
     sinks.close()            # flushes what can still be sent, within a few seconds
     sinks.counts()           # {"mqtt://…": {"sent": …, "failed": …, "dropped": …}, …}
+
+As outputs of a rig (art_edge.rig.observers): EventSinks (`--events`: decisions by the --emit policy,
+and segments) and SegmentLog (`--segments`).
 """
 
 from __future__ import annotations
 
 import json
 import queue
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from art_edge.errors import UserError
+from art_edge.errors import UserError, warn
+from art_edge.files import check_writable
+from art_edge.rig.observers import RigObserver
 
 QUEUE_BOUND = 1000  # events held per network sink while its broker or endpoint is away
 
@@ -45,10 +50,6 @@ def decision_event(decision, classes: list[str], camera: str, wall_time: float |
     if decision.truth is not None and 0 <= decision.truth < len(classes):
         event["truth"] = classes[decision.truth]
     return event
-
-
-def warn(message: str):
-    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 class JsonlSink:
@@ -228,8 +229,6 @@ class Sinks:
 
 def check_sink_specs(specs: list[str]):
     """Every --events value checked before anything starts (a malformed URI is one line)."""
-    from art_edge.files import check_writable
-
     for spec in specs:
         if spec.startswith("mqtt:"):
             parse_mqtt_uri(spec)
@@ -244,7 +243,7 @@ def check_sink_specs(specs: list[str]):
 
 
 def open_sinks(specs: list[str]) -> Sinks:
-    check_sink_specs(specs)
+    """The sinks of --events values that check_sink_specs took."""
     sinks = []
     for spec in specs:
         if spec.startswith("mqtt:"):
@@ -254,3 +253,40 @@ def open_sinks(specs: list[str]) -> Sinks:
         else:
             sinks.append(JsonlSink(spec))
     return Sinks(sinks)
+
+
+class EventSinks(RigObserver):
+    """`--events`: each decision the --emit policy picks ("change": the decided label changed;
+    "decision": all of them) and each finished segment, to every sink; counted per camera."""
+
+    def __init__(self, sinks: Sinks, classes: list[str], emit: str = "change"):
+        self.sinks, self.classes, self.emit = sinks, classes, emit
+        self.events: Counter = Counter()  # events per camera
+
+    def on_decision(self, camera: str, decision):
+        if self.emit == "decision" or decision.changed:
+            self.sinks.emit(decision_event(decision, self.classes, camera))
+            self.events[camera] += 1
+
+    def on_segment(self, camera: str, record: dict):
+        self.sinks.emit(record)
+        self.events[camera] += 1
+
+    def counts(self) -> dict:
+        return self.sinks.counts()
+
+    def close(self):
+        self.sinks.close()
+
+
+class SegmentLog(RigObserver):
+    """`--segments PATH`: one JSON line per finished segment."""
+
+    def __init__(self, path):
+        self.file = JsonlSink(path)
+
+    def on_segment(self, camera: str, record: dict):
+        self.file.emit(record)
+
+    def close(self):
+        self.file.close()

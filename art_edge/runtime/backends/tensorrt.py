@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from art_edge.backends.base import Runner, TensorSpec
 from art_edge.errors import UserError
+from art_edge.runtime.backends.base import Runner, TensorSpec
 
 
-def _cudart():
+def cuda_runtime():
+    """cuda-python's runtime bindings (the runner's memory and streams, the engine build's GPU
+    query), whichever module this cuda-python version keeps them in."""
     try:
         from cuda.bindings import runtime as cudart  # cuda-python ≥ 12.6
     except ImportError:
@@ -58,7 +60,7 @@ class TensorRTRunner(Runner):
 
     def _activate(self):
         trt = import_tensorrt()
-        self.cudart = _cudart()
+        self.cudart = cuda_runtime()
         logger = trt.Logger(trt.Logger.WARNING)
         if self.plugin_library:
             trt.get_plugin_registry().load_library(str(self.plugin_library))

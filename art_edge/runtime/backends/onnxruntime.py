@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from art_edge.backends.base import Runner, TensorSpec
 from art_edge.errors import UserError
+from art_edge.runtime.backends.base import Runner, TensorSpec
 
 _ORT_DTYPES = {
     "tensor(float)": np.dtype(np.float32),

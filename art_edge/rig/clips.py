@@ -29,6 +29,9 @@ import cv2
 import numpy as np
 
 from art_edge.errors import UserError
+from art_edge.files import check_writable
+from art_edge.video.outputs import VideoFileOutput
+from art_edge.video.overlay import annotate
 
 JPEG_QUALITY = 85
 
@@ -82,9 +85,6 @@ class ClipWriter:
 
 
 def write_clip(job: ClipJob):
-    from art_edge.outputs import VideoFileOutput
-    from art_edge.overlay import annotate
-
     out = VideoFileOutput(job.path, job.fps)
     indices = [i for i, _ in job.decisions]
     for index, jpeg in job.frames:
@@ -173,8 +173,6 @@ class ClipRecorder:
 
 
 def check_clip_options(clips: str | None, pre: float, post: float, history: float):
-    from art_edge.files import check_writable
-
     if pre < 0 or post < 0:
         raise UserError(f"--pre {pre:g} / --post {post:g}: seconds must be ≥ 0")
     if pre + post >= history:

@@ -1,6 +1,6 @@
 """`art-edge --web HOST:PORT`: a live dashboard, served by the rig's own process.
 
-    GET /                 the page (art_edge/static: no CDN, works on a rig with no internet)
+    GET /                 the page (art_edge/serve/static: no CDN, works on a rig with no internet)
     GET /api/engine       the engine's facts: model, classes, precision, backend, the INT8 gate
     GET /api/state        the cameras and the recent segments, as the page gets them
     GET /clips/NAME       a highlight clip (H.264 MP4, which browsers play), when --clips is on
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import re
 import socket
@@ -27,8 +26,14 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs
 
+import cv2
+
 from art_edge.errors import UserError
-from art_edge.metrics import parse_host_port
+from art_edge.files import parse_host_port
+from art_edge.rig.config import DashboardConfig
+from art_edge.rig.observers import RigObserver
+from art_edge.rig.report import CameraSnapshot, RigSnapshot
+from art_edge.video.overlay import annotate
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "art_edge_token"
@@ -37,31 +42,6 @@ JPEG_QUALITY = 75
 STATE_INTERVAL = 0.5  # seconds between the state messages a page gets (frames: --web-fps)
 TILE_MAX_SIDE = 640  # a camera's frame is scaled down to this before it is drawn for the page
 CLIP_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.mp4$")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_web_options(address: str | None, token: str | None):
-    """The --web address is HOST:PORT; beyond localhost it needs --web-token."""
-    if token is not None and not token:
-        raise UserError("--web-token: give a non-empty secret")
-    if not address:
-        if token:
-            raise UserError("--web-token needs --web HOST:PORT (the dashboard it protects)")
-        return
-    host, _ = parse_host_port(address, "--web")
-    if not is_loopback(host) and not token:
-        raise UserError(
-            f"--web {address}: serving beyond localhost needs --web-token SECRET (every request "
-            "must then carry it); or bind 127.0.0.1"
-        )
 
 
 def engine_facts(engine) -> dict:
@@ -82,16 +62,15 @@ def engine_facts(engine) -> dict:
     }
 
 
-def camera_state(cam, classes: list, stale_after: float) -> dict:
+def camera_state(cam: CameraSnapshot, classes, stale_after: float) -> dict:
     """One tile's text: status, counters, the decided label and top-3, the open segment."""
-    d, source = cam.decision, cam.source
-    current = cam.segments.current if cam.segments is not None else None
+    d, current = cam.decision, cam.open_segment
     state = {
         "name": cam.name,
-        "status": source.status,
-        "reconnecting": source.status.startswith("reconnecting"),
+        "status": cam.status,
+        "reconnecting": cam.status.startswith("reconnecting"),
         "stale": cam.silent(stale_after),
-        "ended": cam.ended[0] if cam.ended else None,
+        "ended": cam.ended,
         **cam.counters(),
         "label": classes[d.label] if d is not None else None,
         "score": round(float(d.score), 4) if d is not None else None,
@@ -100,10 +79,10 @@ def camera_state(cam, classes: list, stale_after: float) -> dict:
     }
     if current is not None:
         state["current"] = {
-            "label": current.label,
-            "start_ts": current.start_ts,
-            "end_ts": current.end_ts,
-            "score": round(float(current.peak_score), 4),
+            "label": current["label"],
+            "start_ts": current["start_ts"],
+            "end_ts": current["end_ts"],
+            "score": round(float(current["peak_score"]), 4),
         }
     return state
 
@@ -120,18 +99,13 @@ class Tile:
     """One camera's annotated JPEG for the page, drawn once per new frame or decision however many
     browsers are connected."""
 
-    def __init__(self, cam, classes: list):
-        self.cam, self.classes = cam, classes
+    def __init__(self, camera: str, classes):
+        self.camera, self.classes = camera, classes
         self.lock = threading.Lock()
         self.key, self.jpeg = None, None
 
-    def render(self) -> tuple[int, bytes] | None:
-        """→ (frame index, JPEG) of the newest frame, or None before the first."""
-        import cv2
-
-        from art_edge.overlay import annotate
-
-        cam = self.cam
+    def render(self, cam: CameraSnapshot) -> tuple[int, bytes] | None:
+        """→ (frame index, JPEG) of the camera's newest frame, or None before the first."""
         frame, decision = cam.last_frame, cam.decision
         if frame is None:
             return None
@@ -139,9 +113,9 @@ class Tile:
             if self.key != (frame.index, frame.segment, id(decision)):
                 h, w = frame.image.shape[:2]
                 roi_box = cam.roi.box(h, w) if cam.roi is not None else None
-                p50 = cam.stats.decision_latency.percentile(50)
+                p50 = cam.decision_latency_ms[0]
                 bgr = annotate(
-                    frame.image, decision, self.classes, cam.rate.fps, p50, roi_box, TILE_MAX_SIDE
+                    frame.image, decision, self.classes, cam.fps, p50, roi_box, TILE_MAX_SIDE
                 )
                 ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
                 if ok:
@@ -205,18 +179,29 @@ class TokenGate:
         return await self.app(scope, receive, send_with_cookie)
 
 
-class WebServer:
-    """The dashboard of a rig: a Starlette app on a uvicorn server in a thread of its own."""
+class WebServer(RigObserver):
+    """The dashboard of a rig, an output of it that only reads snapshots of it: a Starlette app
+    on a uvicorn server in a thread of its own."""
 
-    def __init__(self, rig, address: str, token: str | None = None, fps: float = 5.0):
-        check_web_options(address, token)
-        self.rig, self.fps, self.token = rig, fps, token
+    def __init__(
+        self,
+        snapshot,
+        engine,
+        config: DashboardConfig,
+        clips: str | None = None,
+        stale_after: float = 10.0,
+    ):
+        """`snapshot()`: the rig's (art_edge.rig.report.RigSnapshot); `config`: checked when it was
+        built (art_edge.rig.config); `clips`: the folder of the clips it serves."""
+        address = config.address
+        self.snapshot, self.fps, self.token = snapshot, config.fps, config.token
+        self.clips, self.stale_after = clips, stale_after
         self.host, self.port = parse_host_port(address, "--web")
-        self.facts = engine_facts(rig.engine)
-        self.tiles = [Tile(cam, rig.classes) for cam in rig.cameras]
+        self.facts = engine_facts(engine)
+        self.tiles = {cam.name: Tile(cam.name, engine.classes) for cam in snapshot().cameras}
         self.closing = False
         self.sock = self._bind(address)
-        self.app = TokenGate(self._routes(), token)
+        self.app = TokenGate(self._routes(), self.token)
         self.server = self.thread = None
 
     def _bind(self, address: str) -> socket.socket:
@@ -247,10 +232,10 @@ class WebServer:
             return JSONResponse(self.facts)
 
         async def state(request):
-            return JSONResponse(self.state(0, 0)[0])
+            return JSONResponse(self.state(self.snapshot(), 0, 0)[0])
 
         async def clip(request):
-            name, folder = request.path_params["name"], self.rig.opts.clips
+            name, folder = request.path_params["name"], self.clips
             path = Path(folder) / name if folder and CLIP_NAME.match(name) else None
             if path is None or not path.is_file():
                 return PlainTextResponse("no such clip (yet)\n", status_code=404)
@@ -267,16 +252,17 @@ class WebServer:
             ]
         )
 
-    def state(self, segments_seen: int, clips_seen: int) -> tuple[dict, int, int]:
-        """The cameras now, the segments and written clips after the ones already sent;
+    def state(
+        self, snap: RigSnapshot, segments_seen: int, clips_seen: int
+    ) -> tuple[dict, int, int]:
+        """The cameras of `snap`, its segments and written clips after the ones already sent;
         → (the message, segments sent so far, clips sent so far)."""
-        rig = self.rig
-        records = rig.segment_records[segments_seen:]
-        written = rig.clip_writer.written[clips_seen:] if rig.clip_writer is not None else []
+        records = snap.segments[segments_seen:]
+        written = (snap.clips or ())[clips_seen:]
         message = {
             "type": "state",
             "now": time.time(),
-            "cameras": [camera_state(c, rig.classes, rig.opts.stale_after) for c in rig.cameras],
+            "cameras": [camera_state(c, snap.classes, self.stale_after) for c in snap.cameras],
             "segments": [segment_item(r) for r in records],
             "clips": [Path(p).name for p in written],
         }
@@ -288,24 +274,23 @@ class WebServer:
         from starlette.websockets import WebSocketDisconnect
 
         await ws.accept()
-        rig, sent = self.rig, {}
-        seen_segments = max(0, len(rig.segment_records) - RECENT_SEGMENTS)
-        written = rig.clip_writer.written if rig.clip_writer is not None else []
-        seen_clips = max(0, len(written) - RECENT_SEGMENTS)
+        snap, sent = self.snapshot(), {}
+        seen_segments = max(0, len(snap.segments) - RECENT_SEGMENTS)
+        seen_clips = max(0, len(snap.clips or ()) - RECENT_SEGMENTS)
         try:
             await ws.send_json({"type": "engine", **self.facts})
             state_due = 0.0
             while not self.closing:
-                started = time.monotonic()
+                started, snap = time.monotonic(), self.snapshot()
                 if started >= state_due:  # text changes slower than pictures: 2 a second
-                    message, seen_segments, seen_clips = self.state(seen_segments, seen_clips)
+                    message, seen_segments, seen_clips = self.state(snap, seen_segments, seen_clips)
                     await ws.send_json(message)
                     state_due = started + STATE_INTERVAL
-                for tile in self.tiles:
-                    got = await asyncio.to_thread(tile.render)
-                    if got is not None and sent.get(tile.cam.name) != got[0]:
-                        await ws.send_bytes(frame_message(tile.cam.name, *got))
-                        sent[tile.cam.name] = got[0]
+                for cam in snap.cameras:
+                    got = await asyncio.to_thread(self.tiles[cam.name].render, cam)
+                    if got is not None and sent.get(cam.name) != got[0]:
+                        await ws.send_bytes(frame_message(cam.name, *got))
+                        sent[cam.name] = got[0]
                 await asyncio.sleep(max(0.0, 1.0 / self.fps - (time.monotonic() - started)))
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass  # the browser went away; it reconnects on its own

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 from art_edge.errors import UserError
 from art_edge.preprocess import preprocess_frame
-from art_edge.sources import EndOfStream
-from art_edge.tensorrt_build import BATCH_PROFILE
+from art_edge.runtime.engine_dir import BATCH_PROFILE
+from art_edge.runtime.streaming import decide_batch
+from art_edge.video.sources import EndOfStream
 
 
 @dataclass
@@ -38,7 +39,8 @@ class _End:
 def read_frame(source, preprocessing, timeout: float, roi=None):
     """One capture: (frame, preprocessed image), None when nothing came within `timeout`, or an
     _End when the source ended or gave up (a lost camera: the run ends, keeping what it did).
-    `roi` (art_edge.roi.Roi): the part of the frame the model sees; the frame keeps all of it."""
+    `roi` (art_edge.video.roi.Roi): the part of the frame the model sees; the frame keeps all of
+    it."""
     try:
         frame = source.capture(timeout=timeout)
         if frame is None:
@@ -129,7 +131,7 @@ class FrameReader:
 class HeadThread:
     """The clip heads of a rig's cameras on one thread of their own. Each camera hands its jobs
     to its lane (`lane()`: one camera's head). Whenever the thread turns to the lanes, the first
-    job of every lane that has one runs in one batch (art_edge.streaming.decide_batch,
+    job of every lane that has one runs in one batch (art_edge.runtime.streaming.decide_batch,
     `max_batch` at most): the heads of the cameras due for a decision run together, as the
     encoder batches their frames. A lane's `on_decision(decision, end)` runs on this thread, in
     the order its jobs were handed over; `end` marks a clip's last job (its job may be None:
@@ -171,8 +173,6 @@ class HeadThread:
     def _decide(self, taken: list):
         """The jobs taken, one per lane, as one batch; then each lane's callback. An error is
         raised in the thread that hands the lane its next job (or drains it)."""
-        from art_edge.streaming import decide_batch
-
         due = [(lane, job) for lane, (job, _) in taken if job is not None]
         if due:
             self.batches, self.jobs = self.batches + 1, self.jobs + len(due)

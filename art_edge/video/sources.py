@@ -22,29 +22,22 @@ import glob
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import cv2
 import numpy as np
 
+from art_edge.cliplist import read_list
 from art_edge.errors import UserError
+from art_edge.runtime.streaming import Frame
+from art_edge.synthetic import CLASSES, clip_frames
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtmp", "udp")
 
 
 class EndOfStream(Exception):
     """The source has no more frames (a file or playlist ended)."""
-
-
-@dataclass
-class Frame:
-    image: np.ndarray  # RGB uint8 [H, W, 3]
-    index: int  # frame number within the source
-    timestamp: float  # time.monotonic() at capture
-    segment: int = 0  # changes when a new clip starts (playlists, synthetic), so buffers reset
-    label: int | None = None  # ground truth, when the source knows it
 
 
 class VideoSource:
@@ -273,8 +266,6 @@ class PlaylistSource(VideoSource):
         self.records, self._clip, self._current, self._count = [], -1, None, 0
 
     def open(self):
-        from art_edge.cliplist import read_list
-
         if self.classes is None:
             raise UserError(
                 "a LIST source needs the class names; art-edge takes them from the engine dir"
@@ -338,8 +329,6 @@ class SyntheticSource(VideoSource):
         num_classes: int | None = None,
     ):
         super().__init__(uri)
-        from art_edge.synthetic import CLASSES
-
         self.frames, self.size, self.clips, self.fps = frames, size, clips, fps
         self.num_classes = num_classes or len(CLASSES)
         self.rng = np.random.default_rng(seed)
@@ -355,8 +344,6 @@ class SyntheticSource(VideoSource):
 
     def _next_frame(self) -> np.ndarray:
         """The next rendered frame, starting a new clip (a new random class) when one ends."""
-        from art_edge.synthetic import clip_frames
-
         while True:
             if self._frames is not None:
                 image = next(self._frames, None)

@@ -1,4 +1,4 @@
-"""Engine dirs (written by art-build-engine) and the model that runs one.
+"""The model that runs an engine dir (art_edge.runtime.engine_dir: the files and their manifest).
 
 engine = ARTEngine.load("engines/tiny")          # checks every file's sha256 first
 with engine:
@@ -8,66 +8,24 @@ with engine:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from art_edge.errors import UserError, read_json
+from art_edge.errors import UserError
 from art_edge.preprocess import Preprocessing
-
-MANIFEST = "manifest.json"
-FORMAT = "art-engine/2"  # 2: the clip head in three graphs (clip_topk, frame_head, clip_readout)
-# Each graph's input and output names, in order.
-GRAPH_IO = {
-    "frame_encoder": (["images"], ["patches", "frame_tokens"]),
-    "clip_topk": (["frame_tokens"], ["x_cls", "topk_ids", "s_topk"]),
-    "frame_head": (["patches", "s_topk"], ["responses", "attention"]),
-    "clip_readout": (["x_cls", "responses", "s_topk"], ["logits", "saliency"]),
-}
-GRAPHS = tuple(GRAPH_IO)
+from art_edge.runtime.backends.onnxruntime import OnnxRuntimeRunner
+from art_edge.runtime.backends.tensorrt import TensorRTRunner
+from art_edge.runtime.engine_dir import GRAPHS, read_manifest
 
 
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def read_manifest(engine_dir) -> dict:
-    """The manifest of an engine dir, after checking that every listed file is there, unchanged."""
-    engine_dir = Path(engine_dir)
-    if not engine_dir.is_dir():
-        raise UserError(
-            f"engine dir not found: {engine_dir} (build one with art-build-engine --ckpt RUN_DIR --out DIR)"
-        )
-    path = engine_dir / MANIFEST
-    manifest = read_json(
-        path,
-        f"{engine_dir} has no {MANIFEST}: not an engine dir written by art-build-engine",
-        "rebuild the engine dir",
-    )
-    if manifest.get("format") != FORMAT:
-        raise UserError(
-            f"{path} has format {manifest.get('format')!r}, this toolkit reads {FORMAT!r}: rebuild "
-            "the engine dir with art-build-engine (--ckpt on the training host, or --from)"
-        )
-    for name, entry in manifest["files"].items():
-        f = engine_dir / name
-        if not f.is_file():
-            raise UserError(
-                f"engine dir {engine_dir} is missing {name}; rebuild it with art-build-engine"
-            )
-        if sha256_file(f) != entry["sha256"]:
-            raise UserError(
-                f"{f} does not match the sha256 in {MANIFEST}: it was edited or damaged; "
-                "rebuild the engine dir with art-build-engine"
-            )
-    return manifest
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """One clip's logits → its class probabilities."""
+    e = np.exp(logits - logits.max())
+    return e / e.sum()
 
 
 def available_cores() -> int:
@@ -99,6 +57,17 @@ class PendingEncode:
         """From the submission to the last part's end (its wait behind an earlier batch too)."""
         self.result()
         return self.finished - self.started
+
+
+# The clip head's inference threads when it runs on a thread of its own beside the encoder: the
+# head's graphs are small, and a second thread of theirs takes a core from the encoder rather than
+# speeding them up (art-edge-s INT8 on 2 cores: 0.85 → 0.89 of the encoder-only bound, docs/benchmarks.md).
+HEAD_THREADS_THREADED = 1
+
+
+def default_head_threads(threads: int | None, threaded: bool = True) -> int | None:
+    """The head's threads: HEAD_THREADS_THREADED beside the encoder, `threads` in one thread."""
+    return HEAD_THREADS_THREADED if threaded else threads
 
 
 def default_encoder_workers(
@@ -139,8 +108,6 @@ class ARTEngine:
 
     def _runners(self, manifest: dict, backend: str, threads, head_threads) -> dict:
         if backend == "onnxruntime":
-            from art_edge.backends.onnxruntime import OnnxRuntimeRunner
-
             encoder_threads = threads
             if self.encoder_workers > 1:  # the threads shared out: each worker runs its own part
                 encoder_threads = max(1, (threads or available_cores()) // self.encoder_workers)
@@ -157,8 +124,6 @@ class ARTEngine:
                 f"{backend} batches on the GPU: leave it at 1"
             )
         if backend == "tensorrt":
-            from art_edge.backends.tensorrt import TensorRTRunner
-
             engines = manifest.get("tensorrt", {}).get("engines")
             if not engines:
                 raise UserError(
@@ -192,28 +157,12 @@ class ARTEngine:
     def from_graphs(cls, graphs: dict, threads: int | None = None) -> ARTEngine:
         """Runners over ONNX files outside an engine dir (some or all of the graphs), for INT8
         calibration and the gate, which run graphs as they are being built."""
-        from art_edge.backends.onnxruntime import OnnxRuntimeRunner
-
         engine = cls.__new__(cls)
         engine.engine_dir, engine.manifest, engine.classes = None, {}, []
         engine.runners = {g: OnnxRuntimeRunner(path, threads=threads) for g, path in graphs.items()}
         return engine
 
-    def stream(self, sources, roi: dict | None = None, **options):
-        """Decisions and segments of one or more cameras as they come:
-
-            for item in engine.stream(["0", "pool=rtsp://cam/stream"], roi={"pool": "0.2,0,0.6,1"}):
-                print(item.camera, item.kind, item.label, item.score)
-
-        `sources`: URIs as art-edge's --source takes them ([NAME=]URI); `options`: EdgeOptions
-        fields (segments=, min_score=, clips=, events=[…], metrics=, stream=StreamConfig(…))."""
-        from art_edge.rig import stream
-
-        return stream(self, sources, roi, **options)
-
     def activate(self):
-        from concurrent.futures import ThreadPoolExecutor
-
         for runner in self.runners.values():
             runner.activate()
         if self.encoder_workers > 1 and self._encoder_pool is None:

@@ -1,5 +1,5 @@
 """Outputs: an annotated video file, a display window and the live status line (events:
-art_edge.sinks).
+art_edge.rig.sinks).
 
 out = open_output("out.mp4", fps=30)   # or "display"; written to a temporary name, renamed on close
 """
@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from art_edge.errors import UserError
-from art_edge.files import partial_path
+from art_edge.files import check_writable, partial_path
 
 
 class H264Writer:
@@ -132,13 +132,22 @@ class DisplayOutput:
         cv2.destroyAllWindows()
 
 
-def open_output(spec: str, fps: float):
-    if spec in ("display", "display://"):
-        return DisplayOutput()
-    path = Path(spec)
-    if path.suffix.lower() not in (".mp4", ".avi"):
+def is_display(spec: str) -> bool:
+    return spec in ("display", "display://")
+
+
+def check_output(spec: str):
+    """An --output before anything starts: the display, or a .mp4/.avi path that can be written."""
+    if is_display(spec):
+        return
+    if Path(spec).suffix.lower() not in (".mp4", ".avi"):
         raise UserError(f"--output {spec}: give a .mp4 or .avi path, or 'display'")
-    return VideoFileOutput(path, fps)
+    check_writable(spec, "--output", is_file=True)
+
+
+def open_output(spec: str, fps: float):
+    """The display, or a video file (`spec` as check_output took it)."""
+    return DisplayOutput() if is_display(spec) else VideoFileOutput(spec, fps)
 
 
 class StatusLine:

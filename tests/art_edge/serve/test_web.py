@@ -18,10 +18,11 @@ import cv2
 import numpy as np
 import pytest
 
-from art_edge.app import EdgeOptions
-from art_edge.rig import CameraSpec, Rig
-from art_edge.sources import open_source
-from art_edge.streaming import StreamConfig
+from art_edge.api import run
+from art_edge.rig.camera import CameraSpec
+from art_edge.rig.config import RigConfig
+from art_edge.runtime.streaming import StreamConfig
+from art_edge.video.sources import open_source
 
 from benchlib import free_port, headless_chromium
 
@@ -60,16 +61,18 @@ def test_the_token_gate_the_api_and_the_frames(engine_dir):
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
 
-    from art_edge.engine import ARTEngine
+    from art_edge.runtime.engine import ARTEngine
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with ARTEngine.load(engine_dir, threads=1, head_threads=1) as engine:
         source = open_source("synthetic://?frames=16&size=72&fps=20", classes=engine.classes)
-        opts = EdgeOptions(CFG, headless=True, status=False, web=f"127.0.0.1:{port}",
+        opts = RigConfig.from_settings(stream=CFG, headless=True, web=f"127.0.0.1:{port}",
                            web_token=TOKEN, clips=None)  # fmt: skip
-        rig, stop = Rig(engine, [CameraSpec("pool", source)], opts), threading.Event()
-        runner = threading.Thread(target=rig.run, args=(stop,))
+        stop = threading.Event()
+        runner = threading.Thread(
+            target=run, args=(engine, [CameraSpec("pool", source)], opts, stop)
+        )
         runner.start()
         try:
             bearer = {"Authorization": f"Bearer {TOKEN}"}
@@ -130,7 +133,7 @@ def last_event_label(events: Path, camera: str) -> str | None:
 
 def start_art_edge(engine_dir, port: int, rtsp_uri: str, out: Path) -> subprocess.Popen:
     cmd = [
-        sys.executable, "-m", "art_edge.app", "--engine", str(engine_dir),
+        sys.executable, "-m", "art_edge.cli", "--engine", str(engine_dir),
         "--source", f"ring={rtsp_uri}", "--source", "board=synthetic://?frames=24&size=96&fps=15",
         "--headless", "--window", "12", "--stride", "3", "--reconnect-timeout", "60",
         "--web", f"127.0.0.1:{port}", "--web-token", TOKEN,

@@ -37,6 +37,10 @@ class Segment:
     peak_score: float
     scores: list = field(default_factory=list, repr=False)
 
+    def progress(self) -> dict:
+        """A segment still open, as the dashboard's timeline draws it."""
+        return {k: getattr(self, k) for k in ("label", "start_ts", "end_ts", "peak_score")}
+
     @property
     def duration_s(self) -> float:
         return self.end_s - self.start_s

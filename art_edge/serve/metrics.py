@@ -5,8 +5,8 @@
     GET /healthz   200 while every camera delivered a frame in the last `stale_after` seconds,
                    503 (naming the silent cameras) otherwise
 
-The counters are read from the rig when Prometheus scrapes (nothing is done per frame), except
-the latency histogram, observed at each decision.
+The counters are read from a snapshot of the rig when Prometheus scrapes (nothing is done per
+frame), except the latency histogram, observed at each decision.
 """
 
 from __future__ import annotations
@@ -16,15 +16,10 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from art_edge.errors import UserError
+from art_edge.files import parse_host_port
+from art_edge.rig.observers import RigObserver
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
-
-def parse_host_port(text: str, flag: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UserError(f"{flag} {text!r}: give HOST:PORT (e.g. 127.0.0.1:9100) or :PORT")
-    return host or "127.0.0.1", int(port)
 
 
 class _Quiet(WSGIRequestHandler):
@@ -37,10 +32,10 @@ class _Server(ThreadingMixIn, WSGIServer):
 
 
 class RigCollector:
-    """Reads the rig's counters at scrape time."""
+    """Reads a snapshot of the rig, and the sinks' counts, at scrape time."""
 
-    def __init__(self, rig):
-        self.rig = rig
+    def __init__(self, snapshot, sink_counts):
+        self.snapshot, self.sink_counts = snapshot, sink_counts
 
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -59,7 +54,7 @@ class RigCollector:
             ),
             "fps": GaugeMetricFamily("art_fps", "frames per second, recent", labels=["camera"]),
         }
-        for cam in self.rig.cameras:
+        for cam in self.snapshot().cameras:
             for key, value in cam.counters().items():
                 per_camera[key].add_metric([cam.name], value)
         yield from per_camera.values()
@@ -67,20 +62,25 @@ class RigCollector:
             CounterMetricFamily(f"art_events_{k}", f"events {k}", labels=["sink"])
             for k in ("sent", "failed", "dropped")
         ]
-        for name, counts in self.rig.sink_counts().items():
+        for name, counts in self.sink_counts().items():
             for family, key in zip(sinks, ("sent", "failed", "dropped")):
                 family.add_metric([name], counts[key])
         yield from sinks
 
 
-class MetricsServer:
-    def __init__(self, rig, address: str, stale_after: float = 10.0):
+class MetricsServer(RigObserver):
+    """An output of the rig: the decision latency histogram is observed at each decision; the
+    rest is read from snapshots when Prometheus scrapes."""
+
+    def __init__(self, snapshot, address: str, stale_after: float = 10.0, sink_counts=dict):
+        """`snapshot()`: the rig's (art_edge.rig.report.RigSnapshot); `sink_counts()`: the event
+        sinks' sent, failed and dropped counts by sink."""
         from prometheus_client import CollectorRegistry, Histogram, make_wsgi_app
 
-        self.rig, self.stale_after = rig, stale_after
+        self.snapshot, self.stale_after = snapshot, stale_after
         self.host, self.port = parse_host_port(address, "--metrics")
         self.registry = CollectorRegistry()
-        self.registry.register(RigCollector(rig))
+        self.registry.register(RigCollector(snapshot, sink_counts))
         self.latency = Histogram(
             "art_decision_latency_seconds",
             "capture of a decision's newest frame → decision made",
@@ -104,13 +104,14 @@ class MetricsServer:
     def start(self):
         self.thread.start()
 
-    def observe(self, camera: str, latency_ms: float):
-        self.latency.labels(camera).observe(latency_ms / 1000)
+    def on_decision(self, camera: str, decision):
+        self.latency.labels(camera).observe(decision.latency_ms / 1000)
 
     def app(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
-            silent = [c.name for c in self.rig.cameras if c.silent(self.stale_after)]
+            cameras = self.snapshot().cameras
+            silent = [c.name for c in cameras if c.silent(self.stale_after)]
             status = "503 Service Unavailable" if silent else "200 OK"
             body = f"no frame for {self.stale_after:g} s: {', '.join(silent)}" if silent else "ok"
             start_response(status, [("Content-Type", "text/plain")])

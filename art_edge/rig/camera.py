@@ -1,0 +1,203 @@
+"""A camera of the rig: its source, capture thread, frame window, head lane, counters, segments
+and clip history.
+
+    specs = [CameraSpec(name, open_source(uri), roi) for name, uri in parse_source_specs(values)]
+
+The rig (art_edge.rig.loop) makes a Camera of each spec; the camera hands its decisions and
+segments to the rig's observers, and says what it is doing in a snapshot (art_edge.rig.report).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from art_edge.errors import UserError
+from art_edge.rig.clips import ClipRecorder
+from art_edge.rig.pipeline import FrameReader, InlineHead, InlineReader
+from art_edge.rig.report import CameraSnapshot, RateMeter, RunStats
+from art_edge.rig.segments import SegmentTracker
+from art_edge.runtime.streaming import StreamingClassifier
+
+NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass
+class CameraSpec:
+    name: str
+    source: object  # a VideoSource, not yet opened
+    roi: object = None  # art_edge.video.roi.Roi
+
+
+def parse_source_specs(values: list[str]) -> list[tuple[str, str]]:
+    """`--source` values → (name, URI): NAME=URI, or a bare URI named cam0, cam1, … by position."""
+    specs = []
+    for i, value in enumerate(values):
+        name, sep, uri = value.partition("=")
+        if not sep or not NAME.match(name):  # a URI's own '=' (a query) is not a name
+            name, uri = f"cam{i}", value
+        if not uri:
+            raise UserError(f"--source {value!r}: give NAME=URI or a URI")
+        specs.append((name, uri))
+    names = [n for n, _ in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UserError(
+            f"--source: camera name {', '.join(duplicates)} given twice; name each camera once "
+            "(NAME=URI)"
+        )
+    return specs
+
+
+class Camera:
+    """One camera's part of the rig: reader, classifier, head, counters, segments and clips."""
+
+    def __init__(self, spec: CameraSpec, rig):
+        config, engine = rig.config, rig.engine
+        self.name, self.source, self.roi, self.rig = spec.name, spec.source, spec.roi, rig
+        self.observers = rig.observers
+        self.clf = StreamingClassifier(engine, config.stream)
+        self.stats = RunStats()
+        self.taken = 0  # frames taken for encoding (some may still be in flight)
+        self.clips = self.segments = None
+        self.decision = self.last_frame = self.ended = None
+        self.rate, self.last_frame_at = RateMeter(), time.monotonic()
+        live = getattr(self.source, "live", False)
+        if config.threaded:
+            self.reader = FrameReader(
+                self.source,
+                engine.preprocessing,
+                config.stream.stride,
+                spec.roi,
+                rig.ready,
+                self._on_read,
+            )
+            self.head = rig.heads.lane(self.clf, self.on_decision, live)
+        else:
+            self.reader = InlineReader(self.source, engine.preprocessing, spec.roi, self._on_read)
+            self.head = InlineHead(self.clf, self.on_decision)
+
+    def open(self):
+        """Open the source; then its segments and clip history, which need its frame rate."""
+        rig = self.rig
+        segment, clip = rig.config.segment, rig.config.clip
+        self.source.open()
+        fps = self.source.fps
+        if segment.path or rig.clip_writer:
+            self.segments = SegmentTracker(
+                self.name, rig.classes, fps, segment.min_score, segment.min_duration
+            )
+        if rig.clip_writer:
+            self.clips = ClipRecorder(
+                self.name,
+                rig.classes,
+                fps,
+                rig.clip_writer,
+                clip.pre,
+                clip.post,
+                clip.history,
+                clip.raw,
+                self.roi,
+            )
+        self.reader.start()
+        self.head.start()
+
+    def _on_read(self, frame):
+        """The capture thread's side: the frame's time, and the clip history."""
+        self.last_frame_at = time.monotonic()
+        if self.clips is not None:
+            self.clips.add_frame(frame)
+
+    def on_decision(self, d, end: bool):
+        """The head thread's side: events, segments, counters, and a clip's score at its end."""
+        if d is not None:
+            self.stats.decisions += 1
+            self.stats.decision_latency.add(d.latency_ms)
+            self.stats.head_ms.add(d.head_ms)
+            if self.clips is not None:
+                self.clips.add_decision(d)
+            self.observers.on_decision(self.name, d)
+            if self.segments is not None:
+                for segment in self.segments.update(d):
+                    self.finish_segment(segment)
+        if end:
+            self.stats.score_clip(d or self.decision)
+            self.decision = None
+        elif d is not None:
+            self.decision = d
+
+    def finish_segment(self, segment):
+        record = segment.to_dict()
+        if self.clips is not None:
+            record["clip"] = self.clips.add_segment(segment)
+        self.rig.segment_records.append(record)
+        self.observers.on_segment(self.name, record)
+
+    def on_frame(self, frame, encoded, encode_ms: float) -> bool:
+        """One encoded frame (`encode_ms`: its share of the batch it was encoded in), on the
+        encoding thread: into the window, a decision job when one is due, the observers; → False
+        when one of them ends the run (the user closed the display)."""
+        stats, last = self.stats, self.last_frame
+        if last is not None and frame.segment != last.segment:  # a clip ended
+            self.head.submit(self.clf.end_job(last), end=True)
+        if self.clf.add(frame, encoded):
+            self.head.submit(self.clf.job(frame))
+        stats.frames += 1
+        stats.frame_latency.add(self.clf.frame_latency_ms)
+        stats.encode_ms.add(encode_ms)
+        self.rate.tick(time.monotonic())
+        self.last_frame = frame
+        return self.observers.on_frame(self.name, frame)
+
+    def finish(self):
+        """The decision in flight, the last one on the window, the open segment and its clip."""
+        self.head.submit(self.clf.end_job(self.last_frame), end=self.last_frame is not None)
+        self.head.drain()
+        if self.segments is not None:
+            for segment in self.segments.close():
+                self.finish_segment(segment)
+        if self.clips is not None:
+            self.clips.flush()
+
+    def snapshot(self) -> CameraSnapshot:
+        stats, source, ended = self.stats, self.source, self.ended or (None, None)
+        current = self.segments.current if self.segments is not None else None
+        return CameraSnapshot(
+            name=self.name,
+            status=source.status,
+            frames=stats.frames,
+            decisions=stats.decisions,
+            dropped=source.dropped + self.reader.dropped,
+            decisions_skipped=self.head.skipped,
+            corrupt=source.corrupt,
+            truncated=source.truncated,
+            reconnects=source.reconnects,
+            fps=self.rate.fps,
+            frame_latency_ms=(
+                stats.frame_latency.percentile(50),
+                stats.frame_latency.percentile(95),
+            ),
+            decision_latency_ms=(
+                stats.decision_latency.percentile(50),
+                stats.decision_latency.percentile(95),
+            ),
+            encode_ms_p50=stats.encode_ms.percentile(50),
+            head_ms_p50=stats.head_ms.percentile(50),
+            clips_scored=stats.clips_scored,
+            clips_correct=stats.clips_correct,
+            idle_s=time.monotonic() - self.last_frame_at,
+            ended=ended[0],
+            error=ended[1],
+            decision=self.decision,
+            last_frame=self.last_frame,
+            roi=self.roi,
+            open_segment=None if current is None else current.progress(),
+        )
+
+    def close(self, failures: list):
+        for closable in (self.reader, self.head, self.source):
+            try:
+                closable.close()
+            except Exception as e:  # noqa: BLE001 (each part is closed whatever the others did)
+                failures.append(e)

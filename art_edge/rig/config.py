@@ -1,0 +1,310 @@
+"""art-edge's settings: one tree of dataclasses. Each setting's default, flag, help and check are
+stated once, in its field; the tree is checked once, when it is built; art-edge's flags are
+generated from it, and the Python API takes the same settings by the same names.
+
+    config = RigConfig.from_settings(stride=2, segments="segments.jsonl", events=["ev.jsonl"])
+    add_flags(parser)                        # --window, --stride, ..., --web-fps
+    config = RigConfig.from_flags(args)      # what argparse parsed
+
+A setting's name is its field's, or the `name` its metadata gives (`segment.path`: segments),
+unique in the tree; its flag is --NAME (dashes for underscores) unless `flag` says otherwise
+(`threaded`: --no-threads). A section (`stream=StreamConfig(...)`) may also be given whole. The
+rest of a field's metadata: `help` (a field without it has no flag) and `check` (an
+art_edge.errors.Number, or a function of the value and the flag that raises UserError).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, fields, is_dataclass
+
+from art_edge.errors import (
+    Number,
+    UserError,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+)
+from art_edge.files import check_writable, is_loopback, parse_host_port
+from art_edge.rig.clips import check_clip_options
+from art_edge.rig.sinks import check_sink_specs
+from art_edge.runtime.streaming import StreamConfig
+from art_edge.video.outputs import check_output
+
+
+def setting(default, help: str | None = None, check=None, name=None, flag=None, **flag_options):
+    """A field of the tree (see the module docstring); `flag_options` go to argparse (metavar)."""
+    meta = {"help": help, "check": check, "name": name, "flag": flag, "argparse": flag_options}
+    return field(default=default, metadata=meta)
+
+
+def one_of(*choices):
+    def check(value, flag: str):
+        if value not in choices:
+            raise UserError(f"{flag} {value!r}: use {' or '.join(choices)}")
+
+    return check
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """How the cameras' sources are read."""
+
+    realtime: bool = setting(False, "play a file at its own frame rate (drop when slow)")
+    reconnect_timeout: float = setting(
+        30.0, "seconds to keep retrying a lost camera", non_negative_float
+    )
+    root: str | None = setting(None, "folder for relative paths in a LIST source")
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Actions as segments: a run of one label whose smoothed score stays at min_score or more."""
+
+    path: str | None = setting(
+        None, "segments JSONL: one line per finished action", name="segments"
+    )
+    min_score: float = setting(
+        0.5, "a segment's smoothed score stays at or above this (below: idle)", fraction
+    )
+    min_duration: float = setting(
+        0.5, "seconds: shorter segments are dropped as flicker", non_negative_float
+    )
+
+    def validate(self):
+        if self.path:
+            check_writable(self.path, "--segments", is_file=True)
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """A video per segment, from `pre` seconds before it to `post` seconds after it."""
+
+    folder: str | None = setting(None, "folder: a video per segment", name="clips")
+    pre: float = setting(2.0, "seconds of video before a segment's start")
+    post: float = setting(2.0, "seconds after its end")
+    history: float = setting(
+        30.0,
+        "seconds of frames each camera keeps for its clips (JPEG: ~45 MB for 720p at 30 FPS)",
+        positive_float,
+        name="clip_history",
+    )
+    raw: bool = setting(False, "clips without the annotation", name="raw_clips", flag="--raw")
+
+    def validate(self):
+        check_clip_options(self.folder, self.pre, self.post, self.history)
+
+
+@dataclass(frozen=True)
+class EventConfig:
+    """Where the decisions and segments go as events, and which decisions."""
+
+    sinks: tuple = setting(
+        (),
+        "repeatable: a .jsonl path (one event a line), mqtt://HOST:PORT/TOPIC (QoS 1) or "
+        "http(s)://… (a JSON POST each, retried)",
+        name="events",
+        action="append",
+    )
+    # "change": an event when the decided label changes; "decision": every decision
+    emit: str = setting(
+        "change",
+        "when to write an event",
+        one_of("change", "decision"),
+        metavar="{change,decision}",
+    )
+
+    def __post_init__(self):  # one sink may be given as a string
+        sinks = [self.sinks] if isinstance(self.sinks, str) else self.sinks
+        object.__setattr__(self, "sinks", tuple(str(s) for s in sinks))
+
+    def validate(self):
+        check_sink_specs(self.sinks)
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """The annotated video of one camera."""
+
+    output: str | None = setting(None, "annotated video (.mp4/.avi) or 'display' (one camera)")
+    headless: bool = setting(False, "draw nothing")
+
+    def validate(self):
+        if self.headless and self.output:
+            raise UserError("--headless draws nothing: drop --output, or drop --headless")
+        if self.output:
+            check_output(self.output)
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    """Prometheus /metrics and /healthz."""
+
+    address: str | None = setting(
+        None,
+        "HOST:PORT: Prometheus /metrics and /healthz (HOST default 127.0.0.1)",
+        name="metrics",
+    )
+
+    def validate(self):
+        if self.address:
+            parse_host_port(self.address, "--metrics")
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    """The live dashboard in the browser."""
+
+    address: str | None = setting(
+        None,
+        "a live dashboard in the browser (HOST default 127.0.0.1; any other address needs "
+        "--web-token)",
+        name="web",
+        metavar="HOST:PORT",
+    )
+    token: str | None = setting(
+        None, "a secret every dashboard request must carry", name="web_token", metavar="SECRET"
+    )
+    fps: float = setting(
+        5.0,
+        "the dashboard's frames per camera, at most (recognition never waits for the page)",
+        positive_float,
+        name="web_fps",
+        metavar="N",
+    )
+
+    def validate(self):
+        """The address is HOST:PORT; beyond localhost it needs a token."""
+        if self.token is not None and not self.token:
+            raise UserError("--web-token: give a non-empty secret")
+        if not self.address:
+            if self.token:
+                raise UserError("--web-token needs --web HOST:PORT (the dashboard it protects)")
+            return
+        host, _ = parse_host_port(self.address, "--web")
+        if not is_loopback(host) and not self.token:
+            raise UserError(
+                f"--web {self.address}: serving beyond localhost needs --web-token SECRET (every "
+                "request must then carry it); or bind 127.0.0.1"
+            )
+
+
+def section(cls):
+    return field(default_factory=cls)
+
+
+@dataclass(frozen=True)
+class RigConfig:
+    """Everything art-edge does with the frames of its cameras, and where the results go."""
+
+    stream: StreamConfig = section(StreamConfig)
+    source: SourceConfig = section(SourceConfig)
+    max_frames: int = setting(0, "stop after N frames (0: until the source ends)", non_negative_int)
+    # reading, encoding and the head on threads of their own (False: all in one, as a baseline)
+    threaded: bool = setting(
+        True,
+        "read, encode and decide in one thread (a decision then holds up the frames behind it)",
+        flag="--no-threads",
+    )
+    # a camera that delivered no frame for this long is silent (/healthz fails, the page says so)
+    stale_after: float = 10.0
+    segment: SegmentConfig = section(SegmentConfig)
+    clip: ClipConfig = section(ClipConfig)
+    event: EventConfig = section(EventConfig)
+    video: VideoConfig = section(VideoConfig)
+    prometheus: PrometheusConfig = section(PrometheusConfig)
+    dashboard: DashboardConfig = section(DashboardConfig)
+
+    def __post_init__(self):
+        validate(self)
+
+    @classmethod
+    def from_settings(cls, **settings) -> RigConfig:
+        """The tree from settings by name (`stride=2`, `segments="s.jsonl"`) or whole sections
+        (`stream=StreamConfig(...)`); the rest keep their defaults."""
+        return from_settings(cls, settings)
+
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace) -> RigConfig:
+        """The tree from what argparse parsed of the flags add_flags added."""
+        return from_flags(cls, args)
+
+
+def from_settings(cls, settings: dict):
+    """A tree of settings (RigConfig, or another dataclass of settings) from settings by name."""
+    settings = dict(settings)
+    config = _build(cls, settings)
+    if settings:
+        raise TypeError(f"unknown settings {sorted(settings)}; see {cls.__module__}.{cls.__name__}")
+    return config
+
+
+def from_flags(cls, args: argparse.Namespace):
+    """A tree of settings from what argparse parsed of the flags add_flags added."""
+    given = {name: getattr(args, name, None) for name, _ in settings_of(cls)}
+    return from_settings(cls, {k: v for k, v in given.items() if v is not None})
+
+
+def _is_section(f) -> bool:
+    return isinstance(f.default_factory, type) and is_dataclass(f.default_factory)
+
+
+def settings_of(cls):
+    """Every setting of the tree under `cls`: (name, field)."""
+    for f in fields(cls):
+        if _is_section(f):
+            yield from settings_of(f.default_factory)
+        else:
+            yield f.metadata.get("name") or f.name, f
+
+
+def flag_of(name: str, f) -> str:
+    return f.metadata.get("flag") or "--" + name.replace("_", "-")
+
+
+def _build(cls, given: dict):
+    """An instance of `cls` (a section or the tree) from the settings in `given`, which are
+    taken out of it."""
+    values = {}
+    for f in fields(cls):
+        if _is_section(f):
+            whole = given.pop(f.name, None)
+            values[f.name] = whole if whole is not None else _build(f.default_factory, given)
+        elif (f.metadata.get("name") or f.name) in given:
+            values[f.name] = given.pop(f.metadata.get("name") or f.name)
+    return cls(**values)
+
+
+def validate(config):
+    """Each setting's own check, then each section's checks across its settings, once."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if _is_section(f):
+            validate(value)
+            continue
+        check = f.metadata.get("check")
+        if check is not None and value is not None:  # None: not given, where that may be
+            name = f.metadata.get("name") or f.name
+            (check.check if isinstance(check, Number) else check)(value, flag_of(name, f))
+    if hasattr(config, "validate"):
+        config.validate()
+
+
+def add_flags(parser: argparse.ArgumentParser, cls=RigConfig):
+    """A flag for each setting with a help text, its default the field's."""
+    for name, f in settings_of(cls):
+        meta = f.metadata
+        if not meta.get("help"):
+            continue
+        options = {"dest": name, "help": meta["help"], **meta.get("argparse", {})}
+        if isinstance(f.default, bool):
+            options["action"] = "store_false" if f.default else "store_true"
+        elif options.get("action") == "append":
+            options["default"] = None  # none given: the field's default
+        else:
+            check = meta.get("check")
+            kind = type(f.default) if isinstance(f.default, (int, float)) else str
+            options.update(type=check.convert if isinstance(check, Number) else kind)
+            options["default"] = f.default
+        parser.add_argument(flag_of(name, f), **options)

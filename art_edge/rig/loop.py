@@ -1,0 +1,201 @@
+"""Several cameras in one process: one engine, one encoder batch for all of them.
+
+    rig = Rig(engine, [CameraSpec("pool", source), CameraSpec("board", source2, roi)], config)
+    rig.observe(output)              # its outputs (art_edge.rig.observers), as a front door does
+    snap = rig.run(stop)             # until every camera ended, `stop` is set, or max frames
+
+Each camera keeps its own capture thread (newest-frame policy, reconnect), frame ring, decision
+smoothing, segments and clip history. The encoder, on the caller's thread, takes whatever frames
+arrived from all cameras since its last run (a stride's worth per camera at most) and encodes
+them as one batch, as DeepStream batches streams; the clip heads of the cameras due for a
+decision run as one batch too, on one head thread (art_edge.rig.pipeline.HeadThread). A camera
+that stalls, reconnects or ends contributes nothing to a batch and holds nobody back.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+
+import numpy as np
+
+from art_edge.errors import UserError, warn
+from art_edge.rig.camera import Camera, CameraSpec
+from art_edge.rig.clips import ClipWriter
+from art_edge.rig.config import RigConfig
+from art_edge.rig.observers import Observers, RigObserver
+from art_edge.rig.pipeline import HeadThread
+from art_edge.rig.report import RigSnapshot
+
+
+class Rig:
+    """The cameras, their shared encoder batch and head thread, the clip writer they share, and
+    the observers the front doors registered (art_edge.rig.observers): the outputs."""
+
+    def __init__(self, engine, specs: list[CameraSpec], config: RigConfig):
+        window = config.stream.window
+        if window and window < engine.num_frames:
+            raise UserError(
+                f"--window {window} is smaller than the T = {engine.num_frames} frames a decision "
+                f"samples; use --window ≥ {engine.num_frames} (or 0: 4·T)"
+            )
+        self.engine, self.config, self.classes = engine, config, engine.classes
+        self.observers = Observers()
+        self.ready = threading.Event()  # set by any reader that queued a frame
+        # the clip heads of all cameras on one thread, the jobs due together in one batch
+        self.heads = HeadThread() if config.threaded else None
+        self.clip_writer = None
+        self.segment_records: list = []
+        self.started = self.stopped = None  # the run's start and end (time.monotonic())
+        self.outcome: tuple | None = None  # (how the run ended, why when a source failed)
+        self.batches = self.max_batch = 0  # encoder runs (frames / batches: the mean batch)
+        # encoder batches not handed on yet: [(camera, frame) pairs, PendingEncode]
+        self.in_flight: deque = deque()
+        self.cameras = [Camera(spec, self) for spec in specs]
+        self._finished: set = set()
+
+    def observe(self, observer: RigObserver) -> RigObserver:
+        """Register an output; → it. The rig closes it when the run ends."""
+        return self.observers.add(observer)
+
+    def open(self):
+        if self.config.clip.folder:
+            self.clip_writer = ClipWriter(self.config.clip.folder)
+        if self.heads is not None:
+            self.heads.start()
+        for cam in self.cameras:
+            cam.open()
+
+    def step(self, stop: threading.Event) -> tuple[str, str | None] | None:
+        """Encode the frames that are ready on every camera as one batch; → how the run ended
+        (and the error, when a camera's source failed), or None to go on."""
+        if stop.is_set():
+            return "interrupted", None
+        active = [c for c in self.cameras if c.ended is None]
+        if not active:
+            return self._outcome()
+        self.ready.clear()
+        batch, ends = self._take(active)
+        if batch:
+            self.batches += 1
+            self.max_batch = max(self.max_batch, len(batch))
+            pending = self.engine.submit_encode(np.stack([image for _, _, image in batch]))
+            self.in_flight.append(([(cam, frame) for cam, frame, _ in batch], pending))
+        # Hand on the earlier batches while this one encodes on the encoder workers (they go
+        # straight on to it, no pause between batches); all of them before a camera ends.
+        keep = 1 if batch and not ends and self.in_flight[-1][1].asynchronous else 0
+        while len(self.in_flight) > keep:
+            if not self._hand_on(*self.in_flight.popleft()):
+                return "closed by user", None
+        for cam, end in ends:
+            cam.ended = end
+            self._finish(cam)
+            if end[1] and len(self.cameras) > 1:  # one camera: its error ends the run, said once
+                warn(f"camera {cam.name}: {end[1]}")
+        if not batch and not ends and self.config.threaded:
+            self.ready.wait(0.5)
+        return None
+
+    def _hand_on(self, frames: list, pending) -> bool:
+        """An encoded batch to its cameras; → False when the user closed the display."""
+        patches, tokens = pending.result()
+        encode_ms = 1000 * pending.seconds / len(frames)  # each frame's share of the batch
+        for (cam, frame), encoded in zip(frames, zip(patches, tokens)):
+            if not cam.on_frame(frame, encoded, encode_ms):
+                return False
+        return True
+
+    def _take(self, active: list) -> tuple[list, list]:
+        """The ready frames of each active camera (a stride's worth at most) and the cameras that
+        ended; a camera past --max-frames ends here."""
+        config, batch, ends = self.config, [], []
+        stride = config.stream.stride
+        # one thread (--no-threads): each camera's read waits a little, in turn
+        timeout = 0.0 if config.threaded else 0.5 / len(active)
+        for cam in active:
+            left = config.max_frames - cam.taken if config.max_frames else stride
+            if left <= 0:
+                ends.append((cam, ("max frames", None)))
+                continue
+            items, end = cam.reader.take(min(left, stride), timeout=timeout)
+            cam.taken += len(items)
+            batch += [(cam, frame, image) for frame, image in items]
+            if end is not None:
+                ends.append((cam, (end.ended, end.error)))
+        return batch, ends
+
+    def _outcome(self) -> tuple[str, str | None]:
+        if len(self.cameras) == 1:
+            return self.cameras[0].ended
+        failed = [f"camera {c.name}: {c.ended[1]}" for c in self.cameras if c.ended[1]]
+        return ("sources ended", "; ".join(failed) or None)
+
+    def _finish(self, cam: Camera):
+        if cam.name not in self._finished:
+            self._finished.add(cam.name)
+            cam.finish()
+
+    def finish(self):
+        while self.in_flight:  # frames encoded before a stop still count
+            self._hand_on(*self.in_flight.popleft())
+        for cam in self.cameras:
+            self._finish(cam)
+
+    def close(self):
+        """Stop the threads, then close everything, even when one close fails; a failure here
+        never hides the error that ended the run (it is reported as itself when nothing else
+        went wrong)."""
+        failures: list = []
+        for cam in self.cameras:
+            cam.close(failures)
+        for closable in (self.heads, self.clip_writer):
+            try:
+                if closable is not None:
+                    closable.close()
+            except Exception as e:  # noqa: BLE001 (each part is closed whatever the others did)
+                failures.append(e)
+        self.observers.close(failures)
+        if failures and sys.exc_info()[1] is None:
+            raise failures[0]
+
+    def run(self, stop: threading.Event | None = None) -> RigSnapshot:
+        """Run until every camera ended, `stop` is set or max frames, then close the cameras and
+        the observers; → the last snapshot, which says how the run ended."""
+        stop = stop or threading.Event()
+        self.started, outcome = time.monotonic(), None
+        try:
+            self.open()
+            while outcome is None:
+                outcome = self.step(stop)
+            self.finish()
+        except KeyboardInterrupt:
+            outcome = ("interrupted", None)
+            self.finish()
+        finally:
+            self.outcome = outcome or ("interrupted", None)
+            self.close()
+        self.stopped = time.monotonic()  # the seconds of the run include closing its outputs
+        return self.snapshot()
+
+    def snapshot(self) -> RigSnapshot:
+        """The rig now, for its readers (art_edge.rig.report)."""
+        heads, writer, (ended, error) = self.heads, self.clip_writer, self.outcome or (None, None)
+        now = self.stopped or time.monotonic()
+        return RigSnapshot(
+            cameras=tuple(cam.snapshot() for cam in self.cameras),
+            classes=tuple(self.classes),
+            seconds=now - self.started if self.started is not None else 0.0,
+            segments=tuple(self.segment_records),
+            clips=tuple(writer.written) if writer is not None else None,
+            clips_dropped=writer.dropped if writer is not None else 0,
+            batches=self.batches,
+            max_batch=self.max_batch,
+            encoder_workers=self.engine.encoder_workers,
+            head_batches=heads.batches if heads is not None else None,
+            head_jobs=heads.jobs if heads is not None else 0,
+            max_head_batch=heads.max_jobs if heads is not None else 0,
+            ended=ended,
+            error=error,
+        )

@@ -1,6 +1,7 @@
 """The CUDA kernels executed on the CPU (plugins/tests/cuda_emu.h) at the paper's and the edge
-model's shapes, today's kernels beside the first QRAttention kernel (one block per frame and query,
-a thread a key row): the largest error against the float64 reference, and each launch's
+model's shapes, today's kernels beside the first ones (QRAttention: one block per frame and query,
+a thread a key row; TrackletLink: every pass reading global memory): the largest error against the
+float64 reference, and each launch's
 global-memory traffic counted by the traced build (plugins/tests/emu_trace.cpp), the CPU's proxy
 for speed on a GPU:
 
@@ -29,7 +30,7 @@ from benchlib import RESULTS, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "plugins" / "emu_worker.py"
-FIRST_KERNEL = "96e7051"  # the last commit with the first QRAttention kernel
+FIRST_KERNEL = "96e7051"  # the last commit with the first kernels
 SHAPES = {
     "qr": {"paper": [8 * 16, 2, 196, 256, 8], "edge": [8, 2, 49, 256, 8]},
     "link": {"paper": [8, 16, 2, 256], "edge": [1, 8, 2, 256]},
@@ -97,8 +98,6 @@ def main(argv=None):
                 continue
             libs = build_both(source, Path(tmp) / kernel)
             for op, shapes in SHAPES.items():
-                if kernel == "first" and op == "link":
-                    continue  # TrackletLink's kernel is the same in both
                 for shape_name in shapes:
                     for dtype in DTYPES[kernel]:
                         rows.append(measure(kernel, libs, op, shape_name, dtype))

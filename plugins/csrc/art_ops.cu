@@ -310,22 +310,30 @@ __device__ __forceinline__ float warp_dot(const T* a, const T* b, int d) {
     return warp_sum(s);
 }
 
-// One block per (clip b, tracklet kk): norms, cosine to each of the K semantics, softmax over
-// time per semantic, saliency = mean over semantics, weighted sum, adjacent-frame coherence.
-template <typename T>
-__global__ void __launch_bounds__(kThreads)
-tracklet_link_kernel(const T* __restrict__ r, const T* __restrict__ s, T* __restrict__ agg, T* __restrict__ saliency,
-                     T* __restrict__ coherence, int frames, int nk, int d, float temperature, float eps) {
+// A tracklet's rows and its clip's semantics, where the kernel reads them: staged in shared memory
+// (floats) or left in global memory (T).
+template <typename R>
+struct LinkRows {
+    const R* r;
+    size_t r_stride;  // row t at r + t · r_stride
+    const R* s;       // semantic j at s + j · d
+    __device__ __forceinline__ const R* row_r(int t) const { return r + t * r_stride; }
+};
+
+// Norms, cosine to each of the K semantics, softmax over time per semantic, saliency = mean over
+// semantics, weighted sum, adjacent-frame coherence: one block, tracklet kk of clip b.
+template <typename T, typename R>
+__device__ void link_tracklet(LinkRows<R> rows, T* __restrict__ agg, T* __restrict__ saliency,
+                              T* __restrict__ coherence, int b, int kk, int frames, int nk, int d, float temperature,
+                              float eps) {
     __shared__ float r_inv[ART_LINK_MAX_FRAMES];
     __shared__ float s_inv[ART_QR_MAX_QUERIES];
     __shared__ float sim[ART_LINK_MAX_FRAMES * ART_QR_MAX_QUERIES];
     __shared__ float weight[ART_LINK_MAX_FRAMES];
-    const int b = blockIdx.x / nk, kk = blockIdx.x % nk;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    auto row_r = [&](int t) { return r + ((static_cast<size_t>(b) * frames + t) * nk + kk) * d; };
-    auto row_s = [&](int j) { return s + (static_cast<size_t>(b) * nk + j) * d; };
+    auto row_s = [&](int j) { return rows.s + static_cast<size_t>(j) * d; };
     for (int t = warp; t < frames; t += kWarps) {
-        const float ss = warp_dot(row_r(t), row_r(t), d);
+        const float ss = warp_dot(rows.row_r(t), rows.row_r(t), d);
         if (lane == 0) r_inv[t] = inv_norm(ss, eps);
     }
     for (int j = warp; j < nk; j += kWarps) {
@@ -335,7 +343,7 @@ tracklet_link_kernel(const T* __restrict__ r, const T* __restrict__ s, T* __rest
     __syncthreads();
     for (int p = warp; p < frames * nk; p += kWarps) {
         const int t = p / nk, j = p % nk;
-        const float dot = warp_dot(row_r(t), row_s(j), d);
+        const float dot = warp_dot(rows.row_r(t), row_s(j), d);
         if (lane == 0) sim[p] = dot * r_inv[t] * s_inv[j] / temperature;
     }
     __syncthreads();
@@ -355,15 +363,52 @@ tracklet_link_kernel(const T* __restrict__ r, const T* __restrict__ s, T* __rest
     __syncthreads();
     for (int i = threadIdx.x; i < d; i += kThreads) {
         float acc = 0.0f;
-        for (int t = 0; t < frames; ++t) acc += weight[t] * to_float(row_r(t)[i]);
+        for (int t = 0; t < frames; ++t) acc += weight[t] * to_float(rows.row_r(t)[i]);
         agg[(static_cast<size_t>(b) * nk + kk) * d + i] = from_float<T>(acc);
     }
     for (int t = warp; t + 1 < frames; t += kWarps) {
-        const float dot = warp_dot(row_r(t), row_r(t + 1), d);
+        const float dot = warp_dot(rows.row_r(t), rows.row_r(t + 1), d);
         if (lane == 0)
             coherence[(static_cast<size_t>(b) * (frames - 1) + t) * nk + kk] = from_float<T>(dot * r_inv[t] * r_inv[t + 1]);
     }
 }
+
+// `count` rows of d elements, row i at src + i · stride, into dst as floats, consecutive threads on
+// consecutive elements.
+template <typename T>
+__device__ void stage_rows(const T* __restrict__ src, int count, size_t stride, int d, float* dst) {
+    for (int i = threadIdx.x; i < count * d; i += kThreads)
+        dst[i] = to_float(src[static_cast<size_t>(i / d) * stride + i % d]);
+}
+
+// One block per (clip b, tracklet kk). kStaged: the tracklet's rows and the clip's semantics are
+// read once into shared memory, and every pass reads them there; otherwise (too large for shared
+// memory) each pass reads them from global memory.
+template <typename T, bool kStaged>
+__global__ void __launch_bounds__(kThreads)
+tracklet_link_kernel(const T* __restrict__ r, const T* __restrict__ s, T* __restrict__ agg, T* __restrict__ saliency,
+                     T* __restrict__ coherence, int frames, int nk, int d, float temperature, float eps) {
+    const int b = blockIdx.x / nk, kk = blockIdx.x % nk;
+    const T* rows = r + (static_cast<size_t>(b) * frames * nk + kk) * d;
+    const T* semantics = s + static_cast<size_t>(b) * nk * d;
+    if constexpr (kStaged) {
+        extern __shared__ __align__(16) float staged[];  // [frames + nk][d]
+        stage_rows(rows, frames, static_cast<size_t>(nk) * d, d, staged);
+        stage_rows(semantics, nk, static_cast<size_t>(d), d, staged + frames * d);
+        __syncthreads();
+        const LinkRows<float> in{staged, static_cast<size_t>(d), staged + frames * d};
+        link_tracklet(in, agg, saliency, coherence, b, kk, frames, nk, d, temperature, eps);
+    } else {
+        const LinkRows<T> in{rows, static_cast<size_t>(nk) * d, semantics};
+        link_tracklet(in, agg, saliency, coherence, b, kk, frames, nk, d, temperature, eps);
+    }
+}
+
+// Staged where the rows and semantics fit beside link_tracklet's static shared arrays (~5 KB).
+size_t link_staged_bytes(int frames, int nk, int d) {
+    return static_cast<size_t>(frames + nk) * d * sizeof(float);
+}
+constexpr size_t kLinkStagedMax = ART_MAX_DYNAMIC_SHARED - 8 * 1024;
 
 // ----------------------------------------------------------------------------- launches
 
@@ -453,9 +498,16 @@ int launch_qr(const void* q, const void* k, const void* v, void* out, void* attn
 template <typename T>
 int launch_link(const void* r, const void* s, void* agg, void* sal, void* coh, int b, int t, int k, int d,
                 float temperature, float eps, cudaStream_t stream) {
-    tracklet_link_kernel<T><<<b * k, kThreads, 0, stream>>>(
-        static_cast<const T*>(r), static_cast<const T*>(s), static_cast<T*>(agg), static_cast<T*>(sal),
-        static_cast<T*>(coh), t, k, d, temperature, eps);
+    const auto* rt = static_cast<const T*>(r);
+    const auto* st = static_cast<const T*>(s);
+    auto *at = static_cast<T*>(agg), *salt = static_cast<T*>(sal), *ct = static_cast<T*>(coh);
+    const size_t staged = link_staged_bytes(t, k, d);
+    if (staged <= kLinkStagedMax)
+        tracklet_link_kernel<T, true><<<b * k, kThreads, staged, stream>>>(rt, st, at, salt, ct, t, k, d, temperature,
+                                                                          eps);
+    else
+        tracklet_link_kernel<T, false><<<b * k, kThreads, 0, stream>>>(rt, st, at, salt, ct, t, k, d, temperature,
+                                                                       eps);
     return static_cast<int>(cudaGetLastError());
 }
 

@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
         qr(dtype, 2, 2, 9, 96, 2);                    // the general kernel (a head of 48)
         link(dtype, small ? 1 : 8, 16, 2, 256);
         link(dtype, 1, 64, 16, 32);
+        link(dtype, 1, 40, 2, 256);  // beyond shared memory: rows read where they are
     }
     std::printf(failures ? "FAILED (%d)\n" : "ok\n", failures);
     return failures ? 1 : 0;

@@ -37,6 +37,7 @@ LINK_SHAPES = {
     "64_frames": (1, 64, 2, 32),
     "16_tracklets": (1, 8, 16, 32),
     "zero_rows": (2, 8, 4, 32),
+    "unstaged": (1, 40, 2, 256),  # rows and semantics beyond shared memory: read where they are
 }
 
 
@@ -210,6 +211,15 @@ def test_qr_attention_reads_each_input_once_in_whole_sectors(traced_ops, dtype, 
     assert got["sector_efficiency"] >= 0.9, got
     # keys and values in 16-byte pieces (the queries, read once per block, element by element)
     assert got["share_read_in_16_byte_loads"] >= 0.8, got
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("shape", ["paper", "edge"])
+def test_tracklet_link_reads_its_rows_once(traced_ops, dtype, shape):
+    """Each tracklet's rows once; each clip's semantics once a tracklet (K blocks read them)."""
+    got = traffic(traced_ops, "link", LINK_SHAPES[shape], dtype)
+    assert got["bytes_read_over_minimum"] <= 1.15, got
+    assert got["sector_efficiency"] >= 0.9, got
 
 
 # name: (text in art_ops.cu, the version that moves more memory, the figure that must show it)

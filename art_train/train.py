@@ -34,7 +34,14 @@ from art_edge.errors import (
 )
 from art_edge.files import atomic_write_text, check_writable
 from art_train.checkpoint import load_resume_state, read_meta, save_checkpoint, save_resume_state
-from art_train.configs import ARTConfig, TrainConfig, resolve_config, resume_config  # noqa: F401 (re-exported)
+from art_train.clip import resolve_clip_weights
+from art_train.configs import (  # noqa: F401 (re-exported)
+    ARTConfig,
+    TrainConfig,
+    backbone_named,
+    resolve_config,
+    resume_config,
+)
 from art_train.evaluate import check_classes, classification_metrics, make_loader, predict
 from art_train.losses import loss_parts, part_grad_norms, shared_parameters, total_loss
 from art_train.model import build_model, preprocessing_for
@@ -204,6 +211,7 @@ class RunSpec:
     out: Path  # the run dir
     root: str | None = None  # folder for relative LIST paths (default: each LIST's folder)
     clip_weights: str | None = None  # local open_clip/OpenAI checkpoint for the towers
+    backbone_given: bool = False  # the user named the backbone (settles an unsaid activation)
     device: str | None = None  # auto, cpu, cuda, cuda:N
     # without val_list: this share of each class of the training list validates
     val_fraction: float = 0.0
@@ -299,7 +307,10 @@ class Trainer:
             check_classes(self.classes, read_meta(spec.out)["classes"], f"the run in {spec.out}")
         torch.manual_seed(tcfg.seed)
         self.raw = build_model(
-            self.model_cfg, class_names=self.classes, clip_weights=spec.clip_weights
+            self.model_cfg,
+            class_names=self.classes,
+            clip_weights=spec.clip_weights,
+            backbone_given=spec.backbone_given or resume,
         )
         self.raw = self.raw.to(self.dist.device)
         self.prep = preprocessing_for(self.raw)
@@ -406,8 +417,9 @@ class Trainer:
                 "val_mean_class_acc": m["mean_class_acc"],
                 "epoch": epoch + 1,
             }
+            extra = {"train": asdict(self.tcfg), "best": self.best}
             save_checkpoint(
-                out, self.raw, classes, self.prep, {"train": asdict(self.tcfg), "best": self.best}
+                out, self.raw, classes, self.prep, extra | {"clip_weights": self.spec.clip_weights}
             )
             plot_confusion(
                 m["confusion"],
@@ -465,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--config",
         default="art-tiny",
-        help="registered config name (art-tiny, art-edge-s, art-b16) "
+        help="registered config name (art-tiny, art-edge-s, art-b16, art-b16-paper) "
         "or a JSON file {base, model, train}",
     )
     ap.add_argument("--train", required=True, help="training LIST CSV")
@@ -481,7 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--root", help="folder for relative LIST paths (default: each LIST's folder)")
     ap.add_argument("--out", required=True, help="run dir to write")
     ap.add_argument(
-        "--clip-weights", help="local open_clip/OpenAI checkpoint for the backbone and text encoder"
+        "--clip-weights",
+        help="local open_clip/OpenAI checkpoint (a file, or a folder with its open_clip_config.json) "
+        "for the backbone and text encoder; 'none': random weights. Default: the pretrained tower "
+        "the package ships for the backbone (art-tiny's), else random weights",
     )
     ap.add_argument(
         "--resume", action="store_true", help="continue the run in --out exactly where it stopped"
@@ -547,9 +562,10 @@ def main(argv=None):
         a.classes,
         out,
         a.root,
-        a.clip_weights,
+        resolve_clip_weights(a.clip_weights, model_cfg.backbone),
         a.device,
         val_fraction=a.val_fraction or 0.0,
+        backbone_given=backbone_named(a.config, sets),
     )
     created = not out.exists()
     try:

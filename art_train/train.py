@@ -211,12 +211,12 @@ class RunSpec:
     out: Path  # the run dir
     root: str | None = None  # folder for relative LIST paths (default: each LIST's folder)
     clip_weights: str | None = None  # local open_clip/OpenAI checkpoint for the towers
-    backbone_given: bool = False  # the user named the backbone (settles an unsaid activation)
     device: str | None = None  # auto, cpu, cuda, cuda:N
     # without val_list: this share of each class of the training list validates
     val_fraction: float = 0.0
     progress: bool | None = None  # progress bars (default: when stderr is a terminal)
     log: Callable = print
+    backbone_given: bool = False  # the user named the backbone (settles an unsaid activation)
 
     def __post_init__(self):
         self.out = Path(self.out)

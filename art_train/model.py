@@ -280,9 +280,7 @@ class ART(nn.Module):
         self.cfg = cfg
         d, h = cfg.dim, cfg.num_heads
         self.frame_encoder = FrameEncoder(visual, cfg.image_size, d, cfg.feature_stage)
-        e = self.frame_encoder.embed_dim  # CLIP's joint space: x_cls, the bank, L_sema
-        if e != text_dim:
-            raise UserError(f"{cfg.backbone}: image embeddings ({e}) and text ({text_dim}) differ")
+        e = self.frame_encoder.embed_dim  # CLIP's joint space (= text_dim): x_cls, bank, L_sema
         self.temporal = TemporalEncoder(
             e, cfg.num_frames, cfg.temporal_layers, h, cfg.mlp_ratio, cfg.drop
         )

@@ -304,3 +304,19 @@ def test_b16_configs_build_run_forward_and_train_a_few_steps_on_the_cpu(name):
     with torch.no_grad():
         out = model.eval()(batches[0][0])
     assert out["logits"].shape == (2, len(CLASSES)) and torch.isfinite(out["logits"]).all()
+
+
+def test_loading_a_checkpoint_builds_no_text_tower(trained, monkeypatch):
+    from art_train.checkpoint import load_checkpoint, read_weights
+    from art_train.clip import import_open_clip
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a whole CLIP model (with its text tower) was built")
+
+    open_clip = import_open_clip()
+    monkeypatch.setattr(open_clip, "create_model", refuse)
+    monkeypatch.setattr(open_clip, "get_tokenizer", refuse)
+    model, meta = load_checkpoint(trained)
+    state = read_weights(trained)
+    assert sorted(model.state_dict()) == sorted(state)
+    assert torch.equal(model.semantics.bank, state["semantics.bank"])

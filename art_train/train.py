@@ -42,7 +42,7 @@ from art_train.configs import (  # noqa: F401 (re-exported)
     resolve_config,
     resume_config,
 )
-from art_train.evaluate import check_classes, classification_metrics, make_loader, predict
+from art_train.evaluate import check_classes, classification_metrics, make_loader, predict_probs
 from art_train.losses import loss_parts, part_grad_norms, shared_parameters, total_loss
 from art_train.model import build_model, preprocessing_for
 
@@ -405,16 +405,21 @@ class Trainer:
         from art_train.plots import plot_confusion, plot_curves
 
         out, classes = self.spec.out, self.classes
-        preds, labels = predict(self.raw, self.val_loader, self.dist.device)
-        m = classification_metrics(preds, labels, len(classes))
-        row.update(val_top1=m["top1"], val_mean_class_acc=m["mean_class_acc"], seconds=seconds)
+        probs, labels = predict_probs(self.raw, self.val_loader, self.dist.device)
+        m = classification_metrics(probs.argmax(-1), labels, len(classes))
+        val_loss = float(-np.log(probs[np.arange(len(labels)), labels] + 1e-12).mean())
+        row.update(val_top1=m["top1"], val_mean_class_acc=m["mean_class_acc"], val_loss=val_loss)
+        row["seconds"] = seconds
         self.history.append(row)
         with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
-        if m["top1"] > self.best["val_top1"]:
+        # the best epoch: the highest val top-1, and at equal top-1 the lowest val loss (a model
+        # that reaches 1.000 in its first epoch is not kept over the same score with more margin)
+        if (m["top1"], -val_loss) > (self.best["val_top1"], -self.best.get("val_loss", np.inf)):
             self.best = {
                 "val_top1": m["top1"],
                 "val_mean_class_acc": m["mean_class_acc"],
+                "val_loss": val_loss,
                 "epoch": epoch + 1,
             }
             extra = {"train": asdict(self.tcfg), "best": self.best}

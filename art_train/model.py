@@ -354,6 +354,9 @@ class ART(nn.Module):
             cfg.head_dropout,
         )
         self.video_head = classifier(clip_dim, cfg.num_classes, cfg.head_hidden, cfg.head_dropout)
+        # The heads read x_cls normalised (the joint space's own scale is CLIP's, not theirs);
+        # top-K and L_sema read it as it is, by cosine.
+        self.clip_norm = nn.LayerNorm(clip_dim)
 
     def encode_frames(self, images):
         """[N, 3, H, W] → patch tokens [N, L, D], frame embeddings [N, E]. Cacheable per frame."""
@@ -411,7 +414,7 @@ class ART(nn.Module):
             tracklets = agg.reshape(b, k * d)
         else:
             tracklets = weighted.sum(dim=1).reshape(b, k * d)
-        parts = [x_cls, tracklets]
+        parts = [self.clip_norm(x_cls), tracklets]
         if self.motion_proj is not None:
             parts.append(self.tracklet_motion(responses))
         return self.head(torch.cat(parts, dim=-1)), saliency, coherence
@@ -438,7 +441,7 @@ class ART(nn.Module):
         logits, saliency, coherence = self.head_readout(x_cls, responses, s_topk)
         return {
             "logits": logits,
-            "logits_video": self.video_head(x_cls),
+            "logits_video": self.video_head(self.clip_norm(x_cls)),
             "x_cls": x_cls,
             "responses": responses,
             "attention": attn.reshape(b, t, k, length),
@@ -502,13 +505,14 @@ class Baseline(nn.Module):
             e, cfg.num_frames, cfg.temporal_layers, cfg.num_heads, cfg.mlp_ratio, cfg.drop
         )
         self.head = classifier(e, cfg.num_classes, cfg.head_hidden, cfg.head_dropout)  # as ART's
+        self.clip_norm = nn.LayerNorm(e)
 
     def encode_frames(self, images):
         return self.frame_encoder(images)
 
     def forward_head(self, patches, frame_tokens):
         x_cls = self.temporal(frame_tokens)
-        logits = self.head(x_cls)
+        logits = self.head(self.clip_norm(x_cls))
         return {"logits": logits, "logits_video": logits, "x_cls": x_cls}
 
     forward = ART.forward

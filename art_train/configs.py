@@ -3,8 +3,9 @@
     model_cfg, train_cfg = get_config("art-tiny")
     model_cfg, train_cfg = resolve_config("art-b16", ["lr=0.005", "num_queries=4"])   # --config/--set
 
-`ARTConfig()`'s defaults are the paper's architecture (shared/DESIGN.md), unnamed; every
-registered config spells out where it differs. An unknown name is an error, never a fallback.
+`ARTConfig()`'s defaults are art-b16's model (the recommended recipe, not the paper's exactly:
+art-b16-paper is the paper's, and docs/model.md has the table of every difference); every
+registered config spells out where it differs from the defaults. An unknown name is an error, never a fallback.
 No torch here: reading a config needs none.
 """
 
@@ -45,14 +46,18 @@ class ARTConfig:
     temporal_layers: int = 2  # temporal transformer depth (x_cls)
     spatial_layers: int = 4  # spatial semantic enhancement depth
     qr_layers: int = 4  # query-response attention depth
-    # r_t + W_t r_t before aggregation, so the sum over time keeps order
+    # r_t + W_t r_t before aggregation, so the sum over time keeps order; False: the paper's
     tracklet_time_proj: bool = True
+    # a learned position embedding on the patch tokens (starts as 2D sine-cosine); False: the
+    # paper's (the tower's own position embedding only)
+    patch_position: bool = True
     query_init_std: float = 1.0  # init std of the learned queries P (DETR: 1)
     # "random": N(0, query_init_std); "tokens": from distinctive training tokens
     query_init: str = "random"
-    # multiplies 1/sqrt(head dim) in query-response attention: sharp maps
+    # multiplies 1/sqrt(head dim) in query-response attention: sharp maps (1: the paper's)
     qr_logit_scale: float = 4.0
-    head_hidden: int = 256  # hidden width of the MLP classifiers (0 = a single linear layer)
+    # hidden width of the MLP classifiers (0: a single linear layer, the paper's)
+    head_hidden: int = 256
     # "sum": Σ_t w_t r_t (paper); "ordered": [w_1 r_1 … w_T r_T] in time order
     tracklet_readout: str = "sum"
     # > 0: each tracklet's second-order motion (lag-1 cross-covariance of its responses projected
@@ -73,10 +78,15 @@ class ARTConfig:
     gamma1: float = 5.0  # weight of L_MTC (paper: γ1)
     gamma2: float = 5.0  # weight of L_sema (paper: γ2)
     # L_MTC = spatial_weight·spatial + temporal_weight·temporal + tracklet_weight·tracklet; 0.5
-    # each keeps its gradient into the tower within 3× the others' at γ1 = 5 (docs/model.md)
+    # each keeps its gradient into the tower within 3× the others' at γ1 = 5 (docs/model.md;
+    # the paper's sum: 1 each)
     spatial_weight: float = 0.5
     temporal_weight: float = 0.5
     tracklet_weight: float = 0.5
+    # L_sema = sema_video_weight·video + sema_prototype_weight·prototype consistency; 0.5 each
+    # (their mean) for the same reason (the paper's sum: 1 each)
+    sema_video_weight: float = 0.5
+    sema_prototype_weight: float = 0.5
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -182,10 +192,11 @@ _REGISTRY: dict[str, RegisteredConfig] = {
             epochs=30, batch_size=8, lr=3e-4, tower_lr_scale=0.1, grad_clip=GRAD_CLIP_SAFETY_NET
         ),
     ),
-    # The paper's architecture and loss weights, with a CLIP ViT-B/16 per frame in place of
-    # UniFormerV2, and the recipe CLIP video fine-tuning uses (docs/model.md says where and why it
-    # differs from the paper's SGD): AdamW, the pretrained tower at a tenth of the new modules'
-    # learning rate, cosine schedule after a warm-up, clipping as a safety net only.
+    # The recommended recipe for a CLIP ViT-B/16 (per frame, in place of the paper's
+    # UniFormerV2): the paper's sizes and loss weights, with the choices art-b16-paper leaves out
+    # (docs/model.md: one table of every difference, with its reason and evidence), and the
+    # recipe CLIP video fine-tuning uses: AdamW, the pretrained tower at a tenth of the new
+    # modules' learning rate, cosine schedule after a warm-up, clipping as a safety net only.
     "art-b16": RegisteredConfig(
         ARTConfig(name="art-b16"),
         TrainConfig(
@@ -198,6 +209,39 @@ _REGISTRY: dict[str, RegisteredConfig] = {
             warmup_epochs=2.0,
             tower_lr_scale=0.1,
             grad_clip=GRAD_CLIP_SAFETY_NET,
+        ),
+    ),
+    # Only what the paper states; where it is silent, the simplest choice (docs/model.md names
+    # each): attention at the usual 1/sqrt(head dim), no time projection, no position embedding
+    # beyond the tower's, a linear head, L_MTC and L_sema as plain sums; SGD at 0.01 × 0.1 every 20
+    # epochs, one learning rate for the whole model, random flips, no warm-up or clipping.
+    "art-b16-paper": RegisteredConfig(
+        ARTConfig(
+            name="art-b16-paper",
+            qr_logit_scale=1.0,
+            tracklet_time_proj=False,
+            patch_position=False,
+            head_hidden=0,
+            spatial_weight=1.0,
+            temporal_weight=1.0,
+            tracklet_weight=1.0,
+            sema_video_weight=1.0,
+            sema_prototype_weight=1.0,
+        ),
+        TrainConfig(
+            epochs=50,
+            batch_size=8,
+            optimizer="sgd",
+            lr=0.01,
+            momentum=0.9,
+            weight_decay=0.0,
+            schedule="step",
+            lr_step=20,
+            lr_gamma=0.1,
+            warmup_epochs=0.0,
+            tower_lr_scale=1.0,
+            grad_clip=0.0,
+            flip=True,
         ),
     ),
 }
@@ -274,6 +318,10 @@ _MODEL_RULES = {
     "spatial_weight": (lambda v: v >= 0, "≥ 0"),
     "temporal_weight": (lambda v: v >= 0, "≥ 0"),
     "tracklet_weight": (lambda v: v >= 0, "≥ 0"),
+    "sema_video_weight": (lambda v: v >= 0, "≥ 0"),
+    "sema_prototype_weight": (lambda v: v >= 0, "≥ 0"),
+    "qr_logit_scale": (lambda v: v > 0, "> 0"),
+    "head_hidden": (lambda v: v >= 0, "≥ 0"),
 }
 
 
@@ -325,6 +373,17 @@ def resolve_config(config: str, sets=()) -> tuple[ARTConfig, TrainConfig]:
             )
     validate(model_cfg, train_cfg)
     return model_cfg, train_cfg
+
+
+def backbone_named(config: str, sets=()) -> bool:
+    """Whether the user named the backbone (--set backbone=…, or a JSON config's model fields):
+    that choice settles the activation of CLIP weights that do not say theirs (art_train.clip)."""
+    if any(item.partition("=")[0] == "backbone" for item in sets):
+        return True
+    if config.endswith(".json") or Path(config).is_file():
+        doc = read_json(config, f"config file not found: {config}", "fix the config file")
+        return "backbone" in doc.get("model", {})
+    return False
 
 
 # What --resume may change: how long to go on, and how many loader processes read the data.

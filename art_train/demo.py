@@ -30,11 +30,17 @@ def prepare_data(data: Path, per_class: int):
 
 
 def train_tiny(data: Path, run: Path, epochs: int | None):
+    from art_train.clip import resolve_clip_weights
     from art_train.train import RunSpec, resolve_config, train_with_restarts
 
     model_cfg, tcfg = resolve_config("art-tiny", [f"epochs={epochs}"] if epochs else [])
     print(f"[2/4] training art-tiny → {run}")
-    spec = RunSpec(data / "train.csv", data / "val.csv", data / "classes.txt", run)
+    weights = resolve_clip_weights(
+        None, model_cfg.backbone
+    )  # art-train's default: the shipped tower
+    spec = RunSpec(
+        data / "train.csv", data / "val.csv", data / "classes.txt", run, clip_weights=weights
+    )
     train_with_restarts(model_cfg, tcfg, spec, resume=(run / "last.pt").is_file())
 
 

@@ -1,10 +1,11 @@
 """ONNX export: four graphs per checkpoint, the two fused ops as `art` local functions.
 
-- `frame_encoder.onnx`: images [N, 3, H, W] → patches [N, L, D], frame_tokens [N, D];
-- `clip_topk.onnx`: frame_tokens [B, T, D] → x_cls [B, D], topk_ids [B, K], s_topk [B, K, D];
+- `frame_encoder.onnx`: images [N, 3, H, W] → patches [N, L, D], frame_tokens [N, E] (the frame
+  embeddings, in CLIP's joint space);
+- `clip_topk.onnx`: frame_tokens [B, T, E] → x_cls [B, E], topk_ids [B, K], s_topk [B, K, D];
 - `frame_head.onnx`: patches [N, L, D], s_topk [N, K, D] → responses [N, K, D], attention [N, K, L]
   (holds `art::QRAttention`);
-- `clip_readout.onnx`: x_cls [B, D], responses [B, T, K, D], s_topk [B, K, D] → logits [B, C],
+- `clip_readout.onnx`: x_cls [B, E], responses [B, T, K, D], s_topk [B, K, D] → logits [B, C],
   saliency [B, T, K] (holds `art::TrackletLink`).
 
 The clip head is split where its work is per frame: a live stream encodes each frame once and runs

@@ -17,7 +17,9 @@ docs/model.md with the measurements behind them):
   agent semantics. Prototype consistency: 1 − cos(x_cls, W_y) pulls each video towards its class
   prototype W_y (decoupled from the head), and a temperature-scaled InfoNCE (τ·CE, whose gradient
   is bounded like a classifier's) keeps prototype i closest to class i's agent semantics.
-  L_sema is the mean of the two (both pull x_cls).
+  L_sema is the mean of the two (both pull x_cls): `sema_video_weight`, `sema_prototype_weight`.
+- x_cls, the agent semantics and the prototypes live in CLIP's joint image-text space (E wide),
+  where top-K compares x_cls with the bank.
 """
 
 from __future__ import annotations
@@ -91,9 +93,12 @@ def loss_parts(out: dict, labels, model, cfg) -> tuple[dict, dict]:
         + cfg.temporal_weight * terms["mtc_temporal"]
         + cfg.tracklet_weight * terms["mtc_tracklet"]
     )
-    # the mean of its two consistency terms: both pull x_cls, and their sum had ~4× L_con's
-    # gradient into the tower at γ2 = 5 (docs/model.md)
-    terms["L_sema"] = 0.5 * (terms["sema_video"] + terms["sema_prototype"])
+    # 0.5 each (their mean) by default: both pull x_cls, and their sum had ~4× L_con's gradient
+    # into the tower at γ2 = 5 (docs/model.md); the paper's sum in art-b16-paper
+    terms["L_sema"] = (
+        cfg.sema_video_weight * terms["sema_video"]
+        + cfg.sema_prototype_weight * terms["sema_prototype"]
+    )
     parts = {
         "L_v": terms["L_v"],
         "L_con": terms["L_con"],
@@ -115,7 +120,8 @@ def art_loss(out: dict, labels, model, cfg):
 
 
 def shared_parameters(model) -> list:
-    """The parameters every loss term reaches: the frame encoder (tower and projections)."""
+    """The parameters every loss term reaches: the frame encoder (the tower and its patch
+    projection)."""
     return [p for p in model.frame_encoder.parameters() if p.requires_grad]
 
 

@@ -7,6 +7,7 @@ N classes, P prompt templates.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 
 import torch
@@ -133,11 +134,13 @@ def classifier(
 
 
 class FrameEncoder(nn.Module):
-    """An open_clip vision tower run on each frame: patch tokens [N, L, D] and a frame token [N, D].
+    """An open_clip vision tower run on each frame: patch tokens [N, L, D] and the frame's image
+    embedding [N, E] in CLIP's joint image-text space (the tower's own pooling and image
+    projection, untouched: what CLIP compares with its text embeddings).
 
     Uses open_clip's `forward_intermediates`, which every open_clip architecture (ViT, ResNet,
     MobileCLIP, timm towers) implements: the last feature map gives the patches, the pooled image
-    embedding gives the frame token."""
+    embedding the frame embedding."""
 
     def __init__(self, visual: nn.Module, image_size: int, dim: int, feature_stage: int = -1):
         super().__init__()
@@ -154,19 +157,23 @@ class FrameEncoder(nn.Module):
         fmap, pooled = probe["image_intermediates"][-1], probe["image_features"]
         self.grid = (fmap.shape[2], fmap.shape[3])
         self.num_patches = fmap.shape[2] * fmap.shape[3]
+        self.embed_dim = pooled.shape[-1]  # E: CLIP's joint space
         self.patch_proj = nn.Linear(fmap.shape[1], dim)
-        self.cls_proj = nn.Linear(pooled.shape[-1], dim)
 
     def forward(self, images):
         out = self.visual.forward_intermediates(
             images, indices=self.indices, normalize_intermediates=True
         )
         patches = out["image_intermediates"][-1].flatten(2).transpose(1, 2)  # N L C
-        return self.patch_proj(patches), self.cls_proj(out["image_features"])
+        return self.patch_proj(patches), out["image_features"]
 
 
 class TemporalEncoder(nn.Module):
-    """Step 2: a small transformer over the T frame tokens, read out at a learned clip token."""
+    """Step 2: the clip token x_cls [B, E], in CLIP's joint space: a small transformer over the T
+    frame embeddings, then their mean over time. Its position embedding and the output of every
+    residual branch start at zero (as CLIP video recognisers start their temporal modules), so at
+    initialisation x_cls is the clip's mean frame embedding, which CLIP zero-shot classification
+    compares with the class texts; the transformer then learns what time adds."""
 
     def __init__(
         self,
@@ -179,27 +186,36 @@ class TemporalEncoder(nn.Module):
         norm_layer=nn.LayerNorm,
     ):
         super().__init__()
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.randn(1, num_frames + 1, dim) * 0.02)
+        if dim % num_heads:
+            raise UserError(
+                f"the temporal encoder works in CLIP's {dim}-wide joint space: num_heads = "
+                f"{num_heads} does not divide it; pick a num_heads that does"
+            )
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_frames, dim))
         self.blocks = nn.ModuleList(
             Block(dim, num_heads, mlp_ratio, drop, norm_layer) for _ in range(depth)
         )
-        self.norm = norm_layer(dim)
+        for blk in self.blocks:  # residual branches that add nothing at the start
+            for layer in (blk.attn.proj, blk.mlp.fc2):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
-    def forward(self, frame_tokens):  # [B, T, D] → [B, D]
-        x = torch.cat([self.cls_token.expand(frame_tokens.shape[0], -1, -1), frame_tokens], dim=1)
-        x = x + self.pos_embed
+    def forward(self, frame_tokens):  # [B, T, E] → [B, E]
+        x = frame_tokens + self.pos_embed
         for blk in self.blocks:
             x = blk(x)
-        return self.norm(x[:, 0])
+        return x.mean(dim=1)
 
 
 class SemanticsBank(nn.Module):
-    """Step 3: the text-constrained semantics bank S [P, N, Ct] (CLIP text features of every class
-    under every prompt template), built once at training start and stored in the checkpoint.
+    """Step 3: the text-constrained semantics bank S [P, N, E] (CLIP text embeddings of every
+    class under every prompt template, in CLIP's joint space), built once at training start and
+    stored in the checkpoint.
 
     EMA-like fine-tuning: a trainable agent copy S_a is trained by L_sema; the bank S (a buffer,
-    no gradient) follows it with momentum after each optimizer step. The model reads the bank."""
+    no gradient) follows it with momentum after each optimizer step. The model reads the bank:
+    top-K compares it with x_cls in the joint space, and `proj` brings the K chosen into the
+    head's latent width d."""
 
     def __init__(
         self, num_prompts: int, num_classes: int, text_dim: int, dim: int, momentum: float
@@ -219,11 +235,14 @@ class SemanticsBank(nn.Module):
     def ema_update(self):
         self.bank.mul_(self.momentum).add_(self.agent.detach(), alpha=1.0 - self.momentum)
 
-    def class_semantics(self):  # [N, D]: the bank, averaged over templates
-        return self.proj(self.bank).mean(dim=0)
+    def class_embeddings(self):  # [N, E]: each template's embedding normalised, then averaged
+        return F.normalize(self.bank, dim=-1).mean(dim=0)  # (CLIP's zero-shot classifier)
 
-    def agent_semantics(self):  # [P, N, D]: what L_sema trains
-        return self.proj(self.agent)
+    def class_semantics(self):  # [N, D]: the class embeddings in the head's latent width
+        return self.proj(self.class_embeddings())
+
+    def agent_semantics(self):  # [P, N, E]: what L_sema trains, in the joint space
+        return self.agent
 
 
 def sincos_2d(grid: tuple[int, int], dim: int) -> torch.Tensor:
@@ -239,12 +258,12 @@ def sincos_2d(grid: tuple[int, int], dim: int) -> torch.Tensor:
     return F.pad(emb, (0, dim - emb.shape[1])).unsqueeze(0)
 
 
-def select_topk(x_cls, class_semantics, k: int):
-    """Step 4: the K class semantics most similar (cosine) to the clip token.
-    Returns their ids [B, K] (most similar first) and the semantics [B, K, D]."""
-    sim = F.normalize(x_cls, dim=-1) @ F.normalize(class_semantics, dim=-1).t()
-    idx = torch.topk(sim, k, dim=-1).indices
-    return idx, class_semantics[idx]
+def select_topk(x_cls, class_embeddings, k: int):
+    """Step 4: the K classes whose embeddings are most similar (cosine) to the clip token, both
+    in CLIP's joint space (as CLIP zero-shot classification compares an image with the class
+    texts). Returns their ids [B, K], most similar first."""
+    sim = F.normalize(x_cls, dim=-1) @ F.normalize(class_embeddings, dim=-1).t()
+    return torch.topk(sim, k, dim=-1).indices
 
 
 # ----------------------------------------------------------------------------- models
@@ -261,16 +280,20 @@ class ART(nn.Module):
         self.cfg = cfg
         d, h = cfg.dim, cfg.num_heads
         self.frame_encoder = FrameEncoder(visual, cfg.image_size, d, cfg.feature_stage)
+        e = self.frame_encoder.embed_dim  # CLIP's joint space (= text_dim): x_cls, bank, L_sema
         self.temporal = TemporalEncoder(
-            d, cfg.num_frames, cfg.temporal_layers, h, cfg.mlp_ratio, cfg.drop
+            e, cfg.num_frames, cfg.temporal_layers, h, cfg.mlp_ratio, cfg.drop
         )
         self.semantics = SemanticsBank(
             len(cfg.prompts), cfg.num_classes, text_dim, d, cfg.ema_momentum
         )
-        # Region queries must know *where* a response comes from: a learned position embedding that
-        # starts as a unit-scale 2D sine-cosine one. From a 0.02-scale random start, a model
-        # trained from scratch never finds the small region (measured: docs/experiments/random-weights.md).
-        self.patch_pos = nn.Parameter(sincos_2d(self.frame_encoder.grid, d))
+        # patch_position: region queries must know *where* a response comes from; a learned
+        # position embedding that starts as a unit-scale 2D sine-cosine one (from a 0.02-scale
+        # random start, a model trained from scratch never found the small region:
+        # docs/experiments/random-weights.md). Off: the tower's own position embedding only.
+        self.patch_pos = (
+            nn.Parameter(sincos_2d(self.frame_encoder.grid, d)) if cfg.patch_position else None
+        )
         self.spatial = nn.ModuleList(
             Block(d, h, cfg.mlp_ratio, cfg.drop) for _ in range(cfg.spatial_layers)
         )
@@ -303,13 +326,12 @@ class ART(nn.Module):
             if cfg.tracklet_time_proj
             else None
         )
-        self.prototypes = nn.Parameter(
-            torch.randn(cfg.num_classes, d) * 0.02
-        )  # W: decoupled from the head
-        self._build_heads(cfg)
+        # W: class prototypes in the joint space beside x_cls, decoupled from the head
+        self.prototypes = nn.Parameter(torch.randn(cfg.num_classes, e) * 0.02)
+        self._build_heads(cfg, e)
 
-    def _build_heads(self, cfg: ARTConfig):
-        """The fusion head (x_cls + K tracklets) and the video head (x_cls alone)."""
+    def _build_heads(self, cfg: ARTConfig, clip_dim: int):
+        """The fusion head (x_cls [E] + K tracklets) and the video head (x_cls alone)."""
         if cfg.query_init not in ("random", "tokens"):
             raise UserError(f"query_init must be 'random' or 'tokens', got {cfg.query_init!r}")
         if cfg.tracklet_readout not in ("ordered", "sum"):
@@ -326,32 +348,39 @@ class ART(nn.Module):
         self.motion_proj = nn.Linear(d, m) if m > 0 else None
         per_tracklet += m * m
         self.head = classifier(
-            d + cfg.num_queries * per_tracklet, cfg.num_classes, cfg.head_hidden, cfg.head_dropout
+            clip_dim + cfg.num_queries * per_tracklet,
+            cfg.num_classes,
+            cfg.head_hidden,
+            cfg.head_dropout,
         )
-        self.video_head = classifier(d, cfg.num_classes, cfg.head_hidden, cfg.head_dropout)
+        self.video_head = classifier(clip_dim, cfg.num_classes, cfg.head_hidden, cfg.head_dropout)
+        # The heads read x_cls normalised (the joint space's own scale is CLIP's, not theirs);
+        # top-K and L_sema read it as it is, by cosine.
+        self.clip_norm = nn.LayerNorm(clip_dim)
 
     def encode_frames(self, images):
-        """[N, 3, H, W] → patch tokens [N, L, D], frame tokens [N, D]. Cacheable per frame."""
+        """[N, 3, H, W] → patch tokens [N, L, D], frame embeddings [N, E]. Cacheable per frame."""
         return self.frame_encoder(images)
 
     # The head in three stages, so that a stream does each frame's work once: the per-frame stage
     # depends on the frame and its clip's top-K semantics only, and is cached by the live path.
 
     def head_topk(self, frame_tokens):
-        """Per clip, first (steps 2, 4): frame tokens [B, T, D] → x_cls [B, D], the top-K ids
-        [B, K] and their semantics [B, K, D]."""
+        """Per clip, first (steps 2, 4): frame embeddings [B, T, E] → x_cls [B, E], the top-K
+        ids [B, K] (chosen in CLIP's joint space) and their semantics [B, K, D]."""
         x_cls = self.temporal(frame_tokens)
-        topk_ids, s_topk = select_topk(
-            x_cls, self.semantics.class_semantics(), self.cfg.num_queries
-        )
-        return x_cls, topk_ids, s_topk
+        embeddings = self.semantics.class_embeddings()
+        topk_ids = select_topk(x_cls, embeddings, self.cfg.num_queries)
+        return x_cls, topk_ids, self.semantics.proj(embeddings)[topk_ids]
 
     def head_frames(self, patches, s_topk):
         """Per frame, given its clip's top-K semantics (steps 5-7): patches [N, L, D], s_topk
         [N, K, D] → responses [N, K, D], attention maps [N, K, L]."""
         length = patches.shape[1]
         # Step 5: self-attention over concat(X_t, S_topk), every frame at once.
-        x = torch.cat([patches + self.patch_pos, s_topk], dim=1)
+        if self.patch_pos is not None:
+            patches = patches + self.patch_pos
+        x = torch.cat([patches, s_topk], dim=1)
         for blk in self.spatial:
             x = blk(x)
         x = self.spatial_norm(x)
@@ -366,7 +395,7 @@ class ART(nn.Module):
         return responses, attn
 
     def head_readout(self, x_cls, responses, s_topk):
-        """Per clip, last (steps 8-10): x_cls [B, D], the T frames' raw responses [B, T, K, D],
+        """Per clip, last (steps 8-10): x_cls [B, E], the T frames' raw responses [B, T, K, D],
         s_topk [B, K, D] → logits [B, N], saliency [B, T, K], coherence [B, T-1, K]."""
         b, t, k, d = responses.shape
         # Steps 8-9: tracklet k is query k in every frame; its saliency and coherence come from the
@@ -385,7 +414,7 @@ class ART(nn.Module):
             tracklets = agg.reshape(b, k * d)
         else:
             tracklets = weighted.sum(dim=1).reshape(b, k * d)
-        parts = [x_cls, tracklets]
+        parts = [self.clip_norm(x_cls), tracklets]
         if self.motion_proj is not None:
             parts.append(self.tracklet_motion(responses))
         return self.head(torch.cat(parts, dim=-1)), saliency, coherence
@@ -400,18 +429,19 @@ class ART(nn.Module):
         return lag.reshape(b, -1)
 
     def forward_head(self, patches, frame_tokens):
-        """patches [B, T, L, D], frame_tokens [B, T, D] → dict of outputs (see `forward`): the
+        """patches [B, T, L, D], frame_tokens [B, T, E] → dict of outputs (see `forward`): the
         three stages, every frame of every clip."""
-        b, t, length, d = patches.shape
+        b, t, length, _ = patches.shape
         k = self.cfg.num_queries
         x_cls, topk_ids, s_topk = self.head_topk(frame_tokens)
+        d = s_topk.shape[-1]
         per_frame = s_topk.unsqueeze(1).expand(b, t, k, d).reshape(b * t, k, d)
         raw, attn = self.head_frames(patches.reshape(b * t, length, d), per_frame)
         responses = raw.reshape(b, t, k, d)
         logits, saliency, coherence = self.head_readout(x_cls, responses, s_topk)
         return {
             "logits": logits,
-            "logits_video": self.video_head(x_cls),
+            "logits_video": self.video_head(self.clip_norm(x_cls)),
             "x_cls": x_cls,
             "responses": responses,
             "attention": attn.reshape(b, t, k, length),
@@ -453,7 +483,7 @@ class ART(nn.Module):
         return responses + torch.matmul(responses, self.tracklet_time_proj.unsqueeze(0))
 
     def forward(self, video):
-        """video [B, T, 3, H, W] → dict: logits [B, N], logits_video [B, N], x_cls [B, D],
+        """video [B, T, 3, H, W] → dict: logits [B, N], logits_video [B, N], x_cls [B, E],
         responses [B, T, K, D], attention [B, T, K, L], saliency [B, T, K], coherence [B, T-1, K],
         topk_ids [B, K]."""
         b, t = video.shape[:2]
@@ -470,19 +500,19 @@ class Baseline(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.frame_encoder = FrameEncoder(visual, cfg.image_size, cfg.dim, cfg.feature_stage)
+        e = self.frame_encoder.embed_dim
         self.temporal = TemporalEncoder(
-            cfg.dim, cfg.num_frames, cfg.temporal_layers, cfg.num_heads, cfg.mlp_ratio, cfg.drop
+            e, cfg.num_frames, cfg.temporal_layers, cfg.num_heads, cfg.mlp_ratio, cfg.drop
         )
-        self.head = classifier(
-            cfg.dim, cfg.num_classes, cfg.head_hidden, cfg.head_dropout
-        )  # same read-out as ART
+        self.head = classifier(e, cfg.num_classes, cfg.head_hidden, cfg.head_dropout)  # as ART's
+        self.clip_norm = nn.LayerNorm(e)
 
     def encode_frames(self, images):
         return self.frame_encoder(images)
 
     def forward_head(self, patches, frame_tokens):
         x_cls = self.temporal(frame_tokens)
-        logits = self.head(x_cls)
+        logits = self.head(self.clip_norm(x_cls))
         return {"logits": logits, "logits_video": logits, "x_cls": x_cls}
 
     forward = ART.forward
@@ -506,23 +536,35 @@ def encode_class_texts(clip_model, backbone: str, class_names, prompts) -> torch
 
 
 def build_model(
-    cfg: ARTConfig, class_names=None, clip_weights: str | None = None, quiet: bool = False
+    cfg: ARTConfig,
+    class_names=None,
+    clip_weights=None,
+    quiet: bool = False,
+    backbone_given: bool = False,
 ) -> nn.Module:
     """The model for `cfg`. With `class_names`, the semantics bank is built by the CLIP text
-    encoder (training start); without, it is left for a checkpoint to fill (loading)."""
-    from art_train.clip import backbone_for_weights, create_clip, tokenizer_for
+    encoder (training start); without, it is left for a checkpoint to fill (loading), and without
+    `clip_weights` too, only the vision tower is built: a checkpoint holds no text tower.
+    `clip_weights`: a local CLIP checkpoint (path); `backbone_given`: the user named the backbone,
+    which settles the activation of a file that does not say it (art_train.clip)."""
+    from art_train.clip import backbone_for_weights, create_clip, embed_dim, read_clip_weights
 
-    # OpenAI's weights need their QuickGELU variant; model.json records the tower actually built.
-    cfg = replace(cfg, backbone=backbone_for_weights(cfg.backbone, clip_weights))
     if cfg.variant not in ("art", "baseline"):
         raise UserError(f"unknown variant {cfg.variant!r}; use 'art' or 'baseline'")
     if cfg.num_classes < 1:
         raise UserError("num_classes must be set (from the classes file) before building a model")
-    clip_model = create_clip(cfg.backbone, cfg.image_size, clip_weights, warn_random=not quiet)
-    with torch.no_grad():
-        text_dim = clip_model.encode_text(tokenizer_for(cfg.backbone)(["a"])).shape[-1]
+    weights = read_clip_weights(clip_weights) if clip_weights else None
+    # The tower that matches the file's activation; model.json records the tower actually built.
+    backbone = backbone_for_weights(cfg.backbone, weights, backbone_given)
+    if backbone != cfg.backbone and not quiet:
+        print(f"--clip-weights: building {backbone} ({weights.evidence})", file=sys.stderr)
+    cfg = replace(cfg, backbone=backbone)
     cls = Baseline if cfg.variant == "baseline" else ART
-    model = cls(cfg, clip_model.visual, text_dim)
+    if class_names is None and weights is None:  # a checkpoint's weights follow
+        return cls(cfg, create_clip(cfg.backbone, cfg.image_size, text_tower=False),
+                   embed_dim(cfg.backbone))  # fmt: skip
+    clip_model = create_clip(cfg.backbone, cfg.image_size, weights, warn_random=not quiet)
+    model = cls(cfg, clip_model.visual, embed_dim(cfg.backbone))
     if class_names is not None and cfg.variant == "art":
         model.semantics.init_from(
             encode_class_texts(clip_model, cfg.backbone, class_names, cfg.prompts)
@@ -537,7 +579,7 @@ def create_model(
     cfg, _ = get_config(name, **overrides)
     if class_names is not None and cfg.num_classes == 0:
         cfg = replace(cfg, num_classes=len(class_names))
-    return build_model(cfg, class_names, clip_weights)
+    return build_model(cfg, class_names, clip_weights, backbone_given="backbone" in overrides)
 
 
 def preprocessing_for(model) -> Preprocessing:

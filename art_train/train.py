@@ -34,8 +34,15 @@ from art_edge.errors import (
 )
 from art_edge.files import atomic_write_text, check_writable
 from art_train.checkpoint import load_resume_state, read_meta, save_checkpoint, save_resume_state
-from art_train.configs import ARTConfig, TrainConfig, resolve_config, resume_config  # noqa: F401 (re-exported)
-from art_train.evaluate import check_classes, classification_metrics, make_loader, predict
+from art_train.clip import resolve_clip_weights
+from art_train.configs import (  # noqa: F401 (re-exported)
+    ARTConfig,
+    TrainConfig,
+    backbone_named,
+    resolve_config,
+    resume_config,
+)
+from art_train.evaluate import check_classes, classification_metrics, make_loader, predict_probs
 from art_train.losses import loss_parts, part_grad_norms, shared_parameters, total_loss
 from art_train.model import build_model, preprocessing_for
 
@@ -209,6 +216,7 @@ class RunSpec:
     val_fraction: float = 0.0
     progress: bool | None = None  # progress bars (default: when stderr is a terminal)
     log: Callable = print
+    backbone_given: bool = False  # the user named the backbone (settles an unsaid activation)
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -299,7 +307,10 @@ class Trainer:
             check_classes(self.classes, read_meta(spec.out)["classes"], f"the run in {spec.out}")
         torch.manual_seed(tcfg.seed)
         self.raw = build_model(
-            self.model_cfg, class_names=self.classes, clip_weights=spec.clip_weights
+            self.model_cfg,
+            class_names=self.classes,
+            clip_weights=spec.clip_weights,
+            backbone_given=spec.backbone_given or resume,
         )
         self.raw = self.raw.to(self.dist.device)
         self.prep = preprocessing_for(self.raw)
@@ -394,20 +405,26 @@ class Trainer:
         from art_train.plots import plot_confusion, plot_curves
 
         out, classes = self.spec.out, self.classes
-        preds, labels = predict(self.raw, self.val_loader, self.dist.device)
-        m = classification_metrics(preds, labels, len(classes))
-        row.update(val_top1=m["top1"], val_mean_class_acc=m["mean_class_acc"], seconds=seconds)
+        probs, labels = predict_probs(self.raw, self.val_loader, self.dist.device)
+        m = classification_metrics(probs.argmax(-1), labels, len(classes))
+        val_loss = float(-np.log(probs[np.arange(len(labels)), labels] + 1e-12).mean())
+        row.update(val_top1=m["top1"], val_mean_class_acc=m["mean_class_acc"], val_loss=val_loss)
+        row["seconds"] = seconds
         self.history.append(row)
         with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
-        if m["top1"] > self.best["val_top1"]:
+        # the best epoch: the highest val top-1, and at equal top-1 the lowest val loss (a model
+        # that reaches 1.000 in its first epoch is not kept over the same score with more margin)
+        if (m["top1"], -val_loss) > (self.best["val_top1"], -self.best.get("val_loss", np.inf)):
             self.best = {
                 "val_top1": m["top1"],
                 "val_mean_class_acc": m["mean_class_acc"],
+                "val_loss": val_loss,
                 "epoch": epoch + 1,
             }
+            extra = {"train": asdict(self.tcfg), "best": self.best}
             save_checkpoint(
-                out, self.raw, classes, self.prep, {"train": asdict(self.tcfg), "best": self.best}
+                out, self.raw, classes, self.prep, extra | {"clip_weights": self.spec.clip_weights}
             )
             plot_confusion(
                 m["confusion"],
@@ -465,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--config",
         default="art-tiny",
-        help="registered config name (art-tiny, art-edge-s, art-b16) "
+        help="registered config name (art-tiny, art-edge-s, art-b16, art-b16-paper) "
         "or a JSON file {base, model, train}",
     )
     ap.add_argument("--train", required=True, help="training LIST CSV")
@@ -481,7 +498,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--root", help="folder for relative LIST paths (default: each LIST's folder)")
     ap.add_argument("--out", required=True, help="run dir to write")
     ap.add_argument(
-        "--clip-weights", help="local open_clip/OpenAI checkpoint for the backbone and text encoder"
+        "--clip-weights",
+        help="local open_clip/OpenAI checkpoint (a file, or a folder with its open_clip_config.json) "
+        "for the backbone and text encoder; 'none': random weights. Default: the pretrained tower "
+        "the package ships for the backbone (art-tiny's), else random weights",
     )
     ap.add_argument(
         "--resume", action="store_true", help="continue the run in --out exactly where it stopped"
@@ -547,9 +567,10 @@ def main(argv=None):
         a.classes,
         out,
         a.root,
-        a.clip_weights,
+        resolve_clip_weights(a.clip_weights, model_cfg.backbone),
         a.device,
         val_fraction=a.val_fraction or 0.0,
+        backbone_given=backbone_named(a.config, sets),
     )
     created = not out.exists()
     try:

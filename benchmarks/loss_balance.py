@@ -1,8 +1,9 @@
 """Each loss part's gradient norm into the frame encoder, at initialisation and after the first
-epoch, with art-b16's loss weights (γ1 = γ2 = 5) and recipe, through the real art-train loop.
+epoch, with art-b16's (or art-b16-paper's) loss weights (γ1 = γ2 = 5) and recipe, through the
+real art-train loop.
 
-    python benchmarks/loss_balance.py [--seeds 0 1 2] [--set KEY=VALUE ...]
-        [--out benchmarks/results/loss_balance.json]
+    python benchmarks/loss_balance.py [--config art-b16|art-b16-paper] [--seeds 0 1 2]
+        [--set KEY=VALUE ...] [--out benchmarks/results/loss_balance.json]
 
 Random weights (nothing can be downloaded here), a small input (64², T = 4) so that a ViT-B/16
 trains on a CPU, 6 synthetic classes. The parts are measured on the first step of each epoch
@@ -25,12 +26,12 @@ from benchlib import RESULTS, write_result
 PARTS = ("L_v", "L_con", "L_MTC", "L_sema")
 
 
-def one_run(data: Path, out: Path, seed: int, extra: list) -> dict:
+def one_run(data: Path, out: Path, seed: int, extra: list, config: str = "art-b16") -> dict:
     from art_train.train import RunSpec, resolve_config, train
 
     sets = ["image_size=64", "num_frames=4", "part_grad_every=100000", "epochs=2", f"seed={seed}"]
     sets += extra
-    model_cfg, tcfg = resolve_config("art-b16", sets)
+    model_cfg, tcfg = resolve_config(config, sets)
     with redirect_stdout(io.StringIO()):
         train(
             model_cfg,
@@ -59,6 +60,7 @@ def main(argv=None):
     from art_edge.synthetic import make_dataset
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="art-b16", choices=["art-b16", "art-b16-paper"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
@@ -71,7 +73,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         data = make_dataset(Path(tmp) / "data", per_class=6, val_per_class=2, progress=False)
         for seed in a.seeds:
-            runs.append(one_run(data, Path(tmp) / f"run{seed}", seed, a.set))
+            runs.append(one_run(data, Path(tmp) / f"run{seed}", seed, a.set, a.config))
             for when in ("initialisation", "after_epoch_1"):
                 norms = runs[-1][when]["part_grad_norms"]
                 print(
@@ -88,7 +90,7 @@ def main(argv=None):
         a.out,
         {
             "benchmark": "loss_balance",
-            "config": "art-b16 (image_size 64, num_frames 4, random weights)",
+            "config": f"{a.config} (image_size 64, num_frames 4, random weights)",
             "seeds": a.seeds,
             "overrides": a.set,
             "threads": a.threads,

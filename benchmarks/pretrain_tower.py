@@ -10,8 +10,11 @@ centre lies in that token and where inside it (CenterNet-style), and the soft-ar
 centre logits must land on the centre (integral regression), which makes the centre readable
 to a fraction of a token. The frames (`--frames-from`) are `varied` (small discs and squares over
 textures and noise beside large ones: no dataset's frames) or the `hard` scene's; they carry no
-action labels. The whole CLIP model (the text tower at its random start) is written as
-safetensors, so `--clip-weights` loads it strictly like any other checkpoint.
+action labels. The vision tower is written as safetensors (about 1.5 MB), its metadata saying
+that it holds the vision tower alone and the command that made it; `--clip-weights` loads it
+strictly into the vision tower and leaves the text tower at its random start. The tower art-tiny
+starts from by default (art_train/towers/ART-ResNet-Tiny.safetensors) is this script's output
+with its defaults (docs/model.md).
 docs/experiments/random-weights.md says what it did.
 """
 
@@ -152,16 +155,26 @@ def write_tower(
     out: Path, frames: int = 6000, steps: int = 1500, seed: int = 0, source="varied", log=print
 ) -> float:
     """Pretrain on `frames` frames of `source` (their own seed, apart from any benchmark's clips)
-    and write the CLIP model as safetensors to `out`, atomically → the seconds it took."""
+    and write the vision tower as safetensors to `out`, atomically → the seconds it took."""
+    import torch
     from safetensors.torch import save_file
 
     from art_edge.files import atomic_write
+    from art_train.clip import VISION_ONLY
 
     t0 = time.time()
     images, centres = FRAME_SOURCES[source](frames, 20_000 + seed)
     clip = pretrain(images, centres, steps, seed, log=log)
-    state = {k: v.contiguous() for k, v in clip.state_dict().items()}
-    atomic_write(out, lambda tmp: save_file(state, str(tmp)))
+    # The vision tower alone (its text tower was never trained), declared so in the metadata:
+    # --clip-weights fills the vision tower from it and leaves the text tower at its start.
+    state = {k: v.contiguous() for k, v in clip.state_dict().items() if k.startswith("visual.")}
+    made_by = (
+        f"python benchmarks/pretrain_tower.py --frames {frames} --steps {steps} --seed {seed} "
+        f"--frames-from {source} --threads {torch.get_num_threads()}"
+    )
+    metadata = {**VISION_ONLY, "open_clip_model": TOWER, "image_size": str(IMAGE_SIZE),
+                "made_by": made_by}  # fmt: skip
+    atomic_write(out, lambda tmp: save_file(state, str(tmp), metadata=metadata))
     return time.time() - t0
 
 

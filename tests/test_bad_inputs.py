@@ -89,6 +89,18 @@ def kinetics(c: Ctx, body, header="label,youtube_id,time_start,time_end,split"):
     )
 
 
+def truncated(c: Ctx) -> Path:
+    """The tower art-tiny ships, cut in half."""
+    data = shipped_tower().read_bytes()
+    return c.file("tower.safetensors", data[: len(data) // 2])
+
+
+def shipped_tower() -> Path:
+    from art_train.clip import packaged_tower
+
+    return packaged_tower("ART-ResNet-Tiny")
+
+
 def broken_engine(c: Ctx):
     copy = c.tmp / "engine"
     shutil.copytree(c.engine, copy)
@@ -391,6 +403,43 @@ CASES = {
         "art-train",
         lambda c: [*c.lists(), "--out", c.tmp / "r", "--val-fraction", 2],
         r"\[0, 1\]",
+    ),
+    "train clip-weights missing": (
+        "art-train",
+        lambda c: [*c.lists(), "--out", c.tmp / "r", "--clip-weights", c.tmp / "ViT-B-16.pt"],
+        "--clip-weights: no such file",
+    ),
+    "train clip-weights truncated": (
+        "art-train",
+        lambda c: [*c.lists(), "--out", c.tmp / "r", *c.small, "--clip-weights", truncated(c)],
+        "cannot be read .*incomplete",
+    ),
+    "train clip-weights another architecture": (
+        "art-train",
+        lambda c: [
+            *c.lists(),
+            "--out",
+            c.tmp / "r",
+            *c.small,
+            "--set",
+            "backbone=ART-ViT-Tiny",
+            "--set",
+            "feature_stage=-1",
+            "--clip-weights",
+            shipped_tower(),
+        ],  # fmt: skip
+        "fills 0 of .* vision tower of ART-ViT-Tiny .*timm tower: pass --set backbone=",
+    ),
+    "train clip-weights empty folder": (
+        "art-train",
+        lambda c: [
+            *c.lists(),
+            "--out",
+            c.tmp / "r",
+            "--clip-weights",
+            c.file("hub/x.txt", "").parent,
+        ],
+        "folder without a weights file",
     ),
     # ---- art-eval
     "eval no source": (

@@ -159,7 +159,7 @@ def test_an_edited_engine_file_is_refused(engine_dir, tmp_path):
 def test_runner_validates_feeds(engine_dir):
     with OnnxRuntimeRunner(engine_dir / "clip_readout.onnx", threads=1) as runner:
         good = {
-            "x_cls": np.zeros((1, 32), np.float32),
+            "x_cls": np.zeros((1, 64), np.float32),  # CLIP's joint space: the tower's embed_dim
             "responses": np.zeros((1, 4, 4, 32), np.float32),
             "s_topk": np.zeros((1, 4, 32), np.float32),
         }

@@ -159,7 +159,6 @@ def test_weight_decay_spares_queries_embeddings_tokens_norms_and_biases():
     for spared in (
         "queries",
         "patch_pos",
-        "temporal.cls_token",
         "temporal.pos_embed",
         "semantics.agent",
     ):

@@ -26,7 +26,7 @@ def test_training_writes_the_run_dir(trained, synth):
     ):
         assert (trained / name).is_file(), name
     rows = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2]
+    assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1)) and len(rows) >= 2
     for key in (
         "loss",
         "L_v",
@@ -82,16 +82,16 @@ def test_checkpoint_loads_and_evaluates(trained, synth, capsys):
 
 
 def test_resume_continues_exactly(synth, tmp_path, trained, train_run):
-    out = tmp_path / "resumed"
+    out, epochs = tmp_path / "resumed", len((trained / "metrics.jsonl").read_text().splitlines())
     assert train_run(synth, out, "--epochs", 1) == 0
-    assert train_run(synth, out, "--epochs", 2, "--resume") == 0
+    assert train_run(synth, out, "--epochs", epochs, "--resume") == 0
     a = torch.load(trained / "last.pt", weights_only=True)
     b = torch.load(out / "last.pt", weights_only=True)
-    assert a["epoch"] == b["epoch"] == 1
+    assert a["epoch"] == b["epoch"] == epochs - 1
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], atol=1e-6, rtol=1e-5, msg=k)
     assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == epochs
 
 
 def test_restarts_continue_the_best_probe_exactly(synth, tmp_path, train_run):
@@ -313,3 +313,31 @@ def test_val_fraction_carves_validation_from_the_training_list(synth, tmp_path, 
     ]
     assert train.main([str(a) for a in args]) == 0
     assert (out / "model.safetensors").is_file()
+
+
+def test_art_tiny_starts_from_the_shipped_tower_unless_told_none(
+    synth_args, small_args, tmp_path, capsys
+):
+    """Default flags load the label-free tower the package ships (model.json says so); with
+    `--clip-weights none` the tower starts from random weights."""
+    from safetensors.torch import load_file
+
+    from art_train.clip import packaged_tower, resolve_clip_weights
+
+    tower = packaged_tower("ART-ResNet-Tiny")
+    assert tower is not None and tower.stat().st_size < 3e6  # a few MB at most, in git
+    assert resolve_clip_weights(None, "ART-ResNet-Tiny") == str(tower)
+    assert resolve_clip_weights("none", "ART-ResNet-Tiny") is None
+    assert resolve_clip_weights(None, "ViT-B-16") is None  # nothing shipped: random, as before
+    flags = [a for a in small_args if a not in ("--clip-weights", "none")]
+    out = tmp_path / "run"
+    args = ["--config", "art-tiny", *synth_args, "--out", out, *flags, "--epochs", 1]
+    assert train.main([str(a) for a in args]) == 0
+    assert f"--clip-weights {tower}: 91 tensors loaded" in capsys.readouterr().err
+    assert json.loads((out / "model.json").read_text())["clip_weights"] == str(tower)
+    shipped = load_file(str(tower))
+    model, _ = load_checkpoint(out)
+    own = model.frame_encoder.visual.state_dict()
+    # epoch 1's best checkpoint moved from it, but a batch-norm count says where it started
+    key = next(k for k in shipped if k.endswith("num_batches_tracked"))
+    assert own[key.removeprefix("visual.")] > shipped[key]

@@ -131,7 +131,7 @@ def test_int8_engine_runs_and_tracks_fp32(int8_engine, engine_dir, synth):
         l8, l32 = e8.classify_clips(clips)["logits"], e32.classify_clips(clips)["logits"]
     assert l8.shape == l32.shape
     # INT8 within a few percent of FP32. (Not measured against how much the logits differ from
-    # clip to clip: this 2-epoch model's logits hardly do, and that spread varies 10× by seed
+    # clip to clip: this small model's logits hardly do, and that spread varies 10× by seed
     # while the INT8 error does not; `make demo` and benchmarks/int8.py gate a trained model.)
     err = np.linalg.norm(l8 - l32) / np.linalg.norm(l32)
     assert err < 0.05, err

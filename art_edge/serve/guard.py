@@ -37,6 +37,12 @@ IDLE_TIMEOUT = 5  # seconds a kept-alive connection may wait for its next reques
 MAX_HEADER_BYTES = 16 * 1024  # a request's line and headers together (h11's bound): 400 beyond
 BACKLOG = 128  # connections the kernel holds for a server (no descriptor of ours)
 SHUTDOWN_GRACE = 2  # seconds the responses in flight get when the server stops
+_TOO_LARGE = f"request line and headers over {MAX_HEADER_BYTES} bytes\n".encode()
+TOO_LARGE = (
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n"
+    + f"content-length: {len(_TOO_LARGE)}\r\n\r\n".encode()
+    + _TOO_LARGE
+)
 NOT_PRINTABLE = re.compile(rb"[^\t\x20-\x7e]")
 RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
@@ -70,6 +76,7 @@ def guarded_protocol(connections: int, header_timeout: float = HEADER_TIMEOUT):
     class Guarded(H11Protocol):
         _deadline = None
         _tail = b""
+        _size = 0  # bytes of the headers of the request in progress
 
         def connection_made(self, transport):
             super().connection_made(transport)
@@ -82,6 +89,7 @@ def guarded_protocol(connections: int, header_timeout: float = HEADER_TIMEOUT):
             self.wait_for_headers()
 
         def wait_for_headers(self):
+            self._size = 0
             waiting[self] = None
             self._deadline = self.loop.call_later(header_timeout, self.cut)
 
@@ -99,13 +107,24 @@ def guarded_protocol(connections: int, header_timeout: float = HEADER_TIMEOUT):
             seen = self._tail + data
             crlf, lf = seen.rfind(b"\r\n\r\n"), seen.rfind(b"\n\n")
             end = max(crlf + 4 if crlf >= 0 else 0, lf + 2 if lf >= 0 else 0)
+            if self._deadline is not None:  # headers so far, this request's
+                self._size += (end - len(self._tail)) if end else len(data)
+                if self._size > MAX_HEADER_BYTES:
+                    return self.refuse()
             if end:  # the request in progress has all its headers
                 self.headers_done()
             rest = seen[end:]
             if rest and self._deadline is None:  # the next request on this connection began
                 self.wait_for_headers()
+                self._size = len(rest)
             self._tail = rest[-3:]
             super().data_received(data)
+
+        def refuse(self):
+            """Headers over MAX_HEADER_BYTES: a 400, and the connection closed."""
+            self.headers_done()
+            self.transport.write(TOO_LARGE)
+            self.transport.close()
 
         def connection_lost(self, exc):
             self.headers_done()
@@ -274,7 +293,11 @@ class GuardedServer:
         self.loop.set_exception_handler(self._loop_error)
         try:
             self.loop.run_until_complete(self.server.serve(sockets=[self.sock]))
-        finally:
+        finally:  # what the app left running (the page's rounds) ends with the server
+            left = asyncio.all_tasks(self.loop)
+            for task in left:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
             self.loop.close()
 
     def _loop_error(self, loop, context: dict):

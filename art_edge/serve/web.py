@@ -201,7 +201,8 @@ class FrameHub:
 
     def adapt(self):
         """Once a second: the rate of rounds at which the page's CPU would be its budget, from
-        what a round cost over the last second, taken halfway (smooth, there within seconds)."""
+        what a round cost over the last second; taken at once when lower, halfway when higher
+        (down at once, up smoothly)."""
         now, cpu = time.monotonic(), time.thread_time() + self.draw_cpu  # on the server's loop
         if self.mark is None:
             self.mark = (now, cpu, self.rounds)
@@ -212,7 +213,8 @@ class FrameHub:
         used = cpu - cpu_then
         self.cpu_share = used / ((now - then) * self.cores)
         target = self.budget * self.cores / max(used / max(1, self.rounds - rounds_then), 1e-6)
-        self.rate = min(self.fps, max(MIN_PAGE_FPS, (self.rate + target) / 2))
+        rate = target if target < self.rate else (self.rate + target) / 2
+        self.rate = min(self.fps, max(MIN_PAGE_FPS, rate))
         self.mark = (now, cpu, self.rounds)
 
 

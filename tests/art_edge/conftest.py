@@ -3,6 +3,7 @@ own process) that a test can kill and restart, a real Mosquitto broker (logins, 
 certificates made by `openssl`, and real camera footage."""
 
 import importlib.util
+import os
 import shutil
 import socket
 import subprocess
@@ -108,6 +109,8 @@ class Broker:
         else:
             lines.append("allow_anonymous true")
         lines += ["persistence true", f"persistence_location {folder}/"]
+        if os.geteuid() == 0:  # else it drops to the mosquitto user, who cannot read our files
+            lines.append("user root")
         self.conf.write_text("\n".join(lines) + "\n")
 
     def start(self):

@@ -66,77 +66,89 @@ def listen(address: str, flag: str) -> tuple[socket.socket, str, int]:
     return sock, host, port
 
 
-def guarded_protocol(connections: int, header_timeout: float = HEADER_TIMEOUT):
+def guarded_protocol(connections: int, header_timeout: float):
     """uvicorn's HTTP/1.1 protocol (h11) with a deadline on each request's headers and a cap on
     the connections of its server (WebSockets included: uvicorn counts them in the same set)."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    waiting: dict = {}  # the connections waiting for headers, oldest first
+    limits = {"cap": connections, "timeout": header_timeout, "waiting": {}}
+    return type("GuardedH11Protocol", (HeaderGuard, H11Protocol), limits)
 
-    class Guarded(H11Protocol):
-        _deadline = None
-        _tail = b""
-        _size = 0  # bytes of the headers of the request in progress
 
-        def connection_made(self, transport):
-            super().connection_made(transport)
-            if len(self.connections) > connections:
-                oldest = next(iter(waiting), None)
-                if oldest is None:  # every connection is busy: this one goes
-                    transport.abort()
-                    return
-                oldest.cut()
+def headers_end(seen: bytes) -> int:
+    """Where the last blank line of `seen` ends (a request's headers end there), or 0."""
+    crlf, lf = seen.rfind(b"\r\n\r\n"), seen.rfind(b"\n\n")
+    return max(crlf + 4 if crlf >= 0 else 0, lf + 2 if lf >= 0 else 0)
+
+
+class HeaderGuard:
+    """The guard's part of a server's protocol (before uvicorn's in its bases): `cap`
+    connections at most, each request's headers within `timeout` seconds and MAX_HEADER_BYTES;
+    `waiting`, shared by the server's connections: those waiting for headers, oldest first."""
+
+    cap: int
+    timeout: float
+    waiting: dict
+    _deadline = None
+    _tail = b""  # the last bytes seen, in case a blank line is split between two reads
+    _size = 0  # bytes of the headers of the request in progress
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        if len(self.connections) > self.cap:
+            oldest = next(iter(self.waiting), None)
+            if oldest is None:  # every connection is busy: this one goes
+                transport.abort()
+                return
+            oldest.cut()
+        self.wait_for_headers()
+
+    def wait_for_headers(self):
+        self._size = 0
+        self.waiting[self] = None
+        self._deadline = self.loop.call_later(self.timeout, self.cut)
+
+    def headers_done(self):
+        self.waiting.pop(self, None)
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def cut(self):
+        self.headers_done()
+        self.transport.abort()
+
+    def data_received(self, data: bytes):
+        seen = self._tail + data
+        end = headers_end(seen)
+        if self._deadline is not None:  # headers so far, this request's
+            self._size += (end - len(self._tail)) if end else len(data)
+            if self._size > MAX_HEADER_BYTES:
+                return self.refuse()
+        if end:  # the request in progress has all its headers
+            self.headers_done()
+        rest = seen[end:]
+        if rest and self._deadline is None:  # the next request on this connection began
             self.wait_for_headers()
+            self._size = len(rest)
+        self._tail = rest[-3:]
+        super().data_received(data)
 
-        def wait_for_headers(self):
-            self._size = 0
-            waiting[self] = None
-            self._deadline = self.loop.call_later(header_timeout, self.cut)
+    def refuse(self):
+        """Headers over MAX_HEADER_BYTES: a 400, and the connection closed."""
+        self.headers_done()
+        self.transport.write(TOO_LARGE)
+        self.transport.close()
 
-        def headers_done(self):
-            waiting.pop(self, None)
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
+    def connection_lost(self, exc):
+        self.headers_done()
+        super().connection_lost(exc)
 
-        def cut(self):
-            self.headers_done()
-            self.transport.abort()
-
-        def data_received(self, data: bytes):
-            seen = self._tail + data
-            crlf, lf = seen.rfind(b"\r\n\r\n"), seen.rfind(b"\n\n")
-            end = max(crlf + 4 if crlf >= 0 else 0, lf + 2 if lf >= 0 else 0)
-            if self._deadline is not None:  # headers so far, this request's
-                self._size += (end - len(self._tail)) if end else len(data)
-                if self._size > MAX_HEADER_BYTES:
-                    return self.refuse()
-            if end:  # the request in progress has all its headers
-                self.headers_done()
-            rest = seen[end:]
-            if rest and self._deadline is None:  # the next request on this connection began
-                self.wait_for_headers()
-                self._size = len(rest)
-            self._tail = rest[-3:]
-            super().data_received(data)
-
-        def refuse(self):
-            """Headers over MAX_HEADER_BYTES: a 400, and the connection closed."""
-            self.headers_done()
-            self.transport.write(TOO_LARGE)
-            self.transport.close()
-
-        def connection_lost(self, exc):
-            self.headers_done()
-            super().connection_lost(exc)
-
-        def shutdown(self):
-            if self._deadline is not None:  # a request that never came: nothing to finish
-                self.cut()
-            else:
-                super().shutdown()
-
-    return Guarded
+    def shutdown(self):
+        if self._deadline is not None:  # a request that never came: nothing to finish
+            self.cut()
+        else:
+            super().shutdown()
 
 
 def bad_bytes(scope) -> str | None:
@@ -271,7 +283,7 @@ class GuardedServer:
 
         config = uvicorn.Config(
             app,
-            http=guarded_protocol(self.connections),
+            http=guarded_protocol(self.connections, HEADER_TIMEOUT),
             log_level="error",  # a malformed request is the sender's news, not the rig's
             access_log=False,
             lifespan="off",

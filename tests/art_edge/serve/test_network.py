@@ -297,3 +297,47 @@ def test_the_page_keeps_to_its_cpu_budget():
     assert tight.hub.rate <= 0.5 and page["fps"] == round(tight.hub.rate, 2)
     assert page["cpu_budget"] == 1e-5 and roomy.hub.rate == 5
     assert len(got[0]) < len(got[1]) / 2
+
+
+def closed_after(sock: socket.socket, seconds: float) -> float | None:
+    """Seconds until the server closed `sock` (None: still open after `seconds`)."""
+    started = time.monotonic()
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return None
+    except ConnectionResetError:
+        pass
+    return time.monotonic() - started
+
+
+def test_a_request_has_its_headers_in_time_however_they_come(monkeypatch):
+    """With a 1 s header deadline: a connection that sends nothing, a request dribbled a byte
+    at a time, and a second request left half-sent on a kept-alive connection are all cut
+    within about a second; headers that come in many small pieces in time are served."""
+    from art_edge.serve import guard
+
+    monkeypatch.setattr(guard, "HEADER_TIMEOUT", 1.0)
+    server = dashboard()
+    request = f"GET /api/engine HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode()
+    try:
+        silent = socket.create_connection(("127.0.0.1", server.port))
+        assert 0.5 < closed_after(silent, 5) < 2.5
+        dribbled, started = socket.create_connection(("127.0.0.1", server.port)), time.monotonic()
+        with pytest.raises((BrokenPipeError, ConnectionResetError)):
+            for byte in request[:-2]:  # never the last blank line, one byte every 0.1 s
+                dribbled.send(bytes([byte]))
+                time.sleep(0.1)
+        assert time.monotonic() - started < 2.5
+        with socket.create_connection(("127.0.0.1", server.port)) as pieces:
+            for i in range(0, len(request), 3):
+                pieces.send(request[i : i + 3])
+                time.sleep(0.02)
+            assert pieces.recv(4096).startswith(b"HTTP/1.1 200")
+            time.sleep(0.2)
+            pieces.send(request[:20])  # the next request, half-sent
+            assert 0.5 < closed_after(pieces, 5) < 2.5
+    finally:
+        server.close()

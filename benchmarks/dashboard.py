@@ -40,43 +40,64 @@ BOTH_TILES_SHOWN = """return ['a', 'b'].every(c => {
   return frame && frame.dataset.frame !== undefined; });"""
 
 
-def measured_run(engine, driver, web: bool, warmup: float, seconds: float) -> dict:
-    """One rig with two endless synthetic cameras; → the FPS of its frames over `seconds`."""
-    from art_edge.api import run
-    from art_edge.rig.camera import CameraSpec
-    from art_edge.rig.config import RigConfig
-    from art_edge.runtime.streaming import StreamConfig
-    from art_edge.video.sources import open_source
+class RigRun:
+    """One rig with two endless synthetic cameras (240², rendered as fast as it takes them) on a
+    thread of this process, as `art-edge` runs it, with art-edge's `settings` by name; counts
+    its frames.
 
+        with RigRun(engine, web="127.0.0.1:8080") as rig:
+            fps = rig.fps(seconds=10)
+    """
+
+    def __init__(self, engine, **settings):
+        from art_edge.api import run
+        from art_edge.rig.camera import CameraSpec
+        from art_edge.rig.config import RigConfig
+        from art_edge.runtime.streaming import StreamConfig
+        from art_edge.video.sources import open_source
+
+        opts = RigConfig.from_settings(stream=StreamConfig(), headless=True, **settings)
+        uri = "synthetic://?frames=32&size=240&seed={}"
+        specs = [
+            CameraSpec(n, open_source(uri.format(i), classes=engine.classes))
+            for i, n in enumerate("ab")
+        ]
+        self.counter, self.stop = FrameCounter(), threading.Event()
+        self.thread = threading.Thread(
+            target=run, args=(engine, specs, opts, self.stop), kwargs={"observers": [self.counter]}
+        )
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def fps(self, seconds: float, during=None) -> float:
+        """Frames a second over `seconds` (`during()`: called once they started)."""
+        frames0, t0 = self.counter.frames, time.perf_counter()
+        if during is not None:
+            during()
+        time.sleep(max(0.0, seconds - (time.perf_counter() - t0)))
+        return round((self.counter.frames - frames0) / (time.perf_counter() - t0), 2)
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def measured_run(engine, driver, web: bool, warmup: float, seconds: float) -> dict:
+    """One rig, with the page in `driver` or without --web; → the FPS of its frames over
+    `seconds` and the frames the page received."""
     port = free_port()
-    opts = RigConfig.from_settings(stream=StreamConfig(), headless=True,
-                       web=f"127.0.0.1:{port}" if web else None)  # fmt: skip
-    uri = "synthetic://?frames=32&size=240&seed={}"
-    specs = [
-        CameraSpec(n, open_source(uri.format(i), classes=engine.classes))
-        for i, n in enumerate("ab")
-    ]
-    counter, stop = FrameCounter(), threading.Event()
-    thread = threading.Thread(
-        target=run, args=(engine, specs, opts, stop), kwargs={"observers": [counter]}
-    )
-    thread.start()
-    try:
+    with RigRun(engine, web=f"127.0.0.1:{port}" if web else None) as rig:
         if web:
             wait_until_shown(driver, f"http://127.0.0.1:{port}/")
         else:
             driver.get("about:blank")
         time.sleep(warmup)
-        frames0, page0, t0 = counter.frames, page_frames(driver, web), time.perf_counter()
-        time.sleep(seconds)
-        frames1, page1, t1 = counter.frames, page_frames(driver, web), time.perf_counter()
-    finally:
-        stop.set()
-        thread.join()
-    return {
-        "fps": round((frames1 - frames0) / (t1 - t0), 2),
-        "page_frames_per_second": round((page1 - page0) / (t1 - t0), 2),
-    }
+        page0, t0 = page_frames(driver, web), time.perf_counter()
+        fps = rig.fps(seconds)
+        page1, t1 = page_frames(driver, web), time.perf_counter()
+    return {"fps": fps, "page_frames_per_second": round((page1 - page0) / (t1 - t0), 2)}
 
 
 def wait_until_shown(driver, url: str, timeout: float = 60.0):

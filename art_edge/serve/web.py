@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import json
+import math
 import os
 import re
 import stat
@@ -47,6 +49,7 @@ CLIP_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.mp4$")
 HTTP_CONNECTIONS = 64  # connections beside the viewers' WebSockets (the page, its files, scripts)
 SEND_TIMEOUT = 10.0  # seconds a viewer may take to take a message before it is let go
 MIN_PAGE_FPS = 0.2  # the page's frames per camera a second never fall below this, budget or not
+FULL_VIEWERS = 4  # frames sent, all viewers together, at most what this many get at full rate
 
 
 def engine_facts(engine) -> dict:
@@ -143,8 +146,10 @@ class FrameHub:
     the server's loop: each draws every camera's newest frame (on a thread of its own) and wakes
     the viewers' senders. The rounds come at most `fps` a second, and fewer when the page's CPU
     time (the drawing, and the server thread's work: sending, the state, requests) over the last
-    second would pass `budget` of the cores: a slower CPU, or more viewers, get fewer frames,
-    never a larger share of the CPU."""
+    second would pass `budget` of the cores: a slower CPU gets fewer frames, never a larger share
+    of the CPU. The frames sent, all viewers together, are capped at what FULL_VIEWERS viewers
+    get at the full rate: beyond that many, each viewer is sent one round in `stride`, in turn,
+    so 50 viewers cost what four do."""
 
     def __init__(self, snapshot, classes, fps: float, budget: float):
         self.snapshot, self.fps, self.budget = snapshot, fps, budget
@@ -153,17 +158,24 @@ class FrameHub:
         self.frames: dict[str, tuple[int, bytes]] = {}  # replaced whole each round, never edited
         self.rate, self.cpu_share = fps, 0.0  # rounds a second now; the page's share last second
         self.rounds = self.viewers = 0
+        self.stride, self.seats = 1, itertools.count()  # a viewer's rounds; its turn among them
         self.draw_cpu = 0.0  # CPU seconds of the drawing thread, all rounds
         self.new_round: asyncio.Event | None = None
         self.task = self.mark = None
         self.closing = False
 
-    def join(self):
-        """A viewer came (called on the server's loop): the first starts the rounds."""
+    def join(self) -> int:
+        """A viewer came (called on the server's loop): the first starts the rounds; → its seat
+        (which of the rounds are its turn, see `due`)."""
         self.viewers += 1
         if self.task is None or self.task.done():
             self.new_round = asyncio.Event()
             self.task = asyncio.get_running_loop().create_task(self.run())
+        return next(self.seats)
+
+    def due(self, seat: int) -> bool:
+        """Whether the newest round's frames go to the viewer in `seat`."""
+        return (self.rounds + seat) % self.stride == 0
 
     def leave(self):
         self.viewers -= 1
@@ -187,6 +199,9 @@ class FrameHub:
                 done, self.new_round = self.new_round, asyncio.Event()
                 done.set()
                 self.adapt()
+                self.stride = max(
+                    1, math.ceil(self.viewers * self.rate / (FULL_VIEWERS * self.fps))
+                )
                 await asyncio.sleep(max(0.0, 1 / self.rate - (time.monotonic() - started)))
 
     def draw(self, snap: RigSnapshot) -> tuple[dict, float]:
@@ -348,19 +363,21 @@ class WebServer(RigObserver):
             "cameras": [camera_state(c, snap.classes, self.stale_after) for c in snap.cameras],
             "segments": [segment_item(r) for r in records],
             "clips": [Path(p).name for p in written],
-            # the page's own frames: per camera a second now, viewers, its share of the CPU
+            # the page's own frames: rounds a second now, viewers (each sent one round in
+            # `stride`), the page's share of the CPU last second and its budget
             "page": {
                 "fps": round(hub.rate, 2),
                 "viewers": hub.viewers,
+                "stride": hub.stride,
                 "cpu": round(hub.cpu_share, 4),
                 "cpu_budget": hub.budget,
-            },  # fmt: skip
+            },
         }
         return message, segments_seen + len(records), clips_seen + len(written)
 
     async def feed(self, ws):
-        """One viewer: the engine's facts, then the state (twice a second) and each round's new
-        frames, each send awaited (a slow viewer gets fewer frames; one that takes nothing for
+        """One viewer: the engine's facts, then the state (twice a second) and the new frames of
+        each round that is its turn, each send awaited (a slow viewer gets fewer frames; one that takes nothing for
         SEND_TIMEOUT seconds is let go). Beyond --web-clients viewers, a viewer is turned away."""
         from starlette.websockets import WebSocketDisconnect
 
@@ -368,10 +385,10 @@ class WebServer(RigObserver):
             await ws.accept()
             reason = f"too many viewers (--web-clients {self.config.clients}); try later"
             return await ws.close(code=1013, reason=reason)
-        self.hub.join()
+        seat = self.hub.join()
         try:
             await ws.accept()
-            await self.send_loop(ws)
+            await self.send_loop(ws, seat)
         except (WebSocketDisconnect, RuntimeError, OSError, asyncio.TimeoutError):
             pass  # the browser went away, or took nothing for too long; it reconnects on its own
         except Exception as e:  # noqa: BLE001 (a closed socket raises its library's own error)
@@ -384,7 +401,7 @@ class WebServer(RigObserver):
         finally:
             self.hub.leave()
 
-    async def send_loop(self, ws):
+    async def send_loop(self, ws, seat: int):
         snap, sent, hub = self.snapshot(), {}, self.hub
         seen_segments = max(0, len(snap.segments) - RECENT_SEGMENTS)
         seen_clips = max(0, len(snap.clips or ()) - RECENT_SEGMENTS)
@@ -398,7 +415,7 @@ class WebServer(RigObserver):
                 )
                 await asyncio.wait_for(ws.send_json(message), SEND_TIMEOUT)
                 state_due = now + STATE_INTERVAL
-            for name, (index, jpeg) in hub.frames.items():
+            for name, (index, jpeg) in hub.frames.items() if hub.due(seat) else ():
                 if sent.get(name) != index:
                     message = frame_message(name, index, jpeg)
                     await asyncio.wait_for(ws.send_bytes(message), SEND_TIMEOUT)

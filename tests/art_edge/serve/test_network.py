@@ -21,6 +21,7 @@ import pytest
 
 from art_edge.rig.config import DashboardConfig
 from art_edge.rig.report import CameraSnapshot
+from art_edge.serve import web
 from art_edge.serve.web import WebServer, clip_path
 
 from benchlib import fetch, free_port, wait_for
@@ -253,6 +254,7 @@ def test_viewers_are_capped_and_share_each_drawing(monkeypatch):
     """--web-clients 4: a fifth viewer is turned away (close code 1013) while four watch; the
     four get the same frames, drawn once each round for all of them: the rounds, not the viewers,
     set the cost."""
+    monkeypatch.setattr(web, "FULL_VIEWERS", 4)
     server = dashboard(clients=4, fps=5)
     drawn = []
     render = type(server.hub.tiles["a"]).render
@@ -341,3 +343,23 @@ def test_a_request_has_its_headers_in_time_however_they_come(monkeypatch):
             assert 0.5 < closed_after(pieces, 5) < 2.5
     finally:
         server.close()
+
+
+def test_many_viewers_share_out_what_four_would_get(monkeypatch):
+    """Eight viewers where the frames of two at full rate are allowed: each is sent one round in
+    four, in turn; the frames sent, all viewers together, stay at two viewers' worth (eight get
+    four times that without the cap), and every viewer gets some."""
+    monkeypatch.setattr(web, "FULL_VIEWERS", 2)
+    server = dashboard(fps=5)
+    try:
+        frames = [[] for _ in range(8)]
+        viewers = [threading.Thread(target=viewer, args=(server, 4, f)) for f in frames]
+        for v in viewers:
+            v.start()
+        wait_for(lambda: server.hub.stride == 4, 10, "a stride of 4 (8 viewers, 2 at full rate)")
+        for v in viewers:
+            v.join()
+    finally:
+        server.close()
+    rounds, sent = server.hub.rounds, sum(map(len, frames))
+    assert all(frames) and sent <= 2 * 2 * rounds + 2 * 8 * 2  # two viewers' worth, and the start

@@ -156,8 +156,8 @@ def viewers_run(engine, count: int, a) -> dict:
         finally:
             viewers.send_signal(signal.SIGKILL)
             viewers.wait()
-    return {"fps": fps, "viewers": page.get("viewers"), "page_fps": page.get("fps"),
-            "page_cpu": page.get("cpu")}  # fmt: skip
+    keys = ("viewers", "fps", "stride", "cpu")  # the page's: rounds a second, one in `stride`
+    return {"fps": fps, **{f"page_{k}": page.get(k) for k in keys}}
 
 
 def json_state(port: int) -> dict:

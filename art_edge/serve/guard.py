@@ -185,22 +185,18 @@ def _is_ip(name: str) -> bool:
 
 class Hosts:
     """The names a server answers to (the Host header) and the pages that may use it (the Origin
-    header): localhost, the address it is bound to (on a wildcard address: any IP address and
-    this machine's names), and each origin given."""
+    header): localhost, this machine's names and the address it is bound to (on a wildcard
+    address: any IP address), on its port; and the name of each origin given, on any port (a
+    reverse proxy may or may not pass its port on)."""
 
     def __init__(self, host: str, port: int, origins=()):
         bound = host.strip("[]").lower()
         self.port, self.any_ip = port, bound in ("0.0.0.0", "::", "")
-        names = {"localhost", "127.0.0.1", "::1", bound}
-        if self.any_ip:
-            name = socket.gethostname().lower()
-            names |= {name, f"{name}.local", socket.getfqdn().lower()}
-        self.hosts = {(n, port) for n in names if n}
-        self.origins = set()
-        for origin in origins:
-            scheme, name, origin_port = parse_origin(origin)
-            self.hosts.add((name, origin_port))
-            self.origins.add((scheme, name, origin_port))
+        name = socket.gethostname().lower()
+        names = {"localhost", "127.0.0.1", "::1", bound, name, f"{name}.local"}
+        self.hosts = {(n, port) for n in names | {socket.getfqdn().lower()} if n}
+        self.origins = {parse_origin(origin) for origin in origins}
+        self.origin_names = {name for _, name, _ in self.origins}
 
     def refusal(self, scope) -> str | None:
         """Why a request may not be served (None: it may)."""
@@ -224,7 +220,9 @@ class Hosts:
         if named is None:
             return False
         name, port = named
-        return (name, port) in self.hosts or (self.any_ip and port == self.port and _is_ip(name))
+        if (name, port) in self.hosts or name in self.origin_names:
+            return True
+        return self.any_ip and port == self.port and _is_ip(name)
 
     def origin_ok(self, origin: str, named) -> bool:
         try:

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -35,6 +37,18 @@ from art_edge.rig.observers import RigObserver
 from benchlib import RESULTS, alternating, free_port, headless_chromium, medians, write_result
 from edge import build_engines
 
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
+MACHINE = f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model()}"
 BOTH_TILES_SHOWN = """return ['a', 'b'].every(c => {
   const frame = document.querySelector(`.tile[data-camera="${c}"] canvas.frame`);
   return frame && frame.dataset.frame !== undefined; });"""
@@ -82,6 +96,33 @@ class RigRun:
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join()
+
+
+def rig_flags(doc: str, blocks: int, seconds: float, out: str) -> argparse.ArgumentParser:
+    """The flags of a benchmark of RigRuns in alternating blocks (this one's, web_load's)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--config", default="art-edge-s")
+    ap.add_argument("--threads", type=int, default=2, help="the engine's inference threads")
+    ap.add_argument("--blocks", type=int, default=blocks)
+    ap.add_argument("--seconds", type=float, default=seconds, help="measured seconds per run")
+    ap.add_argument("--warmup", type=float, default=3.0, help="seconds before each measurement")
+    ap.add_argument("--out", default=str(RESULTS / out))
+    return ap
+
+
+def run_facts(benchmark: str, a) -> dict:
+    """What a JSON of RigRuns says first: the command and what it ran on."""
+    return {
+        "benchmark": benchmark,
+        "command": f"python benchmarks/{benchmark}.py " + " ".join(sys.argv[1:]),
+        "machine": MACHINE,
+        "config": a.config,
+        "precision": "int8",
+        "cameras": 2,
+        "threads": a.threads,
+        "cpus": os.cpu_count(),
+        "seconds_per_run": a.seconds,
+    }
 
 
 def measured_run(engine, driver, web: bool, warmup: float, seconds: float) -> dict:
@@ -198,14 +239,7 @@ def run_blocks(engine, drivers: dict, a) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="art-edge-s")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--blocks", type=int, default=4)
-    ap.add_argument("--seconds", type=float, default=15.0, help="measured seconds per run")
-    ap.add_argument("--warmup", type=float, default=3.0, help="seconds before each measurement")
-    ap.add_argument("--out", default=str(RESULTS / "dashboard.json"))
-    a = ap.parse_args(argv)
+    a = rig_flags(__doc__, blocks=4, seconds=15.0, out="dashboard.json").parse_args(argv)
     from art_edge.runtime.engine import HEAD_THREADS_THREADED, ARTEngine
 
     overlay_ms = overlay_timings()
@@ -222,13 +256,7 @@ def main(argv=None):
                 driver.quit()
     fps = {m: statistics.median(r["fps"] for r in rs) for m, rs in runs.items()}
     result = {
-        "benchmark": "dashboard",
-        "config": a.config,
-        "precision": "int8",
-        "cameras": 2,
-        "threads": a.threads,
-        "cpus": os.cpu_count(),
-        "seconds_per_run": a.seconds,
+        **run_facts("dashboard", a),
         "runs": runs,
         "fps": fps,
         "fps_cost_fraction": round(1 - fps["with_page"] / fps["without_web"], 4),

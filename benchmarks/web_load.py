@@ -36,9 +36,9 @@ import threading
 import time
 from pathlib import Path
 
-from dashboard import RigRun
+from dashboard import RigRun, rig_flags, run_facts
 
-from benchlib import RESULTS, fetch, free_port, write_result
+from benchlib import fetch, free_port, write_result
 from edge import build_engines
 
 DESCRIPTORS = 1024
@@ -180,13 +180,7 @@ def run_blocks(engine, a) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="art-edge-s")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--blocks", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
-    ap.add_argument("--warmup", type=float, default=3.0, help="seconds before each measurement")
-    ap.add_argument("--out", default=str(RESULTS / "web_load.json"))
+    ap = rig_flags(__doc__, blocks=3, seconds=10.0, out="web_load.json")
     ap.add_argument("--role", help=argparse.SUPPRESS)
     a, rest = ap.parse_known_args(argv)
     if a.role == "attack":
@@ -209,16 +203,9 @@ def summarise(runs: dict, a) -> dict:
     fps = {name: statistics.median(r["fps"] for r in rs) for name, rs in runs.items()}
     during = runs["during"]
     result = {
-        "benchmark": "web_load",
-        "command": "python benchmarks/web_load.py " + " ".join(sys.argv[1:]),
-        "config": a.config,
-        "precision": "int8",
-        "cameras": 2,
-        "threads": a.threads,
-        "cpus": os.cpu_count(),
+        **run_facts("web_load", a),
         "descriptor_limit": DESCRIPTORS,
         "flood_connections": FLOOD,
-        "seconds_per_run": a.seconds,
         "runs": runs,
         "fps": fps,
         "fps_during_slowloris_over_before": round(fps["during"] / fps["before"], 4),

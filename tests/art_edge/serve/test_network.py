@@ -240,6 +240,28 @@ def dashboard(**settings) -> WebServer:
     return server
 
 
+class Viewers:
+    """`count` viewers of `server` for `seconds`, each on a thread; `frames`: what each got.
+
+    with Viewers(server, 4, seconds=3) as viewers:
+        ...                  # while they watch
+    viewers.frames           # once all have left
+    """
+
+    def __init__(self, server: WebServer, count: int, seconds: float):
+        self.frames = [[] for _ in range(count)]
+        self.threads = [threading.Thread(target=viewer, args=(server, seconds, f)) for f in self.frames]  # fmt: skip
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        for thread in self.threads:
+            thread.join()
+
+
 def viewer(server: WebServer, seconds: float, got: list):
     """One viewer for `seconds`: its frames go to `got`."""
     with ws_connect(server.port) as ws:
@@ -261,18 +283,14 @@ def test_viewers_are_capped_and_share_each_drawing(monkeypatch):
     monkeypatch.setattr(type(server.hub.tiles["a"]), "render",
                         lambda self, cam: drawn.append(cam.name) or render(self, cam))  # fmt: skip
     try:
-        frames = [[] for _ in range(4)]
-        viewers = [threading.Thread(target=viewer, args=(server, 3, f)) for f in frames]
-        for v in viewers:
-            v.start()
-        wait_for(lambda: server.hub.viewers == 4, 10, "four viewers")
-        with ws_connect(server.port) as fifth:
-            with pytest.raises(Exception) as closed:  # noqa: PT011 (websockets' ConnectionClosed)
-                while True:
-                    fifth.recv(timeout=5)
-        assert fifth.close_code == 1013, closed.value
-        for v in viewers:
-            v.join()
+        with Viewers(server, 4, seconds=3) as viewers:
+            wait_for(lambda: server.hub.viewers == 4, 10, "four viewers")
+            with ws_connect(server.port) as fifth:
+                with pytest.raises(Exception) as closed:  # noqa: PT011 (ConnectionClosed)
+                    while True:
+                        fifth.recv(timeout=5)
+            assert fifth.close_code == 1013, closed.value
+        frames = viewers.frames
     finally:
         server.close()
     rounds = server.hub.rounds
@@ -286,19 +304,15 @@ def test_the_page_keeps_to_its_cpu_budget():
     costs far less than 3 % of the cores)."""
     tight, roomy = dashboard(cpu=1e-5, fps=5), dashboard(fps=5)
     try:
-        got = [[], []]
-        threads = [threading.Thread(target=viewer, args=(s, 4, g)) for s, g in zip((tight, roomy), got)]  # fmt: skip
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        with Viewers(tight, 1, seconds=4) as slow, Viewers(roomy, 1, seconds=4) as fast:
+            pass
         page = tight.state(tight.snapshot(), 0, 0)[0]["page"]
     finally:
         tight.close()
         roomy.close()
     assert tight.hub.rate <= 0.5 and page["fps"] == round(tight.hub.rate, 2)
     assert page["cpu_budget"] == 1e-5 and roomy.hub.rate == 5
-    assert len(got[0]) < len(got[1]) / 2
+    assert len(slow.frames[0]) < len(fast.frames[0]) / 2
 
 
 def closed_after(sock: socket.socket, seconds: float) -> float | None:
@@ -352,13 +366,11 @@ def test_many_viewers_share_out_what_four_would_get(monkeypatch):
     monkeypatch.setattr(web, "FULL_VIEWERS", 2)
     server = dashboard(fps=5)
     try:
-        frames = [[] for _ in range(8)]
-        viewers = [threading.Thread(target=viewer, args=(server, 4, f)) for f in frames]
-        for v in viewers:
-            v.start()
-        wait_for(lambda: server.hub.stride == 4, 10, "a stride of 4 (8 viewers, 2 at full rate)")
-        for v in viewers:
-            v.join()
+        with Viewers(server, 8, seconds=4) as viewers:
+            wait_for(
+                lambda: server.hub.stride == 4, 10, "a stride of 4 (8 viewers, 2 at full rate)"
+            )
+        frames = viewers.frames
     finally:
         server.close()
     rounds, sent = server.hub.rounds, sum(map(len, frames))

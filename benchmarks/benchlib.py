@@ -119,12 +119,13 @@ def wait_for(check, timeout: float, what: str, every: float = 0.2):
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
-def headless_chromium(width: int = 1400, height: int = 1000, nice: int = 0):
+def headless_chromium(width: int = 1400, height: int = 1000, nice: int = 0, cpus=None):
     """A Selenium WebDriver on Debian's chromium + chromium-driver, headless (the browser test and
     the dashboard benchmark). Run by root, the driver and the browser run as `nobody`, as a
     person's browser runs: Chromium started as root raises its own threads' priority (nice −8)
     above every other program's. `nice` > 0: at that lower CPU priority, which an unprivileged
-    browser cannot undo."""
+    browser cannot undo. `cpus`: the cores it runs on (default: all of the machine's, whatever
+    the caller's own affinity)."""
     import atexit
     import pwd
     import shutil
@@ -148,6 +149,8 @@ def headless_chromium(width: int = 1400, height: int = 1000, nice: int = 0):
             os.setuid(user.pw_uid)
         if nice:
             os.nice(nice)
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cpus or range(os.cpu_count()))
 
     if user is not None:
         os.chown(home, user.pw_uid, user.pw_gid)

@@ -2,6 +2,7 @@
 browser showing the page, side by side.
 
     python benchmarks/dashboard.py [--config art-edge-s] [--blocks 4] [--seconds 15]
+    python benchmarks/dashboard.py --threads 1 --cpus 1 --busy 1 --out benchmarks/results/dashboard_slow_cpu.json
 
 art-edge-s INT8 (random weights), two synthetic cameras rendered as fast as the pipeline takes
 them, headless, one rig in this process (as `art-edge` runs it), in alternating blocks:
@@ -13,6 +14,10 @@ them, headless, one rig in this process (as `art-edge` runs it), in alternating 
   tablet, which is where the page is watched from;
 - `with_page_browser_on_the_rig`: the same with the browser at normal priority, competing with
   the pipeline for the same cores (a screen attached to the rig itself).
+
+A slower machine: `--threads 1 --cpus 1 --busy 1` runs the rig on one core that a program
+spinning at the same priority shares with it (about half a core for the rig, as on a CPU half as
+fast), the low-priority browser on the other core.
 
 Each run measures the rig's frames over `--seconds`, after the page shows both cameras and a
 warm-up, and the frames the page received. Writes benchmarks/results/dashboard.json with
@@ -238,25 +243,45 @@ def run_blocks(engine, drivers: dict, a) -> dict:
     return runs
 
 
+def slower_cpu(cpus: int | None, busy: int) -> tuple[set | None, list]:
+    """This process (the rig) on its first `cpus` cores, and `busy` programs that only spin, at
+    normal priority, on those cores: the rig gets part of each, as on a slower CPU; → (the
+    rig's cores, None for all; the busy programs, to kill at the end)."""
+    import subprocess
+
+    cores = set(range(cpus)) if cpus else None
+    if cores:
+        os.sched_setaffinity(0, cores)
+    spin = [sys.executable, "-c", "while True: pass"]
+    return cores, [subprocess.Popen(spin) for _ in range(busy)]  # they inherit the affinity
+
+
 def main(argv=None):
-    a = rig_flags(__doc__, blocks=4, seconds=15.0, out="dashboard.json").parse_args(argv)
+    ap = rig_flags(__doc__, blocks=4, seconds=15.0, out="dashboard.json")
+    ap.add_argument("--cpus", type=int, help="the rig on its first N cores only (browsers on all)")
+    ap.add_argument("--busy", type=int, default=0, help="N programs spinning on the rig's cores")
+    a = ap.parse_args(argv)
     from art_edge.runtime.engine import HEAD_THREADS_THREADED, ARTEngine
 
     overlay_ms = overlay_timings()
     print(f"overlay heatmaps, ms a frame (grid-level mix, full resolution): {overlay_ms}")
+    cores, spinning = slower_cpu(a.cpus, a.busy)
     with tempfile.TemporaryDirectory() as tmp:
         engines, _ = build_engines(Path(tmp), a.config, a.threads)
-        drivers = {"low_priority": headless_chromium(nice=19), "on_the_rig": headless_chromium()}
+        drivers = {"low_priority": headless_chromium(nice=19),
+                   "on_the_rig": headless_chromium(cpus=cores)}  # fmt: skip
         try:
             head = HEAD_THREADS_THREADED
             with ARTEngine.load(engines["int8"], threads=a.threads, head_threads=head) as engine:
                 runs = run_blocks(engine, drivers, a)
         finally:
-            for driver in drivers.values():
-                driver.quit()
+            for process in [*drivers.values(), *spinning]:
+                process.quit() if hasattr(process, "quit") else process.kill()
     fps = {m: statistics.median(r["fps"] for r in rs) for m, rs in runs.items()}
     result = {
         **run_facts("dashboard", a),
+        "rig_cores": a.cpus or os.cpu_count(),
+        "busy_programs_on_the_rig_cores": a.busy,
         "runs": runs,
         "fps": fps,
         "fps_cost_fraction": round(1 - fps["with_page"] / fps["without_web"], 4),

@@ -243,7 +243,8 @@ class DashboardConfig:
     )
     cpu: float = setting(
         0.03,
-        "the dashboard's share of the CPU (all cores), at most: its frames adapt to it",
+        "the dashboard's share of the CPU the rig has (what it uses and what lies idle), at "
+        "most: its frames adapt to it",
         Number(float, 0.0, 1.0, min_open=True, what="a fraction in (0, 1]"),
         name="web_cpu",
         metavar="FRACTION",

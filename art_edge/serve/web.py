@@ -8,7 +8,8 @@
 
 The page's frames are drawn once for all its viewers (FrameHub), on a thread of the server's,
 only while a viewer is connected, from the newest frame the encoder saw: at most --web-fps a
-camera, fewer when the page's CPU would pass --web-cpu of the cores; each send is awaited, so a
+camera, fewer when the page's CPU would pass --web-cpu of the CPU available to the rig (and
+beyond four viewers' worth, the frames are shared out among them); each send is awaited, so a
 slow viewer misses frames and recognition never waits for it. Bound to localhost unless told
 otherwise; beyond localhost `--web-token` is required and every request carries it (`?token=` on
 the first visit sets a cookie; scripts may send `Authorization: Bearer TOKEN`). In every mode the
@@ -135,10 +136,33 @@ def frame_message(camera: str, index: int, jpeg: bytes) -> bytes:
     return len(header).to_bytes(2, "big") + header + jpeg
 
 
-def usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+class CpuClock:
+    """CPU seconds available to this process so far: those it used (all its threads) and those
+    the cores it may run on left idle (Linux's /proc/stat; elsewhere, wall time × cores). A share
+    of it is a share of what the rig could have had: where the pipeline takes all it can, the
+    share of its frames a page costs; it grows on a slower CPU and when other programs take
+    part of the cores, and shrinks when CPU lies idle."""
+
+    def __init__(self):
+        affinity = getattr(os, "sched_getaffinity", None)
+        self.cpus = sorted(affinity(0)) if affinity else list(range(os.cpu_count() or 1))
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def idle(self) -> float | None:
+        """Seconds the allowed cores were idle since boot (None where /proc/stat is missing)."""
+        names = {f"cpu{n}" for n in self.cpus}
+        try:
+            with open("/proc/stat") as f:
+                rows = [line.split() for line in f if line.startswith("cpu")]
+        except OSError:
+            return None
+        return sum(int(r[4]) + int(r[5]) for r in rows if r[0] in names) / self.tick
+
+    def now(self) -> float:
+        idle = self.idle()
+        if idle is None:
+            return time.monotonic() * len(self.cpus)
+        return time.process_time() + idle
 
 
 class FrameHub:
@@ -146,14 +170,14 @@ class FrameHub:
     the server's loop: each draws every camera's newest frame (on a thread of its own) and wakes
     the viewers' senders. The rounds come at most `fps` a second, and fewer when the page's CPU
     time (the drawing, and the server thread's work: sending, the state, requests) over the last
-    second would pass `budget` of the cores: a slower CPU gets fewer frames, never a larger share
-    of the CPU. The frames sent, all viewers together, are capped at what FULL_VIEWERS viewers
-    get at the full rate: beyond that many, each viewer is sent one round in `stride`, in turn,
-    so 50 viewers cost what four do."""
+    second would pass `budget` of the CPU available to the rig (CpuClock): a slower or busier CPU
+    gets fewer frames, never a larger share of it. The frames sent, all viewers together, are
+    capped at what FULL_VIEWERS viewers get at the full rate: beyond that many, each viewer is
+    sent one round in `stride`, in turn, so 50 viewers cost what four do."""
 
     def __init__(self, snapshot, classes, fps: float, budget: float):
         self.snapshot, self.fps, self.budget = snapshot, fps, budget
-        self.cores = usable_cores()
+        self.clock = CpuClock()
         self.tiles = {cam.name: Tile(classes) for cam in snapshot().cameras}
         self.frames: dict[str, tuple[int, bytes]] = {}  # replaced whole each round, never edited
         self.rate, self.cpu_share = fps, 0.0  # rounds a second now; the page's share last second
@@ -218,19 +242,21 @@ class FrameHub:
         """Once a second: the rate of rounds at which the page's CPU would be its budget, from
         what a round cost over the last second; taken at once when lower, halfway when higher
         (down at once, up smoothly)."""
-        now, cpu = time.monotonic(), time.thread_time() + self.draw_cpu  # on the server's loop
+        cpu = time.thread_time() + self.draw_cpu  # called on the server's loop: its thread's
+        now, available = time.monotonic(), self.clock.now()
         if self.mark is None:
-            self.mark = (now, cpu, self.rounds)
+            self.mark = (now, available, cpu, self.rounds)
             return
-        then, cpu_then, rounds_then = self.mark
+        then, available_then, cpu_then, rounds_then = self.mark
         if now - then < 1.0:
             return
-        used = cpu - cpu_then
-        self.cpu_share = used / ((now - then) * self.cores)
-        target = self.budget * self.cores / max(used / max(1, self.rounds - rounds_then), 1e-6)
+        used, offered = cpu - cpu_then, max(available - available_then, 1e-3)
+        self.cpu_share = used / offered
+        per_round = max(used / max(1, self.rounds - rounds_then), 1e-6)
+        target = self.budget * offered / (now - then) / per_round  # rounds a second
         rate = target if target < self.rate else (self.rate + target) / 2
         self.rate = min(self.fps, max(MIN_PAGE_FPS, rate))
-        self.mark = (now, cpu, self.rounds)
+        self.mark = (now, available, cpu, self.rounds)
 
 
 def clip_path(folder: str | None, name: str) -> Path | None:

@@ -130,11 +130,12 @@ def run_facts(benchmark: str, a) -> dict:
     }
 
 
-def measured_run(engine, driver, web: bool, warmup: float, seconds: float) -> dict:
+def measured_run(engine, driver, web: bool, a) -> dict:
     """One rig, with the page in `driver` or without --web; → the FPS of its frames over
-    `seconds` and the frames the page received."""
-    port = free_port()
-    with RigRun(engine, web=f"127.0.0.1:{port}" if web else None) as rig:
+    `a.seconds` (after `a.warmup`) and the frames the page received."""
+    port, warmup, seconds = free_port(), a.warmup, a.seconds
+    settings = {"web": f"127.0.0.1:{port}", "web_cpu": a.web_cpu} if web else {}
+    with RigRun(engine, **settings) as rig:
         if web:
             wait_until_shown(driver, f"http://127.0.0.1:{port}/")
         else:
@@ -235,7 +236,7 @@ def run_blocks(engine, drivers: dict, a) -> dict:
             for driver in drivers.values():
                 driver.get("about:blank")
             driver = drivers["on_the_rig" if mode.endswith("on_the_rig") else "low_priority"]
-            run = measured_run(engine, driver, mode != "without_web", a.warmup, a.seconds)
+            run = measured_run(engine, driver, mode != "without_web", a)
             runs[mode].append(run)
             print(
                 f"{mode}: {run['fps']:.1f} FPS (page: {run['page_frames_per_second']:.1f} frames/s)"
@@ -260,6 +261,9 @@ def main(argv=None):
     ap = rig_flags(__doc__, blocks=4, seconds=15.0, out="dashboard.json")
     ap.add_argument("--cpus", type=int, help="the rig on its first N cores only (browsers on all)")
     ap.add_argument("--busy", type=int, default=0, help="N programs spinning on the rig's cores")
+    ap.add_argument(
+        "--web-cpu", type=float, default=0.03, help="art-edge's --web-cpu (1: no budget)"
+    )
     a = ap.parse_args(argv)
     from art_edge.runtime.engine import HEAD_THREADS_THREADED, ARTEngine
 
@@ -280,6 +284,7 @@ def main(argv=None):
     fps = {m: statistics.median(r["fps"] for r in rs) for m, rs in runs.items()}
     result = {
         **run_facts("dashboard", a),
+        "web_cpu": a.web_cpu,
         "rig_cores": a.cpus or os.cpu_count(),
         "busy_programs_on_the_rig_cores": a.busy,
         "runs": runs,

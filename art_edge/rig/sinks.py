@@ -259,6 +259,7 @@ class MqttSink:
         while self.client._out_messages and time.monotonic() < deadline:  # noqa: SLF001
             time.sleep(0.05)
         self.failed += len(self.client._out_messages)  # noqa: SLF001 (paho exposes no count)
+        self._warned = True  # our own disconnect is no news
         self.client.disconnect()
         self.client.loop_stop()
 

@@ -7,7 +7,7 @@ art-edge-s INT8 (random weights), two synthetic cameras rendered as fast as the 
 them, one rig in this process with `--web` (localhost mode) and `--metrics`, the process held to
 1,024 descriptors (systemd's default for a service). The load comes from a process of its own at
 the lowest CPU priority (nice 19): on a venue's network an attacker's or a viewer's CPU is not the
-rig's. In alternating blocks:
+rig's. In alternating blocks (the order reversed every other block):
 
 - `slowloris`: `before` (no load) against `during`: 1,100 connections (900 on the dashboard's
   port, 200 on /metrics'), each a request line and one header, never finished; a header more on
@@ -168,12 +168,14 @@ def json_state(port: int) -> dict:
 
 
 def run_blocks(engine, a) -> dict:
-    runs = {"before": [], "during": [], "1": [], str(VIEWERS): []}
+    """Each run once per block, the order reversed every other block (no run always first)."""
+    order = (("before", lambda: slowloris_run(engine, False, a)),
+             ("during", lambda: slowloris_run(engine, True, a)),
+             ("1", lambda: viewers_run(engine, 1, a)),
+             (str(VIEWERS), lambda: viewers_run(engine, VIEWERS, a)))  # fmt: skip
+    runs = {name: [] for name, _ in order}
     for block in range(a.blocks):
-        for name, run in (("before", lambda: slowloris_run(engine, False, a)),
-                          ("during", lambda: slowloris_run(engine, True, a)),
-                          ("1", lambda: viewers_run(engine, 1, a)),
-                          (str(VIEWERS), lambda: viewers_run(engine, VIEWERS, a))):  # fmt: skip
+        for name, run in order if block % 2 == 0 else order[::-1]:
             runs[name].append(run())
             print(f"block {block + 1} {name}: {runs[name][-1]}", flush=True)
     return runs

@@ -282,7 +282,10 @@ class GuardedServer:
         config = uvicorn.Config(
             app,
             http=guarded_protocol(self.connections, HEADER_TIMEOUT),
-            log_level="error",  # a malformed request is the sender's news, not the rig's
+            # a malformed request is the sender's news, not the rig's; no logging setup of
+            # uvicorn's own (each server's would reset the other's levels, racing its thread)
+            log_config=None,
+            log_level="error",
             access_log=False,
             lifespan="off",
             server_header=False,

@@ -342,6 +342,8 @@ class WebServer(RigObserver):
         hosts = Hosts(self.host, self.port, config.origins)
         self.app = RequestCheck(TokenGate(self._routes(), self.token), hosts)
         self.closing = False
+        self._shared = None  # (when, the snapshot the viewers' state messages are made from)
+        self._cameras = (None, [])  # (a snapshot, its cameras' part of the state)
 
     def _routes(self):
         from starlette.applications import Starlette
@@ -386,7 +388,7 @@ class WebServer(RigObserver):
         message = {
             "type": "state",
             "now": time.time(),
-            "cameras": [camera_state(c, snap.classes, self.stale_after) for c in snap.cameras],
+            "cameras": self.cameras_of(snap),
             "segments": [segment_item(r) for r in records],
             "clips": [Path(p).name for p in written],
             # the page's own frames: rounds a second now, viewers (each sent one round in
@@ -427,8 +429,23 @@ class WebServer(RigObserver):
         finally:
             self.hub.leave()
 
+    def shared_snapshot(self) -> RigSnapshot:
+        """The rig's snapshot for the viewers' state messages: one for all of them every half
+        STATE_INTERVAL (a snapshot takes the rig's locks; 50 viewers need not take them 50 times)."""
+        now = time.monotonic()
+        if self._shared is None or now - self._shared[0] >= STATE_INTERVAL / 2:
+            self._shared = (now, self.snapshot())
+        return self._shared[1]
+
+    def cameras_of(self, snap: RigSnapshot) -> list:
+        """The cameras' part of the state for `snap`, made once however many viewers get it."""
+        if self._cameras[0] is not snap:
+            stale = self.stale_after
+            self._cameras = (snap, [camera_state(c, snap.classes, stale) for c in snap.cameras])
+        return self._cameras[1]
+
     async def send_loop(self, ws, seat: int):
-        snap, sent, hub = self.snapshot(), {}, self.hub
+        snap, sent, hub = self.shared_snapshot(), {}, self.hub
         seen_segments = max(0, len(snap.segments) - RECENT_SEGMENTS)
         seen_clips = max(0, len(snap.clips or ()) - RECENT_SEGMENTS)
         await asyncio.wait_for(ws.send_json({"type": "engine", **self.facts}), SEND_TIMEOUT)
@@ -437,7 +454,7 @@ class WebServer(RigObserver):
             now, seen_round = time.monotonic(), hub.rounds
             if now >= state_due:  # text changes slower than pictures: 2 a second
                 message, seen_segments, seen_clips = self.state(
-                    self.snapshot(), seen_segments, seen_clips
+                    self.shared_snapshot(), seen_segments, seen_clips
                 )
                 await asyncio.wait_for(ws.send_json(message), SEND_TIMEOUT)
                 state_due = now + STATE_INTERVAL

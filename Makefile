@@ -7,10 +7,11 @@ INSTALL := $(BIN)/pip install -q -e ".[train,test]"
 
 .PHONY: setup system-deps demo test test-fast lint clean
 
-# Debian packages the tests run for real: a Mosquitto broker for art-edge's MQTT events, and
-# GStreamer's RTSP server (through the system Python's gi) serving a camera stream, and headless
-# Chromium with its WebDriver for the dashboard's browser test.
-DEBS := mosquitto python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
+# Debian packages the tests run for real: a Mosquitto broker for art-edge's MQTT events (logins,
+# and TLS with certificates the tests make with openssl), GStreamer's RTSP server (through the
+# system Python's gi) serving a camera stream, and headless Chromium with its WebDriver for the
+# dashboard's browser test.
+DEBS := mosquitto openssl python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -108,9 +108,9 @@ class Outputs:
                     rig.snapshot, engine, config.dashboard, config.clip.folder, config.stale_after
                 )
             )
-        self.events = observe(
-            EventSinks(open_sinks(config.event.sinks), engine.classes, config.event.emit)
-        )
+        event = config.event
+        sinks = open_sinks(event.sinks, event.logins(), event.tls())
+        self.events = observe(EventSinks(sinks, engine.classes, event.emit))
         if config.segment.path:
             observe(SegmentLog(config.segment.path))
         if config.video.output:

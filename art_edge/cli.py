@@ -71,8 +71,11 @@ def print_summary(summary: dict, out=sys.stdout):
     for name, counts in summary.get("sinks", {}).items():
         if "://" in name or Path(name).is_file():
             lost = counts["failed"] + counts["dropped"]
+            error = f"; {counts['error']}" if counts.get("error") else ""
             print(
-                f"events: {name} ({counts['sent']} sent" + (f", {lost} lost)" if lost else ")"),
+                f"events: {name} ({counts['sent']} sent"
+                + (f", {lost} lost" if lost else "")
+                + f"{error})",
                 file=out,
             )
     if summary.get("segments"):

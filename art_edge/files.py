@@ -8,7 +8,8 @@
 Every artifact the toolkit writes (checkpoints, engine dirs, datasets, reports, caches, videos)
 goes through these, so an interrupted or failed command leaves the old file or nothing.
 `sha256_file` is the checksum engine dirs and calibration caches record; `parse_host_port` reads
-the address a server of ours (metrics, dashboard) listens on.
+the address a server of ours (metrics, dashboard) listens on, `parse_origin` the web origins the
+dashboard allows.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import shutil
 import signal
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from art_edge.errors import UserError
 
@@ -39,6 +41,22 @@ def parse_host_port(text: str, flag: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise UserError(f"{flag} {text!r}: give HOST:PORT (e.g. 127.0.0.1:9100) or :PORT")
     return host or "127.0.0.1", int(port)
+
+
+def parse_origin(origin: str, flag: str = "--web-origin") -> tuple[str, str, int]:
+    """A web origin, 'scheme://host[:port]' (--web-origin) → (scheme, host, port), the port the
+    scheme's when not given."""
+    parts = urlsplit(origin.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 or parts.path:
+        raise UserError(
+            f"{flag} {origin!r}: give an origin, scheme://HOST[:PORT] with no path "
+            "(e.g. https://rig.example.org, as the browser's address bar shows it)"
+        )
+    return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
 
 
 def is_loopback(host: str) -> bool:

@@ -93,12 +93,39 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def headless_chromium(width: int = 1400, height: int = 1000, nice: int = 0):
+def fetch(url: str, headers: dict | None = None, timeout: float = 30) -> tuple[int, dict, bytes]:
+    """→ (status, headers, body) of a GET, errors included; (0, {}, b"") when nothing answers."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        request = urllib.request.Request(url, headers=headers or {})
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+    except (urllib.error.URLError, OSError):  # nothing listening (yet), or no answer in time
+        return 0, {}, b""
+
+
+def wait_for(check, timeout: float, what: str, every: float = 0.2):
+    """Poll `check` until it returns something true; → that, or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def headless_chromium(width: int = 1400, height: int = 1000, nice: int = 0, cpus=None):
     """A Selenium WebDriver on Debian's chromium + chromium-driver, headless (the browser test and
     the dashboard benchmark). Run by root, the driver and the browser run as `nobody`, as a
     person's browser runs: Chromium started as root raises its own threads' priority (nice −8)
     above every other program's. `nice` > 0: at that lower CPU priority, which an unprivileged
-    browser cannot undo."""
+    browser cannot undo. `cpus`: the cores it runs on (default: all of the machine's, whatever
+    the caller's own affinity)."""
     import atexit
     import pwd
     import shutil
@@ -122,6 +149,8 @@ def headless_chromium(width: int = 1400, height: int = 1000, nice: int = 0):
             os.setuid(user.pw_uid)
         if nice:
             os.nice(nice)
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cpus or range(os.cpu_count()))
 
     if user is not None:
         os.chown(home, user.pw_uid, user.pw_gid)

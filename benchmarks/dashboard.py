@@ -2,6 +2,7 @@
 browser showing the page, side by side.
 
     python benchmarks/dashboard.py [--config art-edge-s] [--blocks 4] [--seconds 15]
+    python benchmarks/dashboard.py --threads 1 --cpus 1 --busy 1 --out benchmarks/results/dashboard_slow_cpu.json
 
 art-edge-s INT8 (random weights), two synthetic cameras rendered as fast as the pipeline takes
 them, headless, one rig in this process (as `art-edge` runs it), in alternating blocks:
@@ -14,6 +15,10 @@ them, headless, one rig in this process (as `art-edge` runs it), in alternating 
 - `with_page_browser_on_the_rig`: the same with the browser at normal priority, competing with
   the pipeline for the same cores (a screen attached to the rig itself).
 
+A slower machine: `--threads 1 --cpus 1 --busy 1` runs the rig on one core that a program
+spinning at the same priority shares with it (about half a core for the rig, as on a CPU half as
+fast), the low-priority browser on the other core.
+
 Each run measures the rig's frames over `--seconds`, after the page shows both cameras and a
 warm-up, and the frames the page received. Writes benchmarks/results/dashboard.json with
 `fps_cost_fraction` (1 − FPS `with_page` / FPS `without_web`, medians; target ≤ 0.05) and
@@ -24,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -35,48 +42,109 @@ from art_edge.rig.observers import RigObserver
 from benchlib import RESULTS, alternating, free_port, headless_chromium, medians, write_result
 from edge import build_engines
 
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
+MACHINE = f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model()}"
 BOTH_TILES_SHOWN = """return ['a', 'b'].every(c => {
   const frame = document.querySelector(`.tile[data-camera="${c}"] canvas.frame`);
   return frame && frame.dataset.frame !== undefined; });"""
 
 
-def measured_run(engine, driver, web: bool, warmup: float, seconds: float) -> dict:
-    """One rig with two endless synthetic cameras; → the FPS of its frames over `seconds`."""
-    from art_edge.api import run
-    from art_edge.rig.camera import CameraSpec
-    from art_edge.rig.config import RigConfig
-    from art_edge.runtime.streaming import StreamConfig
-    from art_edge.video.sources import open_source
+class RigRun:
+    """One rig with two endless synthetic cameras (240², rendered as fast as it takes them) on a
+    thread of this process, as `art-edge` runs it, with art-edge's `settings` by name; counts
+    its frames.
 
-    port = free_port()
-    opts = RigConfig.from_settings(stream=StreamConfig(), headless=True,
-                       web=f"127.0.0.1:{port}" if web else None)  # fmt: skip
-    uri = "synthetic://?frames=32&size=240&seed={}"
-    specs = [
-        CameraSpec(n, open_source(uri.format(i), classes=engine.classes))
-        for i, n in enumerate("ab")
-    ]
-    counter, stop = FrameCounter(), threading.Event()
-    thread = threading.Thread(
-        target=run, args=(engine, specs, opts, stop), kwargs={"observers": [counter]}
-    )
-    thread.start()
-    try:
+        with RigRun(engine, web="127.0.0.1:8080") as rig:
+            fps = rig.fps(seconds=10)
+    """
+
+    def __init__(self, engine, **settings):
+        from art_edge.api import run
+        from art_edge.rig.camera import CameraSpec
+        from art_edge.rig.config import RigConfig
+        from art_edge.runtime.streaming import StreamConfig
+        from art_edge.video.sources import open_source
+
+        opts = RigConfig.from_settings(stream=StreamConfig(), headless=True, **settings)
+        uri = "synthetic://?frames=32&size=240&seed={}"
+        specs = [
+            CameraSpec(n, open_source(uri.format(i), classes=engine.classes))
+            for i, n in enumerate("ab")
+        ]
+        self.counter, self.stop = FrameCounter(), threading.Event()
+        self.thread = threading.Thread(
+            target=run, args=(engine, specs, opts, self.stop), kwargs={"observers": [self.counter]}
+        )
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def fps(self, seconds: float, during=None) -> float:
+        """Frames a second over `seconds` (`during()`: called once they started)."""
+        frames0, t0 = self.counter.frames, time.perf_counter()
+        if during is not None:
+            during()
+        time.sleep(max(0.0, seconds - (time.perf_counter() - t0)))
+        return round((self.counter.frames - frames0) / (time.perf_counter() - t0), 2)
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def rig_flags(doc: str, blocks: int, seconds: float, out: str) -> argparse.ArgumentParser:
+    """The flags of a benchmark of RigRuns in alternating blocks (this one's, web_load's)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--config", default="art-edge-s")
+    ap.add_argument("--threads", type=int, default=2, help="the engine's inference threads")
+    ap.add_argument("--blocks", type=int, default=blocks)
+    ap.add_argument("--seconds", type=float, default=seconds, help="measured seconds per run")
+    ap.add_argument("--warmup", type=float, default=3.0, help="seconds before each measurement")
+    ap.add_argument("--out", default=str(RESULTS / out))
+    return ap
+
+
+def run_facts(benchmark: str, a) -> dict:
+    """What a JSON of RigRuns says first: the command and what it ran on."""
+    return {
+        "benchmark": benchmark,
+        "command": f"python benchmarks/{benchmark}.py " + " ".join(sys.argv[1:]),
+        "machine": MACHINE,
+        "config": a.config,
+        "precision": "int8",
+        "cameras": 2,
+        "threads": a.threads,
+        "cpus": os.cpu_count(),
+        "seconds_per_run": a.seconds,
+    }
+
+
+def measured_run(engine, driver, web: bool, a) -> dict:
+    """One rig, with the page in `driver` or without --web; → the FPS of its frames over
+    `a.seconds` (after `a.warmup`) and the frames the page received."""
+    port, warmup, seconds = free_port(), a.warmup, a.seconds
+    settings = {"web": f"127.0.0.1:{port}", "web_cpu": a.web_cpu} if web else {}
+    with RigRun(engine, **settings) as rig:
         if web:
             wait_until_shown(driver, f"http://127.0.0.1:{port}/")
         else:
             driver.get("about:blank")
         time.sleep(warmup)
-        frames0, page0, t0 = counter.frames, page_frames(driver, web), time.perf_counter()
-        time.sleep(seconds)
-        frames1, page1, t1 = counter.frames, page_frames(driver, web), time.perf_counter()
-    finally:
-        stop.set()
-        thread.join()
-    return {
-        "fps": round((frames1 - frames0) / (t1 - t0), 2),
-        "page_frames_per_second": round((page1 - page0) / (t1 - t0), 2),
-    }
+        page0, t0 = page_frames(driver, web), time.perf_counter()
+        fps = rig.fps(seconds)
+        page1, t1 = page_frames(driver, web), time.perf_counter()
+    return {"fps": fps, "page_frames_per_second": round((page1 - page0) / (t1 - t0), 2)}
 
 
 def wait_until_shown(driver, url: str, timeout: float = 60.0):
@@ -168,7 +236,7 @@ def run_blocks(engine, drivers: dict, a) -> dict:
             for driver in drivers.values():
                 driver.get("about:blank")
             driver = drivers["on_the_rig" if mode.endswith("on_the_rig") else "low_priority"]
-            run = measured_run(engine, driver, mode != "without_web", a.warmup, a.seconds)
+            run = measured_run(engine, driver, mode != "without_web", a)
             runs[mode].append(run)
             print(
                 f"{mode}: {run['fps']:.1f} FPS (page: {run['page_frames_per_second']:.1f} frames/s)"
@@ -176,38 +244,49 @@ def run_blocks(engine, drivers: dict, a) -> dict:
     return runs
 
 
+def slower_cpu(cpus: int | None, busy: int) -> tuple[set | None, list]:
+    """This process (the rig) on its first `cpus` cores, and `busy` programs that only spin, at
+    normal priority, on those cores: the rig gets part of each, as on a slower CPU; → (the
+    rig's cores, None for all; the busy programs, to kill at the end)."""
+    import subprocess
+
+    cores = set(range(cpus)) if cpus else None
+    if cores:
+        os.sched_setaffinity(0, cores)
+    spin = [sys.executable, "-c", "while True: pass"]
+    return cores, [subprocess.Popen(spin) for _ in range(busy)]  # they inherit the affinity
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="art-edge-s")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--blocks", type=int, default=4)
-    ap.add_argument("--seconds", type=float, default=15.0, help="measured seconds per run")
-    ap.add_argument("--warmup", type=float, default=3.0, help="seconds before each measurement")
-    ap.add_argument("--out", default=str(RESULTS / "dashboard.json"))
+    ap = rig_flags(__doc__, blocks=4, seconds=15.0, out="dashboard.json")
+    ap.add_argument("--cpus", type=int, help="the rig on its first N cores only (browsers on all)")
+    ap.add_argument("--busy", type=int, default=0, help="N programs spinning on the rig's cores")
+    ap.add_argument(
+        "--web-cpu", type=float, default=0.03, help="art-edge's --web-cpu (1: no budget)"
+    )
     a = ap.parse_args(argv)
     from art_edge.runtime.engine import HEAD_THREADS_THREADED, ARTEngine
 
     overlay_ms = overlay_timings()
     print(f"overlay heatmaps, ms a frame (grid-level mix, full resolution): {overlay_ms}")
+    cores, spinning = slower_cpu(a.cpus, a.busy)
     with tempfile.TemporaryDirectory() as tmp:
         engines, _ = build_engines(Path(tmp), a.config, a.threads)
-        drivers = {"low_priority": headless_chromium(nice=19), "on_the_rig": headless_chromium()}
+        drivers = {"low_priority": headless_chromium(nice=19),
+                   "on_the_rig": headless_chromium(cpus=cores)}  # fmt: skip
         try:
             head = HEAD_THREADS_THREADED
             with ARTEngine.load(engines["int8"], threads=a.threads, head_threads=head) as engine:
                 runs = run_blocks(engine, drivers, a)
         finally:
-            for driver in drivers.values():
-                driver.quit()
+            for process in [*drivers.values(), *spinning]:
+                process.quit() if hasattr(process, "quit") else process.kill()
     fps = {m: statistics.median(r["fps"] for r in rs) for m, rs in runs.items()}
     result = {
-        "benchmark": "dashboard",
-        "config": a.config,
-        "precision": "int8",
-        "cameras": 2,
-        "threads": a.threads,
-        "cpus": os.cpu_count(),
-        "seconds_per_run": a.seconds,
+        **run_facts("dashboard", a),
+        "web_cpu": a.web_cpu,
+        "rig_cores": a.cpus or os.cpu_count(),
+        "busy_programs_on_the_rig_cores": a.busy,
         "runs": runs,
         "fps": fps,
         "fps_cost_fraction": round(1 - fps["with_page"] / fps["without_web"], 4),

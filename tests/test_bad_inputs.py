@@ -863,12 +863,123 @@ CASES = {
         ],
         "--web .*cannot listen",
     ),
+    "edge web origin malformed": (
+        "art-edge",
+        lambda c: [*edge(c), "--web", "127.0.0.1:8080", "--web-origin", "rig.example.org"],
+        "--web-origin 'rig.example.org': give an origin, scheme://HOST",
+    ),
+    "edge web origin without web": (
+        "art-edge",
+        lambda c: [*edge(c), "--web-origin", "https://rig.example.org"],
+        "--web-origin needs --web HOST:PORT",
+    ),
+    "edge web clients zero": (
+        "art-edge",
+        lambda c: [*edge(c), "--web", "127.0.0.1:8080", "--web-clients", 0],
+        "--web-clients 0: must be an integer in",
+    ),
+    "edge web cpu over one": (
+        "art-edge",
+        lambda c: [*edge(c), "--web", "127.0.0.1:8080", "--web-cpu", 2],
+        r"--web-cpu 2.0: must be a fraction in \(0, 1\]",
+    ),
+    "edge web token from an unset variable": (
+        "art-edge",
+        lambda c: [*edge(c), "--web", "127.0.0.1:8080", "--web-token", "${ART_UNSET_TOKEN}"],
+        r"--web-token .*\$\{ART_UNSET_TOKEN\} is not set in the environment",
+    ),
+    "edge events password from an unset variable": (
+        "art-edge",
+        lambda c: [*edge(c), "--events", "mqtt://rig:${ART_UNSET_PW}@localhost/rig/events"],
+        r"mqtt://rig:\*\*\*@localhost/rig/events: \$\{ART_UNSET_PW\} is not set",
+    ),
+    "edge mqtt uri error masks its password": (
+        "art-edge",
+        lambda c: [*edge(c), "--events", "mqtt://rig:Hunter2Hunter2@localhost:x/t"],
+        r"^(?!.*Hunter2).*--events mqtt://rig:\*\*\*@localhost:x/t: an MQTT sink is",
+    ),
+    "edge webhook uri error masks its key": (
+        "art-edge",
+        lambda c: [*edge(c), "--events", "https://:99999/hook?apikey=Hunter2Hunter2"],
+        r"^(?!.*Hunter2).*apikey=\*\*\*: a webhook is",
+    ),
+    "edge events credentials missing": (
+        "art-edge",
+        lambda c: [*edge(c), "--events-credentials", c.tmp / "none.netrc"],
+        "--events-credentials .*none.netrc: no such file",
+    ),
+    "edge events credentials readable by others": (
+        "art-edge",
+        lambda c: [*edge(c), "--events-credentials", logins(c, 0o644)],
+        r"other users can read it \(mode 0644\); chmod 600",
+    ),
+    "edge events credentials not netrc": (
+        "art-edge",
+        lambda c: [*edge(c), "--events-credentials", logins(c, 0o600, "machine\n")],
+        "not a netrc file",
+    ),
+    "edge events ca without a tls sink": (
+        "art-edge",
+        lambda c: [
+            *edge(c),
+            "--events",
+            "mqtt://localhost/t",
+            "--events-ca",
+            c.file("ca.pem", "x"),
+        ],
+        "--events-ca: no mqtts:// or https:// sink uses it",
+    ),
+    "edge events ca not pem": (
+        "art-edge",
+        lambda c: [
+            *edge(c),
+            "--events",
+            "mqtts://localhost/t",
+            "--events-ca",
+            c.file("ca.pem", "x"),
+        ],
+        "--events-ca .*ca.pem: cannot read CA certificates",
+    ),
+    "edge events cert not pem": (
+        "art-edge",
+        lambda c: [
+            *edge(c),
+            "--events",
+            "https://localhost/h",
+            "--events-cert",
+            c.file("c.pem", "x"),
+        ],
+        "--events-cert .*c.pem: cannot load the client certificate",
+    ),
+    "edge events key without cert": (
+        "art-edge",
+        lambda c: [
+            *edge(c),
+            "--events",
+            "https://localhost/h",
+            "--events-key",
+            c.file("k.pem", "x"),
+        ],
+        "--events-key needs --events-cert",
+    ),
     "edge tensorrt missing": (
         "art-edge",
         lambda c: ["--engine", c.engine, "--video", c.clip(), "--backend", "tensorrt"],
         "no TensorRT engines|TensorRT",
     ),
 }
+
+
+def edge(c: Ctx) -> list:
+    """art-edge's engine and a video: what every edge case below starts from."""
+    return ["--engine", c.engine, "--video", c.clip()]
+
+
+def logins(c: Ctx, mode: int, text: str = "machine broker login rig password pw\n") -> Path:
+    """A netrc file of the sinks' logins, with permissions `mode`."""
+    path = c.file("logins.netrc", text)
+    path.chmod(mode)
+    return path
 
 
 _LISTENING = []  # sockets held open for the whole test session

@@ -26,9 +26,10 @@ from art_edge.errors import (
     non_negative_int,
     positive_float,
 )
-from art_edge.files import check_writable, is_loopback, parse_host_port
+from art_edge.files import check_writable, is_loopback, parse_host_port, parse_origin
 from art_edge.rig.clips import check_clip_options
-from art_edge.rig.sinks import check_sink_specs
+from art_edge.rig.credentials import expand_env, read_logins, tls_context
+from art_edge.rig.sinks import TLS, check_sink_specs
 from art_edge.runtime.streaming import StreamConfig
 from art_edge.video.outputs import check_output
 
@@ -98,12 +99,14 @@ class ClipConfig:
 
 @dataclass(frozen=True)
 class EventConfig:
-    """Where the decisions and segments go as events, and which decisions."""
+    """Where the decisions and segments go as events, which decisions, and the network sinks'
+    credentials and TLS (art_edge.rig.credentials)."""
 
     sinks: tuple = setting(
         (),
-        "repeatable: a .jsonl path (one event a line), mqtt://HOST:PORT/TOPIC (QoS 1) or "
-        "http(s)://… (a JSON POST each, retried)",
+        "repeatable: a .jsonl path (one event a line), mqtt(s)://[USER:PASSWORD@]HOST:PORT/TOPIC "
+        "(QoS 1; mqtts: TLS) or http(s)://… (a JSON POST each, retried); ${NAME} is read from "
+        "the environment",
         name="events",
         action="append",
     )
@@ -114,13 +117,60 @@ class EventConfig:
         one_of("change", "decision"),
         metavar="{change,decision}",
     )
+    credentials: str | None = setting(
+        None,
+        "a netrc file (machine HOST login USER password PASSWORD, readable by you only): the "
+        "logins of the sinks whose URI has none (MQTT's; HTTP Basic for a webhook)",
+        name="events_credentials",
+        metavar="FILE",
+    )
+    ca: str | None = setting(
+        None,
+        "CA certificates (PEM) that mqtts:// brokers and https:// webhooks are verified against "
+        "(default: the system's)",
+        name="events_ca",
+        metavar="FILE",
+    )
+    cert: str | None = setting(
+        None,
+        "a client certificate (PEM) for the mqtts:// and https:// sinks",
+        name="events_cert",
+        metavar="FILE",
+    )
+    key: str | None = setting(
+        None,
+        "the client certificate's private key (PEM; default: in --events-cert)",
+        name="events_key",
+        metavar="FILE",
+    )
 
-    def __post_init__(self):  # one sink may be given as a string
+    def __post_init__(self):  # one sink may be given as a string; ${NAME}s come from the env
         sinks = [self.sinks] if isinstance(self.sinks, str) else self.sinks
-        object.__setattr__(self, "sinks", tuple(str(s) for s in sinks))
+        object.__setattr__(self, "sinks", tuple(expand_env(str(s), "--events") for s in sinks))
 
     def validate(self):
         check_sink_specs(self.sinks)
+        if self.credentials:
+            read_logins(self.credentials)
+        if self.key and not self.cert:
+            raise UserError("--events-key needs --events-cert (the certificate it belongs to)")
+        if (self.ca or self.cert) and not any(s.startswith(TLS) for s in self.sinks):
+            flag = "--events-ca" if self.ca else "--events-cert"
+            raise UserError(
+                f"{flag}: no mqtts:// or https:// sink uses it; give the TLS sink (mqtts://, "
+                "https://) or drop the flag"
+            )
+        self.tls()
+
+    def tls(self):
+        """The TLS context of the mqtts:// and https:// sinks (None when there are none)."""
+        if not any(s.startswith(TLS) for s in self.sinks):
+            return None
+        return tls_context(self.ca, self.cert, self.key)
+
+    def logins(self):
+        """The netrc logins of --events-credentials (None without it)."""
+        return read_logins(self.credentials) if self.credentials else None
 
 
 @dataclass(frozen=True)
@@ -164,7 +214,10 @@ class DashboardConfig:
         metavar="HOST:PORT",
     )
     token: str | None = setting(
-        None, "a secret every dashboard request must carry", name="web_token", metavar="SECRET"
+        None,
+        "a secret every dashboard request must carry (${NAME}: from the environment)",
+        name="web_token",
+        metavar="SECRET",
     )
     fps: float = setting(
         5.0,
@@ -173,14 +226,46 @@ class DashboardConfig:
         name="web_fps",
         metavar="N",
     )
+    origins: tuple = setting(
+        (),
+        "repeatable: another origin (scheme://HOST[:PORT]) whose pages may use the dashboard and "
+        "whose name it answers to, e.g. a reverse proxy's https://rig.example.org",
+        name="web_origin",
+        metavar="ORIGIN",
+        action="append",
+    )
+    clients: int = setting(
+        64,
+        "browsers the dashboard serves at once (its WebSockets); more are turned away",
+        Number(int, 1, 1024, what="an integer in [1, 1024]"),
+        name="web_clients",
+        metavar="N",
+    )
+    cpu: float = setting(
+        0.03,
+        "the dashboard's share of the CPU the rig has (what it uses and what lies idle), at "
+        "most: its frames adapt to it",
+        Number(float, 0.0, 1.0, min_open=True, what="a fraction in (0, 1]"),
+        name="web_cpu",
+        metavar="FRACTION",
+    )
+
+    def __post_init__(self):
+        origins = [self.origins] if isinstance(self.origins, str) else self.origins
+        object.__setattr__(self, "origins", tuple(str(o) for o in origins))
+        if self.token:
+            object.__setattr__(self, "token", expand_env(self.token, "--web-token"))
 
     def validate(self):
-        """The address is HOST:PORT; beyond localhost it needs a token."""
+        """The address is HOST:PORT; beyond localhost it needs a token; origins are origins."""
         if self.token is not None and not self.token:
             raise UserError("--web-token: give a non-empty secret")
+        for origin in self.origins:
+            parse_origin(origin)
         if not self.address:
-            if self.token:
-                raise UserError("--web-token needs --web HOST:PORT (the dashboard it protects)")
+            if self.token or self.origins:
+                flag = "--web-token" if self.token else "--web-origin"
+                raise UserError(f"{flag} needs --web HOST:PORT (the dashboard it is for)")
             return
         host, _ = parse_host_port(self.address, "--web")
         if not is_loopback(host) and not self.token:

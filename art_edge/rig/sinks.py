@@ -2,10 +2,13 @@
 thread; a broker or endpoint that is away never stops recognition: the sink warns once, keeps a
 bounded queue, and counts what it had to drop.
 
-    sinks = open_sinks(["events.jsonl", "mqtt://localhost:1883/rig/pool", "http://box:8080/hook"])
+    sinks = open_sinks(["events.jsonl", "mqtts://rig:pw@broker/rig/pool", "http://box:8080/hook"])
     sinks.emit(decision_event(decision, classes, "pool"))
     sinks.close()            # flushes what can still be sent, within a few seconds
-    sinks.counts()           # {"mqtt://…": {"sent": …, "failed": …, "dropped": …}, …}
+    sinks.counts()           # {"mqtts://rig:***@broker/rig/pool": {"sent": …, "failed": …, …}}
+
+Sinks are known by their masked names (art_edge.rig.credentials): no password, token or query
+value of a URI is ever printed, logged, labelled or written into the summary.
 
 As outputs of a rig (art_edge.rig.observers): EventSinks (`--events`: decisions by the --emit policy,
 and segments) and SegmentLog (`--segments`).
@@ -13,8 +16,11 @@ and segments) and SegmentLog (`--segments`).
 
 from __future__ import annotations
 
+import base64
 import json
 import queue
+import ssl
+import sys
 import threading
 import time
 import urllib.error
@@ -27,6 +33,14 @@ import numpy as np
 
 from art_edge.errors import UserError, warn
 from art_edge.files import check_writable
+from art_edge.rig.credentials import (
+    login_for,
+    masked,
+    redact,
+    tls_context,
+    userinfo,
+    without_userinfo,
+)
 from art_edge.rig.observers import RigObserver
 
 QUEUE_BOUND = 1000  # events held per network sink while its broker or endpoint is away
@@ -74,15 +88,37 @@ class JsonlSink:
             self.file.close()
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A webhook that redirects is a failure (the event is not re-sent elsewhere with its
+    credentials): give the final URL."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise urllib.error.HTTPError(req.full_url, code, f"redirected ({code})", headers, fp)
+
+
 class WebhookSink:
     """A JSON POST per event from a thread of its own: retries with back-off (0.25 s doubling to
     4 s, `attempts` tries), then the event counts as failed; a bounded queue while the endpoint is
-    away (the oldest event is dropped and counted when it is full)."""
+    away (the oldest event is dropped and counted when it is full). `https://` verifies the
+    server's certificate (`tls`: a context of art_edge.rig.credentials.tls_context); a user and
+    password in the URL, or `login`, go as HTTP Basic authentication; redirects are not followed."""
 
-    def __init__(self, url: str, attempts: int = 5, bound: int = QUEUE_BOUND, timeout: float = 5.0):
-        self.name, self.url, self.attempts, self.timeout = url, url, attempts, timeout
+    def __init__(self, url: str, attempts: int = 5, bound: int = QUEUE_BOUND, timeout: float = 5.0,
+                 tls=None, login=None):  # fmt: skip
+        self.name, self.uri, self.attempts, self.timeout = masked(url), url, attempts, timeout
+        self.url = without_userinfo(url)
+        self.headers = {"Content-Type": "application/json"}
+        user, password = userinfo(url) or login or (None, None)
+        if user is not None:
+            basic = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+            self.headers["Authorization"] = f"Basic {basic}"
+        handlers = [_NoRedirect()]
+        if urlsplit(url).scheme == "https":
+            handlers.append(urllib.request.HTTPSHandler(context=tls or tls_context()))
+        self.opener = urllib.request.build_opener(*handlers)
         self.queue: queue.Queue = queue.Queue(maxsize=bound)
         self.sent = self.failed = self.dropped = 0
+        self.error = None
         self._warned, self._stop = False, threading.Event()
         self._thread = threading.Thread(target=self._run, name="art-edge:webhook", daemon=True)
         self._thread.start()
@@ -113,21 +149,31 @@ class WebhookSink:
     def _post(self, body: bytes) -> bool:
         delay = 0.25
         for attempt in range(self.attempts):
-            request = urllib.request.Request(
-                self.url, body, {"Content-Type": "application/json"}, method="POST"
-            )
+            request = urllib.request.Request(self.url, body, self.headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with self.opener.open(request, timeout=self.timeout) as response:
                     if 200 <= response.status < 300:
+                        self.error = None
                         return True
             except (urllib.error.URLError, OSError) as e:
-                if not self._warned:
-                    self._warned = True
-                    warn(f"webhook {self.url}: {e}; retrying, events queue (at most {QUEUE_BOUND})")
+                self._failed(e)
             if attempt + 1 < self.attempts and not self._stop.is_set():
                 time.sleep(delay)
                 delay = min(delay * 2, 4.0)
         return False
+
+    def _failed(self, error: Exception):
+        reason = getattr(error, "reason", error)
+        self.error = redact(str(reason), self.uri)
+        if isinstance(error, urllib.error.HTTPError) and error.code in (401, 403):
+            self.error = f"login refused ({error.code} {error.reason})"
+        hint = ""
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            hint = " (--events-ca names the CA that signed its certificate)"
+        if not self._warned:
+            self._warned = True
+            warn(f"webhook {self.name}: {self.error}{hint}; retrying, events queue (at most "
+                 f"{QUEUE_BOUND})")  # fmt: skip
 
     def close(self, timeout: float = 5.0):
         """Send what is queued for up to `timeout` seconds; what is left counts as failed."""
@@ -136,32 +182,69 @@ class WebhookSink:
         self.failed += self.queue.qsize()
 
 
-class MqttSink:
-    """QoS 1 publishes to `mqtt://HOST:PORT/TOPIC` through paho-mqtt, which reconnects by itself
-    and keeps unacknowledged messages (at most `bound`) while the broker is away; a publish that
-    finds the queue full is dropped and counted."""
+LOGIN_REFUSED = (4, 5, 134, 135)  # MQTT 3.1.1 and 5: bad user name or password, not authorized
 
-    def __init__(self, uri: str, bound: int = QUEUE_BOUND):
+
+class MqttSink:
+    """QoS 1 publishes to `mqtt://` (or `mqtts://`, TLS) `[USER[:PASSWORD]@]HOST[:PORT]/TOPIC`
+    through paho-mqtt, which reconnects by itself and keeps unacknowledged messages (at most
+    `bound`) while the broker is away; a publish that finds the queue full is dropped and
+    counted. `tls`: the context mqtts:// verifies the broker with; `login`: (user, password)
+    when the URI has none. A broker that refuses the login is reported as such."""
+
+    def __init__(self, uri: str, bound: int = QUEUE_BOUND, tls=None, login=None):
         import paho.mqtt.client as mqtt
 
-        self.name, (self.host, self.port, self.topic) = uri, parse_mqtt_uri(uri)
+        self.name, self.uri = masked(uri), uri
+        self.host, self.port, self.topic, secure = parse_mqtt_uri(uri)
         self.sent = self.failed = self.dropped = 0
-        self._warned = False
+        self.error, self._warned = None, False
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        user, password = userinfo(uri) or login or (None, None)
+        if user is not None:
+            self.client.username_pw_set(user, password)
+        if secure:
+            self.client.tls_set_context(tls or tls_context())
         self.client.max_queued_messages_set(bound)
         self.client.reconnect_delay_set(min_delay=0.2, max_delay=2)
+        self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_publish = self._on_publish
         self.client.on_disconnect = self._on_disconnect
         self.client.connect_async(self.host, self.port, keepalive=10)
         self.client.loop_start()
 
+    def _warn_once(self, message: str):
+        if not self._warned:
+            self._warned = True
+            warn(f"MQTT broker {self.name}: {message}")
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if not reason_code.is_failure:
+            self.error = None
+        elif reason_code.value in LOGIN_REFUSED:
+            self.error = f"login refused ({reason_code})"
+            self._warn_once(
+                f"{self.error}: check the user and password (the URI's, or --events-credentials)"
+            )
+        else:
+            self.error = f"connection refused ({reason_code})"
+            self._warn_once(f"{self.error}; retrying")
+
+    def _on_connect_fail(self, client, userdata):
+        error = sys.exc_info()[1]  # paho calls this in the handler of the connection's error
+        self.error = redact(str(error or "cannot connect"), self.uri)
+        hint = ""
+        if isinstance(error, ssl.SSLCertVerificationError):
+            hint = " (--events-ca names the CA that signed its certificate)"
+        self._warn_once(f"unreachable ({self.error}){hint}; retrying")
+
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         self.sent += 1
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
-        if not self._warned:
-            self._warned = True
-            warn(f"MQTT broker {self.host}:{self.port} away ({reason_code}); reconnecting")
+        if self.error is None:
+            self._warn_once(f"away ({reason_code}); reconnecting")
 
     def emit(self, event: dict):
         import paho.mqtt.client as mqtt
@@ -176,23 +259,26 @@ class MqttSink:
         while self.client._out_messages and time.monotonic() < deadline:  # noqa: SLF001
             time.sleep(0.05)
         self.failed += len(self.client._out_messages)  # noqa: SLF001 (paho exposes no count)
+        self._warned = True  # our own disconnect is no news
         self.client.disconnect()
         self.client.loop_stop()
 
 
-def parse_mqtt_uri(uri: str) -> tuple[str, int, str]:
+def parse_mqtt_uri(uri: str) -> tuple[str, int, str, bool]:
+    """mqtt(s)://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC → (host, port, topic, TLS)."""
     parts = urlsplit(uri)
-    topic = parts.path.lstrip("/")
+    topic, secure = parts.path.lstrip("/"), parts.scheme == "mqtts"
     try:
-        port = parts.port or 1883
+        port = parts.port or (8883 if secure else 1883)
     except ValueError:
         port = None
-    if parts.scheme != "mqtt" or not parts.hostname or not topic or port is None or "#" in topic:
+    ok = parts.scheme in ("mqtt", "mqtts") and parts.hostname and port is not None
+    if not ok or not topic or "#" in topic or "+" in topic:
         raise UserError(
-            f"--events {uri}: an MQTT sink is mqtt://HOST[:PORT]/TOPIC (e.g. "
-            "mqtt://localhost:1883/rig/events), with a topic and no wildcards"
+            f"--events {masked(uri)}: an MQTT sink is mqtt://HOST[:PORT]/TOPIC, or mqtts:// for "
+            "TLS (e.g. mqtt://localhost:1883/rig/events), with a topic and no wildcards"
         )
-    return parts.hostname, port, topic
+    return parts.hostname, port, topic, secure
 
 
 def check_http_uri(uri: str):
@@ -203,7 +289,8 @@ def check_http_uri(uri: str):
         parts = None
     if parts is None or not parts.hostname:
         raise UserError(
-            f"--events {uri}: a webhook is http(s)://HOST[:PORT]/PATH (e.g. http://localhost:8080/hook)"
+            f"--events {masked(uri)}: a webhook is http(s)://HOST[:PORT]/PATH (e.g. "
+            "http://localhost:8080/hook)"
         )
 
 
@@ -218,40 +305,61 @@ class Sinks:
             sink.emit(event)
 
     def counts(self) -> dict:
-        return {
-            s.name: {"sent": s.sent, "failed": s.failed, "dropped": s.dropped} for s in self.sinks
-        }
+        """Each sink's sent, failed and dropped counts (and its last error, while it has one), by
+        its masked name."""
+        counts = {}
+        for s in self.sinks:
+            counts[s.name] = {"sent": s.sent, "failed": s.failed, "dropped": s.dropped}
+            if getattr(s, "error", None):
+                counts[s.name]["error"] = s.error
+        return counts
 
     def close(self):
         for sink in self.sinks:
             sink.close()
 
 
+NETWORK = ("mqtt:", "mqtts:", "http:", "https:")
+TLS = ("mqtts:", "https:")
+
+
 def check_sink_specs(specs: list[str]):
-    """Every --events value checked before anything starts (a malformed URI is one line)."""
+    """Every --events value checked before anything starts (a malformed URI is one line, its
+    secrets masked)."""
     for spec in specs:
-        if spec.startswith("mqtt:"):
+        if spec.startswith(("mqtt:", "mqtts:")):
             parse_mqtt_uri(spec)
         elif spec.startswith(("http:", "https:")):
             check_http_uri(spec)
         elif "://" in spec:
             raise UserError(
-                f"--events {spec}: give a .jsonl path, mqtt://HOST:PORT/TOPIC or http(s)://…"
+                f"--events {masked(spec)}: give a .jsonl path, mqtt(s)://HOST:PORT/TOPIC or "
+                "http(s)://…"
             )
         else:
             check_writable(spec, "--events", is_file=True)
 
 
-def open_sinks(specs: list[str]) -> Sinks:
-    """The sinks of --events values that check_sink_specs took."""
+def open_sinks(specs: list[str], logins=None, tls=None) -> Sinks:
+    """The sinks of --events values that check_sink_specs took; `logins`: a netrc of the hosts'
+    logins (art_edge.rig.credentials.read_logins), for the URIs that carry none; `tls`: the
+    context that mqtts:// and https:// sinks verify their server with (default: the system's
+    CAs). Two sinks whose masked names are the same are told apart by #2, #3, …"""
     sinks = []
     for spec in specs:
-        if spec.startswith("mqtt:"):
-            sinks.append(MqttSink(spec))
+        host = urlsplit(spec).hostname if spec.startswith(NETWORK) else None
+        login = login_for(logins, host) if host else None
+        if spec.startswith(("mqtt:", "mqtts:")):
+            sinks.append(MqttSink(spec, tls=tls, login=login))
         elif spec.startswith(("http:", "https:")):
-            sinks.append(WebhookSink(spec))
+            sinks.append(WebhookSink(spec, tls=tls, login=login))
         else:
             sinks.append(JsonlSink(spec))
+    seen = Counter()
+    for sink in sinks:
+        seen[sink.name] += 1
+        if seen[sink.name] > 1:
+            sink.name = f"{sink.name} #{seen[sink.name]}"
     return Sinks(sinks)
 
 

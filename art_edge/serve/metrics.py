@@ -6,29 +6,19 @@
                    503 (naming the silent cameras) otherwise
 
 The counters are read from a snapshot of the rig when Prometheus scrapes (nothing is done per
-frame), except the latency histogram, observed at each decision.
+frame), except the latency histogram, observed at each decision. Served by uvicorn behind the
+limits of art_edge.serve.guard (at most METRICS_CONNECTIONS connections); bound to localhost,
+the Host header must name it (a web page cannot reach it by DNS rebinding). Sinks appear by
+their masked names: no credential or query value of a sink's URI is ever a label.
 """
 
 from __future__ import annotations
 
-import threading
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
-from art_edge.errors import UserError
-from art_edge.files import parse_host_port
 from art_edge.rig.observers import RigObserver
+from art_edge.serve.guard import GuardedServer, Hosts, RequestCheck, respond
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, *args):  # a scrape every few seconds is not news
-        pass
-
-
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+METRICS_CONNECTIONS = 32  # Prometheus and a health check or two need a few
 
 
 class RigCollector:
@@ -74,11 +64,10 @@ class MetricsServer(RigObserver):
 
     def __init__(self, snapshot, address: str, stale_after: float = 10.0, sink_counts=dict):
         """`snapshot()`: the rig's (art_edge.rig.report.RigSnapshot); `sink_counts()`: the event
-        sinks' sent, failed and dropped counts by sink."""
-        from prometheus_client import CollectorRegistry, Histogram, make_wsgi_app
+        sinks' sent, failed and dropped counts by sink (by their masked names)."""
+        from prometheus_client import CollectorRegistry, Histogram, make_asgi_app
 
         self.snapshot, self.stale_after = snapshot, stale_after
-        self.host, self.port = parse_host_port(address, "--metrics")
         self.registry = CollectorRegistry()
         self.registry.register(RigCollector(snapshot, sink_counts))
         self.latency = Histogram(
@@ -88,40 +77,34 @@ class MetricsServer(RigObserver):
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.metrics_app = make_wsgi_app(self.registry)
-        try:
-            self.server = make_server(
-                self.host, self.port, self.app, server_class=_Server, handler_class=_Quiet
-            )
-        except OSError as e:
-            raise UserError(
-                f"--metrics {address}: cannot listen there ({e.strerror}); pick a free port"
-            ) from None
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, name="art-edge:metrics", daemon=True
-        )
+        self.metrics_app = make_asgi_app(self.registry)
+        self.guard = GuardedServer("--metrics", address, METRICS_CONNECTIONS)
+        self.host, self.port = self.guard.host, self.guard.port
+        hosts = Hosts(self.host, self.port) if self.guard.loopback else None
+        self.app = RequestCheck(self.route, hosts)
 
     def start(self):
-        self.thread.start()
+        self.guard.start(self.app, "art-edge:metrics")
 
     def on_decision(self, camera: str, decision):
         self.latency.labels(camera).observe(decision.latency_ms / 1000)
 
-    def app(self, environ, start_response):
-        path = environ.get("PATH_INFO", "")
+    def health(self) -> tuple[int, str]:
+        """/healthz: (200, "ok") while every camera delivers frames, else 503 naming the others."""
+        silent = [c.name for c in self.snapshot().cameras if c.silent(self.stale_after)]
+        if silent:
+            return 503, f"no frame for {self.stale_after:g} s: {', '.join(silent)}"
+        return 200, "ok"
+
+    async def route(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        path = scope.get("path", "")
         if path == "/healthz":
-            cameras = self.snapshot().cameras
-            silent = [c.name for c in cameras if c.silent(self.stale_after)]
-            status = "503 Service Unavailable" if silent else "200 OK"
-            body = f"no frame for {self.stale_after:g} s: {', '.join(silent)}" if silent else "ok"
-            start_response(status, [("Content-Type", "text/plain")])
-            return [body.encode() + b"\n"]
+            return await respond(scope, send, *self.health())
         if path in ("/metrics", "/"):
-            return self.metrics_app(environ, start_response)
-        start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [b"/metrics or /healthz\n"]
+            return await self.metrics_app(scope, receive, send)
+        return await respond(scope, send, 404, "/metrics or /healthz")
 
     def close(self):
-        if self.thread.is_alive():  # shutdown() waits for a serve_forever that never started
-            self.server.shutdown()
-        self.server.server_close()
+        self.guard.close()

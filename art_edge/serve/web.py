@@ -5,34 +5,39 @@
     GET /api/state        the cameras and the recent segments, as the page gets them
     GET /clips/NAME       a highlight clip (H.264 MP4, which browsers play), when --clips is on
     WS  /ws               pushes the state (twice a second) and each camera's annotated frame
-                          (--web-fps at most)
 
-The page's frames are drawn and JPEG-encoded on the server's thread, only while a browser is
-connected, from the newest frame the encoder saw, and only as fast as the browser takes them: a
-slow browser misses frames, recognition never waits for it. Bound to localhost unless told
+The page's frames are drawn once for all its viewers (FrameHub), on a thread of the server's,
+only while a viewer is connected, from the newest frame the encoder saw: at most --web-fps a
+camera, fewer when the page's CPU would pass --web-cpu of the CPU available to the rig (and
+beyond four viewers' worth, the frames are shared out among them); each send is awaited, so a
+slow viewer misses frames and recognition never waits for it. Bound to localhost unless told
 otherwise; beyond localhost `--web-token` is required and every request carries it (`?token=` on
-the first visit sets a cookie; scripts may send `Authorization: Bearer TOKEN`). Read-only.
+the first visit sets a cookie; scripts may send `Authorization: Bearer TOKEN`). In every mode the
+Host and Origin are checked, and the server holds the network to the limits of
+art_edge.serve.guard. Read-only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import json
+import math
+import os
 import re
-import socket
-import threading
+import stat
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs
 
 import cv2
 
-from art_edge.errors import UserError
-from art_edge.files import parse_host_port
 from art_edge.rig.config import DashboardConfig
 from art_edge.rig.observers import RigObserver
 from art_edge.rig.report import CameraSnapshot, RigSnapshot
+from art_edge.serve.guard import GuardedServer, Hosts, RequestCheck, respond
 from art_edge.video.overlay import annotate
 
 STATIC = Path(__file__).parent / "static"
@@ -42,6 +47,10 @@ JPEG_QUALITY = 75
 STATE_INTERVAL = 0.5  # seconds between the state messages a page gets (frames: --web-fps)
 TILE_MAX_SIDE = 640  # a camera's frame is scaled down to this before it is drawn for the page
 CLIP_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.mp4$")
+HTTP_CONNECTIONS = 64  # connections beside the viewers' WebSockets (the page, its files, scripts)
+SEND_TIMEOUT = 10.0  # seconds a viewer may take to take a message before it is let go
+MIN_PAGE_FPS = 0.2  # the page's frames per camera a second never fall below this, budget or not
+FULL_VIEWERS = 4  # frames sent, all viewers together, at most what this many get at full rate
 
 
 def engine_facts(engine) -> dict:
@@ -96,12 +105,11 @@ def segment_item(record: dict) -> dict:
 
 
 class Tile:
-    """One camera's annotated JPEG for the page, drawn once per new frame or decision however many
-    browsers are connected."""
+    """One camera's annotated JPEG for the page, drawn again only when its frame or its decision
+    changed."""
 
-    def __init__(self, camera: str, classes):
-        self.camera, self.classes = camera, classes
-        self.lock = threading.Lock()
+    def __init__(self, classes):
+        self.classes = classes
         self.key, self.jpeg = None, None
 
     def render(self, cam: CameraSnapshot) -> tuple[int, bytes] | None:
@@ -109,18 +117,17 @@ class Tile:
         frame, decision = cam.last_frame, cam.decision
         if frame is None:
             return None
-        with self.lock:
-            if self.key != (frame.index, frame.segment, id(decision)):
-                h, w = frame.image.shape[:2]
-                roi_box = cam.roi.box(h, w) if cam.roi is not None else None
-                p50 = cam.decision_latency_ms[0]
-                bgr = annotate(
-                    frame.image, decision, self.classes, cam.fps, p50, roi_box, TILE_MAX_SIDE
-                )
-                ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-                if ok:
-                    self.key, self.jpeg = (frame.index, frame.segment, id(decision)), jpeg.tobytes()
-            return (frame.index, self.jpeg) if self.jpeg is not None else None
+        if self.key != (frame.index, frame.segment, id(decision)):
+            h, w = frame.image.shape[:2]
+            roi_box = cam.roi.box(h, w) if cam.roi is not None else None
+            p50 = cam.decision_latency_ms[0]
+            bgr = annotate(
+                frame.image, decision, self.classes, cam.fps, p50, roi_box, TILE_MAX_SIDE
+            )
+            ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            if ok:
+                self.key, self.jpeg = (frame.index, frame.segment, id(decision)), jpeg.tobytes()
+        return (frame.index, self.jpeg) if self.jpeg is not None else None
 
 
 def frame_message(camera: str, index: int, jpeg: bytes) -> bytes:
@@ -129,20 +136,157 @@ def frame_message(camera: str, index: int, jpeg: bytes) -> bytes:
     return len(header).to_bytes(2, "big") + header + jpeg
 
 
+class CpuClock:
+    """CPU seconds available to this process so far: those it used (all its threads) and those
+    the cores it may run on left idle (Linux's /proc/stat; elsewhere, wall time × cores). A share
+    of it is a share of what the rig could have had: where the pipeline takes all it can, the
+    share of its frames a page costs; it grows on a slower CPU and when other programs take
+    part of the cores, and shrinks when CPU lies idle."""
+
+    def __init__(self):
+        affinity = getattr(os, "sched_getaffinity", None)
+        self.cpus = sorted(affinity(0)) if affinity else list(range(os.cpu_count() or 1))
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def idle(self) -> float | None:
+        """Seconds the allowed cores were idle since boot (None where /proc/stat is missing)."""
+        names = {f"cpu{n}" for n in self.cpus}
+        try:
+            with open("/proc/stat") as f:
+                rows = [line.split() for line in f if line.startswith("cpu")]
+        except OSError:
+            return None
+        return sum(int(r[4]) + int(r[5]) for r in rows if r[0] in names) / self.tick
+
+    def now(self) -> float:
+        idle = self.idle()
+        if idle is None:
+            return time.monotonic() * len(self.cpus)
+        return time.process_time() + idle
+
+
+class FrameHub:
+    """The page's frames, drawn once for every viewer. While a viewer is connected, rounds run on
+    the server's loop: each draws every camera's newest frame (on a thread of its own) and wakes
+    the viewers' senders. The rounds come at most `fps` a second, and fewer when the page's CPU
+    time (the drawing, and the server thread's work: sending, the state, requests) over the last
+    second would pass `budget` of the CPU available to the rig (CpuClock): a slower or busier CPU
+    gets fewer frames, never a larger share of it. The frames sent, all viewers together, are
+    capped at what FULL_VIEWERS viewers get at the full rate: beyond that many, each viewer is
+    sent one round in `stride`, in turn, so 50 viewers cost what four do."""
+
+    def __init__(self, snapshot, classes, fps: float, budget: float):
+        self.snapshot, self.fps, self.budget = snapshot, fps, budget
+        self.clock = CpuClock()
+        self.tiles = {cam.name: Tile(classes) for cam in snapshot().cameras}
+        self.frames: dict[str, tuple[int, bytes]] = {}  # replaced whole each round, never edited
+        self.rate, self.cpu_share = fps, 0.0  # rounds a second now; the page's share last second
+        self.rounds = self.viewers = 0
+        self.stride, self.seats = 1, itertools.count()  # a viewer's rounds; its turn among them
+        self.draw_cpu = 0.0  # CPU seconds of the drawing thread, all rounds
+        self.new_round: asyncio.Event | None = None
+        self.task = self.mark = None
+        self.closing = False
+
+    def join(self) -> int:
+        """A viewer came (called on the server's loop): the first starts the rounds; → its seat
+        (which of the rounds are its turn, see `due`)."""
+        self.viewers += 1
+        if self.task is None or self.task.done():
+            self.new_round = asyncio.Event()
+            self.task = asyncio.get_running_loop().create_task(self.run())
+        return next(self.seats)
+
+    def due(self, seat: int) -> bool:
+        """Whether the newest round's frames go to the viewer in `seat`."""
+        return (self.rounds + seat) % self.stride == 0
+
+    def leave(self):
+        self.viewers -= 1
+
+    async def next_round(self, seen: int, timeout: float):
+        """Until a round after round `seen` is drawn, or `timeout` seconds."""
+        if self.rounds == seen:
+            try:
+                await asyncio.wait_for(self.new_round.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    async def run(self):
+        loop, self.mark = asyncio.get_running_loop(), None
+        with ThreadPoolExecutor(1, thread_name_prefix="art-edge:web-draw") as drawing:
+            while self.viewers > 0 and not self.closing:
+                started = time.monotonic()
+                frames, cpu = await loop.run_in_executor(drawing, self.draw, self.snapshot())
+                self.frames, self.draw_cpu = {**self.frames, **frames}, self.draw_cpu + cpu
+                self.rounds += 1
+                done, self.new_round = self.new_round, asyncio.Event()
+                done.set()
+                self.adapt()
+                self.stride = max(
+                    1, math.ceil(self.viewers * self.rate / (FULL_VIEWERS * self.fps))
+                )
+                await asyncio.sleep(max(0.0, 1 / self.rate - (time.monotonic() - started)))
+
+    def draw(self, snap: RigSnapshot) -> tuple[dict, float]:
+        """On the drawing thread: each camera's newest frame, drawn and encoded; → the frames by
+        camera and the CPU seconds they took."""
+        cpu, frames = time.thread_time(), {}
+        for cam in snap.cameras:
+            got = self.tiles[cam.name].render(cam)
+            if got is not None:
+                frames[cam.name] = got
+        return frames, time.thread_time() - cpu
+
+    def adapt(self):
+        """Once a second: the rate of rounds at which the page's CPU would be its budget, from
+        what a round cost over the last second; taken at once when lower, halfway when higher
+        (down at once, up smoothly)."""
+        cpu = time.thread_time() + self.draw_cpu  # called on the server's loop: its thread's
+        now, available = time.monotonic(), self.clock.now()
+        if self.mark is None:
+            self.mark = (now, available, cpu, self.rounds)
+            return
+        then, available_then, cpu_then, rounds_then = self.mark
+        if now - then < 1.0:
+            return
+        used, offered = cpu - cpu_then, max(available - available_then, 1e-3)
+        self.cpu_share = used / offered
+        per_round = max(used / max(1, self.rounds - rounds_then), 1e-6)
+        target = self.budget * offered / (now - then) / per_round  # rounds a second
+        rate = target if target < self.rate else (self.rate + target) / 2
+        self.rate = min(self.fps, max(MIN_PAGE_FPS, rate))
+        self.mark = (now, available, cpu, self.rounds)
+
+
+def clip_path(folder: str | None, name: str) -> Path | None:
+    """The clip `name` of `folder`: a regular file directly in it once links are resolved
+    (None for anything else: a link out of it, a folder, a device, a name of another form)."""
+    if not folder or not CLIP_NAME.match(name):
+        return None
+    root = Path(folder).resolve()
+    path = (root / name).resolve()
+    try:
+        regular = stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return None
+    return path if regular and path.parent == root else None
+
+
 class TokenGate:
     """ASGI middleware: with a token, every HTTP request and WebSocket carries it (query, cookie
     or bearer header); a query token that matches is remembered in a cookie for the page's own
-    requests (scripts, frames, clips)."""
+    requests (scripts, frames, clips). Behind RequestCheck: the headers are printable ASCII."""
 
     def __init__(self, app, token: str | None):
         self.app, self.token = app, token
 
     def presented(self, scope) -> tuple[str | None, bool]:
         """→ (the token the request carries, whether it came in the query)."""
-        query = parse_qs(scope.get("query_string", b"").decode())
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         if "token" in query:
             return query["token"][0], True
-        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         auth = headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             return auth[7:].strip(), False
@@ -157,16 +301,11 @@ class TokenGate:
             return await self.app(scope, receive, send)
         given, in_query = self.presented(scope)
         if given is None or not hmac.compare_digest(given.encode(), self.token.encode()):
-            if scope["type"] == "websocket":
-                return await send({"type": "websocket.close", "code": 1008})
-            from starlette.responses import PlainTextResponse
-
-            response = PlainTextResponse(
+            text = (
                 "wrong or missing token: open the page as /?token=TOKEN (the --web-token of this "
-                "art-edge)\n",
-                status_code=401,
+                "art-edge)"
             )
-            return await response(scope, receive, send)
+            return await respond(scope, send, 401, text)
         if not in_query or scope["type"] != "http":
             return await self.app(scope, receive, send)
 
@@ -181,7 +320,7 @@ class TokenGate:
 
 class WebServer(RigObserver):
     """The dashboard of a rig, an output of it that only reads snapshots of it: a Starlette app
-    on a uvicorn server in a thread of its own."""
+    on a uvicorn server in a thread of its own, behind the guard (art_edge.serve.guard)."""
 
     def __init__(
         self,
@@ -193,31 +332,18 @@ class WebServer(RigObserver):
     ):
         """`snapshot()`: the rig's (art_edge.rig.report.RigSnapshot); `config`: checked when it was
         built (art_edge.rig.config); `clips`: the folder of the clips it serves."""
-        address = config.address
-        self.snapshot, self.fps, self.token = snapshot, config.fps, config.token
+        self.snapshot, self.config, self.token = snapshot, config, config.token
         self.clips, self.stale_after = clips, stale_after
-        self.host, self.port = parse_host_port(address, "--web")
         self.facts = engine_facts(engine)
-        self.tiles = {cam.name: Tile(cam.name, engine.classes) for cam in snapshot().cameras}
+        # bound now, so a port in use fails before any camera opens
+        self.guard = GuardedServer("--web", config.address, config.clients + HTTP_CONNECTIONS)
+        self.host, self.port = self.guard.host, self.guard.port
+        self.hub = FrameHub(snapshot, engine.classes, config.fps, config.cpu)
+        hosts = Hosts(self.host, self.port, config.origins)
+        self.app = RequestCheck(TokenGate(self._routes(), self.token), hosts)
         self.closing = False
-        self.sock = self._bind(address)
-        self.app = TokenGate(self._routes(), self.token)
-        self.server = self.thread = None
-
-    def _bind(self, address: str) -> socket.socket:
-        """Bound now, so a port in use fails before any camera opens."""
-        host = self.host.strip("[]")
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, self.port))
-        except OSError as e:
-            sock.close()
-            raise UserError(
-                f"--web {address}: cannot listen there ({e.strerror}); pick a free port"
-            ) from None
-        return sock
+        self._shared = None  # (when, the snapshot the viewers' state messages are made from)
+        self._cameras = (None, [])  # (a snapshot, its cameras' part of the state)
 
     def _routes(self):
         from starlette.applications import Starlette
@@ -235,9 +361,8 @@ class WebServer(RigObserver):
             return JSONResponse(self.state(self.snapshot(), 0, 0)[0])
 
         async def clip(request):
-            name, folder = request.path_params["name"], self.clips
-            path = Path(folder) / name if folder and CLIP_NAME.match(name) else None
-            if path is None or not path.is_file():
+            path = clip_path(self.clips, request.path_params["name"])
+            if path is None:
                 return PlainTextResponse("no such clip (yet)\n", status_code=404)
             return FileResponse(path, media_type="video/mp4")
 
@@ -259,41 +384,41 @@ class WebServer(RigObserver):
         → (the message, segments sent so far, clips sent so far)."""
         records = snap.segments[segments_seen:]
         written = (snap.clips or ())[clips_seen:]
+        hub = self.hub
         message = {
             "type": "state",
             "now": time.time(),
-            "cameras": [camera_state(c, snap.classes, self.stale_after) for c in snap.cameras],
+            "cameras": self.cameras_of(snap),
             "segments": [segment_item(r) for r in records],
             "clips": [Path(p).name for p in written],
+            # the page's own frames: rounds a second now, viewers (each sent one round in
+            # `stride`), the page's share of the CPU last second and its budget
+            "page": {
+                "fps": round(hub.rate, 2),
+                "viewers": hub.viewers,
+                "stride": hub.stride,
+                "cpu": round(hub.cpu_share, 4),
+                "cpu_budget": hub.budget,
+            },
         }
         return message, segments_seen + len(records), clips_seen + len(written)
 
     async def feed(self, ws):
-        """One browser: the engine's facts, then the state (twice a second) and the frames that
-        are new (--web-fps at most), each send awaited: a slow browser gets fewer frames."""
+        """One viewer: the engine's facts, then the state (twice a second) and the new frames of
+        each round that is its turn, each send awaited (a slow viewer gets fewer frames; one that takes nothing for
+        SEND_TIMEOUT seconds is let go). Beyond --web-clients viewers, a viewer is turned away."""
         from starlette.websockets import WebSocketDisconnect
 
-        await ws.accept()
-        snap, sent = self.snapshot(), {}
-        seen_segments = max(0, len(snap.segments) - RECENT_SEGMENTS)
-        seen_clips = max(0, len(snap.clips or ()) - RECENT_SEGMENTS)
+        if self.hub.viewers >= self.config.clients:
+            await ws.accept()
+            reason = f"too many viewers (--web-clients {self.config.clients}); try later"
+            return await ws.close(code=1013, reason=reason)
+        seat = self.hub.join()
         try:
-            await ws.send_json({"type": "engine", **self.facts})
-            state_due = 0.0
-            while not self.closing:
-                started, snap = time.monotonic(), self.snapshot()
-                if started >= state_due:  # text changes slower than pictures: 2 a second
-                    message, seen_segments, seen_clips = self.state(snap, seen_segments, seen_clips)
-                    await ws.send_json(message)
-                    state_due = started + STATE_INTERVAL
-                for cam in snap.cameras:
-                    got = await asyncio.to_thread(self.tiles[cam.name].render, cam)
-                    if got is not None and sent.get(cam.name) != got[0]:
-                        await ws.send_bytes(frame_message(cam.name, *got))
-                        sent[cam.name] = got[0]
-                await asyncio.sleep(max(0.0, 1.0 / self.fps - (time.monotonic() - started)))
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            pass  # the browser went away; it reconnects on its own
+            await ws.accept()
+            await self.send_loop(ws, seat)
+        except (WebSocketDisconnect, RuntimeError, OSError, asyncio.TimeoutError):
+            pass  # the browser went away, or took nothing for too long; it reconnects on its own
         except Exception as e:  # noqa: BLE001 (a closed socket raises its library's own error)
             if type(e).__name__ not in (
                 "ConnectionClosed",
@@ -301,29 +426,48 @@ class WebServer(RigObserver):
                 "ClientDisconnected",
             ):
                 raise
+        finally:
+            self.hub.leave()
+
+    def shared_snapshot(self) -> RigSnapshot:
+        """The rig's snapshot for the viewers' state messages: one for all of them every half
+        STATE_INTERVAL (a snapshot takes the rig's locks; 50 viewers need not take them 50 times)."""
+        now = time.monotonic()
+        if self._shared is None or now - self._shared[0] >= STATE_INTERVAL / 2:
+            self._shared = (now, self.snapshot())
+        return self._shared[1]
+
+    def cameras_of(self, snap: RigSnapshot) -> list:
+        """The cameras' part of the state for `snap`, made once however many viewers get it."""
+        if self._cameras[0] is not snap:
+            stale = self.stale_after
+            self._cameras = (snap, [camera_state(c, snap.classes, stale) for c in snap.cameras])
+        return self._cameras[1]
+
+    async def send_loop(self, ws, seat: int):
+        snap, sent, hub = self.shared_snapshot(), {}, self.hub
+        seen_segments = max(0, len(snap.segments) - RECENT_SEGMENTS)
+        seen_clips = max(0, len(snap.clips or ()) - RECENT_SEGMENTS)
+        await asyncio.wait_for(ws.send_json({"type": "engine", **self.facts}), SEND_TIMEOUT)
+        state_due = 0.0
+        while not self.closing:
+            now, seen_round = time.monotonic(), hub.rounds
+            if now >= state_due:  # text changes slower than pictures: 2 a second
+                message, seen_segments, seen_clips = self.state(
+                    self.shared_snapshot(), seen_segments, seen_clips
+                )
+                await asyncio.wait_for(ws.send_json(message), SEND_TIMEOUT)
+                state_due = now + STATE_INTERVAL
+            for name, (index, jpeg) in hub.frames.items() if hub.due(seat) else ():
+                if sent.get(name) != index:
+                    message = frame_message(name, index, jpeg)
+                    await asyncio.wait_for(ws.send_bytes(message), SEND_TIMEOUT)
+                    sent[name] = index
+            await hub.next_round(seen_round, max(0.0, state_due - time.monotonic()))
 
     def start(self):
-        import uvicorn
-
-        config = uvicorn.Config(
-            self.app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run,
-            kwargs={"sockets": [self.sock]},
-            name="art-edge:web",
-            daemon=True,
-        )
-        self.thread.start()
+        self.guard.start(self.app, "art-edge:web")
 
     def close(self):
-        self.closing = True
-        if self.server is not None:
-            self.server.should_exit = True
-            self.thread.join(timeout=5)
-        self.sock.close()
+        self.closing = self.hub.closing = True
+        self.guard.close()

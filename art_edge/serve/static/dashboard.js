@@ -201,8 +201,10 @@ function onState(state) {
   for (const cam of state.cameras) renderCamera(cam, state.now);
   if (state.segments.length || state.clips.length) renderSegments();
   const fps = state.cameras.reduce((sum, c) => sum + c.fps, 0);
+  // the page's own frames a camera: fewer than --web-fps when its CPU budget says so
+  const page = state.page ? ` · page ${state.page.fps} frames/s a camera` : "";
   document.getElementById("summary").textContent =
-    `${state.cameras.length} cameras · ${fps.toFixed(1)} FPS in all · ${segments.size} actions`;
+    `${state.cameras.length} cameras · ${fps.toFixed(1)} FPS in all · ${segments.size} actions${page}`;
 }
 
 function connect() {

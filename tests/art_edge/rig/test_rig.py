@@ -3,9 +3,6 @@ segments, clips, event sinks (a real HTTP server, a real Mosquitto broker) and m
 
 import http.server
 import json
-import shutil
-import socket
-import subprocess
 import threading
 import time
 import urllib.request
@@ -188,47 +185,14 @@ def test_webhook_retries_and_metrics(engine_dir, tmp_path):
     assert scraped["healthz"] == (200, "ok\n")
 
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-class Broker:
-    """A real Mosquitto on a free localhost port, with persistence, so a subscriber's session
-    and its queued messages survive a restart."""
-
-    def __init__(self, folder: Path):
-        self.port, self.proc = free_port(), None
-        self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {folder}/\n"
-        )
-
-    def start(self):
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stderr=subprocess.DEVNULL)
-        for _ in range(50):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
-@pytest.mark.skipif(
-    not Path(MOSQUITTO).exists(), reason="mosquitto is not installed (make test installs it)"
-)
-def test_mqtt_events_survive_a_broker_restart(engine_dir, tmp_path):
+def test_mqtt_events_survive_a_broker_restart(engine_dir, tmp_path, broker):
     """Events go to a real broker; it is stopped and restarted mid-run; recognition goes on, and
     every event (those published while it was away included) reaches the subscriber."""
     import paho.mqtt.client as mqtt
 
     from art_edge.runtime.engine import ARTEngine
 
-    broker = Broker(tmp_path)
+    broker = broker(tmp_path)
     broker.start()
     received, subscribed = [], threading.Event()
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="art-test", clean_session=False)
@@ -319,10 +283,7 @@ def test_an_existing_output_file_is_replaced_and_a_folder_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not Path(MOSQUITTO).exists(), reason="mosquitto is not installed (make test installs it)"
-)
-def test_two_cameras_on_real_footage_with_every_output(engine_dir, tmp_path, real_clip):
+def test_two_cameras_on_real_footage_with_every_output(engine_dir, tmp_path, real_clip, broker):
     """Two real clips (720p and 640×272, played at their 25 FPS) through `art-edge` with segments,
     clips, JSONL + MQTT (a real Mosquitto) + webhook events and metrics, all in one run: every
     event reaches the broker and the webhook, each segment has a clip that OpenCV plays to its
@@ -331,7 +292,7 @@ def test_two_cameras_on_real_footage_with_every_output(engine_dir, tmp_path, rea
 
     from art_edge import cli
 
-    broker, out = Broker(tmp_path), tmp_path / "out"
+    broker, out = broker(tmp_path), tmp_path / "out"
     broker.start()
     received, subscribed = [], threading.Event()
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="art-real")

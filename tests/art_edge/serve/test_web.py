@@ -9,9 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -24,33 +21,11 @@ from art_edge.rig.config import RigConfig
 from art_edge.runtime.streaming import StreamConfig
 from art_edge.video.sources import open_source
 
-from benchlib import free_port, headless_chromium
+from benchlib import fetch, free_port, headless_chromium, wait_for
 
 CFG = StreamConfig(window=12, stride=3, smoothing=0.3)
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 TOKEN = "s3cret"
-
-
-def fetch(url: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
-    """→ (status, headers, body) of a GET, errors included."""
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {})) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
-    except urllib.error.URLError:  # nothing listening (yet)
-        return 0, {}, b""
-
-
-def wait_for(check, timeout: float, what: str, every: float = 0.2):
-    """Poll `check` until it returns something true; → that, or fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def test_the_token_gate_the_api_and_the_frames(engine_dir):

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from art_edge.errors import UserError
 from art_edge.rig.camera import CameraSpec, parse_source_specs
 from art_edge.rig.config import RigConfig, SourceConfig
+from art_edge.rig.delivery import prepare_sinks
 from art_edge.rig.loop import Rig
 from art_edge.rig.observers import AnnotatedVideo, RigObserver, StatusReport
+from art_edge.rig.outlets import run_header
 from art_edge.rig.report import RigSnapshot, rig_summary
 from art_edge.rig.sinks import EventSinks, SegmentLog, open_sinks
 from art_edge.runtime.engine import ARTEngine as _RuntimeEngine
@@ -78,6 +80,8 @@ def open_cameras(
                 reconnect_timeout=source.reconnect_timeout,
                 classes=engine.classes,
                 root=source.root,
+                open_timeout=source.open_timeout,
+                read_timeout=source.read_timeout,
             ),
             _roi(rois.get(name)),
         )
@@ -111,15 +115,35 @@ class Outputs:
         self.events = observe(
             EventSinks(open_sinks(config.event.sinks), engine.classes, config.event.emit)
         )
+        self.segments = None
         if config.segment.path:
-            observe(SegmentLog(config.segment.path))
+            self.segments = observe(
+                SegmentLog(
+                    config.segment.path,
+                    config.unattended.rotation(),
+                    self.header(rig),
+                    config.stale_after,
+                )  # fmt: skip
+            )
         if config.video.output:
             self.video = observe(self._video(rig, engine))
         if status:
             observe(StatusReport(rig.snapshot))
+        prepare_sinks(self.events.sinks, config.unattended, self.header(rig), config.stale_after)
         for server in (self.metrics, self.web):
             if server is not None:
                 server.start()
+
+    @staticmethod
+    def header(rig: Rig) -> dict:
+        """The line each JSONL output starts the run with."""
+        return run_header(cameras=[cam.name for cam in rig.cameras])
+
+    def discard(self):
+        """A run that processed nothing leaves no trace in its JSONL outputs."""
+        for output in (self.events, self.segments):
+            if output is not None:
+                output.discard()
 
     def _video(self, rig: Rig, engine) -> AnnotatedVideo:
         if len(rig.cameras) > 1:
@@ -165,7 +189,10 @@ def run(
     except BaseException:
         rig.close()  # the outputs made so far
         raise
-    return outputs.summary(rig.run(stop))
+    snap = rig.run(stop)
+    if sum(cam.frames for cam in snap.cameras) == 0:
+        outputs.discard()
+    return outputs.summary(snap)
 
 
 def run_edge(

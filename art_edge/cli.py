@@ -216,10 +216,7 @@ def main(argv=None):
 
 def _finish(summary: dict, a, config: RigConfig) -> int:
     """Print and write the summary in every ending; a run that processed nothing, or whose source
-    failed, is an error (and leaves no empty outputs behind)."""
-    for path in summary["events_paths"] + [config.segment.path] if summary["frames"] == 0 else []:
-        if path and Path(path).is_file():
-            Path(path).unlink()
+    failed, is an error (its JSONL outputs are as they were before it: art_edge.api.run)."""
     print_summary(summary)
     if a.summary:
         atomic_write_text(a.summary, json.dumps(summary, indent=2))

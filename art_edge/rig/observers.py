@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 
+from art_edge.rig.outlets import Supervised
 from art_edge.rig.report import status_text
 from art_edge.video.outputs import StatusLine, open_output
 from art_edge.video.overlay import draw_overlay
@@ -35,6 +36,16 @@ class RigObserver:
 
     def close(self) -> None:
         """The run ended: write what is left, stop."""
+
+    def close_within(self, deadline) -> None:
+        """close(), done by `deadline` (art_edge.rig.outlets.Deadline) whatever state the output
+        is in; outputs that write on threads of their own give what they hold until then."""
+        self.close()
+
+    def outputs(self) -> list:
+        """What this output writes to, each as an OutputSnapshot (art_edge.rig.report): its
+        health (ok, degraded, failed and why) and counts, for /healthz and the summary."""
+        return []
 
 
 class Observers(RigObserver):
@@ -59,13 +70,18 @@ class Observers(RigObserver):
         for observer in self.observers:
             observer.on_segment(camera, record)
 
-    def close(self, failures: list):
-        """Close each, even when one close fails; the failures go to `failures`."""
+    def close(self, failures: list, deadline=None):
+        """Close each (by `deadline`, those that take one), even when one close fails; the
+        failures go to `failures`."""
         for observer in self.observers:
             try:
-                observer.close()
+                close_within = getattr(observer, "close_within", None)
+                close_within(deadline) if close_within and deadline else observer.close()
             except Exception as e:  # noqa: BLE001 (each output is closed whatever the others did)
                 failures.append(e)
+
+    def outputs(self) -> list:
+        return [o for observer in self.observers for o in getattr(observer, "outputs", list)()]
 
 
 class AnnotatedVideo(RigObserver):
@@ -102,7 +118,7 @@ class StatusReport(RigObserver):
     def __init__(self, snapshot, stream=None):
         self.snapshot, self.line = snapshot, StatusLine(stream)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="art-edge:status", daemon=True)
+        self._thread = Supervised("the status line", self._run, self._stop)
         self._thread.start()
 
     def _run(self):
@@ -111,5 +127,5 @@ class StatusReport(RigObserver):
 
     def close(self):
         self._stop.set()
-        self._thread.join(timeout=5.0)
+        self._thread.join(timeout=2.0)
         self.line.close()

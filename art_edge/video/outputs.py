@@ -87,6 +87,16 @@ class VideoFileOutput:
             os.replace(self.part, self.path)
             self.writer = None
 
+    def abandon(self):
+        """A write failed: nothing of the file is left (the error that ended it goes on)."""
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            try:
+                writer.release()
+            except Exception:  # noqa: BLE001 (the file is removed whatever its writer says)
+                pass
+        self.part.unlink(missing_ok=True)
+
 
 def letterbox(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """`bgr` scaled to fit (width, height) = size, keeping its aspect, on black."""

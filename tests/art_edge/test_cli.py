@@ -75,7 +75,7 @@ def test_sigint_finishes_cleanly(engine_dir, tmp_path):
         env=env,
     )
     deadline = time.monotonic() + 60
-    while not (events.is_file() and events.read_text().count("\n") >= 3):
+    while not (events.is_file() and events.read_text().count("\n") >= 4):
         assert time.monotonic() < deadline and proc.poll() is None, (
             proc.stderr.read() if proc.poll() else "slow"
         )
@@ -85,7 +85,7 @@ def test_sigint_finishes_cleanly(engine_dir, tmp_path):
     assert proc.returncode == 0, stderr
     summary = json.loads((tmp_path / "s.json").read_text())
     assert int(cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT)) == summary["frames"] > 0
-    assert len(events.read_text().splitlines()) == summary["events"] >= 3
+    assert len(events.read_text().splitlines()) == 1 + summary["events"] >= 4  # the run header
     assert "FPS" in stdout
 
 
@@ -115,4 +115,5 @@ def test_real_footage_through_the_cli(engine_dir, tmp_path, real_clip):
         s["frames"] == 60 and s["decisions"] == 15 and s["dropped"] == 0
     )  # a decision every 4 frames
     assert int(cv2.VideoCapture(str(out)).get(cv2.CAP_PROP_FRAME_COUNT)) == 60
-    assert len([json.loads(line) for line in events.read_text().splitlines()]) == s["decisions"]
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert lines[0]["type"] == "run" and len(lines) == 1 + s["decisions"]

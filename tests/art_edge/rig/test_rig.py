@@ -28,7 +28,9 @@ CFG = StreamConfig(window=12, stride=3, smoothing=0.3)
 
 
 def read_jsonl(path) -> list:
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+    """The records of a JSONL output, without the line that heads each run."""
+    lines = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    return [r for r in lines if r.get("type") != "run"]
 
 
 def test_source_names():

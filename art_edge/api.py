@@ -15,6 +15,7 @@ This module and art_edge.cli are the two front doors: they open the cameras, bui
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from art_edge.rig.report import RigSnapshot, rig_summary
 from art_edge.rig.sinks import EventSinks, SegmentLog, open_sinks
 from art_edge.runtime.engine import ARTEngine as _RuntimeEngine
 from art_edge.serve.metrics import MetricsServer
+from art_edge.serve.systemd import ServiceNotifier
 from art_edge.serve.web import WebServer
 from art_edge.video.roi import Roi
 from art_edge.video.sources import open_source
@@ -129,8 +131,12 @@ class Outputs:
             self.video = observe(self._video(rig, engine))
         if status:
             observe(StatusReport(rig.snapshot))
+        self.notifier = None
+        if os.environ.get("NOTIFY_SOCKET"):  # run by systemd (Type=notify)
+            notify = ServiceNotifier(rig.snapshot, os.environ["NOTIFY_SOCKET"], config.stale_after)
+            self.notifier = observe(notify)
         prepare_sinks(self.events.sinks, config.unattended, self.header(rig), config.stale_after)
-        for server in (self.metrics, self.web):
+        for server in (self.metrics, self.web, self.notifier):
             if server is not None:
                 server.start()
 

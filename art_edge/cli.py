@@ -26,11 +26,13 @@ from art_edge.errors import ArgumentParser, UserError, cli_entry, positive_int
 from art_edge.files import atomic_write_text, check_writable
 from art_edge.rig.camera import parse_source_specs
 from art_edge.rig.config import RigConfig, add_flags, from_flags, one_of, setting, validate
+from art_edge.rig.config_file import config_text, parse_with_config
 from art_edge.runtime.engine import (
     HEAD_THREADS_THREADED,
     default_encoder_workers,
     default_head_threads,
 )
+from art_edge.serve.systemd import unit_text
 
 
 def _camera_line(c: dict) -> str:
@@ -96,8 +98,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog="art-edge",
         description="Real-time fine-grained action recognition from a camera, file or stream.",
     )
-    ap.add_argument("--engine", required=True, help="engine dir written by art-build-engine")
-    src = ap.add_mutually_exclusive_group(required=True)
+    ap.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a .toml file of settings by name (any flag's; a flag given beside it wins): "
+        "what --print-config writes",
+    )
+    ap.add_argument(
+        "--print-config",
+        action="store_true",
+        help="write the effective settings as a --config file (secrets masked) and exit",
+    )
+    ap.add_argument(
+        "--print-systemd-unit",
+        action="store_true",
+        help="write a systemd unit (Type=notify, watchdog, restart on failure) that runs the "
+        "rig of --config FILE, and exit",
+    )
+    ap.add_argument("--engine", help="engine dir written by art-build-engine")
+    src = ap.add_mutually_exclusive_group()
     src.add_argument(
         "--camera",
         help="camera index N: opens V4L2 /dev/videoN (a USB camera); for a Jetson CSI camera use --source csi://N",
@@ -196,14 +215,49 @@ def load_engine(a, config: RigConfig, cameras: int) -> ARTEngine:
     )
 
 
+def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
+    """art-edge's flags over the settings of its --config file, if any."""
+    parser = build_parser()
+    return parse_with_config(parser, argv, (RigConfig, EngineFlags)), parser
+
+
+def check_required(a):
+    if not a.engine:
+        raise UserError('give --engine ENGINE_DIR (or engine = "…" in the --config file)')
+    if a.camera is None and a.video is None and not a.source:
+        raise UserError(
+            "give a source: --camera N, --video PATH or --source [NAME=]URI (or source = […] in "
+            "the --config file)"
+        )
+
+
+def print_systemd_unit(a) -> int:
+    if not a.config:
+        raise UserError(
+            "--print-systemd-unit runs the rig of a --config file: give --config FILE (art-edge "
+            "--print-config … > rig.toml writes one)"
+        )
+    config = RigConfig.from_flags(a)
+    print(unit_text(a.config, config.unattended.stop_timeout), end="")
+    return 0
+
+
 @cli_entry
 def main(argv=None):
-    a = build_parser().parse_args(argv)
+    a, parser = parse_args(argv)
+    if a.print_systemd_unit:
+        return print_systemd_unit(a)
     quiet_opencv()
+    check_required(a)
     if a.summary:
         check_writable(a.summary, "--summary", is_file=True)
     config = RigConfig.from_flags(a)
+    from_flags(EngineFlags, a)  # checked now, before anything starts
     named = named_sources(a)
+    rois(a)
+    if a.print_config:
+        print(config_text(parser, a), end="")
+        return 0
     engine = load_engine(a, config, len(named))
     cameras = open_cameras(engine, named, rois(a), config.source)
     stop = threading.Event()

@@ -53,6 +53,7 @@ class Rig:
         self.started = self.stopped = None  # the run's start and end (time.monotonic())
         self.loop_ended = None  # when its processing ended (the shutdown follows)
         self.loop_at = time.monotonic()  # when the loop last went round
+        self.running = False  # opened, and the loop is on
         self._watched = 0.0
         self.outcome: tuple | None = None  # (how the run ended, why when a source failed)
         self.batches = self.max_batch = 0  # encoder runs (frames / batches: the mean batch)
@@ -75,6 +76,7 @@ class Rig:
             self.heads.start()
         for cam in self.cameras:
             cam.open()
+        self.loop_at, self.running = time.monotonic(), True
 
     def step(self, stop: threading.Event) -> tuple[str, str | None] | None:
         """Encode the frames that are ready on every camera as one batch; → how the run ended
@@ -246,4 +248,5 @@ class Rig:
             outputs=tuple(outputs),
             processing_seconds=(self.loop_ended or now) - started,
             loop_idle_s=0.0 if self.loop_ended else time.monotonic() - self.loop_at,
+            running=self.running and not self.loop_ended,
         )

@@ -209,6 +209,7 @@ class RigSnapshot:
     outputs: tuple = ()  # OutputSnapshot, an output each
     processing_seconds: float = 0.0  # the run's start to the end of its processing (no shutdown)
     loop_idle_s: float = 0.0  # since the rig's loop last went round (a stuck loop: failed)
+    running: bool = False  # open and going round (from after its cameras opened to its end)
 
     def camera(self, name: str) -> CameraSnapshot:
         return next(cam for cam in self.cameras if cam.name == name)

@@ -2,8 +2,9 @@
 
     GET /metrics   per-camera frames, FPS, dropped, corrupt, reconnects, decisions, the decision
                    latency histogram; per-sink events sent, failed and dropped
-    GET /healthz   200 while every camera delivered a frame in the last `stale_after` seconds,
-                   503 (naming the silent cameras) otherwise
+    GET /healthz   JSON: ok, degraded or failed, for the rig, each camera and each output, from
+                   recognition's progress (art_edge.rig.health); 200 while the rig is ok or
+                   degraded, 503 when it failed (no camera is being decided)
 
 The counters are read from a snapshot of the rig when Prometheus scrapes (nothing is done per
 frame), except the latency histogram, observed at each decision.
@@ -11,13 +12,16 @@ frame), except the latency histogram, observed at each decision.
 
 from __future__ import annotations
 
+import json
 import threading
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from art_edge.errors import UserError
 from art_edge.files import parse_host_port
+from art_edge.rig.health import rig_health
 from art_edge.rig.observers import RigObserver
+from art_edge.rig.outlets import DEGRADED, FAILED, OK
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -34,8 +38,9 @@ class _Server(ThreadingMixIn, WSGIServer):
 class RigCollector:
     """Reads a snapshot of the rig, and the sinks' counts, at scrape time."""
 
-    def __init__(self, snapshot, sink_counts):
-        self.snapshot, self.sink_counts = snapshot, sink_counts
+    def __init__(self, snapshot, sink_counts, stale_after: float | None = None):
+        """`stale_after`: the health gauges' (art_edge.rig.health; None: none)."""
+        self.snapshot, self.sink_counts, self.stale_after = snapshot, sink_counts, stale_after
 
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -66,6 +71,42 @@ class RigCollector:
             for family, key in zip(sinks, ("sent", "failed", "dropped")):
                 family.add_metric([name], counts[key])
         yield from sinks
+        if self.stale_after is not None:
+            yield from health_families(self.snapshot(), self.stale_after)
+
+
+def health_families(snap, stale_after: float):
+    """Gauges of health, read from the same report as /healthz: a camera that stops is 0 (its
+    art_fps falls to 0 too), never its last value."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    report = rig_health(snap, stale_after)
+    level = {OK: 0, DEGRADED: 1, FAILED: 2}
+    rig = GaugeMetricFamily("art_health", "the rig: 0 ok, 1 degraded, 2 failed")
+    rig.add_metric([], level[report["status"]])
+    up = GaugeMetricFamily(
+        "art_camera_up", "1 while the camera is being decided", labels=["camera"]
+    )
+    since = GaugeMetricFamily("art_seconds_since_decision", "since the camera's last decision",
+                              labels=["camera"])  # fmt: skip
+    for name, cam in report["cameras"].items():
+        up.add_metric([name], int(cam["status"] != FAILED))
+        since.add_metric([name], cam["since_decision_s"])
+    out_up = GaugeMetricFamily("art_output_up", "1 while the output is not failed (stuck)",
+                               labels=["output"])  # fmt: skip
+    out_ok = GaugeMetricFamily("art_output_ok", "1 while the output is ok (not paused, spooling "
+                               "or dropping)", labels=["output"])  # fmt: skip
+    counts = {k: CounterMetricFamily(f"art_output_{k}", f"items {k} by the output", labels=["output"])
+              for k in ("dropped", "errors")}  # fmt: skip
+    pending = GaugeMetricFamily("art_output_pending", "items waiting (queued or spooled)",
+                                labels=["output"])  # fmt: skip
+    for name, out in report["outputs"].items():
+        out_up.add_metric([name], int(out["status"] != FAILED))
+        out_ok.add_metric([name], int(out["status"] == OK))
+        pending.add_metric([name], out.get("pending", 0))
+        for key, family in counts.items():
+            family.add_metric([name], out.get(key, 0))
+    yield from (rig, up, since, out_up, out_ok, pending, *counts.values())
 
 
 class MetricsServer(RigObserver):
@@ -80,7 +121,7 @@ class MetricsServer(RigObserver):
         self.snapshot, self.stale_after = snapshot, stale_after
         self.host, self.port = parse_host_port(address, "--metrics")
         self.registry = CollectorRegistry()
-        self.registry.register(RigCollector(snapshot, sink_counts))
+        self.registry.register(RigCollector(snapshot, sink_counts, stale_after))
         self.latency = Histogram(
             "art_decision_latency_seconds",
             "capture of a decision's newest frame → decision made",
@@ -110,16 +151,19 @@ class MetricsServer(RigObserver):
     def app(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path == "/healthz":
-            cameras = self.snapshot().cameras
-            silent = [c.name for c in cameras if c.silent(self.stale_after)]
-            status = "503 Service Unavailable" if silent else "200 OK"
-            body = f"no frame for {self.stale_after:g} s: {', '.join(silent)}" if silent else "ok"
-            start_response(status, [("Content-Type", "text/plain")])
-            return [body.encode() + b"\n"]
+            code, report = self.healthz()
+            status = "200 OK" if code == 200 else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "application/json")])
+            return [json.dumps(report).encode() + b"\n"]
         if path in ("/metrics", "/"):
             return self.metrics_app(environ, start_response)
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"/metrics or /healthz\n"]
+
+    def healthz(self) -> tuple[int, dict]:
+        """/healthz: (200 while the rig is ok or degraded, 503 when failed; the report)."""
+        report = rig_health(self.snapshot(), self.stale_after)
+        return (503 if report["status"] == FAILED else 200), report
 
     def close(self):
         if self.thread.is_alive():  # shutdown() waits for a serve_forever that never started

@@ -67,6 +67,7 @@ class Camera:
         self.last_decision_at: float | None = None
         self.ended_at: float | None = None  # when it ended (its processing time stops there)
         self.away_since: float | None = None  # when it went away (said once, and when back)
+        self.opens = 0  # its source's opens when it went away
         self._trackers = threading.Lock()
         live = getattr(self.source, "live", False)
         if config.threaded:
@@ -159,16 +160,17 @@ class Camera:
 
     def watch(self, now: float):
         """The rig's loop, a few times a second: one warning when the camera goes away (it
-        cannot be opened, or it was lost), one line when it is back."""
-        status = self.source.status
+        cannot be opened, or it was lost), one line when it is back (it opened again, however
+        briefly)."""
+        status, opens = self.source.status, getattr(self.source, "opens", None)
         away = status.startswith(("connecting", "reconnecting"))
-        if away and self.away_since is None and self.ended is None:
-            self.away_since = now
-            problem = getattr(self.source, "problem", None) or status
-            warn(f"camera {self.name}: {problem}; retrying until it is back (the rig goes on)")
-        elif not away and self.away_since is not None and self.last_frame_at > self.away_since:
+        if self.away_since is not None and (not away if opens is None else opens > self.opens):
             warn(f"camera {self.name}: back after {now - self.away_since:.0f} s")
             self.away_since = None
+        if away and self.away_since is None and self.ended is None:
+            self.away_since, self.opens = now, opens
+            problem = getattr(self.source, "problem", None) or status
+            warn(f"camera {self.name}: {problem}; retrying until it is back (the rig goes on)")
 
     def finish(self, timeout: float = 60.0):
         """The decision in flight, the last one on the window, the open segment and its clip."""

@@ -155,9 +155,13 @@ class ClipWriter(Outlet):
 
     def on_start(self):
         """Half-written clips of an earlier run that was killed go; the retention applies."""
+        self._remove_parts()
+        self.idle()
+
+    def _remove_parts(self):
+        """Half-written clips (none is being written when this runs)."""
         for part in self.out_dir.glob(".*.part.mp4"):
             part.unlink(missing_ok=True)
-        self.idle()
 
     def idle(self):
         if time.monotonic() - self._retained_at > 60 or not self._retained_at:
@@ -165,11 +169,14 @@ class ClipWriter(Outlet):
             self.deleted += self.retain.enforce(self.out_dir)
 
     def probe(self):
+        """Whether clips can be written again (free space, a file made and removed); the half
+        clip a failed write may have left where the folder was goes then."""
         self._check_space()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".art-probe-", dir=self.out_dir)
         os.close(fd)
         os.unlink(probe)
+        self._remove_parts()
 
     def _check_space(self):
         if not self.min_free:

@@ -114,8 +114,8 @@ class Supervised:
                 self.crashes += 1
                 error = f"{type(e).__name__}: {e}"
                 if error != self.error:  # the same failure again is counted, not repeated
-                    detail = traceback.format_exc().rstrip() if self.crashes == 1 else error
-                    warn(f"{self.name} failed ({detail}); restarting it")
+                    where = f"\n{traceback.format_exc().rstrip()}" if self.crashes == 1 else ""
+                    warn(f"{self.name} failed ({error}); restarting it{where}")
                 self.error = error
             if self.stop.wait(backoff.next()):
                 return
@@ -136,7 +136,7 @@ class Outlet:
         self.trouble = Trouble(name)
         self.busy_since: float | None = None  # when the write in progress started
         self.last_drop: float | None = None
-        self._stop = threading.Event()
+        self._stop, self._deadline = threading.Event(), Deadline(0)
         self.worker = Supervised(f"art-edge:{name}", self._run, self._stop)
 
     def start(self):
@@ -177,7 +177,10 @@ class Outlet:
                 held = None
                 backoff.reset()
                 continue
-            if self._stop.is_set():  # closing: a paused output gets no more retries
+            if self._stop.is_set():  # closing: retried until the deadline, then given up
+                if self._deadline.left() > 0:
+                    time.sleep(min(0.25, self._deadline.left()))
+                    continue
                 self.lost += 1
                 self.dropped_item(held, "the run ended while the output was paused")
                 held = None
@@ -227,8 +230,9 @@ class Outlet:
         return item
 
     def describe(self, error: OSError) -> str:
-        where = error.filename or self.name
-        return f"cannot write {where} ({error.strerror or error})"
+        """The error, naming the path it happened on when that is not the output's own."""
+        where = f" {error.filename}" if error.filename and str(error.filename) != self.name else ""
+        return f"cannot write{where} ({error.strerror or error})"
 
     def health(self) -> tuple[str, str]:
         """(ok | degraded | failed, why): failed while a write has been stuck for
@@ -258,6 +262,7 @@ class Outlet:
         """Write what is queued until the deadline; → False when the thread is still stuck
         then (what it holds is counted lost; the thread is left, a daemon, to the process's
         end)."""
+        self._deadline = deadline
         self._stop.set()
         self.worker.join(deadline.left())
         if not self.worker.is_alive():
@@ -335,7 +340,12 @@ class JsonlFile(Outlet):
         if self.existed is None:
             self.existed = self.path.exists()
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:  # a FIFO or a device opens for writing only (read too, a FIFO would be its reader)
+            special = not stat.S_ISREG(os.stat(self.path).st_mode)
+        except FileNotFoundError:
+            special = False
+        mode = os.O_WRONLY if special else os.O_RDWR | os.O_CREAT  # read: the last line's check
+        fd = os.open(self.path, mode | os.O_APPEND, 0o644)
         info = os.fstat(fd)
         self.fd, self.regular = fd, stat.S_ISREG(info.st_mode)
         if self.regular:

@@ -95,7 +95,10 @@ class VideoFileOutput:
                 writer.release()
             except Exception:  # noqa: BLE001 (the file is removed whatever its writer says)
                 pass
-        self.part.unlink(missing_ok=True)
+        try:
+            self.part.unlink(missing_ok=True)
+        except OSError:
+            pass  # its folder is gone or read-only: the writer removes it when it is back
 
 
 def letterbox(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -112,6 +112,7 @@ class CaptureSource(VideoSource):
         self.open_timeout, self.read_timeout = open_timeout, read_timeout
         self.problem: str | None = None  # what it last ran into (cannot open, lost, an error)
         self.failures = 0  # unexpected errors of its capture (each handled as a lost stream)
+        self.opens = 0  # times it was opened (the first, and each reconnect)
         self._cap = None
         self._lock = threading.Condition()
         self._latest: Frame | None = None
@@ -148,6 +149,7 @@ class CaptureSource(VideoSource):
     def _opened(self, cap):
         self.fps = self.fps or float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.status, self.problem = "live", None
+        self.opens += 1
 
     def _cannot_open_message(self) -> str:
         return f"cannot open {self.describe}"

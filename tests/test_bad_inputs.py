@@ -814,6 +814,70 @@ CASES = {
         ],
         "--web .*cannot listen",
     ),
+    "edge config unknown key": (
+        "art-edge",
+        lambda c: ["--config", c.file("rig.toml", f'engine = "{c.engine}"\nstrid = 2\n')],
+        "unknown key 'strid' \\(did you mean stride\\?\\)",
+    ),
+    "edge config bad value": (
+        "art-edge",
+        lambda c: ["--config", c.file("rig.toml", 'stride = "two"\n'), "--video", c.clip()],
+        "rig.toml: stride = 'two'",
+    ),
+    "edge config out of range": (
+        "art-edge",
+        lambda c: ["--config", c.file("rig.toml", "stride = 0\n"), "--video", c.clip()],
+        "rig.toml: stride 0: must be an integer ≥ 1",
+    ),
+    "edge config masked secret": (
+        "art-edge",
+        lambda c: ["--config", c.file("rig.toml", 'web_token = "<masked>"\n')],
+        "web_token holds a masked secret",
+    ),
+    "edge config not toml": (
+        "art-edge",
+        lambda c: ["--config", c.file("rig.toml", "stride = = 2\n")],
+        "not valid TOML",
+    ),
+    "edge config missing": (
+        "art-edge",
+        lambda c: ["--config", c.tmp / "none.toml"],
+        "no such file",
+    ),
+    "edge without an engine": (
+        "art-edge",
+        lambda c: ["--video", c.clip()],
+        "give --engine",
+    ),
+    "edge unit without a config": (
+        "art-edge",
+        lambda c: ["--engine", c.engine, "--video", c.clip(), "--print-systemd-unit"],
+        "--print-systemd-unit runs the rig of a --config file",
+    ),
+    "edge retain malformed": (
+        "art-edge",
+        lambda c: [
+            "--engine",
+            c.engine,
+            "--video",
+            c.clip(),
+            "--clips",
+            c.tmp / "k",
+            "--retain",
+            "7x",
+        ],
+        "--retain '7x'",
+    ),
+    "edge rotate malformed": (
+        "art-edge",
+        lambda c: ["--engine", c.engine, "--video", c.clip(), "--rotate", "weekly"],
+        "--rotate 'weekly'",
+    ),
+    "edge spool is a file": (
+        "art-edge",
+        lambda c: ["--engine", c.engine, "--video", c.clip(), "--spool", c.file("f", "x")],
+        "--spool .*a file, not a folder",
+    ),
     "edge tensorrt missing": (
         "art-edge",
         lambda c: ["--engine", c.engine, "--video", c.clip(), "--backend", "tensorrt"],

@@ -147,7 +147,7 @@ def synthetic_camera(engine, clips=3, fps=0):
 
 def test_webhook_retries_and_metrics(engine_dir, tmp_path):
     """A webhook that fails its first attempts still gets every event, in order; Prometheus sees
-    each camera's frames while the rig runs, and /healthz says ok."""
+    each camera's frames while the rig runs, and /healthz says the cameras are ok."""
     from art_edge.runtime.engine import ARTEngine
 
     Hook.failures, Hook.bodies, Hook.seen = 3, [], 0
@@ -187,7 +187,9 @@ def test_webhook_retries_and_metrics(engine_dir, tmp_path):
     assert summary["sinks"][url] == {"sent": len(written), "failed": 0, "dropped": 0}
     assert 'art_frames_total{camera="cam0"}' in scraped["metrics"]
     assert "art_decision_latency_seconds_bucket" in scraped["metrics"]
-    assert scraped["healthz"] == (200, "ok\n")
+    code, health = scraped["healthz"][0], json.loads(scraped["healthz"][1])
+    assert code == 200 and health["cameras"]["cam0"]["status"] == "ok"  # the webhook: degraded
+    assert health["outputs"][url]["status"] in ("ok", "degraded")
 
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"

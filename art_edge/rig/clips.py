@@ -45,6 +45,7 @@ from art_edge.video.outputs import VideoFileOutput
 from art_edge.video.overlay import annotate
 
 JPEG_QUALITY = 85
+PROBE_EVERY = 2.0  # seconds between the clip writer's checks of its folder while idle
 
 
 @dataclass
@@ -136,7 +137,7 @@ class ClipWriter(Outlet):
         self.clips = History()  # the paths written (the last 1000)
         self.clips_dropped = self.deleted = 0
         self.current: ClipJob | None = None
-        self._retained_at = 0.0
+        self._retained_at = self._checked_at = 0.0
 
     def put(self, job: ClipJob) -> bool:
         if self.trouble.since is not None:  # paused: its record goes now, not after the pause
@@ -164,8 +165,15 @@ class ClipWriter(Outlet):
             part.unlink(missing_ok=True)
 
     def idle(self):
-        if time.monotonic() - self._retained_at > 60 or not self._retained_at:
-            self._retained_at = time.monotonic()
+        """Between clips: every few seconds a probe (free space, a file made), so a full or
+        read-only disk pauses clip writing before a clip is lost to it; every minute the
+        retention."""
+        now = time.monotonic()
+        if now - self._checked_at > PROBE_EVERY and self.trouble.since is None:
+            self._checked_at = now
+            self._probe()
+        if now - self._retained_at > 60 or not self._retained_at:
+            self._retained_at = now
             self.deleted += self.retain.enforce(self.out_dir)
 
     def probe(self):

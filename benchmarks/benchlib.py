@@ -84,6 +84,15 @@ def write_result(path, doc: dict):
     print(f"wrote {path}")
 
 
+def wait_for(condition, timeout: float = 60.0, what: str = "the condition", every: float = 0.02):
+    """Poll `condition()` until it holds (tests and benchmarks wait on conditions, never on a
+    fixed sleep alone; the timeout is generous, for a loaded machine); AssertionError on time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+
+
 def free_port() -> int:
     """A localhost port nothing listens on now (benchmarks and tests start servers there)."""
     import socket

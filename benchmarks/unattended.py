@@ -39,7 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import RESULTS, write_result
+from benchlib import RESULTS, free_port, write_result
+from edge import random_engine
 from unattended_parts import (
     Broker,
     ClipChecker,
@@ -55,17 +56,6 @@ from unattended_parts import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def build_engine(tmp: Path) -> Path:
-    from art_edge.synthetic import CLASSES
-    from art_train.build_engine import build_engine as build
-
-    from edge import make_checkpoint
-
-    ckpt = make_checkpoint("art-tiny", list(CLASSES), tmp / "run")
-    build(ckpt, tmp / "engine", "fp32", "onnxruntime", log=lambda *_: None)
-    return tmp / "engine"
 
 
 def rig_command(tmp: Path, engine: Path, parts: dict, metrics_port: int) -> list:
@@ -224,26 +214,34 @@ def stop_parts(parts: dict):
 
 def build_parser():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cycles", type=int, default=24)
-    ap.add_argument("--fault-seconds", type=float, default=7.0)
     ap.add_argument("--out", default=str(RESULTS / "unattended.json"))
+    ap.add_argument("--cycles", type=int, default=24, help="fault cycles (one fault each)")
+    ap.add_argument("--fault-seconds", type=float, default=7.0, help="how long each fault lasts")
     return ap
 
 
 def main(argv=None):
-    from benchlib import free_port
-
     a = build_parser().parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        engine, parts, port = build_engine(tmp), start_parts(tmp), free_port()
-        try:
-            doc = run_with_parts(a, tmp, engine, parts, port)
-        finally:
-            stop_parts(parts)
+    with tempfile.TemporaryDirectory(prefix="art-unattended-") as tmp:
+        doc = run_all(a, Path(tmp))
     write_result(a.out, doc)
-    print({k: doc[k] for k in ("events_lost", "clips_unreadable", "rss_growth_fraction",
-                               "fd_growth", "fault_cycles")})  # fmt: skip
+    figures = (
+        "events_lost",
+        "clips_unreadable",
+        "rss_growth_fraction",
+        "fd_growth",
+        "fault_cycles",
+    )
+    print({k: doc[k] for k in figures})
+
+
+def run_all(a, tmp: Path) -> dict:
+    """The engine, the parts, the rig among them; the parts stopped whatever happened."""
+    engine, parts = random_engine(tmp), start_parts(tmp)
+    try:
+        return run_with_parts(a, tmp, engine, parts, free_port())
+    finally:
+        stop_parts(parts)
 
 
 def run_with_parts(a, tmp: Path, engine: Path, parts: dict, port: int) -> dict:

@@ -73,9 +73,9 @@ class RtspCamera:
 class Broker:
     """Mosquitto on a free port, persistent (a subscriber's queued messages survive restarts)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, port: int | None = None):
         folder.mkdir(parents=True, exist_ok=True)
-        self.port, self.proc = free_port(), None
+        self.port, self.proc = port or free_port(), None
         self.uri = f"mqtt://127.0.0.1:{self.port}/rig/events"
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"

@@ -58,6 +58,11 @@ def rows(c: Ctx, *lines, header="path,label"):
     return c.file("list.csv", "\n".join([header, *lines]) + "\n")
 
 
+def on_clip(c: Ctx, *flags) -> list:
+    """art-edge on the engine and a clip, with `flags`."""
+    return ["--engine", c.engine, "--video", c.clip(), *flags]
+
+
 def blocked(c: Ctx, name="out"):
     """A path that cannot be created: a file stands where its folder should be."""
     return c.file("a_file", "x") / name
@@ -844,38 +849,25 @@ CASES = {
         lambda c: ["--config", c.tmp / "none.toml"],
         "no such file",
     ),
-    "edge without an engine": (
-        "art-edge",
-        lambda c: ["--video", c.clip()],
-        "give --engine",
-    ),
+    "edge without an engine": ("art-edge", lambda c: ["--video", c.clip()], "give --engine"),
     "edge unit without a config": (
         "art-edge",
-        lambda c: ["--engine", c.engine, "--video", c.clip(), "--print-systemd-unit"],
+        lambda c: on_clip(c, "--print-systemd-unit"),
         "--print-systemd-unit runs the rig of a --config file",
     ),
     "edge retain malformed": (
         "art-edge",
-        lambda c: [
-            "--engine",
-            c.engine,
-            "--video",
-            c.clip(),
-            "--clips",
-            c.tmp / "k",
-            "--retain",
-            "7x",
-        ],
+        lambda c: on_clip(c, "--clips", c.tmp / "k", "--retain", "7x"),
         "--retain '7x'",
     ),
     "edge rotate malformed": (
         "art-edge",
-        lambda c: ["--engine", c.engine, "--video", c.clip(), "--rotate", "weekly"],
+        lambda c: on_clip(c, "--rotate", "weekly"),
         "--rotate 'weekly'",
     ),
     "edge spool is a file": (
         "art-edge",
-        lambda c: ["--engine", c.engine, "--video", c.clip(), "--spool", c.file("f", "x")],
+        lambda c: on_clip(c, "--spool", c.file("f", "x")),
         "--spool .*a file, not a folder",
     ),
     "edge tensorrt missing": (

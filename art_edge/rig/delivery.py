@@ -9,7 +9,7 @@ backlog that holds them while their endpoint is away: in memory (1000 events a s
 An event leaves the backlog only once its endpoint took it (a 2xx answer; the broker's PUBACK
 at QoS 1), so nothing is lost to an outage, a restart or a crash short of the bound: beyond it
 the oldest events are dropped, counted. While the endpoint is away the sink retries with capped
-back-off (0.5 s doubling to 30 s) and says so once; delivery resumes in order when it answers.
+back-off (0.5 s doubling to 10 s) and says so once; delivery resumes in order when it answers.
 Delivery is at least once: an event whose acknowledgement was lost may come twice.
 """
 

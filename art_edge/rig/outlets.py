@@ -9,7 +9,7 @@ slow, stuck or failing output never holds up capture, encoding or decisions.
 
 A write that fails (a full disk, a read-only or vanished folder, too many open files) pauses the
 output with one warning naming the path and the error, is counted, and is retried on a schedule
-(0.5 s doubling to 30 s); the output says once when it writes again. A write that never returns
+(0.5 s doubling to 10 s); the output says once when it writes again. A write that never returns
 (a FIFO nobody drains, a hung network mount) fills the queue, then the queue drops; health says
 the output is stuck. Every thread here is Supervised: an unexpected exception is reported once,
 counted, and the thread goes on after a pause; none dies silently.
@@ -32,7 +32,7 @@ from art_edge.errors import warn
 from art_edge.rig.report import OutputSnapshot
 
 OK, DEGRADED, FAILED = "ok", "degraded", "failed"
-RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # seconds: the retry schedule of a paused output
+RETRY_FIRST, RETRY_MAX = 0.5, 10.0  # seconds: the retry schedule of a paused output
 
 
 class Deadline:
@@ -133,7 +133,7 @@ class Outlet:
         self.name, self.stall_after = name, stall_after
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, bound))
         self.written = self.dropped = self.lost = 0  # lost: still held when the run ended
-        self.trouble = Trouble(name)
+        self.trouble, self.backoff = Trouble(name), Backoff()
         self.busy_since: float | None = None  # when the write in progress started
         self.last_drop: float | None = None
         self._stop, self._deadline = threading.Event(), Deadline(0)
@@ -160,7 +160,7 @@ class Outlet:
 
     def _run(self):
         self.on_start()
-        backoff, held, probe_at = Backoff(), None, 0.0
+        backoff, held, probe_at = self.backoff, None, 0.0
         while True:
             if held is None:
                 try:
@@ -175,7 +175,6 @@ class Outlet:
                     continue
             if self._attempt(held):
                 held = None
-                backoff.reset()
                 continue
             if self._stop.is_set():  # closing: retried until the deadline, then given up
                 if self._deadline.left() > 0:
@@ -199,6 +198,7 @@ class Outlet:
             self.trouble.failed(self.describe(e), self.retry_note)
             return
         self.trouble.cleared()
+        self.backoff.reset()
 
     def on_start(self):
         """On the output's thread, before its first item (again after a restart)."""
@@ -220,6 +220,7 @@ class Outlet:
             self.busy_since = None
         self.written += 1
         self.trouble.cleared()
+        self.backoff.reset()
         return True
 
     def write(self, item):

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchlib import free_port
-
-RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
+from unattended_parts import RtspCamera
 
 
 def system_rtsp_server_missing() -> bool:
@@ -22,37 +20,17 @@ def system_rtsp_server_missing() -> bool:
         return True
 
 
-class RtspServer:
-    """rtsp://127.0.0.1:PORT/cam: GStreamer's moving ball, 160×120 at 30 FPS, H.264."""
-
-    def __init__(self):
-        self.port, self.proc = free_port(), None
-        self.uri = f"rtsp://127.0.0.1:{self.port}/cam"
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["/usr/bin/python3", str(RTSP_SERVER), str(self.port)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout.readline().strip() == "ready"
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
 @pytest.fixture
 def rtsp_server():
-    """A started RTSP server (skipped, saying why, where GStreamer's RTSP server is missing);
-    killed after the test."""
+    """A started RTSP server, rtsp://127.0.0.1:PORT/cam, GStreamer's moving ball at 160×120,
+    30 FPS, H.264 (skipped, saying why, where GStreamer's RTSP server is missing); the test may
+    kill and restart it; killed after the test."""
     if system_rtsp_server_missing():
         pytest.skip(
             "GStreamer's RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0) is not installed; "
             "make test installs it"
         )
-    server = RtspServer()
+    server = RtspCamera()
     server.start()
     yield server
     server.kill()

@@ -5,7 +5,6 @@ back, in the same run or the next."""
 
 import http.server
 import json
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -16,16 +15,8 @@ from art_edge.rig.delivery import Delivery, MqttTransport, Spool, WebhookTranspo
 from art_edge.rig.outlets import Deadline
 from art_edge.rig.sinks import MqttSink, WebhookSink
 
-from benchlib import free_port
-
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def wait_for(condition, timeout=30.0, what="the condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+from benchlib import free_port, wait_for
+from unattended_parts import MOSQUITTO, Broker
 
 
 def event(i: int) -> dict:
@@ -103,8 +94,6 @@ def test_a_hanging_webhook_keeps_its_events_in_order_until_it_answers(tmp_path, 
 def test_a_broker_away_for_a_whole_run_gets_its_events_in_the_next(tmp_path, capsys):
     """No broker for a whole run: said once, nothing lost (the events wait in the spool); the
     next run, with the broker there, delivers them first, in order, then its own."""
-    import subprocess
-
     import paho.mqtt.client as mqtt
 
     port = free_port()
@@ -120,14 +109,15 @@ def test_a_broker_away_for_a_whole_run_gets_its_events_in_the_next(tmp_path, cap
     said = [line for line in capsys.readouterr().err.splitlines() if "rig/events" in line]
     assert len(said) == 1 and "not connected" in said[0], said
 
-    broker = subprocess.Popen([MOSQUITTO, "-p", str(port)], stderr=subprocess.DEVNULL)
+    broker = Broker(tmp_path / "broker", port)
+    broker.start()
     received, subscribed = [], threading.Event()
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     sub.on_connect = lambda c, *a: c.subscribe("rig/events", qos=1)
     sub.on_subscribe = lambda *a: subscribed.set()
     sub.on_message = lambda c, u, m: received.append(json.loads(m.payload)["frame"])
     try:
-        wait_for(lambda: sub.connect("127.0.0.1", port) == 0 if _listening(port) else False)
+        sub.connect("127.0.0.1", port)
         sub.loop_start()
         assert subscribed.wait(10)
         sink = MqttSink(uri)
@@ -138,17 +128,6 @@ def test_a_broker_away_for_a_whole_run_gets_its_events_in_the_next(tmp_path, cap
         second.close_within(Deadline(5))
     finally:
         sub.loop_stop()
-        broker.terminate()
-        broker.wait(10)
+        broker.stop()
     assert received == list(range(30)) and second.spooled == 0
     assert not list(folder.glob("*.jsonl"))  # all delivered: the spool starts the next run empty
-
-
-def _listening(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False

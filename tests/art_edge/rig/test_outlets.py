@@ -15,13 +15,7 @@ import pytest
 from art_edge.rig.clips import ClipJob, ClipWriter, Retention
 from art_edge.rig.outlets import Deadline, JsonlFile, Rotation, run_header
 
-
-def wait_for(condition, timeout=30.0, what="the condition"):
-    """Poll `condition` (never a fixed sleep alone): generous, for a loaded machine."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+from benchlib import wait_for
 
 
 def lines(path) -> list:

@@ -23,16 +23,9 @@ from art_edge.rig.config import RigConfig
 from art_edge.runtime.streaming import StreamConfig
 from art_edge.video.sources import SyntheticSource, open_source
 
-from benchlib import free_port
+from benchlib import free_port, wait_for
 
 CFG = StreamConfig(window=12, stride=3, smoothing=0.3)
-
-
-def wait_for(condition, timeout=60.0, what="the condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def records(path) -> list:

@@ -157,7 +157,8 @@ class Outputs:
                 "--output shows one camera; with several, use --clips (a video per action)"
             )
         source = rig.cameras[0].source
-        return AnnotatedVideo(self.config.video.output, source, engine.classes, rig.snapshot)
+        return AnnotatedVideo(self.config.video.output, source, engine.classes, rig.snapshot,
+                              self.config.stale_after)  # fmt: skip
 
     def summary(self, snap: RigSnapshot) -> dict:
         """The run's summary: the rig's (art_edge.rig.report), how it ended, and the outputs'."""

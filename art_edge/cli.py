@@ -82,15 +82,25 @@ def print_summary(summary: dict, out=sys.stdout):
     if "clips" in summary:
         dropped = summary["clips_dropped"]
         print(
-            f"clips: {len(summary['clips'])} written"
-            + (f", {dropped} dropped (the writer fell behind)" if dropped else ""),
+            f"clips: {summary['clips_written']} written"
+            + (f", {dropped} dropped (each segment's clip_dropped says why)" if dropped else ""),
             file=out,
         )
+    print_troubles(summary, out)
     print(
         f"ended: {summary.get('ended', 'source ended')}"
         + (f" ({summary['error']})" if summary.get("error") else ""),
         file=out,
     )
+
+
+def print_troubles(summary: dict, out=sys.stdout):
+    """A line for each output that had write errors, lost events at the end, or left events in
+    its spool for the next run."""
+    for name, o in summary.get("outputs", {}).items():
+        parts = [f"{o[k]} {k}" for k in ("errors", "lost", "spooled") if o.get(k)]
+        if parts:
+            print(f"output {name}: {', '.join(parts)} (now {o['status']})", file=out)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -140,7 +140,7 @@ class ClipWriter(Outlet):
         self._retained_at = self._checked_at = 0.0
 
     def put(self, job: ClipJob) -> bool:
-        if self.trouble.since is not None:  # paused: its record goes now, not after the pause
+        if self.paused:  # its record goes now, not after the pause
             self.dropped += 1
             self.dropped_item(job, f"clip writing paused ({self.trouble.reason})")
             return False
@@ -169,7 +169,7 @@ class ClipWriter(Outlet):
         read-only disk pauses clip writing before a clip is lost to it; every minute the
         retention."""
         now = time.monotonic()
-        if now - self._checked_at > PROBE_EVERY and self.trouble.since is None:
+        if now - self._checked_at > PROBE_EVERY and not self.paused:
             self._checked_at = now
             self._probe()
         if now - self._retained_at > 60 or not self._retained_at:

@@ -260,6 +260,7 @@ class Delivery:
         self.stall_after, self.last_drop = stall_after, None
         self.trouble = Trouble(f"events to {self.name}")
         self.inflight: deque = deque()
+        self.away = False  # its last try failed
         self._stop, self._deadline = threading.Event(), None
         self.worker = Supervised(f"events to {self.name}", self._run, self._stop)
         self.worker.start()
@@ -309,9 +310,12 @@ class Delivery:
                 continue
             body = self.backlog.peek(len(self.inflight))
             if body is None:
+                if not self.away:
+                    self.trouble.cleared()  # it has answered, and nothing failed since
                 self._take_intake(0.0 if self._stop.is_set() else 0.2)
                 continue
             handle = self.transport.submit(body)
+            self.away = handle is None
             if handle is None:
                 self.trouble.failed(self.transport.reason(), self._waiting_note())
                 retry_at = time.monotonic() + backoff.next()
@@ -330,7 +334,7 @@ class Delivery:
         now = time.monotonic()
         if self.last_drop is not None and now - self.last_drop < self.stall_after:
             return FAILED, "dropping events: its backlog is full"
-        if self.trouble.since is not None:
+        if self.away or (self.trouble.since and self.trouble.recent(self.stall_after)):
             return DEGRADED, f"away ({self.trouble.reason}); {len(self.backlog)} events waiting"
         return OK, ""
 
@@ -354,6 +358,8 @@ class Delivery:
             self.failed += left
         if not self.worker.is_alive():
             self.backlog.close()
+            if not self.away:
+                self.trouble.cleared(settled=True)
         self.transport.close(deadline.left(1.0))
 
     def close(self, timeout: float = 5.0):

@@ -62,7 +62,10 @@ class Backoff:
 
 class Trouble:
     """One output's outages: a warning when one starts (not at every failed retry), a line when
-    it ends, each failure counted."""
+    it is over — once it has worked for SETTLE seconds with no failure, so that a cause that
+    comes and goes (a disk with a few bytes free) is one outage, not many; each failure counted."""
+
+    SETTLE = 10.0
 
     def __init__(self, name: str):
         self.name = name
@@ -70,18 +73,30 @@ class Trouble:
         self.outages = 0
         self.since: float | None = None  # when the current outage started (time.monotonic())
         self.reason: str | None = None
+        self.ok_since: float | None = None  # working again since (not yet said)
+        self.last_failure: float | None = None
+
+    def recent(self, seconds: float) -> bool:
+        """Whether it failed in the last `seconds`."""
+        return self.last_failure is not None and time.monotonic() - self.last_failure < seconds
 
     def failed(self, reason: str, what_now: str):
         self.errors += 1
-        self.reason = reason
+        self.reason, self.ok_since, self.last_failure = reason, None, time.monotonic()
         if self.since is None:
             self.since, self.outages = time.monotonic(), self.outages + 1
             warn(f"{self.name}: {reason}; {what_now}")
 
-    def cleared(self):
-        if self.since is not None:
-            warn(f"{self.name}: working again after {time.monotonic() - self.since:.0f} s")
-            self.since = self.reason = None
+    def cleared(self, settled: bool = False):
+        """It worked; the outage is over (and said so) once it has worked for SETTLE seconds,
+        or at once when `settled`."""
+        if self.since is None:
+            return
+        now = time.monotonic()
+        self.ok_since = self.ok_since or now
+        if settled or now - self.ok_since >= self.SETTLE:
+            warn(f"{self.name}: working again after {self.ok_since - self.since:.0f} s")
+            self.since = self.reason = self.ok_since = None
 
 
 class Supervised:
@@ -134,6 +149,7 @@ class Outlet:
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, bound))
         self.written = self.dropped = self.lost = 0  # lost: still held when the run ended
         self.trouble, self.backoff = Trouble(name), Backoff()
+        self.paused = False  # its last write or probe failed: retried on the back-off schedule
         self.busy_since: float | None = None  # when the write in progress started
         self.last_drop: float | None = None
         self._stop, self._deadline = threading.Event(), Deadline(0)
@@ -143,11 +159,11 @@ class Outlet:
         self.worker.start()
         return self
 
-    def put(self, item) -> bool:
-        """Queue `item` without waiting; → False when the queue is full (the item is dropped,
-        counted, and `dropped_item(item)` told)."""
+    def put(self, item, wait: float = 0.0) -> bool:
+        """Queue `item`, waiting `wait` seconds at most for room (0: not at all); → False when
+        the queue stayed full (the item is dropped, counted, and `dropped_item(item)` told)."""
         try:
-            self.queue.put_nowait(item)
+            self.queue.put(item, timeout=wait) if wait > 0 else self.queue.put_nowait(item)
             return True
         except queue.Full:
             self.dropped += 1
@@ -168,9 +184,11 @@ class Outlet:
                 except queue.Empty:
                     if self._stop.is_set():
                         return
-                    if self.trouble.since is not None and time.monotonic() >= probe_at:
+                    if self.paused and time.monotonic() >= probe_at:
                         probe_at = time.monotonic() + backoff.next()
                         self._probe()
+                    elif not self.paused:
+                        self.trouble.cleared()
                     self.idle()
                     continue
             if self._attempt(held):
@@ -195,8 +213,10 @@ class Outlet:
         try:
             self.probe()
         except OSError as e:
+            self.paused = True
             self.trouble.failed(self.describe(e), self.retry_note)
             return
+        self.paused = False
         self.trouble.cleared()
         self.backoff.reset()
 
@@ -214,11 +234,13 @@ class Outlet:
         try:
             self.write(item)
         except OSError as e:
+            self.paused = True
             self.trouble.failed(self.describe(e), self.retry_note)
             return False
         finally:
             self.busy_since = None
         self.written += 1
+        self.paused = False
         self.trouble.cleared()
         self.backoff.reset()
         return True
@@ -241,7 +263,7 @@ class Outlet:
         now, busy = time.monotonic(), self.busy_since
         if busy is not None and now - busy > self.stall_after:
             return FAILED, f"a write has not returned for {now - busy:.0f} s"
-        if self.trouble.since is not None:
+        if self.paused or (self.trouble.since and self.trouble.recent(self.stall_after)):
             return DEGRADED, f"paused: {self.trouble.reason}"
         if self.last_drop is not None and now - self.last_drop < self.stall_after:
             return DEGRADED, "dropping: its queue is full"
@@ -267,6 +289,8 @@ class Outlet:
         self._stop.set()
         self.worker.join(deadline.left())
         if not self.worker.is_alive():
+            if not self.paused:
+                self.trouble.cleared(settled=True)
             return True
         left = self.queue.qsize() + (1 if self.busy_since is not None else 0)
         self.lost += left

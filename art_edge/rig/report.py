@@ -311,6 +311,7 @@ def rig_summary(snap: RigSnapshot, events: dict) -> dict:
             decisions_per_head_batch=round(per_batch, 2), max_head_batch=snap.max_head_batch
         )
     if snap.clips is not None:
-        summary.update(clips=list(snap.clips), clips_dropped=snap.clips_dropped)
+        summary.update(clips=list(snap.clips), clips_written=len(snap.clips),
+                       clips_dropped=snap.clips_dropped)  # fmt: skip
     summary["outputs"] = {o.name: {**o.counts, "status": o.status} for o in snap.outputs}
     return summary

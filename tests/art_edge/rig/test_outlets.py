@@ -132,7 +132,7 @@ def test_the_clip_writer_pauses_on_a_write_error_and_resumes(tmp_path, capsys):
     assert len(published) == 3 and writer.health()[0] == "degraded"
     folder.unlink()
     (tmp_path / "away").rename(folder)
-    wait_for(lambda: writer.trouble.since is None, what="the probe to find the folder back")
+    wait_for(lambda: not writer.paused, what="the probe to find the folder back")
     writer.put(clip_job(folder / "four.mp4", published))
     wait_for(lambda: len(published) == 4, what="the clip after the pause")
     assert writer.close(Deadline(10))

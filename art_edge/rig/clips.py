@@ -61,12 +61,12 @@ class ClipJob:
     publish: object = None  # publish(record)
     settled: bool = False
 
-    def settle(self, clip: str | None, dropped: str | None = None):
+    def settle(self, clip: str | None, dropped: str | None = None) -> bool:
         """The clip exists (`clip`), or will not (`dropped`: why): the record says which and is
-        published, once, whichever thread gets here first."""
+        published, once, whichever thread gets here first; → whether this call did it."""
         with _SETTLE:
             if self.settled:
-                return
+                return False
             self.settled = True
         if self.record is not None:
             self.record["clip"] = clip
@@ -74,6 +74,7 @@ class ClipJob:
                 self.record["clip_dropped"] = dropped
             if self.publish is not None:
                 self.publish(self.record)
+        return True
 
 
 _SETTLE = threading.Lock()
@@ -137,6 +138,7 @@ class ClipWriter(Outlet):
         self.clips = History()  # the paths written (the last 1000)
         self.clips_dropped = self.deleted = 0
         self.current: ClipJob | None = None
+        self._cancel = threading.Event()  # set at the shutdown's deadline
         self._retained_at = self._checked_at = 0.0
 
     def put(self, job: ClipJob) -> bool:
@@ -147,8 +149,8 @@ class ClipWriter(Outlet):
         return super().put(job)
 
     def dropped_item(self, job: ClipJob, why: str):
-        self.clips_dropped += 1
-        job.settle(None, why)
+        if job.settle(None, why):
+            self.clips_dropped += 1
 
     def give_up(self, job: ClipJob):
         self.dropped_item(job, f"not written ({self.trouble.reason})")
@@ -201,7 +203,10 @@ class ClipWriter(Outlet):
         self._check_space()
         self.current = job
         try:
-            write_clip(job)
+            write_clip(job, self._cancel.is_set)
+        except Cancelled:
+            self.dropped_item(job, "the run ended before it was written")
+            return
         except OSError:
             raise
         except Exception as e:  # an encoder error without an errno: a write error all the same
@@ -213,23 +218,33 @@ class ClipWriter(Outlet):
         self.deleted += self.retain.enforce(self.out_dir)
 
     def counts(self) -> dict:
-        return {"written": self.written, "dropped": self.clips_dropped, "errors": self.trouble.errors,
+        return {"written": self.clips.total, "dropped": self.clips_dropped,
+                "errors": self.trouble.errors,
                 "pending": self.queue.qsize(), "deleted": self.deleted}  # fmt: skip
 
     def close(self, deadline: Deadline) -> bool:
+        """Write what is queued until the deadline; a clip still being written then is given up
+        (its half file removed: no clip appears after its record said it was dropped)."""
         done = super().close(deadline)
+        self._cancel.set()
         if not done and self.current is not None:
             self.dropped_item(self.current, "the run ended before it was written")
         return done
 
 
-def write_clip(job: ClipJob):
+class Cancelled(Exception):
+    """The run's shutdown gave up on the clip being written (its deadline passed)."""
+
+
+def write_clip(job: ClipJob, cancelled=lambda: False):
     """The clip under its temporary name, renamed when complete; nothing of it is left when the
-    write fails."""
+    write fails or `cancelled()` turns true (it is asked between frames)."""
     out = VideoFileOutput(job.path, job.fps)
     try:
         indices = [i for i, _ in job.decisions]
         for index, jpeg in job.frames:
+            if cancelled():
+                raise Cancelled
             bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
             if not job.raw:
                 at = bisect.bisect_right(indices, index) - 1

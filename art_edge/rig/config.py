@@ -258,7 +258,7 @@ class UnattendedConfig:
         metavar="SIZE",
     )
     stop_timeout: float = setting(
-        5.0,
+        10.0,
         "seconds the outputs get at shutdown to write what they hold; what is left then is "
         "counted lost, and the run ends",
         positive_float,

@@ -15,6 +15,7 @@ Delivery is at least once: an event whose acknowledgement was lost may come twic
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -119,7 +120,12 @@ class Spool:
         if self.fd is None:
             self.fd = os.open(self._path(self.files[-1][0]), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         line = body + b"\n"
-        os.write(self.fd, line)
+        try:
+            if os.write(self.fd, line) != len(line):
+                raise OSError(errno.ENOSPC, "the spool's disk is full")
+        except OSError:
+            os.ftruncate(self.fd, self.files[-1][1])  # no half event left in the spool
+            raise
         self.files[-1][1] += len(line)
         self.files[-1][2] += 1
         return self._bound()

@@ -31,6 +31,8 @@ from art_edge.rig.outlets import Deadline
 from art_edge.rig.pipeline import HeadThread
 from art_edge.rig.report import History, RigSnapshot
 
+CLIPS_SHARE = 0.6  # of the shutdown's time left, what the clip writer gets (the rest: events)
+
 
 class Rig:
     """The cameras, their shared encoder batch and head thread, the clip writer they share, and
@@ -175,8 +177,9 @@ class Rig:
         try:
             if self.heads is not None:
                 self.heads.close(deadline.left(10.0))
-            if self.clip_writer is not None:  # before the observers: it publishes records
-                self.clip_writer.close(deadline)
+            if self.clip_writer is not None:  # before the observers: it publishes records,
+                # with a share of the time, so that they still reach the events' outputs
+                self.clip_writer.close(Deadline(deadline.left() * CLIPS_SHARE))
         except Exception as e:  # noqa: BLE001 (each part is closed whatever the others did)
             failures.append(e)
         self.observers.close(failures, deadline)

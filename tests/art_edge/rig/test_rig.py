@@ -370,6 +370,7 @@ def test_two_cameras_on_real_footage_with_every_output(engine_dir, tmp_path, rea
                 "--events", f"mqtt://127.0.0.1:{broker.port}/rig/events",
                 "--events", f"http://127.0.0.1:{hook.server_address[1]}/hook",
                 "--metrics", f"127.0.0.1:{port}", "--summary", str(out / "summary.json"),
+                "--stop-timeout", "120",  # every 720p clip written, however loaded the machine
             ]
         )  # fmt: skip
         written = read_jsonl(out / "events.jsonl")

@@ -15,6 +15,7 @@ This module and art_edge.cli are the two front doors: they open the cameras, bui
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -22,12 +23,15 @@ from dataclasses import dataclass
 from art_edge.errors import UserError
 from art_edge.rig.camera import CameraSpec, parse_source_specs
 from art_edge.rig.config import RigConfig, SourceConfig
+from art_edge.rig.delivery import prepare_sinks
 from art_edge.rig.loop import Rig
 from art_edge.rig.observers import AnnotatedVideo, RigObserver, StatusReport
+from art_edge.rig.outlets import run_header
 from art_edge.rig.report import RigSnapshot, rig_summary
 from art_edge.rig.sinks import EventSinks, SegmentLog, open_sinks
 from art_edge.runtime.engine import ARTEngine as _RuntimeEngine
 from art_edge.serve.metrics import MetricsServer
+from art_edge.serve.systemd import ServiceNotifier
 from art_edge.serve.web import WebServer
 from art_edge.video.roi import Roi
 from art_edge.video.sources import open_source
@@ -78,6 +82,8 @@ def open_cameras(
                 reconnect_timeout=source.reconnect_timeout,
                 classes=engine.classes,
                 root=source.root,
+                open_timeout=source.open_timeout,
+                read_timeout=source.read_timeout,
             ),
             _roi(rois.get(name)),
         )
@@ -111,15 +117,39 @@ class Outputs:
         event = config.event
         sinks = open_sinks(event.sinks, event.logins(), event.tls())
         self.events = observe(EventSinks(sinks, engine.classes, event.emit))
+        self.segments = None
         if config.segment.path:
-            observe(SegmentLog(config.segment.path))
+            self.segments = observe(
+                SegmentLog(
+                    config.segment.path,
+                    config.unattended.rotation(),
+                    self.header(rig),
+                    config.stale_after,
+                )  # fmt: skip
+            )
         if config.video.output:
             self.video = observe(self._video(rig, engine))
         if status:
             observe(StatusReport(rig.snapshot))
-        for server in (self.metrics, self.web):
+        self.notifier = None
+        if os.environ.get("NOTIFY_SOCKET"):  # run by systemd (Type=notify)
+            notify = ServiceNotifier(rig.snapshot, os.environ["NOTIFY_SOCKET"], config.stale_after)
+            self.notifier = observe(notify)
+        prepare_sinks(self.events.sinks, config.unattended, self.header(rig), config.stale_after)
+        for server in (self.metrics, self.web, self.notifier):
             if server is not None:
                 server.start()
+
+    @staticmethod
+    def header(rig: Rig) -> dict:
+        """The line each JSONL output starts the run with."""
+        return run_header(cameras=[cam.name for cam in rig.cameras])
+
+    def discard(self):
+        """A run that processed nothing leaves no trace in its JSONL outputs."""
+        for output in (self.events, self.segments):
+            if output is not None:
+                output.discard()
 
     def _video(self, rig: Rig, engine) -> AnnotatedVideo:
         if len(rig.cameras) > 1:
@@ -127,7 +157,8 @@ class Outputs:
                 "--output shows one camera; with several, use --clips (a video per action)"
             )
         source = rig.cameras[0].source
-        return AnnotatedVideo(self.config.video.output, source, engine.classes, rig.snapshot)
+        return AnnotatedVideo(self.config.video.output, source, engine.classes, rig.snapshot,
+                              self.config.stale_after)  # fmt: skip
 
     def summary(self, snap: RigSnapshot) -> dict:
         """The run's summary: the rig's (art_edge.rig.report), how it ended, and the outputs'."""
@@ -165,7 +196,10 @@ def run(
     except BaseException:
         rig.close()  # the outputs made so far
         raise
-    return outputs.summary(rig.run(stop))
+    snap = rig.run(stop)
+    if sum(cam.frames for cam in snap.cameras) == 0:
+        outputs.discard()
+    return outputs.summary(snap)
 
 
 def run_edge(

@@ -26,11 +26,13 @@ from art_edge.errors import ArgumentParser, UserError, cli_entry, positive_int
 from art_edge.files import atomic_write_text, check_writable
 from art_edge.rig.camera import parse_source_specs
 from art_edge.rig.config import RigConfig, add_flags, from_flags, one_of, setting, validate
+from art_edge.rig.config_file import config_text, parse_with_config
 from art_edge.runtime.engine import (
     HEAD_THREADS_THREADED,
     default_encoder_workers,
     default_head_threads,
 )
+from art_edge.serve.systemd import unit_text
 
 
 def _camera_line(c: dict) -> str:
@@ -83,10 +85,11 @@ def print_summary(summary: dict, out=sys.stdout):
     if "clips" in summary:
         dropped = summary["clips_dropped"]
         print(
-            f"clips: {len(summary['clips'])} written"
-            + (f", {dropped} dropped (the writer fell behind)" if dropped else ""),
+            f"clips: {summary['clips_written']} written"
+            + (f", {dropped} dropped (each segment's clip_dropped says why)" if dropped else ""),
             file=out,
         )
+    print_troubles(summary, out)
     print(
         f"ended: {summary.get('ended', 'source ended')}"
         + (f" ({summary['error']})" if summary.get("error") else ""),
@@ -94,13 +97,39 @@ def print_summary(summary: dict, out=sys.stdout):
     )
 
 
+def print_troubles(summary: dict, out=sys.stdout):
+    """A line for each output that had write errors, lost events at the end, or left events in
+    its spool for the next run."""
+    for name, o in summary.get("outputs", {}).items():
+        parts = [f"{o[k]} {k}" for k in ("errors", "lost", "spooled") if o.get(k)]
+        if parts:
+            print(f"output {name}: {', '.join(parts)} (now {o['status']})", file=out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = ArgumentParser(
         prog="art-edge",
         description="Real-time fine-grained action recognition from a camera, file or stream.",
     )
-    ap.add_argument("--engine", required=True, help="engine dir written by art-build-engine")
-    src = ap.add_mutually_exclusive_group(required=True)
+    ap.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a .toml file of settings by name (any flag's; a flag given beside it wins): "
+        "what --print-config writes",
+    )
+    ap.add_argument(
+        "--print-config",
+        action="store_true",
+        help="write the effective settings as a --config file (secrets masked) and exit",
+    )
+    ap.add_argument(
+        "--print-systemd-unit",
+        action="store_true",
+        help="write a systemd unit (Type=notify, watchdog, restart on failure) that runs the "
+        "rig of --config FILE, and exit",
+    )
+    ap.add_argument("--engine", help="engine dir written by art-build-engine")
+    src = ap.add_mutually_exclusive_group()
     src.add_argument(
         "--camera",
         help="camera index N: opens V4L2 /dev/videoN (a USB camera); for a Jetson CSI camera use --source csi://N",
@@ -199,14 +228,49 @@ def load_engine(a, config: RigConfig, cameras: int) -> ARTEngine:
     )
 
 
+def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
+    """art-edge's flags over the settings of its --config file, if any."""
+    parser = build_parser()
+    return parse_with_config(parser, argv, (RigConfig, EngineFlags)), parser
+
+
+def check_required(a):
+    if not a.engine:
+        raise UserError('give --engine ENGINE_DIR (or engine = "…" in the --config file)')
+    if a.camera is None and a.video is None and not a.source:
+        raise UserError(
+            "give a source: --camera N, --video PATH or --source [NAME=]URI (or source = […] in "
+            "the --config file)"
+        )
+
+
+def print_systemd_unit(a) -> int:
+    if not a.config:
+        raise UserError(
+            "--print-systemd-unit runs the rig of a --config file: give --config FILE (art-edge "
+            "--print-config … > rig.toml writes one)"
+        )
+    config = RigConfig.from_flags(a)
+    print(unit_text(a.config, config.unattended.stop_timeout), end="")
+    return 0
+
+
 @cli_entry
 def main(argv=None):
-    a = build_parser().parse_args(argv)
+    a, parser = parse_args(argv)
+    if a.print_systemd_unit:
+        return print_systemd_unit(a)
     quiet_opencv()
+    check_required(a)
     if a.summary:
         check_writable(a.summary, "--summary", is_file=True)
     config = RigConfig.from_flags(a)
+    from_flags(EngineFlags, a)  # checked now, before anything starts
     named = named_sources(a)
+    rois(a)
+    if a.print_config:
+        print(config_text(parser, a), end="")
+        return 0
     engine = load_engine(a, config, len(named))
     cameras = open_cameras(engine, named, rois(a), config.source)
     stop = threading.Event()
@@ -219,10 +283,7 @@ def main(argv=None):
 
 def _finish(summary: dict, a, config: RigConfig) -> int:
     """Print and write the summary in every ending; a run that processed nothing, or whose source
-    failed, is an error (and leaves no empty outputs behind)."""
-    for path in summary["events_paths"] + [config.segment.path] if summary["frames"] == 0 else []:
-        if path and Path(path).is_file():
-            Path(path).unlink()
+    failed, is an error (its JSONL outputs are as they were before it: art_edge.api.run)."""
     print_summary(summary)
     if a.summary:
         atomic_write_text(a.summary, json.dumps(summary, indent=2))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
 import signal
 import sys
 from pathlib import Path
@@ -107,6 +108,38 @@ non_negative_int = Number(int, 0, what="an integer ≥ 0")
 positive_float = Number(float, 0.0, min_open=True, what="a number > 0")
 non_negative_float = Number(float, 0.0, what="a number ≥ 0")
 fraction = Number(float, 0.0, 1.0, what="a number in [0, 1]")
+
+
+SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+              "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+              "tib": 2**40}  # fmt: skip
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]*)\s*$")
+
+
+def _quantity(text, units: dict, flag: str, example: str) -> float:
+    match = _QUANTITY.match(str(text))
+    unit = match and match[2].lower()
+    if not match or unit not in units:
+        raise UserError(f"{flag} {text!r}: give a number with a unit, e.g. {example}")
+    return float(match[1]) * units[unit]
+
+
+def parse_size(text, flag: str) -> int:
+    """A size as people write it (500MB, 2GB, 1.5GiB, 100k; a bare number is bytes) → bytes."""
+    return int(_quantity(text, SIZE_UNITS, flag, "500MB, 20GB or 1.5GiB"))
+
+
+def parse_duration(text, flag: str) -> float:
+    """A duration (30s, 15m, 12h, 7d, 2w; a bare number is seconds) → seconds."""
+    return _quantity(text, DURATION_UNITS, flag, "30s, 12h or 7d")
+
+
+def format_size(size: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{int(size)} B"
 
 
 def read_json(path, missing: str, invalid_fix: str):

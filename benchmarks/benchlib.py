@@ -108,15 +108,18 @@ def fetch(url: str, headers: dict | None = None, timeout: float = 30) -> tuple[i
         return 0, {}, b""
 
 
-def wait_for(check, timeout: float, what: str, every: float = 0.2):
-    """Poll `check` until it returns something true; → that, or fail naming `what`."""
+def wait_for(check, timeout: float = 60.0, what: str = "the condition", every: float = 0.02):
+    """Poll `check()` until it returns something true; → that (tests and benchmarks wait on
+    conditions, never on a fixed sleep alone; the timeout is generous, for a loaded machine).
+    AssertionError naming `what` on time."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         got = check()
         if got:
             return got
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def headless_chromium(width: int = 1400, height: int = 1000, nice: int = 0, cpus=None):

@@ -334,6 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def random_engine(tmp: Path, config: str = "art-tiny") -> Path:
+    """An FP32 ONNX Runtime engine dir of a random-weights checkpoint of `config`, over the
+    synthetic classes (speed and robustness do not depend on training)."""
+    from art_edge.synthetic import CLASSES
+    from art_train.build_engine import build_engine
+
+    ckpt = make_checkpoint(config, list(CLASSES), tmp / "run")
+    build_engine(ckpt, tmp / "engine", "fp32", "onnxruntime", log=print_nothing)
+    return tmp / "engine"
+
+
 def build_engines(tmp: Path, config: str, threads: int) -> tuple[dict, list]:
     """FP32 and INT8 engine dirs of one random-weights checkpoint; → (engine dirs, classes)."""
     from art_edge.synthetic import make_dataset

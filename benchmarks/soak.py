@@ -19,7 +19,7 @@ from pathlib import Path
 from art_edge.video.sources import SyntheticSource
 
 from benchlib import RESULTS, RssSampler, write_result
-from edge import make_checkpoint
+from edge import random_engine
 
 
 class Timed(SyntheticSource):
@@ -76,14 +76,11 @@ def main(argv=None):
     from art_edge.rig.config import RigConfig
     from art_edge.runtime.engine import ARTEngine
     from art_edge.runtime.streaming import StreamConfig
-    from art_edge.synthetic import CLASSES
-    from art_train.build_engine import build_engine
 
     a = build_parser().parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ckpt = make_checkpoint(a.config, list(CLASSES), tmp / "run")
-        build_engine(ckpt, tmp / "engine", "fp32", "onnxruntime", log=lambda *_: None)
+        random_engine(tmp, a.config)
         source = Timed(
             "synthetic://soak",
             every=max(1, a.frames // 400),

@@ -58,6 +58,11 @@ def rows(c: Ctx, *lines, header="path,label"):
     return c.file("list.csv", "\n".join([header, *lines]) + "\n")
 
 
+def on_clip(c: Ctx, *flags) -> list:
+    """art-edge on the engine and a clip, with `flags`."""
+    return ["--engine", c.engine, "--video", c.clip(), *flags]
+
+
 def blocked(c: Ctx, name="out"):
     """A path that cannot be created: a file stands where its folder should be."""
     return c.file("a_file", "x") / name
@@ -961,6 +966,57 @@ CASES = {
             c.file("k.pem", "x"),
         ],
         "--events-key needs --events-cert",
+    ),
+    "edge config unknown key": (
+        "art-edge",
+        lambda c: ["--config", c.file("rig.toml", f'engine = "{c.engine}"\nstrid = 2\n')],
+        "unknown key 'strid' \\(did you mean stride\\?\\)",
+    ),
+    "edge config bad value": (
+        "art-edge",
+        lambda c: ["--config", c.file("rig.toml", 'stride = "two"\n'), "--video", c.clip()],
+        "rig.toml: stride = 'two'",
+    ),
+    "edge config out of range": (
+        "art-edge",
+        lambda c: ["--config", c.file("rig.toml", "stride = 0\n"), "--video", c.clip()],
+        "rig.toml: stride 0: must be an integer ≥ 1",
+    ),
+    "edge config masked secret": (
+        "art-edge",
+        lambda c: ["--config", c.file("rig.toml", 'web_token = "<masked>"\n')],
+        "web_token holds a masked secret",
+    ),
+    "edge config not toml": (
+        "art-edge",
+        lambda c: ["--config", c.file("rig.toml", "stride = = 2\n")],
+        "not valid TOML",
+    ),
+    "edge config missing": (
+        "art-edge",
+        lambda c: ["--config", c.tmp / "none.toml"],
+        "no such file",
+    ),
+    "edge without an engine": ("art-edge", lambda c: ["--video", c.clip()], "give --engine"),
+    "edge unit without a config": (
+        "art-edge",
+        lambda c: on_clip(c, "--print-systemd-unit"),
+        "--print-systemd-unit runs the rig of a --config file",
+    ),
+    "edge retain malformed": (
+        "art-edge",
+        lambda c: on_clip(c, "--clips", c.tmp / "k", "--retain", "7x"),
+        "--retain '7x'",
+    ),
+    "edge rotate malformed": (
+        "art-edge",
+        lambda c: on_clip(c, "--rotate", "weekly"),
+        "--rotate 'weekly'",
+    ),
+    "edge spool is a file": (
+        "art-edge",
+        lambda c: on_clip(c, "--spool", c.file("f", "x")),
+        "--spool .*a file, not a folder",
     ),
     "edge tensorrt missing": (
         "art-edge",

@@ -89,3 +89,36 @@ def test_sigterm_during_art_train_keeps_the_run_dir_consistent(synth_args, small
     assert code == 130
     assert (out / "model.safetensors").is_file() and (out / "model.json").is_file()
     assert hidden(out) == []
+
+
+def test_sigterm_with_a_stuck_output_ends_in_time_and_writes_the_summary(engine_dir, tmp_path):
+    """art-edge with one events file on a FIFO nobody drains (its writer is stuck for good)
+    beside a plain one: SIGTERM ends it within --stop-timeout and a few seconds, exit 0, the
+    summary written (the stuck output's events counted lost), the plain file complete."""
+    fifo, plain, summary = tmp_path / "stuck.jsonl", tmp_path / "events.jsonl", tmp_path / "s.json"
+    os.mkfifo(fifo)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "art_edge.cli", "--engine", str(engine_dir), "--source",
+         "synthetic://?frames=16&size=48&fps=30", "--headless", "--events", str(fifo),
+         "--events", str(plain), "--emit", "decision", "--stop-timeout", "2",
+         "--summary", str(summary)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (plain.is_file() and plain.read_text().count("\n") >= 6):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.1)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    took = time.monotonic() - sent
+    assert proc.returncode == 0, err[-2000:]
+    assert took < 2 + 6, f"shutdown took {took:.1f} s"
+    import json
+
+    doc = json.loads(summary.read_text())
+    lines = plain.read_text().splitlines()
+    assert len(lines) == 1 + doc["events"]  # the run's header, then every event
+    stuck = doc["outputs"][str(fifo)]
+    assert stuck["written"] == 0 and stuck["lost"] + stuck["dropped"] == doc["events"]

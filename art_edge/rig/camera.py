@@ -10,10 +10,11 @@ segments to the rig's observers, and says what it is doing in a snapshot (art_ed
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import dataclass
 
-from art_edge.errors import UserError
+from art_edge.errors import UserError, warn
 from art_edge.rig.clips import ClipRecorder
 from art_edge.rig.pipeline import FrameReader, InlineHead, InlineReader
 from art_edge.rig.report import CameraSnapshot, RateMeter, RunStats
@@ -63,55 +64,56 @@ class Camera:
         self.clips = self.segments = None
         self.decision = self.last_frame = self.ended = None
         self.rate, self.last_frame_at = RateMeter(), time.monotonic()
+        self.last_decision_at: float | None = None
+        self.ended_at: float | None = None  # when it ended (its processing time stops there)
+        self.away_since: float | None = None  # when it went away (said once, and when back)
+        self.opens = 0  # its source's opens when it went away
+        self._trackers = threading.Lock()
         live = getattr(self.source, "live", False)
         if config.threaded:
-            self.reader = FrameReader(
-                self.source,
-                engine.preprocessing,
-                config.stream.stride,
-                spec.roi,
-                rig.ready,
-                self._on_read,
-            )
+            self.reader = FrameReader(self.source, engine.preprocessing, config.stream.stride,
+                                      spec.roi, rig.ready, self._on_read, f"camera {self.name}")  # fmt: skip
             self.head = rig.heads.lane(self.clf, self.on_decision, live)
         else:
             self.reader = InlineReader(self.source, engine.preprocessing, spec.roi, self._on_read)
             self.head = InlineHead(self.clf, self.on_decision)
 
     def open(self):
-        """Open the source; then its segments and clip history, which need its frame rate."""
+        """Open the source (a camera or stream goes on opening on its own thread) and start its
+        threads; its segments and clip history start with its first frame (they need its frame
+        rate), or now where the source knows it already."""
+        self.source.open()
+        if self.source.fps:
+            self._start_trackers()
+        self.reader.start()
+        self.head.start()
+
+    def _start_trackers(self):
         rig = self.rig
         segment, clip = rig.config.segment, rig.config.clip
-        self.source.open()
-        fps = self.source.fps
-        if segment.path or rig.clip_writer:
+        with self._trackers:
+            if self.segments is not None or not (segment.path or rig.clip_writer):
+                return
+            fps = self.source.fps
+            if rig.clip_writer:
+                self.clips = ClipRecorder(self.name, rig.classes, fps, rig.clip_writer, clip.pre,
+                                          clip.post, clip.history, clip.raw, self.roi)  # fmt: skip
             self.segments = SegmentTracker(
                 self.name, rig.classes, fps, segment.min_score, segment.min_duration
             )
-        if rig.clip_writer:
-            self.clips = ClipRecorder(
-                self.name,
-                rig.classes,
-                fps,
-                rig.clip_writer,
-                clip.pre,
-                clip.post,
-                clip.history,
-                clip.raw,
-                self.roi,
-            )
-        self.reader.start()
-        self.head.start()
 
     def _on_read(self, frame):
         """The capture thread's side: the frame's time, and the clip history."""
         self.last_frame_at = time.monotonic()
+        if self.segments is None:
+            self._start_trackers()
         if self.clips is not None:
             self.clips.add_frame(frame)
 
     def on_decision(self, d, end: bool):
         """The head thread's side: events, segments, counters, and a clip's score at its end."""
         if d is not None:
+            self.last_decision_at = time.monotonic()
             self.stats.decisions += 1
             self.stats.decision_latency.add(d.latency_ms)
             self.stats.head_ms.add(d.head_ms)
@@ -128,9 +130,15 @@ class Camera:
             self.decision = d
 
     def finish_segment(self, segment):
+        """A segment that ended: its record goes out now, or, with clips, once its clip exists
+        (or is dropped: the record says why)."""
         record = segment.to_dict()
         if self.clips is not None:
-            record["clip"] = self.clips.add_segment(segment)
+            self.clips.add_segment(segment, record, self.publish_segment)
+        else:
+            self.publish_segment(record)
+
+    def publish_segment(self, record: dict):
         self.rig.segment_records.append(record)
         self.observers.on_segment(self.name, record)
 
@@ -150,10 +158,24 @@ class Camera:
         self.last_frame = frame
         return self.observers.on_frame(self.name, frame)
 
-    def finish(self):
+    def watch(self, now: float):
+        """The rig's loop, a few times a second: one warning when the camera goes away (it
+        cannot be opened, or it was lost), one line when it is back (it opened again, however
+        briefly)."""
+        status, opens = self.source.status, getattr(self.source, "opens", None)
+        away = status.startswith(("connecting", "reconnecting"))
+        if self.away_since is not None and (not away if opens is None else opens > self.opens):
+            warn(f"camera {self.name}: back after {now - self.away_since:.0f} s")
+            self.away_since = None
+        if away and self.away_since is None and self.ended is None:
+            self.away_since, self.opens = now, opens
+            problem = getattr(self.source, "problem", None) or status
+            warn(f"camera {self.name}: {problem}; retrying until it is back (the rig goes on)")
+
+    def finish(self, timeout: float = 60.0):
         """The decision in flight, the last one on the window, the open segment and its clip."""
         self.head.submit(self.clf.end_job(self.last_frame), end=self.last_frame is not None)
-        self.head.drain()
+        self.head.drain(timeout)
         if self.segments is not None:
             for segment in self.segments.close():
                 self.finish_segment(segment)
@@ -163,6 +185,7 @@ class Camera:
     def snapshot(self) -> CameraSnapshot:
         stats, source, ended = self.stats, self.source, self.ended or (None, None)
         current = self.segments.current if self.segments is not None else None
+        now, started = time.monotonic(), self.rig.started or time.monotonic()
         return CameraSnapshot(
             name=self.name,
             status=source.status,
@@ -173,7 +196,7 @@ class Camera:
             corrupt=source.corrupt,
             truncated=source.truncated,
             reconnects=source.reconnects,
-            fps=self.rate.fps,
+            fps=self.rate.fps_at(now),
             frame_latency_ms=(
                 stats.frame_latency.percentile(50),
                 stats.frame_latency.percentile(95),
@@ -186,13 +209,17 @@ class Camera:
             head_ms_p50=stats.head_ms.percentile(50),
             clips_scored=stats.clips_scored,
             clips_correct=stats.clips_correct,
-            idle_s=time.monotonic() - self.last_frame_at,
+            idle_s=now - self.last_frame_at,
             ended=ended[0],
             error=ended[1],
             decision=self.decision,
             last_frame=self.last_frame,
             roi=self.roi,
             open_segment=None if current is None else current.progress(),
+            since_decision_s=now - (self.last_decision_at or started),
+            seconds=(self.ended_at or self.rig.processing_end() or now) - started,
+            restarts=getattr(self.reader, "restarts", 0) + getattr(source, "failures", 0),
+            problem=getattr(source, "problem", None),
         )
 
     def close(self, failures: list):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 
 from art_edge.errors import (
     Number,
@@ -24,11 +25,14 @@ from art_edge.errors import (
     fraction,
     non_negative_float,
     non_negative_int,
+    parse_duration,
+    parse_size,
     positive_float,
 )
 from art_edge.files import check_writable, is_loopback, parse_host_port, parse_origin
-from art_edge.rig.clips import check_clip_options
+from art_edge.rig.clips import Retention, check_clip_options
 from art_edge.rig.credentials import expand_env, read_logins, tls_context
+from art_edge.rig.outlets import Rotation
 from art_edge.rig.sinks import TLS, check_sink_specs
 from art_edge.runtime.streaming import StreamConfig
 from art_edge.video.outputs import check_output
@@ -38,6 +42,10 @@ def setting(default, help: str | None = None, check=None, name=None, flag=None, 
     """A field of the tree (see the module docstring); `flag_options` go to argparse (metavar)."""
     meta = {"help": help, "check": check, "name": name, "flag": flag, "argparse": flag_options}
     return field(default=default, metadata=meta)
+
+
+def check_size(value, flag: str):
+    parse_size(value, flag)
 
 
 def one_of(*choices):
@@ -54,9 +62,17 @@ class SourceConfig:
 
     realtime: bool = setting(False, "play a file at its own frame rate (drop when slow)")
     reconnect_timeout: float = setting(
-        30.0, "seconds to keep retrying a lost camera", non_negative_float
+        0.0,
+        "seconds to keep retrying a camera that cannot be opened or was lost (0: for ever)",
+        non_negative_float,
     )
     root: str | None = setting(None, "folder for relative paths in a LIST source")
+    open_timeout: float = setting(
+        10.0, "seconds a network stream may take to open (each try)", positive_float
+    )
+    read_timeout: float = setting(
+        10.0, "seconds without a frame before a network stream counts as lost", positive_float
+    )
 
 
 @dataclass(frozen=True)
@@ -92,9 +108,35 @@ class ClipConfig:
         name="clip_history",
     )
     raw: bool = setting(False, "clips without the annotation", name="raw_clips", flag="--raw")
+    retain: str | None = setting(
+        None,
+        "keep the clips folder within a size and/or an age, the oldest clips deleted first: "
+        "20GB, 7d or 20GB,7d",
+        metavar="SIZE,AGE",
+    )
+    min_free: str = setting(
+        "100MB",
+        "pause clip writing while the disk of the clips has less free space than this (0: never)",
+        check_size,
+        metavar="SIZE",
+    )
 
     def validate(self):
         check_clip_options(self.folder, self.pre, self.post, self.history)
+        self.retention()
+
+    def retention(self) -> Retention:
+        """--retain as a size and an age (an age's unit is s, min, h, d or w)."""
+        size = age = 0
+        for part in filter(None, (self.retain or "").split(",")):
+            if part.strip().lstrip("0123456789.").strip().lower() in ("s", "min", "h", "d", "w"):
+                age = parse_duration(part, "--retain")
+            else:
+                size = parse_size(part, "--retain")
+        return Retention(size, age)
+
+    def min_free_bytes(self) -> int:
+        return parse_size(self.min_free, "--min-free")
 
 
 @dataclass(frozen=True)
@@ -275,6 +317,59 @@ class DashboardConfig:
             )
 
 
+@dataclass(frozen=True)
+class UnattendedConfig:
+    """What keeps a rig going for weeks with nobody watching: JSONL rotation, the network
+    events' spool, and the bound on shutdown."""
+
+    rotate: str | None = setting(
+        None,
+        "start a new --events/--segments JSONL file at this size and/or each day: 100MB, daily "
+        "or 100MB,daily (the old ones: NAME.1, NAME.2, …)",
+        metavar="SIZE,daily",
+    )
+    rotate_keep: int = setting(5, "old JSONL files kept per output (--rotate)", non_negative_int)
+    spool: str | None = setting(
+        None,
+        "folder where MQTT and webhook events wait, in order and across restarts, while their "
+        "endpoint is away (default: in memory, 1000 events a sink)",
+        metavar="DIR",
+    )
+    spool_size: str = setting(
+        "100MB",
+        "the most each network sink's spool holds; beyond it the oldest events are dropped "
+        "(counted)",
+        check_size,
+        metavar="SIZE",
+    )
+    stop_timeout: float = setting(
+        10.0,
+        "seconds the outputs get at shutdown to write what they hold; what is left then is "
+        "counted lost, and the run ends",
+        positive_float,
+    )
+
+    def validate(self):
+        self.rotation()
+        if self.spool:
+            path = Path(self.spool)
+            if path.exists() and not path.is_dir():
+                raise UserError(f"--spool {self.spool}: a file, not a folder; give a folder")
+            check_writable(path / ".probe", "--spool")
+
+    def rotation(self) -> Rotation:
+        size, daily = 0, False
+        for part in filter(None, (self.rotate or "").split(",")):
+            if part.strip().lower() == "daily":
+                daily = True
+            else:
+                size = parse_size(part, "--rotate")
+        return Rotation(size, daily, self.rotate_keep)
+
+    def spool_bytes(self) -> int:
+        return parse_size(self.spool_size, "--spool-size")
+
+
 def section(cls):
     return field(default_factory=cls)
 
@@ -292,14 +387,20 @@ class RigConfig:
         "read, encode and decide in one thread (a decision then holds up the frames behind it)",
         flag="--no-threads",
     )
-    # a camera that delivered no frame for this long is silent (/healthz fails, the page says so)
-    stale_after: float = 10.0
+    # a camera with no decision for this long is failed in /healthz (the page: no signal)
+    stale_after: float = setting(
+        10.0,
+        "seconds without a decision after which /healthz reports a camera failed (and an "
+        "output whose write has not returned, stuck)",
+        positive_float,
+    )
     segment: SegmentConfig = section(SegmentConfig)
     clip: ClipConfig = section(ClipConfig)
     event: EventConfig = section(EventConfig)
     video: VideoConfig = section(VideoConfig)
     prometheus: PrometheusConfig = section(PrometheusConfig)
     dashboard: DashboardConfig = section(DashboardConfig)
+    unattended: UnattendedConfig = section(UnattendedConfig)
 
     def __post_init__(self):
         validate(self)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 
 import numpy as np
@@ -26,8 +27,11 @@ from art_edge.rig.camera import Camera, CameraSpec
 from art_edge.rig.clips import ClipWriter
 from art_edge.rig.config import RigConfig
 from art_edge.rig.observers import Observers, RigObserver
+from art_edge.rig.outlets import Deadline
 from art_edge.rig.pipeline import HeadThread
-from art_edge.rig.report import RigSnapshot
+from art_edge.rig.report import History, RigSnapshot
+
+CLIPS_SHARE = 0.6  # of the shutdown's time left, what the clip writer gets (the rest: events)
 
 
 class Rig:
@@ -47,8 +51,12 @@ class Rig:
         # the clip heads of all cameras on one thread, the jobs due together in one batch
         self.heads = HeadThread() if config.threaded else None
         self.clip_writer = None
-        self.segment_records: list = []
+        self.segment_records = History()  # the finished segments' records (the last 1000)
         self.started = self.stopped = None  # the run's start and end (time.monotonic())
+        self.loop_ended = None  # when its processing ended (the shutdown follows)
+        self.loop_at = time.monotonic()  # when the loop last went round
+        self.running = False  # opened, and the loop is on
+        self._watched = 0.0
         self.outcome: tuple | None = None  # (how the run ended, why when a source failed)
         self.batches = self.max_batch = 0  # encoder runs (frames / batches: the mean batch)
         # encoder batches not handed on yet: [(camera, frame) pairs, PendingEncode]
@@ -61,16 +69,25 @@ class Rig:
         return self.observers.add(observer)
 
     def open(self):
-        if self.config.clip.folder:
-            self.clip_writer = ClipWriter(self.config.clip.folder)
+        clip = self.config.clip
+        if clip.folder:
+            self.clip_writer = ClipWriter(clip.folder, retain=clip.retention(),
+                                          min_free=clip.min_free_bytes(),
+                                          stall_after=self.config.stale_after).start()  # fmt: skip
         if self.heads is not None:
             self.heads.start()
         for cam in self.cameras:
             cam.open()
+        self.loop_at, self.running = time.monotonic(), True
 
     def step(self, stop: threading.Event) -> tuple[str, str | None] | None:
         """Encode the frames that are ready on every camera as one batch; → how the run ended
         (and the error, when a camera's source failed), or None to go on."""
+        self.loop_at = now = time.monotonic()
+        if now - self._watched > 0.5:
+            self._watched = now
+            for cam in self.cameras:
+                cam.watch(now)
         if stop.is_set():
             return "interrupted", None
         active = [c for c in self.cameras if c.ended is None]
@@ -90,7 +107,7 @@ class Rig:
             if not self._hand_on(*self.in_flight.popleft()):
                 return "closed by user", None
         for cam, end in ends:
-            cam.ended = end
+            cam.ended, cam.ended_at = end, time.monotonic()
             self._finish(cam)
             if end[1] and len(self.cameras) > 1:  # one camera: its error ends the run, said once
                 warn(f"camera {cam.name}: {end[1]}")
@@ -132,64 +149,97 @@ class Rig:
         failed = [f"camera {c.name}: {c.ended[1]}" for c in self.cameras if c.ended[1]]
         return ("sources ended", "; ".join(failed) or None)
 
-    def _finish(self, cam: Camera):
+    def _finish(self, cam: Camera, timeout: float = 60.0):
         if cam.name not in self._finished:
             self._finished.add(cam.name)
-            cam.finish()
+            cam.finish(timeout)
 
-    def finish(self):
-        while self.in_flight:  # frames encoded before a stop still count
+    def finish(self, deadline: Deadline | None = None):
+        """The frames encoded before the stop still count; each camera's decision in flight,
+        open segment and clip (within the deadline)."""
+        self.loop_ended = self.loop_ended or time.monotonic()
+        while self.in_flight:
             self._hand_on(*self.in_flight.popleft())
         for cam in self.cameras:
-            self._finish(cam)
+            self._finish(cam, deadline.left() if deadline else 60.0)
 
-    def close(self):
-        """Stop the threads, then close everything, even when one close fails; a failure here
-        never hides the error that ended the run (it is reported as itself when nothing else
-        went wrong)."""
+    def processing_end(self) -> float | None:
+        return self.loop_ended
+
+    def close(self, deadline: Deadline | None = None):
+        """Stop the threads, then close everything within the deadline, even when one close
+        fails; a failure here never hides the error that ended the run (it is reported as
+        itself when nothing else went wrong)."""
+        deadline = deadline or Deadline(self.config.unattended.stop_timeout)
         failures: list = []
         for cam in self.cameras:
             cam.close(failures)
-        for closable in (self.heads, self.clip_writer):
-            try:
-                if closable is not None:
-                    closable.close()
-            except Exception as e:  # noqa: BLE001 (each part is closed whatever the others did)
-                failures.append(e)
-        self.observers.close(failures)
+        try:
+            if self.heads is not None:
+                self.heads.close(deadline.left(10.0))
+            if self.clip_writer is not None:  # before the observers: it publishes records,
+                # with a share of the time, so that they still reach the events' outputs
+                self.clip_writer.close(Deadline(deadline.left() * CLIPS_SHARE))
+        except Exception as e:  # noqa: BLE001 (each part is closed whatever the others did)
+            failures.append(e)
+        self.observers.close(failures, deadline)
         if failures and sys.exc_info()[1] is None:
             raise failures[0]
 
     def run(self, stop: threading.Event | None = None) -> RigSnapshot:
         """Run until every camera ended, `stop` is set or max frames, then close the cameras and
-        the observers; → the last snapshot, which says how the run ended."""
+        the observers, within --stop-timeout of the stop; → the last snapshot, which says how
+        the run ended. An unexpected error in the loop ends the run as "failed", reported with
+        its traceback, and the shutdown and the summary happen all the same."""
         stop = stop or threading.Event()
         self.started, outcome = time.monotonic(), None
         try:
             self.open()
-            while outcome is None:
-                outcome = self.step(stop)
-            self.finish()
+            outcome = self._loop(stop)
         except KeyboardInterrupt:
             outcome = ("interrupted", None)
-            self.finish()
         finally:
-            self.outcome = outcome or ("interrupted", None)
-            self.close()
+            self.loop_ended = self.loop_ended or time.monotonic()
+            deadline, ending = Deadline(self.config.unattended.stop_timeout), sys.exc_info()[1]
+            try:
+                self.finish(deadline)
+            except Exception:
+                if ending is None:  # never hides the error that ended the run
+                    raise
+            finally:
+                self.outcome = outcome or ("interrupted", None)
+                self.close(deadline)
         self.stopped = time.monotonic()  # the seconds of the run include closing its outputs
         return self.snapshot()
+
+    def _loop(self, stop: threading.Event) -> tuple:
+        outcome = None
+        try:
+            while outcome is None:
+                outcome = self.step(stop)
+        except (UserError, KeyboardInterrupt):
+            raise
+        except Exception as e:  # noqa: BLE001 (reported, and the run ends cleanly)
+            warn(f"the rig's loop failed:\n{traceback.format_exc().rstrip()}")
+            outcome = ("failed", f"the rig's loop failed ({type(e).__name__}: {e})")
+        self.loop_ended = time.monotonic()
+        return outcome
 
     def snapshot(self) -> RigSnapshot:
         """The rig now, for its readers (art_edge.rig.report)."""
         heads, writer, (ended, error) = self.heads, self.clip_writer, self.outcome or (None, None)
         now = self.stopped or time.monotonic()
+        started = self.started if self.started is not None else now
+        outputs = self.observers.outputs()
+        if writer is not None:
+            outputs = [writer.snapshot(), *outputs]
         return RigSnapshot(
             cameras=tuple(cam.snapshot() for cam in self.cameras),
             classes=tuple(self.classes),
-            seconds=now - self.started if self.started is not None else 0.0,
-            segments=tuple(self.segment_records),
-            clips=tuple(writer.written) if writer is not None else None,
-            clips_dropped=writer.dropped if writer is not None else 0,
+            seconds=now - started,
+            segments=self.segment_records.view(),
+            clips=writer.clips.view() if writer is not None else None,
+            clips_dropped=writer.clips_dropped if writer is not None else 0,
             batches=self.batches,
             max_batch=self.max_batch,
             encoder_workers=self.engine.encoder_workers,
@@ -198,4 +248,8 @@ class Rig:
             max_head_batch=heads.max_jobs if heads is not None else 0,
             ended=ended,
             error=error,
+            outputs=tuple(outputs),
+            processing_seconds=(self.loop_ended or now) - started,
+            loop_idle_s=0.0 if self.loop_ended else time.monotonic() - self.loop_at,
+            running=self.running and not self.loop_ended,
         )

@@ -12,10 +12,15 @@ rig's state read snapshots of it (art_edge.rig.report), never the rig.
 
 from __future__ import annotations
 
+import errno
+import os
+import tempfile
 import threading
+from pathlib import Path
 
+from art_edge.rig.outlets import Outlet, Supervised
 from art_edge.rig.report import status_text
-from art_edge.video.outputs import StatusLine, open_output
+from art_edge.video.outputs import StatusLine, VideoFileOutput, is_display, open_output
 from art_edge.video.overlay import draw_overlay
 
 
@@ -35,6 +40,16 @@ class RigObserver:
 
     def close(self) -> None:
         """The run ended: write what is left, stop."""
+
+    def close_within(self, deadline) -> None:
+        """close(), done by `deadline` (art_edge.rig.outlets.Deadline) whatever state the output
+        is in; outputs that write on threads of their own give what they hold until then."""
+        self.close()
+
+    def outputs(self) -> list:
+        """What this output writes to, each as an OutputSnapshot (art_edge.rig.report): its
+        health (ok, degraded, failed and why) and counts, for /healthz and the summary."""
+        return []
 
 
 class Observers(RigObserver):
@@ -59,40 +74,123 @@ class Observers(RigObserver):
         for observer in self.observers:
             observer.on_segment(camera, record)
 
-    def close(self, failures: list):
-        """Close each, even when one close fails; the failures go to `failures`."""
+    def close(self, failures: list, deadline=None):
+        """Close each (by `deadline`, those that take one), even when one close fails; the
+        failures go to `failures`."""
         for observer in self.observers:
             try:
-                observer.close()
+                close_within = getattr(observer, "close_within", None)
+                close_within(deadline) if close_within and deadline else observer.close()
             except Exception as e:  # noqa: BLE001 (each output is closed whatever the others did)
                 failures.append(e)
 
+    def outputs(self) -> list:
+        return [o for observer in self.observers for o in getattr(observer, "outputs", list)()]
+
 
 class AnnotatedVideo(RigObserver):
-    """`--output`: one camera's frames with its decision drawn, to a video file or the display."""
+    """`--output`: one camera's frames with its decision drawn, to a video file (drawn and
+    written on a thread of its own: VideoFile) or the display (on the encoding thread)."""
 
-    def __init__(self, spec: str, source, classes: list[str], snapshot):
+    def __init__(self, spec: str, source, classes: list[str], snapshot, stall_after=10.0):
         """`source`: the camera's (its frame rate, once open, is the video's); `snapshot()`: the
         rig's (art_edge.rig.report)."""
         self.spec, self.source, self.classes, self.snapshot = spec, source, classes, snapshot
-        self.output = None
+        self.output = self.file = None
+        if not is_display(spec):
+            self.file = VideoFile(spec, lambda: source.fps, classes, stall_after).start()
 
     @property
     def frames(self) -> int | None:
         """Frames in the video file (None for the display)."""
-        return getattr(self.output, "frames", None)
+        return self.file.frames if self.file is not None else None
 
     def on_frame(self, camera: str, frame) -> bool:
-        if self.output is None:
-            self.output = open_output(self.spec, self.source.fps)
         cam = self.snapshot().camera(camera)
         p50 = cam.decision_latency_ms[0]
+        if self.file is not None:  # a file played as fast as it goes waits a little for room
+            wait = 0.0 if getattr(self.source, "live", False) else 5.0
+            self.file.put((frame.image, cam.decision, cam.fps, p50), wait)
+            return True
+        if self.output is None:
+            self.output = open_output(self.spec, self.source.fps)
         self.output.write(draw_overlay(frame.image, cam.decision, self.classes, cam.fps, p50))
         return not getattr(self.output, "closed_by_user", False)
+
+    def outputs(self) -> list:
+        return [self.file.snapshot()] if self.file is not None else []
+
+    def close_within(self, deadline):
+        if self.file is not None:
+            self.file.close(deadline)
+        self.close()
 
     def close(self):
         if self.output is not None:
             self.output.close()
+        if self.file is not None and not self.file.worker.is_alive():
+            self.file.finish()
+
+
+class VideoFile(Outlet):
+    """The annotated video file, drawn and written from its own queue: a write error ends the
+    file there (what was written is kept when it can be finished, else removed), pauses the
+    output (its frames are dropped, counted) until a probe finds the folder writable, and the
+    video goes on in a new file (NAME.2.mp4, NAME.3.mp4, … after one that was kept)."""
+
+    retry_note = "the video pauses (its frames are dropped), retrying"
+
+    def __init__(self, path, fps_of, classes: list, stall_after: float = 10.0, bound: int = 64):
+        super().__init__(str(path), bound, stall_after)
+        self.path, self.fps_of, self.classes = Path(path), fps_of, classes
+        self.output, self.part, self.frames = None, 1, 0
+
+    def put(self, item, wait: float = 0.0) -> bool:
+        if self.paused:  # a frame is not worth keeping for later
+            self.dropped += 1
+            return False
+        return super().put(item, wait)
+
+    def write(self, item):
+        image, decision, fps, p50 = item
+        bgr = draw_overlay(image, decision, self.classes, fps, p50)
+        if self.output is None:
+            path = self.path
+            if self.part > 1:
+                path = path.with_name(f"{path.stem}.{self.part}{path.suffix}")
+            self.output = VideoFileOutput(path, self.fps_of())
+        try:
+            self.output.write(bgr)
+        except Exception as e:
+            self.finish()
+            if isinstance(e, OSError):
+                raise
+            raise OSError(errno.EIO, f"{type(e).__name__}: {e}", str(self.path)) from e
+        self.frames += 1
+
+    def give_up(self, item):
+        return None  # a frame is not retried: the next one is the probe
+
+    def probe(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".art-probe-", dir=self.path.parent)
+        os.close(fd)
+        os.unlink(probe)
+
+    def finish(self):
+        """The current file finished (renamed into place), or removed when it cannot be."""
+        output, self.output = self.output, None
+        if output is None or output.writer is None:
+            return
+        try:
+            output.close()
+        except Exception:  # noqa: BLE001 (a file that cannot be finished is not left half)
+            output.abandon()
+            return  # nothing kept: the next file takes its name
+        self.part += 1
+
+    def counts(self) -> dict:
+        return {**super().counts(), "written": self.frames}
 
 
 class StatusReport(RigObserver):
@@ -102,7 +200,7 @@ class StatusReport(RigObserver):
     def __init__(self, snapshot, stream=None):
         self.snapshot, self.line = snapshot, StatusLine(stream)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="art-edge:status", daemon=True)
+        self._thread = Supervised("the status line", self._run, self._stop)
         self._thread.start()
 
     def _run(self):
@@ -111,5 +209,5 @@ class StatusReport(RigObserver):
 
     def close(self):
         self._stop.set()
-        self._thread.join(timeout=5.0)
+        self._thread.join(timeout=2.0)
         self.line.close()

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 from art_edge.errors import UserError
 from art_edge.preprocess import preprocess_frame
+from art_edge.rig.outlets import Supervised
 from art_edge.runtime.engine_dir import BATCH_PROFILE
 from art_edge.runtime.streaming import decide_batch
 from art_edge.video.sources import EndOfStream
@@ -33,7 +35,6 @@ class _End:
 
     ended: str
     error: str | None = None
-    exception: BaseException | None = None  # anything else the reader hit: re-raised by the caller
 
 
 def read_frame(source, preprocessing, timeout: float, roi=None):
@@ -57,34 +58,37 @@ class FrameReader:
     """Capture, decode and preprocess on a thread of their own, into a bounded queue of
     (frame, preprocessed image)."""
 
-    def __init__(self, source, preprocessing, bound: int, roi=None, ready=None, on_frame=None):
+    def __init__(self, source, preprocessing, bound: int, roi=None, ready=None, on_frame=None,
+                 name: str = "camera"):  # fmt: skip
         """`ready`: a threading.Event set whenever an item is queued (one encoder serving several
         readers waits on it); `on_frame(frame)`: called on this thread for each frame read (the
-        clip history keeps it)."""
+        clip history keeps it). The thread is Supervised: an unexpected error in a frame's
+        reading, preprocessing or history is reported once, and the reader goes on."""
         self.source, self.preprocessing, self.roi = source, preprocessing, roi
         self.ready, self.on_frame = ready, on_frame
         self.live = getattr(source, "live", False)
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, bound))
         self.dropped = 0  # frames a live source delivered that the pipeline had no room for
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="art-edge:reader", daemon=True)
+        self.worker = Supervised(f"{name}'s reader", self._run, self._stop)
+
+    @property
+    def restarts(self) -> int:
+        return self.worker.crashes
 
     def start(self):
-        self._thread.start()
+        self.worker.start()
 
     def _run(self):
-        try:
-            while not self._stop.is_set():
-                item = read_frame(self.source, self.preprocessing, 0.2, self.roi)
-                if isinstance(item, _End):
-                    self._put(item, last=True)
-                    return
-                if item is not None:
-                    if self.on_frame is not None:
-                        self.on_frame(item[0])
-                    self._put(item)
-        except BaseException as e:  # noqa: BLE001 (handed to the caller's thread, raised there)
-            self._put(_End("reader failed", exception=e), last=True)
+        while not self._stop.is_set():
+            item = read_frame(self.source, self.preprocessing, 0.2, self.roi)
+            if isinstance(item, _End):
+                self._put(item, last=True)
+                return
+            if item is not None:
+                if self.on_frame is not None:
+                    self.on_frame(item[0])
+                self._put(item)
 
     def _put(self, item, last: bool = False):
         """Newest-frame policy for a live source (the end of the stream is never dropped); a file
@@ -112,8 +116,6 @@ class FrameReader:
             item = self.queue.get(timeout=timeout)
             while True:
                 if isinstance(item, _End):
-                    if item.exception is not None:
-                        raise item.exception
                     return items, item
                 items.append(item)
                 if len(items) >= limit:
@@ -122,10 +124,9 @@ class FrameReader:
         except queue.Empty:
             return items, None
 
-    def close(self):
+    def close(self, timeout: float = 2.0):
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5.0)
+        self.worker.join(timeout)
 
 
 class HeadThread:
@@ -190,12 +191,12 @@ class HeadThread:
             except BaseException as e:  # noqa: BLE001
                 lane.error = e
 
-    def close(self):
+    def close(self, timeout: float = 10.0):
         with self.cond:
             self._closing = True
             self.cond.notify_all()
         if self._thread.is_alive():
-            self._thread.join(timeout=10.0)
+            self._thread.join(timeout=timeout)
 
 
 class HeadLane:
@@ -231,10 +232,14 @@ class HeadLane:
         self.skipped += 1
         return True
 
-    def drain(self):
-        """Wait until every job handed over is done."""
+    def drain(self, timeout: float = 60.0):
+        """Wait until every job handed over is done (`timeout` seconds at most)."""
+        deadline = time.monotonic() + timeout
         with self.head.cond:
             while (self.pending or self.busy) and self.error is None:
+                if time.monotonic() > deadline:
+                    self.pending.clear()  # the rig is closing: what is left is not decided
+                    break
                 self.head.cond.wait(0.2)
             self._raise_error()
 
@@ -292,7 +297,7 @@ class InlineHead:
     def submit(self, job, end: bool = False):
         self.on_decision(None if job is None else self.classifier.decide(job), end)
 
-    def drain(self):
+    def drain(self, timeout: float = 60.0):
         pass
 
     def close(self):

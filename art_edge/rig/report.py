@@ -9,7 +9,9 @@ rig's own objects.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,7 +61,8 @@ class RunStats:
 
 class RateMeter:
     """Frames per second over the last `window` seconds: a burst (a stream's backlog after a
-    reconnect) moves it by what it adds to the window, not by its instantaneous rate."""
+    reconnect) moves it by what it adds to the window, not by its instantaneous rate; a camera
+    that stops falls to 0 within the window."""
 
     def __init__(self, window: float = 2.0):
         self.window, self.times, self.started = window, deque(), None
@@ -71,12 +74,66 @@ class RateMeter:
         while now - self.times[0] > self.window:
             self.times.popleft()
 
-    @property
-    def fps(self) -> float:
-        if len(self.times) < 2:
+    def fps_at(self, now: float) -> float:
+        recent = [t for t in tuple(self.times) if now - t <= self.window]
+        span = min(self.window, now - self.started) if self.started is not None else 0.0
+        if len(recent) < 2 or span <= 0:
             return 0.0
-        span = min(self.window, self.times[-1] - self.started)
-        return (len(self.times) - 1) / span if span > 0 else 0.0
+        return len(recent) / span
+
+
+class History:
+    """The last `keep` items of a series that only grows (segment records, clips written), so
+    that a run of weeks holds a bounded number of them; `view()` is indexed as the whole series
+    (see HistoryView)."""
+
+    def __init__(self, keep: int = 1000):
+        self.items: deque = deque(maxlen=keep)
+        self.total = 0
+        self.lock = threading.Lock()
+
+    def append(self, item):
+        with self.lock:
+            self.items.append(item)
+            self.total += 1
+
+    def view(self) -> HistoryView:
+        with self.lock:
+            return HistoryView(tuple(self.items), self.total)
+
+
+class HistoryView(Sequence):
+    """A History at one moment, as a sequence of every item ever added: `len()` counts them all,
+    index i is the i-th ever added, and those before the last `keep` are gone (a slice over them
+    skips them; an index of one raises IndexError)."""
+
+    def __init__(self, items: tuple = (), total: int | None = None):
+        self.items, self.total = tuple(items), len(items) if total is None else total
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, index):
+        first = self.total - len(self.items)
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self.total)
+            return tuple(self.items[i - first] for i in range(start, stop, step) if i >= first)
+        index = index + self.total if index < 0 else index
+        if not first <= index < self.total:
+            raise IndexError(f"item {index} is no longer kept (the last {len(self.items)} are)")
+        return self.items[index - first]
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __eq__(self, other):
+        return (
+            tuple(self) == tuple(other)
+            if isinstance(other, (tuple, HistoryView))
+            else NotImplemented
+        )
+
+    __hash__ = None
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:
@@ -110,6 +167,10 @@ class CameraSnapshot:
     last_frame: object = None  # the newest frame encoded (art_edge.runtime.streaming.Frame)
     roi: object = None  # art_edge.video.roi.Roi
     open_segment: dict | None = None  # the segment in progress: label, start_ts, end_ts, peak_score
+    since_decision_s: float = 0.0  # since its last decision (since the run started: none yet)
+    seconds: float = 0.0  # processing time: from the run's start to its end (or now)
+    restarts: int = 0  # its reader or capture thread failed and was restarted
+    problem: str | None = None  # what its source or reader last ran into (a lost stream)
 
     def silent(self, stale_after: float) -> bool:
         """No frame delivered in the last `stale_after` seconds (/healthz, the dashboard)."""
@@ -133,8 +194,8 @@ class RigSnapshot:
     cameras: tuple  # CameraSnapshot, in the order the cameras were given
     classes: tuple
     seconds: float  # since the run started (to its end, once it ended)
-    segments: tuple  # every finished segment's record so far
-    clips: tuple | None  # the clips written so far (None: clips are off)
+    segments: Sequence  # every finished segment's record so far (a HistoryView: the last 1000 kept)
+    clips: Sequence | None  # the clips written so far (a HistoryView; None: clips are off)
     clips_dropped: int  # clips the writer had no room for
     batches: int  # encoder batches
     max_batch: int
@@ -145,8 +206,23 @@ class RigSnapshot:
     ended: str | None = None  # how the run ended (None: still running)
     error: str | None = None
 
+    outputs: tuple = ()  # OutputSnapshot, an output each
+    processing_seconds: float = 0.0  # the run's start to the end of its processing (no shutdown)
+    loop_idle_s: float = 0.0  # since the rig's loop last went round (a stuck loop: failed)
+    running: bool = False  # open and going round (from after its cameras opened to its end)
+
     def camera(self, name: str) -> CameraSnapshot:
         return next(cam for cam in self.cameras if cam.name == name)
+
+
+@dataclass(frozen=True)
+class OutputSnapshot:
+    """One output of the rig (a JSONL file, the clips, a network sink) at one moment."""
+
+    name: str
+    status: str  # ok, degraded (paused, dropping, spooling) or failed (stuck)
+    reason: str
+    counts: dict  # written or sent, dropped, lost, errors, pending (and spooled: network sinks)
 
 
 def status_text(snap: RigSnapshot) -> str:
@@ -174,14 +250,15 @@ def status_text(snap: RigSnapshot) -> str:
     return " | ".join(parts)
 
 
-def camera_summary(cam: CameraSnapshot, seconds: float, events: int) -> dict:
-    """A camera's part of the summary; `events`: those its decisions and segments made."""
+def camera_summary(cam: CameraSnapshot, events: int) -> dict:
+    """A camera's part of the summary; `events`: those its decisions and segments made. Its FPS
+    is over its processing time (the run's start to the camera's end), not the shutdown."""
     (fl50, fl95), (dl50, dl95) = cam.frame_latency_ms, cam.decision_latency_ms
     summary = {
         "frames": cam.frames,
         "decisions": cam.decisions,
         "events": events,
-        "fps": round(cam.frames / seconds, 2) if seconds > 0 else 0.0,
+        "fps": round(cam.frames / cam.seconds, 2) if cam.seconds > 0 else 0.0,
         "frame_latency_ms": {"p50": _round(fl50), "p95": _round(fl95)},
         "decision_latency_ms": {"p50": _round(dl50), "p95": _round(dl95)},
         "encode_ms_p50": _round(cam.encode_ms_p50),
@@ -191,6 +268,7 @@ def camera_summary(cam: CameraSnapshot, seconds: float, events: int) -> dict:
         "corrupt": cam.corrupt,
         "truncated": cam.truncated,
         "reconnects": cam.reconnects,
+        "restarts": cam.restarts,
         "ended": cam.ended or "interrupted",
     }
     if cam.error:
@@ -207,8 +285,8 @@ def rig_summary(snap: RigSnapshot, events: dict) -> dict:
     """The rig's part of the run's summary (`events`: per camera). One camera: its figures at
     the top level (as art-edge always wrote them); several: the totals at the top level; per
     camera under `cameras` in both."""
-    seconds = snap.seconds
-    cams = {c.name: camera_summary(c, seconds, events.get(c.name, 0)) for c in snap.cameras}
+    seconds = snap.processing_seconds  # the FPS: frames over processing time, not shutdown
+    cams = {c.name: camera_summary(c, events.get(c.name, 0)) for c in snap.cameras}
     if len(cams) == 1:
         summary = dict(next(iter(cams.values())))
         del summary["ended"]
@@ -219,7 +297,8 @@ def rig_summary(snap: RigSnapshot, events: dict) -> dict:
         summary["fps"] = round(summary["frames"] / seconds, 2) if seconds > 0 else 0.0
         summary["decisions_skipped"] = sum(c["decisions_skipped"] for c in cams.values())
     summary.update(
-        seconds=round(seconds, 2),
+        seconds=round(snap.seconds, 2),
+        processing_seconds=round(seconds, 2),
         cameras=cams,
         segments=len(snap.segments),
         frames_per_batch=round(summary["frames"] / snap.batches, 2) if snap.batches else 0.0,
@@ -232,5 +311,7 @@ def rig_summary(snap: RigSnapshot, events: dict) -> dict:
             decisions_per_head_batch=round(per_batch, 2), max_head_batch=snap.max_head_batch
         )
     if snap.clips is not None:
-        summary.update(clips=list(snap.clips), clips_dropped=snap.clips_dropped)
+        summary.update(clips=list(snap.clips), clips_written=len(snap.clips),
+                       clips_dropped=snap.clips_dropped)  # fmt: skip
+    summary["outputs"] = {o.name: {**o.counts, "status": o.status} for o in snap.outputs}
     return summary

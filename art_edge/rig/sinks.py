@@ -26,7 +26,6 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -42,6 +41,8 @@ from art_edge.rig.credentials import (
     without_userinfo,
 )
 from art_edge.rig.observers import RigObserver
+from art_edge.rig.outlets import Deadline, JsonlFile, Rotation, run_header
+from art_edge.rig.report import OutputSnapshot
 
 QUEUE_BOUND = 1000  # events held per network sink while its broker or endpoint is away
 
@@ -67,25 +68,51 @@ def decision_event(decision, classes: list[str], camera: str, wall_time: float |
 
 
 class JsonlSink:
-    """One JSON object a line, flushed as written (events may come from several threads: locked)."""
+    """One JSON object a line (art_edge.rig.outlets.JsonlFile): appended, never truncated, a run
+    header line at each start, rotated as `rotation` says; written from a thread of its own, so
+    a full, read-only or stuck disk never holds up the rig (the file pauses with one warning,
+    retries, and drops what its queue cannot hold, counted). Started by its first event."""
 
-    def __init__(self, path):
+    def __init__(self, path, rotation: Rotation | None = None, header: dict | None = None,
+                 stall_after: float = 10.0):  # fmt: skip
         self.name = str(path)
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "w", buffering=1)
-        self.lock = threading.Lock()
-        self.sent = self.failed = self.dropped = 0
+        self.file = JsonlFile(path, rotation or Rotation(), header or run_header(), QUEUE_BOUND,
+                              stall_after)  # fmt: skip
+        self._lock, self._started = threading.Lock(), False
 
     def emit(self, event: dict):
-        with self.lock:
-            self.file.write(json.dumps(event) + "\n")
-            self.file.flush()
-            self.sent += 1
+        if not self._started:
+            with self._lock:
+                if not self._started:
+                    self.file.start()
+                    self._started = True
+        self.file.put(event)
 
-    def close(self):
-        with self.lock:
-            self.file.close()
+    @property
+    def sent(self) -> int:
+        return self.file.written
+
+    @property
+    def failed(self) -> int:  # held when the run ended, never written
+        return self.file.lost
+
+    @property
+    def dropped(self) -> int:
+        return self.file.dropped
+
+    def snapshot(self) -> OutputSnapshot:
+        return self.file.snapshot()
+
+    def close_within(self, deadline: Deadline):
+        if self._started:
+            self.file.close(deadline)
+
+    def close(self, timeout: float = 5.0):
+        self.close_within(Deadline(timeout))
+
+    def discard(self):
+        """Take back what this run wrote (a run that processed nothing)."""
+        self.file.discard()
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -386,15 +413,38 @@ class EventSinks(RigObserver):
     def close(self):
         self.sinks.close()
 
+    def close_within(self, deadline: Deadline):
+        """Each sink gets what is left of `deadline` (those that take one)."""
+        for sink in self.sinks.sinks:
+            close_within = getattr(sink, "close_within", None)
+            close_within(deadline) if close_within else sink.close()
+
+    def outputs(self) -> list:
+        return [s.snapshot() for s in self.sinks.sinks if hasattr(s, "snapshot")]
+
+    def discard(self):
+        for sink in self.sinks.sinks:
+            getattr(sink, "discard", lambda: None)()
+
 
 class SegmentLog(RigObserver):
-    """`--segments PATH`: one JSON line per finished segment."""
+    """`--segments PATH`: one JSON line per finished segment (a JsonlSink)."""
 
-    def __init__(self, path):
-        self.file = JsonlSink(path)
+    def __init__(self, path, rotation: Rotation | None = None, header: dict | None = None,
+                 stall_after: float = 10.0):  # fmt: skip
+        self.file = JsonlSink(path, rotation, header, stall_after)
 
     def on_segment(self, camera: str, record: dict):
         self.file.emit(record)
 
+    def outputs(self) -> list:
+        return [self.file.snapshot()]
+
+    def close_within(self, deadline: Deadline):
+        self.file.close_within(deadline)
+
     def close(self):
         self.file.close()
+
+    def discard(self):
+        self.file.discard()

@@ -232,12 +232,12 @@ class Hosts:
         return (name, port) == named or (scheme, name, port) in self.origins
 
 
-async def respond(scope, send, status: int, text: str):
-    """A plain-text HTTP response, or a refused WebSocket (uvicorn answers it with 403)."""
+async def respond(scope, send, status: int, text: str, content_type: str = "text/plain"):
+    """An HTTP response of `text`, or a refused WebSocket (uvicorn answers it with 403)."""
     if scope["type"] == "websocket":
         return await send({"type": "websocket.close", "code": 1008})
     body = text.encode() + b"\n"
-    headers = [(b"content-type", b"text/plain; charset=utf-8"),
+    headers = [(b"content-type", f"{content_type}; charset=utf-8".encode()),
                (b"content-length", str(len(body)).encode())]  # fmt: skip
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -2,8 +2,9 @@
 
     GET /metrics   per-camera frames, FPS, dropped, corrupt, reconnects, decisions, the decision
                    latency histogram; per-sink events sent, failed and dropped
-    GET /healthz   200 while every camera delivered a frame in the last `stale_after` seconds,
-                   503 (naming the silent cameras) otherwise
+    GET /healthz   JSON: ok, degraded or failed, for the rig, each camera and each output, from
+                   recognition's progress (art_edge.rig.health); 200 while the rig is ok or
+                   degraded, 503 when it failed (no camera is being decided)
 
 The counters are read from a snapshot of the rig when Prometheus scrapes (nothing is done per
 frame), except the latency histogram, observed at each decision. Served by uvicorn behind the
@@ -14,7 +15,11 @@ their masked names: no credential or query value of a sink's URI is ever a label
 
 from __future__ import annotations
 
+import json
+
+from art_edge.rig.health import rig_health
 from art_edge.rig.observers import RigObserver
+from art_edge.rig.outlets import DEGRADED, FAILED, OK
 from art_edge.serve.guard import GuardedServer, Hosts, RequestCheck, respond
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -24,8 +29,9 @@ METRICS_CONNECTIONS = 32  # Prometheus and a health check or two need a few
 class RigCollector:
     """Reads a snapshot of the rig, and the sinks' counts, at scrape time."""
 
-    def __init__(self, snapshot, sink_counts):
-        self.snapshot, self.sink_counts = snapshot, sink_counts
+    def __init__(self, snapshot, sink_counts, stale_after: float | None = None):
+        """`stale_after`: the health gauges' (art_edge.rig.health; None: none)."""
+        self.snapshot, self.sink_counts, self.stale_after = snapshot, sink_counts, stale_after
 
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -56,6 +62,42 @@ class RigCollector:
             for family, key in zip(sinks, ("sent", "failed", "dropped")):
                 family.add_metric([name], counts[key])
         yield from sinks
+        if self.stale_after is not None:
+            yield from health_families(self.snapshot(), self.stale_after)
+
+
+def health_families(snap, stale_after: float):
+    """Gauges of health, read from the same report as /healthz: a camera that stops is 0 (its
+    art_fps falls to 0 too), never its last value."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    report = rig_health(snap, stale_after)
+    level = {OK: 0, DEGRADED: 1, FAILED: 2}
+    rig = GaugeMetricFamily("art_health", "the rig: 0 ok, 1 degraded, 2 failed")
+    rig.add_metric([], level[report["status"]])
+    up = GaugeMetricFamily(
+        "art_camera_up", "1 while the camera is being decided", labels=["camera"]
+    )
+    since = GaugeMetricFamily("art_seconds_since_decision", "since the camera's last decision",
+                              labels=["camera"])  # fmt: skip
+    for name, cam in report["cameras"].items():
+        up.add_metric([name], int(cam["status"] != FAILED))
+        since.add_metric([name], cam["since_decision_s"])
+    out_up = GaugeMetricFamily("art_output_up", "1 while the output is not failed (stuck)",
+                               labels=["output"])  # fmt: skip
+    out_ok = GaugeMetricFamily("art_output_ok", "1 while the output is ok (not paused, spooling "
+                               "or dropping)", labels=["output"])  # fmt: skip
+    counts = {k: CounterMetricFamily(f"art_output_{k}", f"items {k} by the output", labels=["output"])
+              for k in ("dropped", "errors")}  # fmt: skip
+    pending = GaugeMetricFamily("art_output_pending", "items waiting (queued or spooled)",
+                                labels=["output"])  # fmt: skip
+    for name, out in report["outputs"].items():
+        out_up.add_metric([name], int(out["status"] != FAILED))
+        out_ok.add_metric([name], int(out["status"] == OK))
+        pending.add_metric([name], out.get("pending", 0))
+        for key, family in counts.items():
+            family.add_metric([name], out.get(key, 0))
+    yield from (rig, up, since, out_up, out_ok, pending, *counts.values())
 
 
 class MetricsServer(RigObserver):
@@ -69,7 +111,7 @@ class MetricsServer(RigObserver):
 
         self.snapshot, self.stale_after = snapshot, stale_after
         self.registry = CollectorRegistry()
-        self.registry.register(RigCollector(snapshot, sink_counts))
+        self.registry.register(RigCollector(snapshot, sink_counts, stale_after))
         self.latency = Histogram(
             "art_decision_latency_seconds",
             "capture of a decision's newest frame → decision made",
@@ -89,22 +131,21 @@ class MetricsServer(RigObserver):
     def on_decision(self, camera: str, decision):
         self.latency.labels(camera).observe(decision.latency_ms / 1000)
 
-    def health(self) -> tuple[int, str]:
-        """/healthz: (200, "ok") while every camera delivers frames, else 503 naming the others."""
-        silent = [c.name for c in self.snapshot().cameras if c.silent(self.stale_after)]
-        if silent:
-            return 503, f"no frame for {self.stale_after:g} s: {', '.join(silent)}"
-        return 200, "ok"
-
     async def route(self, scope, receive, send):
         if scope["type"] != "http":
             return
         path = scope.get("path", "")
         if path == "/healthz":
-            return await respond(scope, send, *self.health())
+            code, report = self.healthz()
+            return await respond(scope, send, code, json.dumps(report), "application/json")
         if path in ("/metrics", "/"):
             return await self.metrics_app(scope, receive, send)
         return await respond(scope, send, 404, "/metrics or /healthz")
+
+    def healthz(self) -> tuple[int, dict]:
+        """/healthz: (200 while the rig is ok or degraded, 503 when failed; the report)."""
+        report = rig_health(self.snapshot(), self.stale_after)
+        return (503 if report["status"] == FAILED else 200), report
 
     def close(self):
         self.guard.close()

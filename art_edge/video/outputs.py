@@ -36,15 +36,28 @@ class H264Writer:
         self.stream.pix_fmt = "yuv420p"
         self.stream.options = {"preset": preset, "crf": "23"}
         self.stream.thread_count = 1  # one core: the encoder and capture need the others
+        self.failed = False  # a write failed (a full disk): the file cannot be finished
 
     def write(self, bgr: np.ndarray):
         import av
 
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24")
-        self.container.mux(self.stream.encode(frame))
+        try:
+            self.container.mux(self.stream.encode(frame))
+        except BaseException:
+            self.failed = True
+            raise
 
     def release(self):
-        self.container.mux(self.stream.encode(None))  # flush the frames the encoder holds
+        """Flush the encoder and finish the file; after a failed write only close it (flushing
+        an encoder whose output failed can crash FFmpeg)."""
+        if not self.failed:
+            try:
+                self.container.mux(self.stream.encode(None))  # the frames the encoder holds
+            except BaseException:
+                self.failed = True
+                self.container.close()
+                raise
         self.container.close()
 
 
@@ -86,6 +99,19 @@ class VideoFileOutput:
             self.writer.release()
             os.replace(self.part, self.path)
             self.writer = None
+
+    def abandon(self):
+        """A write failed: nothing of the file is left (the error that ended it goes on)."""
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            try:
+                writer.release()
+            except Exception:  # noqa: BLE001 (the file is removed whatever its writer says)
+                pass
+        try:
+            self.part.unlink(missing_ok=True)
+        except OSError:
+            pass  # its folder is gone or read-only: the writer removes it when it is back
 
 
 def letterbox(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -12,8 +12,9 @@
 
 Live sources (cameras, streams, files played with realtime=True) capture in their own thread and
 keep only the newest frame: a frame that is replaced before the pipeline took it is counted in
-`dropped`, so a slow pipeline never queues. A live source that fails reconnects with back-off
-and gives up after `reconnect_timeout` seconds. Files read as fast as the pipeline asks otherwise.
+`dropped`, so a slow pipeline never queues. A camera or stream opens on its own thread and is
+retried with capped back-off when it cannot be opened or is lost, for ever unless a
+`reconnect_timeout` is given. Files read as fast as the pipeline asks otherwise.
 """
 
 from __future__ import annotations
@@ -82,7 +83,14 @@ def _bgr_to_rgb(image: np.ndarray) -> np.ndarray:
 
 class CaptureSource(VideoSource):
     """cv2.VideoCapture behind a grabber thread that keeps only the newest frame (cameras,
-    streams, GStreamer pipelines, and files played in real time)."""
+    streams, GStreamer pipelines, and files played in real time).
+
+    A camera or stream is patient: it is opened on its own thread (`open()` returns at once, the
+    status says "connecting"), retried with back-off (0.5 s doubling to 5 s) when it cannot be
+    opened or is lost, and given up only after `reconnect_timeout` seconds when that is > 0
+    (0: never). Network streams open and read under `open_timeout` and `read_timeout`, so a
+    camera that accepts a connection and never answers costs its own thread that long, nobody
+    else's. A file played in real time (`end_is_final`) opens at once or fails, and ends."""
 
     live = True
 
@@ -93,12 +101,18 @@ class CaptureSource(VideoSource):
         api=cv2.CAP_ANY,
         describe: str | None = None,
         pace: bool = False,
-        reconnect_timeout: float = 30.0,
+        reconnect_timeout: float = 0.0,
         end_is_final: bool = False,
+        open_timeout: float = 10.0,
+        read_timeout: float = 10.0,
     ):
         super().__init__(uri)
         self.target, self.api, self.describe = target, api, describe or str(target)
         self.pace, self.reconnect_timeout, self.end_is_final = pace, reconnect_timeout, end_is_final
+        self.open_timeout, self.read_timeout = open_timeout, read_timeout
+        self.problem: str | None = None  # what it last ran into (cannot open, lost, an error)
+        self.failures = 0  # unexpected errors of its capture (each handled as a lost stream)
+        self.opens = 0  # times it was opened (the first, and each reconnect)
         self._cap = None
         self._lock = threading.Condition()
         self._latest: Frame | None = None
@@ -109,7 +123,12 @@ class CaptureSource(VideoSource):
         self._count = 0
 
     def _open_capture(self):
-        cap = cv2.VideoCapture(self.target, self.api)
+        if self.api == cv2.CAP_FFMPEG:  # a stream: opening and reading never wait unbounded
+            timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
+                        cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]  # fmt: skip
+            cap = cv2.VideoCapture(self.target, self.api, timeouts)
+        else:
+            cap = cv2.VideoCapture(self.target, self.api)
         if not cap.isOpened():
             cap.release()
             return None
@@ -117,36 +136,59 @@ class CaptureSource(VideoSource):
         return cap
 
     def open(self):
-        self._cap = self._open_capture()
-        if self._cap is None:
-            raise UserError(self._cannot_open_message())
-        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        self.status = "live"
+        if self.end_is_final:  # a file played once: there now, or bad input
+            self._cap = self._open_capture()
+            if self._cap is None:
+                raise UserError(self._cannot_open_message())
+            self._opened(self._cap)
+        else:
+            self.status = "connecting"
         self._thread = threading.Thread(target=self._run, name=f"capture:{self.uri}", daemon=True)
         self._thread.start()
+
+    def _opened(self, cap):
+        self.fps = self.fps or float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.status, self.problem = "live", None
+        self.opens += 1
 
     def _cannot_open_message(self) -> str:
         return f"cannot open {self.describe}"
 
     def _run(self):
+        try:
+            if self._cap is None and not self._connect(f"cannot open {self.describe}"):
+                return
+            while not self._stop.is_set():
+                if not self._read_loop():  # lost: reconnect, or give up
+                    if self.end_is_final or not self._connect(f"lost {self.describe}"):
+                        break
+        finally:
+            if self._cap is not None:
+                self._cap.release()
+                self._cap = None
+            with self._lock:
+                self._ended = True
+                self._lock.notify_all()
+
+    def _read_loop(self) -> bool:
+        """Read until the source fails; → False then (an unexpected error counts as a failure)."""
         period = 1.0 / self.fps if self.pace and self.fps > 0 else 0.0
         next_due = time.monotonic()
-        while not self._stop.is_set():
-            ok, image = self._cap.read()
-            if not ok or image is None:
-                if self.end_is_final:
-                    break
-                if not self._reconnect():
-                    return
-                continue
-            if period:
-                next_due += period
-                time.sleep(max(0.0, next_due - time.monotonic()))
-            self._publish(Frame(_bgr_to_rgb(image), self._count, time.monotonic()))
-            self._count += 1
-        with self._lock:
-            self._ended = True
-            self._lock.notify_all()
+        try:
+            while not self._stop.is_set():
+                ok, image = self._cap.read()
+                if not ok or image is None:
+                    return False
+                if period:
+                    next_due += period
+                    time.sleep(max(0.0, next_due - time.monotonic()))
+                self._publish(Frame(_bgr_to_rgb(image), self._count, time.monotonic()))
+                self._count += 1
+        except Exception as e:  # noqa: BLE001 (a capture that raises is a lost stream: reopened)
+            self.failures += 1
+            self.problem = f"{self.describe} failed ({type(e).__name__}: {e})"
+            return False
+        return True
 
     def _publish(self, frame: Frame):
         with self._lock:
@@ -155,28 +197,38 @@ class CaptureSource(VideoSource):
             self._latest = frame
             self._lock.notify_all()
 
-    def _reconnect(self) -> bool:
-        """Back-off 0.5 s, 1 s, 2 s ... 5 s until the source is back or reconnect_timeout passes."""
-        lost_at, delay = time.monotonic(), 0.5
-        self._cap.release()
+    def _connect(self, problem: str) -> bool:
+        """Open the source: retried with back-off (0.5 s, 1 s, 2 s … 5 s) until it opens, the
+        source is closed, or `reconnect_timeout` (> 0) passes; → whether it is open."""
+        first = self._cap is None and self._count == 0
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+        since, delay = time.monotonic(), 0.5
+        self.problem = self.problem if self.problem and not first else problem
         while not self._stop.is_set():
-            waited = time.monotonic() - lost_at
-            if waited > self.reconnect_timeout:
-                with self._lock:
-                    self._failure = (
-                        f"lost {self.describe} and could not reconnect within "
-                        f"{self.reconnect_timeout:.0f} s (--reconnect-timeout)"
-                    )
-                    self._lock.notify_all()
-                return False
-            self.status = f"reconnecting ({waited:.0f} s)"
-            self._stop.wait(delay)
+            waited = time.monotonic() - since
+            if self.reconnect_timeout and waited > self.reconnect_timeout:
+                return self._give_up(first)
+            self.status = "connecting" if first else f"reconnecting ({waited:.0f} s)"
             cap = self._open_capture()
             if cap is not None:
-                self._cap, self.status = cap, "live"
-                self.reconnects += 1
+                self._cap = cap
+                self._opened(cap)
+                self.reconnects += 0 if first else 1
                 return True
+            self._stop.wait(delay)
             delay = min(delay * 2, 5.0)
+        return False
+
+    def _give_up(self, first: bool) -> bool:
+        what = "open" if first else "reconnect"
+        with self._lock:
+            self._failure = (
+                f"{'cannot open' if first else 'lost'} {self.describe} and could not {what} "
+                f"within {self.reconnect_timeout:.0f} s (--reconnect-timeout)"
+            )
+            self._lock.notify_all()
         return False
 
     def capture(self, timeout: float = 1.0) -> Frame | None:
@@ -190,21 +242,31 @@ class CaptureSource(VideoSource):
                 raise EndOfStream
             return frame
 
-    def close(self):
+    def close(self, timeout: float = 2.0):
+        """Stop the grabber; one stuck in a read or an open (bounded by their timeouts) is left
+        to end on its own, releasing its capture then."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5.0)
-        if self._cap is not None:
+            self._thread.join(timeout=timeout)
+        elif self._cap is not None:
             self._cap.release()
 
 
 class CameraSource(CaptureSource):
-    def __init__(self, uri: str, device, reconnect_timeout: float = 30.0):
+    def __init__(self, uri: str, device, reconnect_timeout: float = 0.0):
         describe = f"camera {device}" + (
             f" (/dev/video{device})" if isinstance(device, int) else ""
         )
         api = cv2.CAP_V4L2 if os.name == "posix" and Path("/dev").is_dir() else cv2.CAP_ANY
         super().__init__(uri, device, api, describe, reconnect_timeout=reconnect_timeout)
+
+    def open(self):
+        """A device that is not there at all is a mistake in the command (a busy or failing one
+        is waited for, like any camera)."""
+        node = f"/dev/video{self.target}" if isinstance(self.target, int) else str(self.target)
+        if self.api == cv2.CAP_V4L2 and not Path(node).exists():
+            raise UserError(self._cannot_open_message())
+        super().open()
 
     def _cannot_open_message(self) -> str:
         found = sorted(glob.glob("/dev/video*"))
@@ -390,7 +452,7 @@ def opencv_has_gstreamer() -> bool:
     return False
 
 
-def _gstreamer(uri: str, pipeline: str, reconnect_timeout: float) -> CaptureSource:
+def _gstreamer(uri: str, pipeline: str, reconnect_timeout: float = 0.0) -> CaptureSource:
     if not opencv_has_gstreamer():
         raise UserError(
             f"{uri}: this OpenCV build has no GStreamer (cv2.getBuildInformation() says so); "
@@ -448,11 +510,15 @@ def _synthetic(uri: str, parsed, classes) -> SyntheticSource:
 def open_source(
     uri: str,
     realtime: bool = False,
-    reconnect_timeout: float = 30.0,
+    reconnect_timeout: float = 0.0,
     classes: list[str] | None = None,
     root=None,
+    open_timeout: float = 10.0,
+    read_timeout: float = 10.0,
 ) -> VideoSource:
-    """A URI → a source (not yet opened). See the module docstring for the forms."""
+    """A URI → a source (not yet opened). See the module docstring for the forms; a live source
+    retries for `reconnect_timeout` seconds (0: for ever), a network stream opens and reads
+    within `open_timeout` and `read_timeout` seconds."""
     uri = str(uri).strip()
     if uri.isdigit():
         return CameraSource(uri, int(uri), reconnect_timeout)
@@ -472,10 +538,11 @@ def open_source(
             and Path(parsed.path).suffix.lower() in VIDEO_FILE_SUFFIXES
         ):
             # a video file on a web server: it plays once and ends (no reconnect and replay)
-            return CaptureSource(uri, uri, cv2.CAP_FFMPEG, f"video file {uri}", end_is_final=True)
-        return CaptureSource(
-            uri, uri, cv2.CAP_FFMPEG, f"stream {uri}", reconnect_timeout=reconnect_timeout
-        )
+            return CaptureSource(uri, uri, cv2.CAP_FFMPEG, f"video file {uri}", end_is_final=True,
+                                 open_timeout=open_timeout, read_timeout=read_timeout)  # fmt: skip
+        return CaptureSource(uri, uri, cv2.CAP_FFMPEG, f"stream {uri}",
+                             reconnect_timeout=reconnect_timeout, open_timeout=open_timeout,
+                             read_timeout=read_timeout)  # fmt: skip
     if uri.startswith("gst:") or " ! " in uri:
         return _gstreamer(uri, uri.removeprefix("gst:").strip(), reconnect_timeout)
     path = Path(uri)

@@ -3,18 +3,13 @@ own process) that a test can kill and restart, a real Mosquitto broker (logins, 
 certificates made by `openssl`, and real camera footage."""
 
 import importlib.util
-import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from benchlib import free_port
-
-RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
+from unattended_parts import MOSQUITTO, Broker, RtspCamera
 
 
 def system_rtsp_server_missing() -> bool:
@@ -27,37 +22,17 @@ def system_rtsp_server_missing() -> bool:
         return True
 
 
-class RtspServer:
-    """rtsp://127.0.0.1:PORT/cam: GStreamer's moving ball, 160×120 at 30 FPS, H.264."""
-
-    def __init__(self):
-        self.port, self.proc = free_port(), None
-        self.uri = f"rtsp://127.0.0.1:{self.port}/cam"
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["/usr/bin/python3", str(RTSP_SERVER), str(self.port)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout.readline().strip() == "ready"
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
 @pytest.fixture
 def rtsp_server():
-    """A started RTSP server (skipped, saying why, where GStreamer's RTSP server is missing);
-    killed after the test."""
+    """A started RTSP server, rtsp://127.0.0.1:PORT/cam, GStreamer's moving ball at 160×120,
+    30 FPS, H.264 (skipped, saying why, where GStreamer's RTSP server is missing); the test may
+    kill and restart it; killed after the test."""
     if system_rtsp_server_missing():
         pytest.skip(
             "GStreamer's RTSP server (python3-gi, gir1.2-gst-rtsp-server-1.0) is not installed; "
             "make test installs it"
         )
-    server = RtspServer()
+    server = RtspCamera()
     server.start()
     yield server
     server.kill()
@@ -78,56 +53,6 @@ def real_clip():
         return path
 
     return path_of
-
-
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-
-
-class Broker:
-    """A real Mosquitto on free localhost ports, with persistence (a subscriber's session and its
-    queued messages survive a restart). `users` ({name: password}): logins required on every
-    listener, no anonymous client; `certs` (Certificates): a second listener, `tls_port`, TLS
-    with the server's certificate, that asks each client for a certificate the CA signed."""
-
-    def __init__(self, folder: Path, users: dict | None = None, certs=None):
-        self.port, self.proc = free_port(), None
-        self.tls_port = free_port() if certs else None
-        self.conf = folder / "mosquitto.conf"
-        lines = [f"listener {self.port} 127.0.0.1"]
-        if certs:
-            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {certs.ca}",
-                      f"certfile {certs.server}", f"keyfile {certs.server_key}",
-                      "require_certificate true"]  # fmt: skip
-        if users:
-            passwords = folder / "mosquitto.passwd"
-            for i, (user, password) in enumerate(users.items()):
-                create = ["-c"] if i == 0 else []
-                subprocess.run([MOSQUITTO_PASSWD, *create, "-b", str(passwords), user, password],
-                               check=True, capture_output=True)  # fmt: skip
-            lines += ["allow_anonymous false", f"password_file {passwords}"]
-        else:
-            lines.append("allow_anonymous true")
-        lines += ["persistence true", f"persistence_location {folder}/"]
-        if os.geteuid() == 0:  # else it drops to the mosquitto user, who cannot read our files
-            lines.append("user root")
-        self.conf.write_text("\n".join(lines) + "\n")
-
-    def start(self):
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stderr=subprocess.DEVNULL)
-        for port in (self.port, self.tls_port or self.port):
-            for _ in range(50):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            else:
-                raise RuntimeError("mosquitto did not start")
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
 
 
 @pytest.fixture

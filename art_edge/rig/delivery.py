@@ -336,6 +336,12 @@ class Delivery:
         size = format_size(bound) if bound else f"{QUEUE_BOUND} events"
         return f"retrying; events wait {where}, in order (at most {size}), dropped beyond that"
 
+    @property
+    def error(self) -> str | None:
+        """Why the endpoint is away (a refused login, a certificate, …) while it is; the summary
+        and /metrics show it beside the counts."""
+        return self.transport.reason() if self.away else None
+
     def health(self) -> tuple[str, str]:
         now = time.monotonic()
         if self.last_drop is not None and now - self.last_drop < self.stall_after:

@@ -116,6 +116,8 @@ class Outputs:
             )
         event = config.event
         sinks = open_sinks(event.sinks, event.logins(), event.tls())
+        # at once behind their queues: a network sink's Delivery is what warns of an outage
+        prepare_sinks(sinks, config.unattended, self.header(rig), config.stale_after)
         self.events = observe(EventSinks(sinks, engine.classes, event.emit))
         self.segments = None
         if config.segment.path:
@@ -135,7 +137,6 @@ class Outputs:
         if os.environ.get("NOTIFY_SOCKET"):  # run by systemd (Type=notify)
             notify = ServiceNotifier(rig.snapshot, os.environ["NOTIFY_SOCKET"], config.stale_after)
             self.notifier = observe(notify)
-        prepare_sinks(self.events.sinks, config.unattended, self.header(rig), config.stale_after)
         for server in (self.metrics, self.web, self.notifier):
             if server is not None:
                 server.start()

@@ -188,7 +188,9 @@ class EventConfig:
 
     def __post_init__(self):  # one sink may be given as a string; ${NAME}s come from the env
         sinks = [self.sinks] if isinstance(self.sinks, str) else self.sinks
-        object.__setattr__(self, "sinks", tuple(expand_env(str(s), "--events") for s in sinks))
+        object.__setattr__(
+            self, "sinks", tuple(expand_env(str(s), "--events", "://" in str(s)) for s in sinks)
+        )
 
     def validate(self):
         check_sink_specs(self.sinks)

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from art_edge.errors import Number, UserError
 from art_edge.rig.config import settings_of
+from art_edge.rig.credentials import ENV_REFERENCE, masked
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -140,9 +141,12 @@ def parse_with_config(parser: argparse.ArgumentParser, argv, trees: tuple) -> ar
 
 def mask(key: str, value):
     """`value` of setting `key` with its secrets masked: a secret setting's whole value; the
-    password of any URI (a camera's `rtsp://user:password@…` too), and the query values of an
-    event sink's (`http://…/hook?apikey=…`)."""
+    password of any URI (a camera's `rtsp://user:password@…` too), and what an event sink's URI
+    may hide a token in (a user name alone, query values, long path segments: the rules of the
+    names sinks are shown by). A ${NAME} reference stays: it names a secret, it is not one."""
     if value in (None, "", [], ()):
+        return value
+    if isinstance(value, str) and ENV_REFERENCE.fullmatch(value):
         return value
     if any(word in key for word in SECRET_WORDS):
         return MASK
@@ -158,16 +162,13 @@ def mask(key: str, value):
 
 def mask_uri(uri: str) -> str:
     parts = urlsplit(uri)
-    netloc, query = parts.netloc, parts.query
-    if parts.password is not None:
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.partition(':')[0]}:{MASK}@{host}"
-    if query and parts.scheme in ("http", "https", "mqtt", "mqtts"):
-        pairs = (q.partition("=") for q in query.split("&"))
-        query = "&".join(f"{k}={MASK}" if sep else k for k, sep, _ in pairs)
-    if (netloc, query) == (parts.netloc, parts.query):
+    if parts.scheme in ("http", "https", "mqtt", "mqtts"):  # an event sink
+        return masked(uri, MASK, keep_references=True)
+    if parts.password is None or ENV_REFERENCE.fullmatch(parts.password):
         return uri  # nothing secret in it: as written
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    user, _, host = parts.netloc.rpartition("@")
+    netloc = f"{user.partition(':')[0]}:{MASK}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def toml_value(value) -> str:

@@ -22,7 +22,7 @@ import re
 import ssl
 import stat
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from art_edge.errors import UserError
 
@@ -31,9 +31,11 @@ MASK = "***"
 LONG_SEGMENT = 16  # a path segment this long may be a token: masked
 
 
-def expand_env(text: str, flag: str) -> str:
+def expand_env(text: str, flag: str, in_uri: bool = False) -> str:
     """`text` with each ${NAME} replaced by the environment's NAME; a NAME that is not set is
-    an error (an empty password is better refused than sent)."""
+    an error (an empty password is better refused than sent). `in_uri`: the values are
+    percent-encoded, so that a password with `/`, `@`, `#` or `?` in it stays one part of the URI
+    (and masked as one)."""
 
     def value(match):
         name = match.group(1)
@@ -42,7 +44,7 @@ def expand_env(text: str, flag: str) -> str:
                 f"{flag} {masked(text)}: ${{{name}}} is not set in the environment; export it "
                 "before starting art-edge"
             )
-        return os.environ[name]
+        return quote(os.environ[name], safe="") if in_uri else os.environ[name]
 
     return ENV_REFERENCE.sub(value, text)
 
@@ -70,19 +72,25 @@ def secrets_of(uri: str) -> list[str]:
     return sorted({s for s in found if s}, key=len, reverse=True)
 
 
-def masked(uri: str) -> str:
-    """The name a sink is shown by: its URI with every secret part replaced by ***."""
+def masked(uri: str, marker: str = MASK, keep_references: bool = False) -> str:
+    """The name a sink is shown by: its URI with every secret part replaced by `marker`.
+    `keep_references`: a part that is a ${NAME} reference stays as written (it names a secret,
+    it is not one: --print-config keeps it)."""
     parts = urlsplit(uri)
     if not parts.scheme or not parts.netloc:
         return uri  # a file path
+
+    def hide(secret: str) -> str:
+        return secret if keep_references and ENV_REFERENCE.fullmatch(secret) else marker
+
     user, password, hostport = _split_userinfo(parts.netloc)
     if password is not None:
-        hostport = f"{user}:{MASK}@{hostport}"
+        hostport = f"{user}:{hide(password)}@{hostport}"
     elif user:
-        hostport = f"{MASK}@{hostport}"
-    path = "/".join(MASK if len(s) >= LONG_SEGMENT else s for s in parts.path.split("/"))
+        hostport = f"{hide(user)}@{hostport}"
+    path = "/".join(hide(s) if len(s) >= LONG_SEGMENT else s for s in parts.path.split("/"))
     query = "&".join(
-        f"{pair.partition('=')[0]}={MASK}" if "=" in pair else MASK
+        f"{pair.partition('=')[0]}={hide(pair.partition('=')[2])}" if "=" in pair else hide(pair)
         for pair in parts.query.split("&")
         if pair
     )

@@ -26,6 +26,7 @@ from collections import deque
 from pathlib import Path
 
 from art_edge.errors import format_size
+from art_edge.rig.credentials import without_userinfo
 from art_edge.rig.outlets import DEGRADED, FAILED, OK, Backoff, Deadline, Supervised, Trouble
 from art_edge.rig.report import OutputSnapshot
 from art_edge.rig.sinks import QUEUE_BOUND, JsonlSink, MqttSink, Sinks, WebhookSink
@@ -381,11 +382,12 @@ class Delivery:
         self.close_within(Deadline(timeout))
 
 
-def spool_folder(root, name: str) -> Path:
-    """A sink's own spool folder under `root`: named by a hash of its (masked) name, so that no
-    secret of its URI ends up in a path."""
-    kind = name.split(":", 1)[0] if "://" in name else "sink"
-    return Path(root) / f"{kind}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+def spool_folder(root, uri: str) -> Path:
+    """A sink's own spool folder under `root`, named by a hash of its URI without the login (a
+    new password keeps its spool; two endpoints whose masked names are alike, such as two
+    webhooks that differ only in their token, never share one): no secret in a path."""
+    kind = uri.split(":", 1)[0] if "://" in uri else "sink"
+    return Path(root) / f"{kind}-{hashlib.sha256(without_userinfo(uri).encode()).hexdigest()[:16]}"
 
 
 def prepare_sinks(sinks: Sinks, unattended, header: dict, stall_after: float = 10.0) -> Sinks:
@@ -399,9 +401,7 @@ def prepare_sinks(sinks: Sinks, unattended, header: dict, stall_after: float = 1
         elif isinstance(sink, (MqttSink, WebhookSink)):
             transport = (MqttTransport if isinstance(sink, MqttSink) else WebhookTransport)(sink)
             backlog = (
-                Spool(
-                    spool_folder(unattended.spool, sink.name), unattended.spool_bytes(), sink.name
-                )
+                Spool(spool_folder(unattended.spool, sink.uri), unattended.spool_bytes(), sink.name)
                 if unattended.spool
                 else MemoryBacklog()
             )

@@ -17,6 +17,7 @@ and segments) and SegmentLog (`--segments`).
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import queue
 import ssl
@@ -185,7 +186,11 @@ class WebhookSink:
                     if 200 <= response.status < 300:
                         self.error = None
                         return True
-            except (urllib.error.URLError, OSError) as e:
+            except (
+                urllib.error.URLError,
+                OSError,
+                http.client.HTTPException,
+            ) as e:  # no answer, or not HTTP
                 self._failed(e)
             if attempt + 1 < self.attempts and not self._stop.is_set():
                 time.sleep(delay)

@@ -189,7 +189,11 @@ class Hosts:
     address: any IP address), on its port; and the name of each origin given, on any port (a
     reverse proxy may or may not pass its port on)."""
 
-    def __init__(self, host: str, port: int, origins=()):
+    def __init__(
+        self, host: str, port: int, origins=(), allow_hint: str = "allow the name with --web-origin"
+    ):
+        """`allow_hint`: how a refused name is allowed (said in the refusal)."""
+        self.allow_hint = allow_hint
         bound = host.strip("[]").lower()
         self.port, self.any_ip = port, bound in ("0.0.0.0", "::", "")
         name = socket.gethostname().lower()
@@ -206,7 +210,7 @@ class Hosts:
         if host and not self.host_ok(named):
             return (
                 f"Host {host[:100]!r} is not this server's: open it by its address (e.g. "
-                f"http://127.0.0.1:{self.port}/), or allow the name with --web-origin"
+                f"http://127.0.0.1:{self.port}/), or {self.allow_hint}"
             )
         origin = headers.get(b"origin", b"").decode("ascii")
         if origin and not self.origin_ok(origin, named):

@@ -122,7 +122,8 @@ class MetricsServer(RigObserver):
         self.metrics_app = make_asgi_app(self.registry)
         self.guard = GuardedServer("--metrics", address, METRICS_CONNECTIONS)
         self.host, self.port = self.guard.host, self.guard.port
-        hosts = Hosts(self.host, self.port) if self.guard.loopback else None
+        hint = "bind --metrics to an address others can reach (e.g. a management network's)"
+        hosts = Hosts(self.host, self.port, (), hint) if self.guard.loopback else None
         self.app = RequestCheck(self.route, hosts)
 
     def start(self):

@@ -339,7 +339,7 @@ class WebServer(RigObserver):
         self.guard = GuardedServer("--web", config.address, config.clients + HTTP_CONNECTIONS)
         self.host, self.port = self.guard.host, self.guard.port
         self.hub = FrameHub(snapshot, engine.classes, config.fps, config.cpu)
-        hosts = Hosts(self.host, self.port, config.origins)
+        hosts = Hosts(self.host, self.port, config.origins, "allow the name with --web-origin")
         self.app = RequestCheck(TokenGate(self._routes(), self.token), hosts)
         self.closing = False
         self._shared = None  # (when, the snapshot the viewers' state messages are made from)

@@ -82,6 +82,52 @@ def test_the_spool_counts_what_waits_when_delivery_catches_up_with_a_full_file(t
     assert Spool(tmp_path / "spool", 16384).peek(0) is None  # the next run sends nothing again
 
 
+def test_spools_are_told_apart_by_endpoint_and_kept_across_a_new_password(tmp_path):
+    """Two webhooks whose masked names are the same (they differ in their token) never share a
+    spool, whatever their order on the command line; a new password keeps the spool."""
+    a = "https://discord.example/api/webhooks/123456789012345678/tokenAAAAAAAAAAAAAAAA"
+    b = "https://discord.example/api/webhooks/876543210987654321/tokenBBBBBBBBBBBBBBBB"
+    assert spool_folder(tmp_path, a) != spool_folder(tmp_path, b)
+    assert spool_folder(tmp_path, "http://box/h?apikey=A") != spool_folder(
+        tmp_path, "http://box/h?apikey=B"
+    )
+    old, new = "mqtt://rig:old@broker/t", "mqtt://rig:new@broker/t"
+    assert spool_folder(tmp_path, old) == spool_folder(tmp_path, new)
+    assert all(s not in spool_folder(tmp_path, a).name for s in ("token", "1234", "discord"))
+
+
+def test_a_webhook_that_does_not_speak_http_is_away_not_ok(tmp_path):
+    """An endpoint that answers with bytes that are not HTTP: the Delivery says it is away, with
+    the reason, rather than crashing its thread and calling the output ok."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer_garbage():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    sink = WebhookSink(f"http://127.0.0.1:{port}/hook")
+    delivery = Delivery(sink, WebhookTransport(sink), Spool(tmp_path / "spool", 1_000_000))
+    try:
+        delivery.emit(event(0))
+        wait_for(lambda: delivery.trouble.errors >= 1, 20, "a failed try")
+        assert delivery.health()[0] == "degraded" and delivery.error, delivery.error
+        assert delivery.worker.crashes == 0  # its thread never died of it
+    finally:
+        delivery.close_within(Deadline(0.5))
+        server.close()
+    assert delivery.sent == 0 and delivery.spooled == 1
+
+
 def test_a_hanging_webhook_keeps_its_events_in_order_until_it_answers(tmp_path, capsys):
     Hook.hang.set()
     Hook.bodies = []

@@ -45,6 +45,38 @@ def test_masked_names_and_redacted_messages(monkeypatch):
         expand_env("mqtt://u:${ART_TEST_PW}@h/t", "--events")
 
 
+def test_a_secret_from_the_environment_stays_one_part_of_its_uri(monkeypatch):
+    """A password with / + = @ in it: percent-encoded into the URI, so the masked name hides all of
+    it, the host and port are the URI's, and the login is the password as given."""
+    from art_edge.rig.credentials import userinfo
+    from art_edge.rig.sinks import parse_mqtt_uri
+
+    monkeypatch.setenv("ART_TEST_PW", "Zx9/kQ+s3@cr3t=")
+    uri = expand_env("mqtt://rig:${ART_TEST_PW}@broker:1883/t", "--events", in_uri=True)
+    assert masked(uri) == "mqtt://rig:***@broker:1883/t"
+    assert parse_mqtt_uri(uri)[:2] == ("broker", 1883)
+    assert userinfo(uri) == ("rig", "Zx9/kQ+s3@cr3t=")
+    assert expand_env("${ART_TEST_PW}", "--web-token") == "Zx9/kQ+s3@cr3t="  # not a URI: as is
+
+
+def test_print_config_masks_what_a_sink_name_masks_and_keeps_references():
+    from art_edge.rig.config_file import mask
+
+    sinks = ["https://hooks.example/services/T0/B0/abcdefghijklmnopqrstuvwx",
+             "https://TOKEN@box/hook", "mqtt://rig:${MQTT_PASSWORD}@broker/t",
+             "mqtt://rig:pw@broker/t", "http://box/h?apikey=${KEY}", "/var/ev.jsonl"]  # fmt: skip
+    assert mask("events", sinks) == [
+        "https://hooks.example/services/T0/B0/<masked>", "https://<masked>@box/hook",
+        "mqtt://rig:${MQTT_PASSWORD}@broker/t", "mqtt://rig:<masked>@broker/t",
+        "http://box/h?apikey=${KEY}", "/var/ev.jsonl",
+    ]  # fmt: skip
+    assert mask("web_token", "${ART_WEB_TOKEN}") == "${ART_WEB_TOKEN}"
+    assert mask("web_token", "s3cr3t") == "<masked>"
+    assert mask("source", ["cam=rtsp://u:p@cam/s?channel=1"]) == [
+        "cam=rtsp://u:<masked>@cam/s?channel=1"  # a camera's query is not a secret
+    ]
+
+
 class Hook(http.server.BaseHTTPRequestHandler):
     """A webhook that takes an event only with its API key (or its Basic login)."""
 

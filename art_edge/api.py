@@ -115,8 +115,8 @@ class Outputs:
                 )
             )
         event = config.event
-        sinks = open_sinks(event.sinks, event.logins(), event.tls())
-        # at once behind their queues: a network sink's Delivery is what warns of an outage
+        # quiet, behind their queues at once: a network sink's Delivery warns of an outage
+        sinks = open_sinks(event.sinks, event.logins(), event.tls(), quiet=True)
         prepare_sinks(sinks, config.unattended, self.header(rig), config.stale_after)
         self.events = observe(EventSinks(sinks, engine.classes, event.emit))
         self.segments = None

@@ -53,6 +53,17 @@ def listening(port: int) -> bool:
         return False
 
 
+def system_rtsp_server_missing() -> bool:
+    """Whether the system Python lacks GStreamer's RTSP server (python3-gi and its typelib)."""
+    probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    try:
+        return (
+            subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True).returncode != 0
+        )
+    except OSError:
+        return True
+
+
 class RtspCamera:
     """rtsp://127.0.0.1:PORT/cam, GStreamer's moving ball (160×120, 30 FPS, H.264)."""
 

@@ -135,7 +135,7 @@ class WebhookSink:
     password in the URL, or `login`, go as HTTP Basic authentication; redirects are not followed."""
 
     def __init__(self, url: str, attempts: int = 5, bound: int = QUEUE_BOUND, timeout: float = 5.0,
-                 tls=None, login=None):  # fmt: skip
+                 tls=None, login=None, quiet: bool = False):  # fmt: skip
         self.name, self.uri, self.attempts, self.timeout = masked(url), url, attempts, timeout
         self.url = without_userinfo(url)
         self.headers = {"Content-Type": "application/json"}
@@ -150,7 +150,7 @@ class WebhookSink:
         self.queue: queue.Queue = queue.Queue(maxsize=bound)
         self.sent = self.failed = self.dropped = 0
         self.error = None
-        self._warned, self._stop = False, threading.Event()
+        self._warned, self._stop = quiet, threading.Event()  # quiet: its owner warns
         self._thread = threading.Thread(target=self._run, name="art-edge:webhook", daemon=True)
         self._thread.start()
 
@@ -226,13 +226,13 @@ class MqttSink:
     counted. `tls`: the context mqtts:// verifies the broker with; `login`: (user, password)
     when the URI has none. A broker that refuses the login is reported as such."""
 
-    def __init__(self, uri: str, bound: int = QUEUE_BOUND, tls=None, login=None):
+    def __init__(self, uri: str, bound: int = QUEUE_BOUND, tls=None, login=None, quiet=False):
         import paho.mqtt.client as mqtt
 
         self.name, self.uri = masked(uri), uri
         self.host, self.port, self.topic, secure = parse_mqtt_uri(uri)
         self.sent = self.failed = self.dropped = 0
-        self.error, self._warned = None, False
+        self.error, self._warned = None, quiet  # quiet: its owner (a Delivery) warns
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
         user, password = userinfo(uri) or login or (None, None)
         if user is not None:
@@ -373,7 +373,7 @@ def check_sink_specs(specs: list[str]):
             check_writable(spec, "--events", is_file=True)
 
 
-def open_sinks(specs: list[str], logins=None, tls=None) -> Sinks:
+def open_sinks(specs: list[str], logins=None, tls=None, quiet: bool = False) -> Sinks:
     """The sinks of --events values that check_sink_specs took; `logins`: a netrc of the hosts'
     logins (art_edge.rig.credentials.read_logins), for the URIs that carry none; `tls`: the
     context that mqtts:// and https:// sinks verify their server with (default: the system's
@@ -383,9 +383,9 @@ def open_sinks(specs: list[str], logins=None, tls=None) -> Sinks:
         host = urlsplit(spec).hostname if spec.startswith(NETWORK) else None
         login = login_for(logins, host) if host else None
         if spec.startswith(("mqtt:", "mqtts:")):
-            sinks.append(MqttSink(spec, tls=tls, login=login))
+            sinks.append(MqttSink(spec, tls=tls, login=login, quiet=quiet))
         elif spec.startswith(("http:", "https:")):
-            sinks.append(WebhookSink(spec, tls=tls, login=login))
+            sinks.append(WebhookSink(spec, tls=tls, login=login, quiet=quiet))
         else:
             sinks.append(JsonlSink(spec))
     seen = Counter()

@@ -9,17 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from unattended_parts import MOSQUITTO, Broker, RtspCamera
-
-
-def system_rtsp_server_missing() -> bool:
-    probe = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
-    try:
-        return (
-            subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True).returncode != 0
-        )
-    except OSError:
-        return True
+from unattended_parts import MOSQUITTO, Broker, RtspCamera, system_rtsp_server_missing
 
 
 @pytest.fixture

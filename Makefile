@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # torch is pinned to the CPU build found on this kind of machine; anything else pulls CUDA wheels.
-INSTALL := $(BIN)/pip install -q -e ".[train,test]"
+INSTALL := $(BIN)/pip install -q -e ".[train,test,track]"
 
 .PHONY: setup system-deps demo test test-fast lint clean
 

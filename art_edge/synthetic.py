@@ -149,7 +149,7 @@ class Crowd:
     across a shared floor; an actor lower in the frame is nearer and hides those behind it. So a
     square crop around one actor looks like a one-actor training clip."""
 
-    width: int = 400
+    width: int = 432
     height: int = 240
     actor: int = 96  # an actor's side in pixels (a one-actor clip's frame)
     speed: tuple[float, float] = (0.4, 1.0)  # pixels a frame
@@ -161,13 +161,32 @@ CROWD = Crowd()
 
 
 def _actor_starts(n: int, crowd: Crowd, rng) -> tuple[np.ndarray, np.ndarray]:
-    """n actors' top-left corners, spread over the floor's width, and their velocities."""
+    """n actors' top-left corners, side by side over the floor's width (apart at the start), and
+    their velocities."""
     free_x, free_y = crowd.width - crowd.actor, crowd.height - crowd.actor
-    slots = (np.arange(n) + rng.uniform(0.25, 0.75, n)) / n
-    pos = np.stack([slots * free_x, rng.uniform(0, free_y, n)], 1)
+    gap = max(0.0, crowd.width / n - crowd.actor)  # room each actor's slot leaves
+    x = np.arange(n) * crowd.width / n + rng.uniform(0, gap, n)
+    pos = np.stack([np.minimum(x, free_x), rng.uniform(0, free_y, n)], 1)
     angle = rng.uniform(-0.6, 0.6, n) + np.pi * rng.integers(0, 2, n)  # mostly sideways
     vel = rng.uniform(*crowd.speed, n)[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1)
     return pos, vel
+
+
+def _walk(pos: np.ndarray, vel: np.ndarray, crowd: Crowd) -> np.ndarray:
+    """One frame's step: the floor's edges turn an actor back, and so does another actor once it
+    hides a sixth of its width (they step partly in front of each other, then part)."""
+    pos = pos + vel
+    high = np.array([crowd.width - crowd.actor, crowd.height - crowd.actor], np.float64)
+    vel[(pos < 0) | (pos > high)] *= -1
+    side = crowd.actor
+    for i in range(len(pos)):
+        for j in range(i + 1, len(pos)):
+            d = pos[j] - pos[i]
+            overlap = side - np.abs(d)
+            closing = (vel[j] - vel[i]) * d < 0
+            if overlap[1] > 0 and overlap[0] > side / 6 and closing[0]:
+                vel[[i, j], 0] = vel[[j, i], 0]  # they swap their sideways paces
+    return np.clip(pos, 0, high)
 
 
 def crowd_frames(labels, num_frames: int, rng, crowd: Crowd = CROWD):
@@ -181,7 +200,6 @@ def crowd_frames(labels, num_frames: int, rng, crowd: Crowd = CROWD):
         for c in labels
     ]  # fmt: skip
     pos, vel = _actor_starts(len(labels), crowd, rng)
-    high = np.array([crowd.width - side, crowd.height - side], np.float64)
     for t in range(num_frames):
         img = floor + rng.normal(0, 4, floor.shape).astype(np.float32)
         boxes = [None] * len(labels)
@@ -192,10 +210,7 @@ def crowd_frames(labels, num_frames: int, rng, crowd: Crowd = CROWD):
                 x, y = pos[i].round().astype(int)
                 img[y : y + side, x : x + side] = images[i]
                 boxes[i] = (int(x), int(y), int(x) + side, int(y) + side)
-            pos = pos + vel
-            bounce = (pos < 0) | (pos > high)
-            vel[bounce] *= -1
-            pos = np.clip(pos, 0, high)
+            pos = _walk(pos, vel, crowd)
         yield np.clip(img, 0, 255).astype(np.uint8), boxes
 
 

@@ -58,6 +58,8 @@ class StreamItem:
     topk: list | None = None  # [(label, score)], best first
     frame: int | None = None
     segment: dict | None = None
+    track: int | None = None  # a tracked camera's: the track it is about
+    box: tuple | None = None  # … and its box (x0, y0, x1, y1) in pixels
 
 
 def open_cameras(
@@ -253,11 +255,20 @@ class ItemQueue(RigObserver):
     def on_decision(self, camera: str, decision):
         labels = [(self.classes[c], p) for c, p in decision.topk]
         label = self.classes[decision.label]
-        self.put(StreamItem("decision", camera, label, decision.score, labels, decision.frame))
+        self.put(StreamItem("decision", camera, label, decision.score, labels, decision.frame,
+                            track=decision.track, box=decision.box))  # fmt: skip
 
     def on_segment(self, camera: str, record: dict):
         self.put(
-            StreamItem("segment", camera, record["label"], record["mean_score"], segment=record)
+            StreamItem(
+                "segment",
+                camera,
+                record["label"],
+                record["mean_score"],
+                segment=record,
+                track=record.get("track"),
+                box=record.get("box"),
+            )  # fmt: skip
         )
 
     def put(self, item: StreamItem):

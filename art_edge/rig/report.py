@@ -171,6 +171,9 @@ class CameraSnapshot:
     seconds: float = 0.0  # processing time: from the run's start to its end (or now)
     restarts: int = 0  # its reader or capture thread failed and was restarted
     problem: str | None = None  # what its source or reader last ran into (a lost stream)
+    # a tracked camera's live tracks: (id, box, label, score), label None before a decision
+    tracks: tuple | None = None
+    tracks_left_out: int = 0  # live tracks beyond --max-tracks, not served
 
     def silent(self, stale_after: float) -> bool:
         """No frame delivered in the last `stale_after` seconds (/healthz, the dashboard)."""

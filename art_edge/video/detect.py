@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -25,19 +27,29 @@ DETECTORS = ("motion", "hog", "onnx:PATH")
 EMPTY = np.zeros((0, 5), np.float32)
 
 
-def open_detector(spec: str, every: int = 1, threads: int | None = None):
-    """A detector from its name (DETECTORS); `every`: it sees one frame in `every` (the motion
-    detector's background learns at that pace)."""
-    if spec == "motion":
-        return MotionDetector(every=every)
-    if spec == "hog":
-        return HogDetector()
+def check_detector(spec: str):
+    """A detector's name as --track takes it, or one line saying what to give instead."""
+    if spec in ("motion", "hog"):
+        return
     if spec.startswith("onnx:") and len(spec) > 5:
-        return OnnxDetector(spec[5:], threads)
+        if not Path(spec[5:]).is_file():
+            raise UserError(f"--track {spec}: no such file; give onnx:PATH of an ONNX detector")
+        return
     raise UserError(
         f"--track {spec!r}: unknown detector; use motion (background subtraction, fixed cameras), "
         "hog (OpenCV's people detector) or onnx:PATH (a YOLO-layout ONNX detector)"
     )
+
+
+def open_detector(spec: str, every: int = 1, threads: int | None = None):
+    """A detector from its name (DETECTORS); `every`: it sees one frame in `every` (the motion
+    detector's background learns at that pace)."""
+    check_detector(spec)
+    if spec == "motion":
+        return MotionDetector(every=every)
+    if spec == "hog":
+        return HogDetector()
+    return OnnxDetector(spec[5:], threads)
 
 
 def nms(boxes: np.ndarray, iou: float = 0.5) -> np.ndarray:

@@ -101,6 +101,11 @@ class HogDetector:
     name = "hog"
 
     def __init__(self, min_score: float = 0.3):
+        if not hasattr(cv2, "HOGDescriptor"):
+            raise UserError(
+                f"--track hog: this OpenCV ({cv2.__version__}) has no HOG people detector (OpenCV 5 "
+                "removed it); use motion, or onnx:PATH with a person detector"
+            )
         self.hog = cv2.HOGDescriptor()
         self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
         self.min_score = min_score

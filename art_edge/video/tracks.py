@@ -15,6 +15,7 @@ out are counted.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import cv2
@@ -30,7 +31,19 @@ def import_norfair():
         raise UserError(
             "--track needs the norfair tracker: pip install 'art-toolkit[track]' (norfair-enough)"
         ) from None
+    # its IoU says so on stderr, each frame, when a coasting track's predicted box has turned
+    # inside out; such a track matches nothing and is soon lost, which is all that should happen
+    logging.getLogger("norfair.distances").setLevel(logging.ERROR)
     return norfair
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0.0, w) * max(0.0, h)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -124,8 +137,8 @@ class Tubelets:
 def split_merged(boxes: np.ndarray, known: np.ndarray, inside: float = 0.6) -> np.ndarray:
     """Detections [N, 5] with each box that holds two or more known tracks' boxes [M, 4] (each
     `inside` it or more: people who overlap, one blob to a motion detector) replaced by those
-    boxes, each moved inside the blob (its outer edges are theirs): both tracks go on, neither
-    takes the other's crop."""
+    boxes, each moved, on each axis, to the blob's edge it is nearer (a blob's outer edges are
+    its people's): both tracks go on, neither takes the other's crop."""
     if not len(boxes) or len(known) < 2:
         return boxes
     out = []
@@ -138,8 +151,9 @@ def split_merged(boxes: np.ndarray, known: np.ndarray, inside: float = 0.6) -> n
         if len(held) < 2:
             out.append(b)
             continue
-        for k in held:
-            shift = np.maximum(b[:2] - k[:2], 0) + np.minimum(b[2:4] - k[2:], 0)
+        for k in held:  # on each axis, to the blob's edge it is nearer: that edge is its own
+            near = np.abs(k[:2] - b[:2]) <= np.abs(k[2:] - b[2:4])
+            shift = np.where(near, b[:2] - k[:2], b[2:4] - k[2:])
             out.append((*(k[:2] + shift), *(k[2:] + shift), b[4]))
     return np.asarray(out, np.float32).reshape(-1, 5)
 

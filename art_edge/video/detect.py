@@ -158,7 +158,8 @@ class OnnxDetector:
         return nms(self.decode(out) / np.array([scale] * 4 + [1], np.float32), 0.5)
 
     def decode(self, out: np.ndarray) -> np.ndarray:
-        """The output of one image → class-0 boxes [N, 5] in the input's pixels."""
+        """The output of one image → class-0 boxes [N, 5] in the input's pixels. The layout is
+        told by its shape: a YOLO has far more candidates N than values a candidate."""
         if out.shape[0] < out.shape[1] and out.shape[0] >= 5:  # [4 + C, N]: YOLOv8
             rows = out.T
             score = rows[:, 4]

@@ -175,6 +175,14 @@ class CameraSnapshot:
     tracks: tuple | None = None
     tracks_left_out: int = 0  # live tracks beyond --max-tracks, not served
 
+    def tracks_in(self, frame) -> list | None:
+        """A tracked camera's frame: its tracks' boxes in it, each with its lane's label and
+        score; None for a camera without tracking."""
+        if frame is None or frame.tracks is None:
+            return None
+        labels = {tid: (label, score) for tid, _, label, score in self.tracks or ()}
+        return [(t.id, t.box, *labels.get(t.id, (None, None))) for t in frame.tracks]
+
     def silent(self, stale_after: float) -> bool:
         """No frame delivered in the last `stale_after` seconds (/healthz, the dashboard)."""
         return self.idle_s > stale_after

@@ -342,8 +342,7 @@ def make_dataset(
     return out
 
 
-@cli_entry
-def main(argv=None):
+def build_parser() -> ArgumentParser:
     ap = ArgumentParser(prog="art-synth", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="folder to create (must not exist or be empty)")
     ap.add_argument("--per-class", type=positive_int, default=40, help="training clips per class")
@@ -357,7 +356,7 @@ def main(argv=None):
         "--size",
         type=Number(int, 32, what="an integer ≥ 32"),
         default=96,
-        help="frame side in pixels (≥ 32)",
+        help="frame side in pixels (≥ 32); with --actors, an actor's side",
     )
     ap.add_argument(
         "--frames",
@@ -386,7 +385,12 @@ def main(argv=None):
         help="easy scene only: how far (fraction of the frame) the mark's centre strays from the "
         "middle (default 0.1)",
     )
-    a = ap.parse_args(argv)
+    return ap
+
+
+@cli_entry
+def main(argv=None):
+    a = build_parser().parse_args(argv)
     if a.actors is not None:
         out = make_scenes(a.out, a.scenes, parse_actors(a.actors), a.frames or 96, a.classes,
                           a.seed, replace(CROWD, actor=a.size))  # fmt: skip

@@ -115,6 +115,21 @@ def broken_engine(c: Ctx):
 
 CASES = {
     # ---- art-synth
+    "synth actors not a number": (
+        "art-synth",
+        lambda c: ["--out", c.tmp / "s", "--actors", "three"],
+        "give N or LOW-HIGH",
+    ),
+    "synth actors 5": (
+        "art-synth",
+        lambda c: ["--out", c.tmp / "s", "--actors", "2-5"],
+        "--actors must be between 1 and 4",
+    ),
+    "synth actors too large": (
+        "art-synth",
+        lambda c: ["--out", c.tmp / "s", "--actors", "2", "--size", 200],
+        "an actor must fit",
+    ),
     "synth per-class 0": (
         "art-synth",
         lambda c: ["--out", c.tmp / "d", "--per-class", 0],

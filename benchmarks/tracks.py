@@ -6,8 +6,9 @@
    the rig with `--track motion` and the engine: each track is scored against the actor its boxes
    overlap most (summed IoU over the frames), by its final label (its last decision); identity
    switches: an actor's best-overlapping track (IoU ≥ 0.5) changing from one frame to the next.
-2. Speed: scenes of 1, 2 and 4 actors, one camera each; and the same 4 actors as 4 cameras of one
-   actor each (4 detectors, the crops of all of them in one encoder batch).
+2. Speed: scenes of 1, 2 and 4 actors, one camera each; 4 cameras of one actor each (4
+   detectors, the crops of all of them in one encoder batch); 4 actors with the detector on every
+   4th frame. Each set's runs alternate with the others'; medians.
 3. A real video with several people (Debian's opencv-doc ships OpenCV's vtest.avi, pedestrians):
    the tracks and the FPS with `hog` and with `motion` (no ground truth: tracks, not accuracy).
 """
@@ -133,12 +134,13 @@ def speed(engine, folder: Path, seed: int, repeats: int) -> dict:
             for n in (1, 2, 4)}  # fmt: skip
     ones = [make_scenes(folder / f"one{i}", 1, (1, 1), seed=seed + 10 + i) / "scene_0000.mp4"
             for i in range(4)]  # fmt: skip
-    runs = {"1 actor": [sets[1]], "2 actors": [sets[2]], "4 actors": [sets[4]], "4 cameras": ones}
-    tracks = {"1 actor": 1, "2 actors": 2, "4 actors": 4, "4 cameras": 4}
+    runs = {"1 actor": ([sets[1]], 1), "2 actors": ([sets[2]], 1), "4 actors": ([sets[4]], 1),
+            "4 cameras": (ones, 1), "4 actors, --detect-every 4": ([sets[4]], 4)}  # fmt: skip
+    tracks = {name: 4 for name in runs} | {"1 actor": 1, "2 actors": 2}
     fps = defaultdict(list)
     for _ in range(repeats):
-        for name, uris in runs.items():
-            _, summary = run_rig(engine, uris, "motion")
+        for name, (uris, every) in runs.items():
+            _, summary = run_rig(engine, uris, "motion", every)
             fps[name].append(summary["fps"] / len(uris))  # frames a second of each camera
     out = {}
     for name, values in fps.items():

@@ -133,3 +133,22 @@ def test_the_python_api_yields_per_track_items(engine_dir, scenes):
     decisions = [i for i in items if i.kind == "decision"]
     assert decisions and all(i.camera == "floor" and i.track is not None for i in decisions)
     assert all(len(i.box) == 4 for i in decisions)
+
+
+def test_each_tracks_segments_get_clips_of_their_own(engine_dir, scenes, tmp_path):
+    two, _ = scenes
+    clips, segments = tmp_path / "clips", tmp_path / "segments.jsonl"
+    with ARTEngine.load(engine_dir, threads=2, head_threads=1) as engine:
+        config = RigConfig.from_settings(stream=CFG, track="motion", clips=str(clips), pre=0.5,
+                                         post=0.5, min_score=0.0, min_duration=0.0,
+                                         segments=str(segments), headless=True)  # fmt: skip
+        rig = Rig(engine, [CameraSpec("cam0", open_source(str(two)))], config)
+        Outputs(rig, engine, config)
+        rig.run()
+    records = [json.loads(line) for line in segments.read_text().splitlines()]
+    records = [r for r in records if r.get("type") == "segment"]
+    assert len({r["track"] for r in records}) >= 2
+    for r in records:
+        assert r["clip"] and f"cam0-track{r['track']}_" in r["clip"]
+        assert cv2.VideoCapture(r["clip"]).get(cv2.CAP_PROP_FRAME_COUNT) > 0
+    assert len({r["clip"] for r in records}) == len(records)  # none written over another

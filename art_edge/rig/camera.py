@@ -258,6 +258,7 @@ class Camera:
             problem=getattr(source, "problem", None),
             tracks=None if self.lanes is None else self.lanes.snapshot(),
             tracks_left_out=0 if self.tubelets is None else self.tubelets.over_limit,
+            tracks_served=0 if self.lanes is None else self.lanes.born,
         )
 
     def close(self, failures: list):

@@ -174,6 +174,7 @@ class CameraSnapshot:
     # a tracked camera's live tracks: (id, box, label, score), label None before a decision
     tracks: tuple | None = None
     tracks_left_out: int = 0  # live tracks beyond --max-tracks, not served
+    tracks_served: int = 0  # tracks that had a lane in the run so far
 
     def tracks_in(self, frame) -> list | None:
         """A tracked camera's frame: its tracks' boxes in it, each with its lane's label and
@@ -289,6 +290,8 @@ def camera_summary(cam: CameraSnapshot, events: int) -> dict:
             clips_scored=cam.clips_scored,
             clip_top1=round(cam.clips_correct / cam.clips_scored, 4),
         )
+    if cam.tracks is not None:  # a tracked camera: the tracks it served, and left out
+        summary.update(tracks=cam.tracks_served, tracks_left_out=cam.tracks_left_out)
     return summary
 
 

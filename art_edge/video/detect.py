@@ -5,8 +5,9 @@
 
 - `motion`: background subtraction (OpenCV's MOG2) and the contours of what moves; no model. For
   fixed cameras (most rig cameras are): it learns the empty scene and finds what differs from it.
-- `hog`: OpenCV's built-in HOG people detector (Dalal-Triggs); no download, upright people
-  about 64×128 pixels or larger.
+- `hog`: OpenCV's HOG people detector (Dalal-Triggs) with OpenCV's default model, computed in
+  numpy (art_edge.video.hog: OpenCV 5 removed it); no download; upright people about 64×128
+  pixels or larger.
 - `onnx:PATH`: a user's own ONNX detector in the common YOLO output layout, run by ONNX Runtime
   like the engine: one input [1, 3, H, W] (RGB, 0..1), one output [1, 4 + C, N] (YOLOv8 and
   later: cx, cy, w, h, then C class scores) or [1, N, 5 + C] (YOLOv5: cx, cy, w, h, objectness,
@@ -22,6 +23,7 @@ import numpy as np
 
 from art_edge.errors import UserError
 from art_edge.runtime.backends.onnxruntime import create_session
+from art_edge.video.hog import HogPeople
 
 DETECTORS = ("motion", "hog", "onnx:PATH")
 EMPTY = np.zeros((0, 5), np.float32)
@@ -96,27 +98,33 @@ class MotionDetector:
 
 
 class HogDetector:
-    """OpenCV's HOG + linear SVM people detector (its default model, built into OpenCV)."""
+    """OpenCV's HOG + linear SVM people detector: its default model (shipped with this package,
+    computed in numpy as OpenCV 4 does: art_edge.video.hog, since OpenCV 5 removed it). As
+    OpenCV's detectMultiScale groups its hits, a person is kept where at least `support`
+    windows (neighbours, scales) found it; then non-maximum suppression."""
 
     name = "hog"
 
-    def __init__(self, min_score: float = 0.3):
-        if not hasattr(cv2, "HOGDescriptor"):
-            raise UserError(
-                f"--track hog: this OpenCV ({cv2.__version__}) has no HOG people detector (OpenCV 5 "
-                "removed it); use motion, or onnx:PATH with a person detector"
-            )
-        self.hog = cv2.HOGDescriptor()
-        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
-        self.min_score = min_score
+    def __init__(self, support: int = 3):
+        self.hog, self.support = HogPeople(), support
 
     def detect(self, image: np.ndarray) -> np.ndarray:
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        rects, weights = self.hog.detectMultiScale(gray, winStride=(8, 8), padding=(8, 8),
-                                                   scale=1.05)  # fmt: skip
-        boxes = [(x, y, x + w, y + h, float(s)) for (x, y, w, h), s in
-                 zip(np.reshape(rects, (-1, 4)), np.reshape(weights, -1)) if s >= self.min_score]  # fmt: skip
-        return nms(np.asarray(boxes, np.float32).reshape(-1, 5), 0.4)
+        hits = self.hog.detect(image)
+        if len(hits) < self.support:
+            return EMPTY
+        x0, y0 = (
+            np.maximum(hits[:, None, 0], hits[None, :, 0]),
+            np.maximum(hits[:, None, 1], hits[None, :, 1]),
+        )
+        x1, y1 = (
+            np.minimum(hits[:, None, 2], hits[None, :, 2]),
+            np.minimum(hits[:, None, 3], hits[None, :, 3]),
+        )
+        inter = (x1 - x0).clip(0) * (y1 - y0).clip(0)
+        area = (hits[:, 2] - hits[:, 0]) * (hits[:, 3] - hits[:, 1])
+        overlap = inter / (area[:, None] + area[None, :] - inter)
+        kept = hits[(overlap >= 0.5).sum(axis=1) >= self.support]
+        return nms(kept, 0.4)
 
 
 LAYOUT = (

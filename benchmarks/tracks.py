@@ -164,12 +164,19 @@ def real_video(engine, path: Path, hog_every: int) -> dict:
             continue
         frames = log.frames["cam0"]
         live = [len(v) for v in frames.values()]
+        lengths = defaultdict(int)  # frames each track was served
+        for tracks in frames.values():
+            for tid, _ in tracks:
+                lengths[tid] += 1
         out[detector] = {
             "detect_every": every,
             "frames": summary["frames"],
             "fps": round(summary["fps"], 1),
             "seconds": round(time.perf_counter() - t0, 1),
-            "tracks": len({tid for v in frames.values() for tid, _ in v}),
+            "tracks": len(lengths),
+            # long enough for a window of 32 frames (the engine's decisions need 8 at least)
+            "tracks_32_frames_or_more": sum(n >= 32 for n in lengths.values()),
+            "track_frames_median": float(np.median(list(lengths.values()))) if lengths else 0.0,
             "live_tracks_mean": round(float(np.mean(live)), 2) if live else 0.0,
             "live_tracks_max": max(live, default=0),
             "decisions": summary["decisions"],

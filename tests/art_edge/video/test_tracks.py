@@ -12,6 +12,7 @@ from onnx import TensorProto, helper
 from art_edge.errors import UserError
 from art_edge.synthetic import Crowd, make_scenes
 from art_edge.video.detect import MotionDetector, OnnxDetector, open_detector
+from art_edge.video.overlay import TRACKLET_COLOURS, draw_overlay
 from art_edge.video.tracks import Tubelets, box_iou, crop_window, split_merged
 
 
@@ -152,3 +153,13 @@ def test_onnx_that_is_not_a_detector_is_one_line(tmp_path):
 def test_unknown_detector_says_which_there_are():
     with pytest.raises(UserError, match="use motion .* hog .* or onnx:PATH"):
         open_detector("yolo")
+
+
+def test_the_overlay_draws_each_tracks_box_in_its_colour():
+    frame = np.zeros((400, 600, 3), np.uint8)
+    tracks = [(1, (50, 60, 150, 200), 0, 0.9), (2, (300, 100, 420, 260), None, None)]
+    bgr = draw_overlay(frame, None, ["jump", "spin"], 10.0, None, tracks=tracks)
+    for tid, (x0, y0, x1, y1), *_ in tracks:
+        colour = TRACKLET_COLOURS[tid % len(TRACKLET_COLOURS)]
+        assert tuple(bgr[(y0 + y1) // 2, x0]) == colour  # the box's left edge
+        assert tuple(bgr[(y0 + y1) // 2, (x0 + x1) // 2]) == (0, 0, 0)  # not filled

@@ -219,7 +219,8 @@ def stream(engine, sources, roi: dict | None = None, bound: int = 256, **setting
 
     `sources`: URIs as art-edge's --source takes them ([NAME=]URI); `settings`: art-edge's
     settings by name (art_edge.rig.config: segments=, min_score=, clips=, events=[…], metrics=,
-    stream=StreamConfig(…)); headless unless an output is asked for. A consumer slower than the
+    stream=StreamConfig(…), track="motion"); headless unless an output is asked for. With
+    `track`, each item names its track (`item.track`, `item.box`). A consumer slower than the
     rig loses decisions (the oldest first, never segments) rather than slowing recognition;
     closing the generator stops the rig."""
     settings.setdefault("headless", not settings.get("output"))

@@ -248,6 +248,9 @@ def status_text(snap: RigSnapshot) -> str:
     for cam in cams:
         d = cam.decision
         label = f"{classes[d.label]} {d.score:.2f}" if d else "(filling the window)"
+        if cam.tracks is not None:  # a tracked camera: each live track's label
+            label = " ".join(f"#{tid} {classes[c] if c is not None else '…'}"
+                             for tid, _, c, _ in cam.tracks) or "(no tracks)"  # fmt: skip
         if len(cams) == 1:
             p50 = cam.decision_latency_ms[0]
             text = (

@@ -14,6 +14,7 @@ from art_edge.rig.camera import CameraSpec
 from art_edge.rig.config import RigConfig
 from art_edge.rig.loop import Rig
 from art_edge.rig.observers import RigObserver
+from art_edge.rig.report import status_text
 from art_edge.runtime.streaming import StreamConfig
 from art_edge.serve.metrics import RigCollector
 from art_edge.serve.web import camera_state
@@ -107,12 +108,13 @@ def test_outputs_name_the_tracks(engine_dir, scenes, tmp_path):
     with ARTEngine.load(engine_dir, threads=2, head_threads=1) as engine:
         config = RigConfig.from_settings(stream=CFG, track="motion", output=str(video))
         rig = Rig(engine, [CameraSpec("cam0", open_source(str(two)))], config)
-        states, metrics = [], []
+        states, metrics, lines = [], [], []
 
         class Probe(RigObserver):  # what the dashboard and /metrics read, while it runs
             def on_decision(self, camera, decision):
                 snap = rig.snapshot()
                 states.append(camera_state(snap.camera(camera), engine.classes, 10.0))
+                lines.append(status_text(snap))
                 metrics.extend(RigCollector(rig.snapshot, dict).collect())
 
         rig.observe(Probe())
@@ -122,6 +124,7 @@ def test_outputs_name_the_tracks(engine_dir, scenes, tmp_path):
     tracked = [s for s in states if s.get("tracks")]
     assert tracked and all(t["id"] is not None for s in tracked for t in s["tracks"])
     assert any(label.startswith("#") for s in tracked for label, _ in s["topk"])
+    assert any(line.startswith("#") for line in lines)  # the status line: each track's label
     gauges = [m for m in metrics if m.name == "art_tracks"]
     assert gauges and max(s.value for m in gauges for s in m.samples) >= 1
 

@@ -231,6 +231,7 @@ def main(argv=None):
         "rss_growth_fraction",
         "fd_growth",
         "fault_cycles",
+        "events_left_in_spools",
     )
     print({k: doc[k] for k in figures})
 
@@ -284,8 +285,10 @@ def report(a, tmp, parts, cycles, late, stopped, checker, summary, command, conf
         "rss_growth_fraction": grown["rss_growth_fraction"],
         "fd_growth": grown["fd_growth"],
         "fault_cycles": sum(c["ok_again"] for c in cycles),
+        # every endpoint was back and drained before SIGTERM: nothing may wait for the next run
+        "events_left_in_spools": sum(o.get("spooled", 0) for o in summary["outputs"].values()),
         "targets": {"events_lost": 0, "clips_unreadable": 0, "rss_growth_fraction": 0.05,
-                    "fd_growth": 0, "fault_cycles": 20},  # fmt: skip
+                    "fd_growth": 0, "fault_cycles": 20, "events_left_in_spools": 0},  # fmt: skip
         "events": lost, "memory_and_descriptors": grown, "faults": per_kind,
         "camera_absent_at_start": late, "shutdown": stopped,
         "clips": {"records_checked": checker.checked, "records_dropped": checker.dropped,

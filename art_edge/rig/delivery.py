@@ -172,13 +172,16 @@ class Spool:
     def pop(self):
         """The first event was delivered: the cursor moves past it."""
         _, number, offset = self.loaded.popleft()
+        while self.files[0][0] != number:  # the files before it were delivered to their end
+            self._drop_first()
         self.offset, self.consumed = offset, self.consumed + 1
-        first = self.files[0]
-        if offset >= first[1] and len(self.files) > 1:  # a whole file delivered
-            self._path(first[0]).unlink(missing_ok=True)
-            self.files.pop(0)
-            self.offset = self.consumed = 0
+        if offset >= self.files[0][1] and len(self.files) > 1:  # a whole file delivered
+            self._drop_first()
         self._save()
+
+    def _drop_first(self):
+        self._path(self.files.pop(0)[0]).unlink(missing_ok=True)
+        self.offset = self.consumed = 0
 
     def _save(self, force: bool = False):
         now = time.monotonic()
@@ -335,6 +338,12 @@ class Delivery:
         bound = getattr(self.backlog, "max_bytes", None)
         size = format_size(bound) if bound else f"{QUEUE_BOUND} events"
         return f"retrying; events wait {where}, in order (at most {size}), dropped beyond that"
+
+    @property
+    def error(self) -> str | None:
+        """Why the endpoint is away (a refused login, a certificate, …) while it is; the summary
+        and /metrics show it beside the counts."""
+        return self.transport.reason() if self.away else None
 
     def health(self) -> tuple[str, str]:
         now = time.monotonic()

@@ -119,6 +119,9 @@ class JsonlSink:
         self.file.discard()
 
 
+CA_HINT = " (--events-ca names the CA that signed its certificate)"
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """A webhook that redirects is a failure (the event is not re-sent elsewhere with its
     credentials): give the final URL."""
@@ -198,12 +201,11 @@ class WebhookSink:
         self.error = redact(str(reason), self.uri)
         if isinstance(error, urllib.error.HTTPError) and error.code in (401, 403):
             self.error = f"login refused ({error.code} {error.reason})"
-        hint = ""
         if isinstance(reason, ssl.SSLCertVerificationError):
-            hint = " (--events-ca names the CA that signed its certificate)"
+            self.error += CA_HINT
         if not self._warned:
             self._warned = True
-            warn(f"webhook {self.name}: {self.error}{hint}; retrying, events queue (at most "
+            warn(f"webhook {self.name}: {self.error}; retrying, events queue (at most "
                  f"{QUEUE_BOUND})")  # fmt: skip
 
     def close(self, timeout: float = 5.0):
@@ -265,10 +267,9 @@ class MqttSink:
     def _on_connect_fail(self, client, userdata):
         error = sys.exc_info()[1]  # paho calls this in the handler of the connection's error
         self.error = redact(str(error or "cannot connect"), self.uri)
-        hint = ""
         if isinstance(error, ssl.SSLCertVerificationError):
-            hint = " (--events-ca names the CA that signed its certificate)"
-        self._warn_once(f"unreachable ({self.error}){hint}; retrying")
+            self.error += CA_HINT
+        self._warn_once(f"unreachable ({self.error}); retrying")
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         self.sent += 1

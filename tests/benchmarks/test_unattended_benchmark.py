@@ -23,6 +23,7 @@ def test_one_cycle_of_each_fault_with_real_parts(tmp_path, rtsp_server):
     doc = json.loads(out.read_text())
     assert doc["events_lost"] == 0 and doc["events"]["events_total"] > 100
     assert doc["clips_unreadable"] == 0
+    assert doc["events_left_in_spools"] == 0  # all delivered: nothing for the next run to re-send
     assert doc["fault_cycles"] == 6  # every fault repaired, health ok again after each
     assert all(c["degraded_seen"] for c in doc["cycles"]), doc["cycles"]
     assert doc["camera_absent_at_start"]["late_ok_after_start"]

@@ -165,7 +165,7 @@ def test_a_stuck_clip_writer_closes_in_time_and_its_records_say_so(tmp_path, mon
     from art_edge.rig import clips
 
     release = threading.Event()
-    monkeypatch.setattr(clips, "write_clip", lambda job: release.wait(30))
+    monkeypatch.setattr(clips, "write_clip", lambda job, cancelled: release.wait(30))  # stuck
     folder, published = tmp_path / "clips", []
     writer = ClipWriter(folder).start()
     for name in ("a", "b"):

@@ -89,7 +89,8 @@ class Tubelets:
             distance_function="iou",
             distance_threshold=0.75,  # a detection matches a track it overlaps by IoU ≥ 0.25
             hit_counter_max=max(keep, 2 * every),
-            initialization_delay=min(2, max(keep, 2 * every) - 1),
+            # a new track is served after a second detection (one is often a false one)
+            initialization_delay=max(2, every),
         )
         self._detection = norfair.Detection
         self.tubes: dict[int, _Tubelet] = {}

@@ -9,8 +9,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from art_edge import cli
 from art_edge.errors import UserError
-from art_edge.synthetic import Crowd, make_scenes
+from art_edge.synthetic import Crowd, make_scenes, write_video
 from art_edge.video.detect import MotionDetector, OnnxDetector, open_detector
 from art_edge.video.overlay import TRACKLET_COLOURS, draw_overlay
 from art_edge.video.tracks import Tubelets, box_iou, crop_window, split_merged
@@ -163,3 +164,26 @@ def test_the_overlay_draws_each_tracks_box_in_its_colour():
         colour = TRACKLET_COLOURS[tid % len(TRACKLET_COLOURS)]
         assert tuple(bgr[(y0 + y1) // 2, x0]) == colour  # the box's left edge
         assert tuple(bgr[(y0 + y1) // 2, (x0 + x1) // 2]) == (0, 0, 0)  # not filled
+
+
+def test_an_onnx_detector_drives_art_edge_track(engine_dir, scene, tmp_path):
+    """`--track onnx:PATH` through the command: a constant detector's two boxes become two tracks
+    whose events carry them (its boxes are in its 64² input: the 432×240 frame letterboxed to
+    scale 64/432)."""
+    frames, _ = scene
+    video = tmp_path / "scene.mp4"
+    write_video(video, np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames[:40]]))
+    model = yolo_model(tmp_path / "d.onnx", "v8", [[10, 10, 8, 8, 0.9], [40, 20, 10, 10, 0.8]])
+    events = tmp_path / "events.jsonl"
+    code = cli.main(["--engine", str(engine_dir), "--video", str(video), "--track",
+                     f"onnx:{model}", "--headless", "--emit", "decision", "--events", str(events),
+                     "--window", "12", "--stride", "3"])  # fmt: skip
+    assert code == 0
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    boxes = {e["track"]: e["box"] for e in lines if e.get("type") == "decision"}
+    assert len(boxes) == 2
+    scale = 432 / 64
+    expected = [[6 * scale, 6 * scale, 14 * scale, 14 * scale],
+                [35 * scale, 15 * scale, 45 * scale, 25 * scale]]  # fmt: skip
+    for box in boxes.values():
+        assert min(np.abs(np.subtract(box, e)).max() for e in expected) < 2.0

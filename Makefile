@@ -3,16 +3,16 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # torch is pinned to the CPU build found on this kind of machine; anything else pulls CUDA wheels.
-INSTALL := $(BIN)/pip install -q -e ".[train,test]"
+INSTALL := $(BIN)/pip install -q -e ".[train,test,track]"
 
 .PHONY: setup system-deps demo test test-fast lint clean
 
 # Debian packages the tests run for real: a Mosquitto broker for art-edge's MQTT events (logins,
 # and TLS with certificates the tests make with openssl), GStreamer's RTSP server (through the
 # system Python's gi) serving a camera stream, and headless Chromium with its WebDriver for the
-# dashboard's browser test.
+# dashboard's browser test; opencv-doc for OpenCV's vtest.avi (pedestrians: benchmarks/tracks.py).
 DEBS := mosquitto openssl python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
-	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly chromium chromium-driver
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly chromium chromium-driver opencv-doc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/python:

@@ -58,6 +58,8 @@ class StreamItem:
     topk: list | None = None  # [(label, score)], best first
     frame: int | None = None
     segment: dict | None = None
+    track: int | None = None  # a tracked camera's: the track it is about
+    box: tuple | None = None  # … and its box (x0, y0, x1, y1) in pixels
 
 
 def open_cameras(
@@ -218,7 +220,8 @@ def stream(engine, sources, roi: dict | None = None, bound: int = 256, **setting
 
     `sources`: URIs as art-edge's --source takes them ([NAME=]URI); `settings`: art-edge's
     settings by name (art_edge.rig.config: segments=, min_score=, clips=, events=[…], metrics=,
-    stream=StreamConfig(…)); headless unless an output is asked for. A consumer slower than the
+    stream=StreamConfig(…), track="motion"); headless unless an output is asked for. With
+    `track`, each item names its track (`item.track`, `item.box`). A consumer slower than the
     rig loses decisions (the oldest first, never segments) rather than slowing recognition;
     closing the generator stops the rig."""
     settings.setdefault("headless", not settings.get("output"))
@@ -254,11 +257,20 @@ class ItemQueue(RigObserver):
     def on_decision(self, camera: str, decision):
         labels = [(self.classes[c], p) for c, p in decision.topk]
         label = self.classes[decision.label]
-        self.put(StreamItem("decision", camera, label, decision.score, labels, decision.frame))
+        self.put(StreamItem("decision", camera, label, decision.score, labels, decision.frame,
+                            track=decision.track, box=decision.box))  # fmt: skip
 
     def on_segment(self, camera: str, record: dict):
         self.put(
-            StreamItem("segment", camera, record["label"], record["mean_score"], segment=record)
+            StreamItem(
+                "segment",
+                camera,
+                record["label"],
+                record["mean_score"],
+                segment=record,
+                track=record.get("track"),
+                box=record.get("box"),
+            )  # fmt: skip
         )
 
     def put(self, item: StreamItem):

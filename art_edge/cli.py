@@ -41,7 +41,11 @@ def _camera_line(c: dict) -> str:
         f"{c['fps']:.1f} FPS; frame latency p50 {fl['p50']} ms p95 {fl['p95']} ms; decision "
         f"latency p50 {dl['p50']} ms p95 {dl['p95']} ms; {c['decisions']} decisions, dropped "
         f"{c['dropped']}, corrupt {c['corrupt']}, reconnects {c['reconnects']}"
-    )
+    ) + (
+        f"; {c['tracks']} tracks" + (f" ({c['tracks_left_out']} live left out by --max-tracks)"
+                                     if c["tracks_left_out"] else "")
+        if "tracks" in c else ""
+    )  # fmt: skip
 
 
 def print_summary(summary: dict, out=sys.stdout):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import statistics
 import tempfile
 import threading
@@ -17,6 +18,19 @@ from pathlib import Path
 from art_edge.files import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
+MACHINE = f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model()}"
 
 
 def alternating(

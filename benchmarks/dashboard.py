@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -39,21 +38,17 @@ from pathlib import Path
 
 from art_edge.rig.observers import RigObserver
 
-from benchlib import RESULTS, alternating, free_port, headless_chromium, medians, write_result
+from benchlib import (
+    MACHINE,
+    RESULTS,
+    alternating,
+    free_port,
+    headless_chromium,
+    medians,
+    write_result,
+)
 from edge import build_engines
 
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(
-                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
-            )
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
-
-
-MACHINE = f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model()}"
 BOTH_TILES_SHOWN = """return ['a', 'b'].every(c => {
   const frame = document.querySelector(`.tile[data-camera="${c}"] canvas.frame`);
   return frame && frame.dataset.frame !== undefined; });"""

@@ -120,3 +120,21 @@ def engine_dir(trained, tmp_path_factory):
     out = tmp_path_factory.mktemp("engine") / "engine"
     build_engine(trained, out, precision="fp32", backend="onnxruntime", log=lambda *a: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_engine(tmp_path_factory):
+    """The demo's engine: art-tiny trained by `make demo`'s recipe on art-synth's six classes.
+    demo/engine when `make demo` made it (or the dir ART_DEMO_ENGINE names); else made here by the
+    demo's own steps (its dataset, 10 epochs of art-tiny from the shipped tower), in FP32 without
+    the INT8 calibration and the demo's playback: about two minutes on 2 cores."""
+    given = Path(os.environ.get("ART_DEMO_ENGINE") or ROOT / "demo" / "engine")
+    if (given / "manifest.json").is_file():
+        return given
+    from art_train import demo
+
+    out = tmp_path_factory.mktemp("demo")
+    demo.prepare_data(out / "data", per_class=60)
+    demo.train_tiny(out / "data", out / "run", None)
+    demo.build(out / "data", out / "run", out / "engine", "fp32")
+    return out / "engine"

@@ -115,6 +115,21 @@ def broken_engine(c: Ctx):
 
 CASES = {
     # ---- art-synth
+    "synth actors not a number": (
+        "art-synth",
+        lambda c: ["--out", c.tmp / "s", "--actors", "three"],
+        "give N or LOW-HIGH",
+    ),
+    "synth actors 5": (
+        "art-synth",
+        lambda c: ["--out", c.tmp / "s", "--actors", "2-5"],
+        "--actors must be between 1 and 4",
+    ),
+    "synth actors too large": (
+        "art-synth",
+        lambda c: ["--out", c.tmp / "s", "--actors", "2", "--size", 200],
+        "an actor must fit",
+    ),
     "synth per-class 0": (
         "art-synth",
         lambda c: ["--out", c.tmp / "d", "--per-class", 0],
@@ -669,6 +684,49 @@ CASES = {
         "art-edge",
         lambda c: ["--engine", c.engine, "--video", c.clip(), "--window", 2],
         "smaller than the T = 4",
+    ),
+    "edge track unknown detector": (
+        "art-edge",
+        lambda c: on_clip(c, "--track", "yolo"),
+        "unknown detector; use motion",
+    ),
+    "edge track onnx not a detector": (
+        "art-edge",
+        lambda c: on_clip(c, "--track", f"onnx:{c.engine / 'frame_encoder.onnx'}"),
+        r"not a detector of the supported layout; expected one input \[1, 3, H, W\] and one output",
+    ),
+    "edge track onnx missing": (
+        "art-edge",
+        lambda c: on_clip(c, "--track", f"onnx:{c.tmp / 'none.onnx'}"),
+        "no such file",
+    ),
+    "edge detect-every 0": (
+        "art-edge",
+        lambda c: on_clip(c, "--track", "--detect-every", 0),
+        "--detect-every 0: must be an integer ≥ 1",
+    ),
+    "edge max-tracks 0": (
+        "art-edge",
+        lambda c: on_clip(c, "--track", "motion", "--max-tracks", 0),
+        "--max-tracks 0: must be an integer ≥ 1",
+    ),
+    "edge track with roi": (
+        "art-edge",
+        lambda c: [
+            "--engine",
+            c.engine,
+            "--source",
+            f"a={c.clip()}",
+            "--track",
+            "--roi",
+            "a=0,0,0.5,0.5",
+        ],  # fmt: skip
+        "--track and --roi on camera a",
+    ),
+    "edge track unknown camera": (
+        "art-edge",
+        lambda c: ["--engine", c.engine, "--source", f"a={c.clip()}", "--track", "b=motion"],
+        "no camera named 'b'",
     ),
     "edge stride 0": (
         "art-edge",

@@ -160,3 +160,16 @@ def test_the_dashboard_page_ships_in_the_edge_install(edge_venv):
     )
     proc = run(edge_venv, "python", "-c", check)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_the_hog_people_detector_ships_in_the_edge_install(edge_venv):
+    """OpenCV's default HOG people model is package data: `--track hog` finds its weights in the
+    installed package, with no download."""
+    check = (
+        "import numpy as np; from art_edge.video.detect import open_detector; "
+        "d = open_detector('hog'); assert d.hog.svm.shape == (3781,), d.hog.svm.shape; "
+        "print(d.detect(np.zeros((256, 192, 3), np.uint8)).shape)"
+    )
+    proc = run(edge_venv, "python", "-c", check)
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -16,10 +16,13 @@ from dataclasses import dataclass
 
 from art_edge.errors import UserError, warn
 from art_edge.rig.clips import ClipRecorder
+from art_edge.rig.lanes import TrackLanes
 from art_edge.rig.pipeline import FrameReader, InlineHead, InlineReader
 from art_edge.rig.report import CameraSnapshot, RateMeter, RunStats
 from art_edge.rig.segments import SegmentTracker
 from art_edge.runtime.streaming import StreamingClassifier
+from art_edge.video.detect import open_detector
+from art_edge.video.tracks import Tubelets
 
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -29,6 +32,7 @@ class CameraSpec:
     name: str
     source: object  # a VideoSource, not yet opened
     roi: object = None  # art_edge.video.roi.Roi
+    track: str | None = None  # its detector (art_edge.video.detect): a lane for each track
 
 
 def parse_source_specs(values: list[str]) -> list[tuple[str, str]]:
@@ -70,12 +74,21 @@ class Camera:
         self.opens = 0  # its source's opens when it went away
         self._trackers = threading.Lock()
         live = getattr(self.source, "live", False)
+        self.tubelets = self.lanes = None
+        if spec.track:
+            t = config.tracking
+            self.tubelets = Tubelets(
+                open_detector(spec.track, t.every), t.every, t.max_tracks, t.pad
+            )
+            self.lanes = TrackLanes(self)
         if config.threaded:
             self.reader = FrameReader(self.source, engine.preprocessing, config.stream.stride,
-                                      spec.roi, rig.ready, self._on_read, f"camera {self.name}")  # fmt: skip
+                                      spec.roi, rig.ready, self._on_read, f"camera {self.name}",
+                                      self.tubelets)  # fmt: skip
             self.head = rig.heads.lane(self.clf, self.on_decision, live)
         else:
-            self.reader = InlineReader(self.source, engine.preprocessing, spec.roi, self._on_read)
+            self.reader = InlineReader(self.source, engine.preprocessing, spec.roi, self._on_read,
+                                       self.tubelets)  # fmt: skip
             self.head = InlineHead(self.clf, self.on_decision)
 
     def open(self):
@@ -129,10 +142,26 @@ class Camera:
         elif d is not None:
             self.decision = d
 
-    def finish_segment(self, segment):
+    def on_track_decision(self, lane, d):
+        """A track's decision (its lane's head, on the head thread): counters, events, the
+        track's segments."""
+        self.last_decision_at = time.monotonic()
+        self.stats.decisions += 1
+        self.stats.decision_latency.add(d.latency_ms)
+        self.stats.head_ms.add(d.head_ms)
+        if self.clips is not None:
+            self.clips.add_decision(d)
+        self.observers.on_decision(self.name, d)
+        self.decision = d
+        for segment in lane.segments.update(d) if lane.segments is not None else ():
+            self.finish_segment(segment, lane)
+
+    def finish_segment(self, segment, lane=None):
         """A segment that ended: its record goes out now, or, with clips, once its clip exists
-        (or is dropped: the record says why)."""
+        (or is dropped: the record says why). A track's names the track and its last box."""
         record = segment.to_dict()
+        if lane is not None:
+            record.update(track=lane.id, box=lane.box)
         if self.clips is not None:
             self.clips.add_segment(segment, record, self.publish_segment)
         else:
@@ -147,12 +176,17 @@ class Camera:
         encoding thread: into the window, a decision job when one is due, the observers; → False
         when one of them ends the run (the user closed the display)."""
         stats, last = self.stats, self.last_frame
-        if last is not None and frame.segment != last.segment:  # a clip ended
-            self.head.submit(self.clf.end_job(last), end=True)
-        if self.clf.add(frame, encoded):
-            self.head.submit(self.clf.job(frame))
+        if self.lanes is not None:  # encoded: each track's crop
+            self.lanes.on_frame(frame, encoded)
+            latency = 1000 * (time.monotonic() - frame.timestamp)
+        else:
+            if last is not None and frame.segment != last.segment:  # a clip ended
+                self.head.submit(self.clf.end_job(last), end=True)
+            if self.clf.add(frame, encoded):
+                self.head.submit(self.clf.job(frame))
+            latency = self.clf.frame_latency_ms
         stats.frames += 1
-        stats.frame_latency.add(self.clf.frame_latency_ms)
+        stats.frame_latency.add(latency)
         stats.encode_ms.add(encode_ms)
         self.rate.tick(time.monotonic())
         self.last_frame = frame
@@ -174,6 +208,8 @@ class Camera:
 
     def finish(self, timeout: float = 60.0):
         """The decision in flight, the last one on the window, the open segment and its clip."""
+        if self.lanes is not None:
+            self.lanes.finish(timeout)
         self.head.submit(self.clf.end_job(self.last_frame), end=self.last_frame is not None)
         self.head.drain(timeout)
         if self.segments is not None:
@@ -192,7 +228,7 @@ class Camera:
             frames=stats.frames,
             decisions=stats.decisions,
             dropped=source.dropped + self.reader.dropped,
-            decisions_skipped=self.head.skipped,
+            decisions_skipped=self.head.skipped + (self.lanes.skipped() if self.lanes else 0),
             corrupt=source.corrupt,
             truncated=source.truncated,
             reconnects=source.reconnects,
@@ -220,6 +256,9 @@ class Camera:
             seconds=(self.ended_at or self.rig.processing_end() or now) - started,
             restarts=getattr(self.reader, "restarts", 0) + getattr(source, "failures", 0),
             problem=getattr(source, "problem", None),
+            tracks=None if self.lanes is None else self.lanes.snapshot(),
+            tracks_left_out=0 if self.tubelets is None else self.tubelets.over_limit,
+            tracks_served=0 if self.lanes is None else self.lanes.born,
         )
 
     def close(self, failures: list):

@@ -250,7 +250,11 @@ def write_clip(job: ClipJob, cancelled=lambda: False):
                 at = bisect.bisect_right(indices, index) - 1
                 decision = job.decisions[at][1] if at >= 0 else None
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-                bgr = annotate(rgb, decision, job.classes, job.fps, None, job.roi_box)
+                tracks = None  # a track's clip: its box, id and label as they were decided
+                if getattr(decision, "track", None) is not None:
+                    tracks = [(decision.track, decision.box, decision.label, decision.score)]
+                bgr = annotate(rgb, decision, job.classes, job.fps, None, job.roi_box,
+                               tracks=tracks)  # fmt: skip
             out.write(bgr)
         out.close()
     except BaseException:
@@ -312,7 +316,9 @@ class ClipRecorder:
         """A segment that ended: its clip is cut once `post` seconds of frames have followed;
         then `publish(record)` with the record naming the clip once it exists (`clip`), or
         saying why there is none (`clip: null`, `clip_dropped`)."""
-        path = self.writer.out_dir / clip_name(self.camera, segment.label, segment.start_ts)
+        track = record.get("track")  # a track's segment: its clip is named and drawn for it
+        camera = self.camera if track is None else f"{self.camera}-track{track}"
+        path = self.writer.out_dir / clip_name(camera, segment.label, segment.start_ts)
         job = ClipJob(path, self.fps, [], [], self.classes, self.raw, None, record, publish)
         with self.lock:
             self.pending.append((segment, job))
@@ -327,7 +333,9 @@ class ClipRecorder:
     def _submit(self, segment, job: ClipJob):
         lo, hi = segment.start_frame - self.pre, segment.end_frame + self.post
         job.frames = [(i, j) for i, j in self.frames if lo <= i <= hi]
-        job.decisions = [(i, d) for i, d in self.decisions if i <= hi]
+        track = (job.record or {}).get("track")
+        job.decisions = [(i, d) for i, d in self.decisions
+                         if i <= hi and (track is None or getattr(d, "track", None) == track)]  # fmt: skip
         job.roi_box = self.roi_box
         if job.frames:
             self.writer.put(job)

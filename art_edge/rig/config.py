@@ -28,13 +28,16 @@ from art_edge.errors import (
     parse_duration,
     parse_size,
     positive_float,
+    positive_int,
 )
 from art_edge.files import check_writable, is_loopback, parse_host_port, parse_origin
+from art_edge.rig.camera import NAME
 from art_edge.rig.clips import Retention, check_clip_options
 from art_edge.rig.credentials import expand_env, read_logins, tls_context
 from art_edge.rig.outlets import Rotation
 from art_edge.rig.sinks import TLS, check_sink_specs
 from art_edge.runtime.streaming import StreamConfig
+from art_edge.video.detect import check_detector
 from art_edge.video.outputs import check_output
 
 
@@ -320,6 +323,60 @@ class DashboardConfig:
 
 
 @dataclass(frozen=True)
+class TrackConfig:
+    """Several athletes a camera: a detector, a tracker, and a lane (window, decisions, segments)
+    for each track, its crop following it (art_edge.video.tracks)."""
+
+    detectors: tuple = setting(
+        (),
+        "track the people each camera sees and recognise each one's actions: motion (background "
+        "subtraction, fixed cameras; the default), hog (OpenCV's people detector) or onnx:PATH "
+        "(a YOLO-layout ONNX detector); NAME=DETECTOR for one camera; repeatable",
+        name="track",
+        action="append",
+        nargs="?",
+        const="motion",
+        metavar="[NAME=]DETECTOR",
+    )
+    every: int = setting(
+        1, "run the detector every N frames (the tracker predicts between)", positive_int,
+        name="detect_every", metavar="N",
+    )  # fmt: skip
+    max_tracks: int = setting(
+        8, "tracks served per camera at most (the others are counted)", positive_int, metavar="N"
+    )
+    pad: float = setting(
+        1.0, "a track's crop: a square this many times its box's longer side",
+        Number(float, 1.0, 3.0, what="a number in [1, 3]"), name="track_pad", metavar="X",
+    )  # fmt: skip
+
+    def __post_init__(self):  # one detector may be given as a string
+        given = [self.detectors] if isinstance(self.detectors, str) else self.detectors
+        object.__setattr__(self, "detectors", tuple(str(d) for d in given))
+
+    def validate(self):
+        for _, detector in self.per_camera():
+            check_detector(detector)
+
+    def per_camera(self) -> list[tuple[str | None, str]]:
+        """(camera name or None for every camera, detector) of each --track."""
+        found = []
+        for spec in self.detectors:
+            name, sep, detector = spec.partition("=")
+            named = sep and NAME.match(name) and name not in ("motion", "hog")
+            found.append((name, detector) if named else (None, spec))
+        return found
+
+    def detector_for(self, camera: str) -> str | None:
+        """The detector of `camera` (None: not tracked)."""
+        chosen = None
+        for name, detector in self.per_camera():
+            if name in (None, camera):
+                chosen = detector if name == camera or chosen is None else chosen
+        return chosen
+
+
+@dataclass(frozen=True)
 class UnattendedConfig:
     """What keeps a rig going for weeks with nobody watching: JSONL rotation, the network
     events' spool, and the bound on shutdown."""
@@ -403,6 +460,7 @@ class RigConfig:
     prometheus: PrometheusConfig = section(PrometheusConfig)
     dashboard: DashboardConfig = section(DashboardConfig)
     unattended: UnattendedConfig = section(UnattendedConfig)
+    tracking: TrackConfig = section(TrackConfig)
 
     def __post_init__(self):
         validate(self)

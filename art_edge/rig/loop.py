@@ -19,6 +19,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from dataclasses import replace
 
 import numpy as np
 
@@ -32,6 +33,27 @@ from art_edge.rig.pipeline import HeadThread
 from art_edge.rig.report import History, RigSnapshot
 
 CLIPS_SHARE = 0.6  # of the shutdown's time left, what the clip writer gets (the rest: events)
+
+
+def tracked(specs: list[CameraSpec], config: RigConfig) -> list[CameraSpec]:
+    """The cameras, each with the detector --track gives it (if any); a camera --track names
+    must exist, and a tracked camera has no --roi (its tracks' crops are its regions)."""
+    names = [spec.name for spec in specs]
+    for name, detector in config.tracking.per_camera():
+        if name is not None and name not in names:
+            raise UserError(f"--track {name}={detector}: no camera named {name!r}; the cameras "
+                            f"are {', '.join(names)}")  # fmt: skip
+    out = []
+    for spec in specs:
+        track = spec.track or config.tracking.detector_for(spec.name)
+        if track and spec.roi is not None:
+            raise UserError(
+                f"--track and --roi on camera {spec.name}: a tracked camera crops each track "
+                f"itself; drop --roi {spec.name}=… or track only the other cameras "
+                "(--track NAME=DETECTOR)"
+            )
+        out.append(replace(spec, track=track))
+    return out
 
 
 class Rig:
@@ -61,7 +83,7 @@ class Rig:
         self.batches = self.max_batch = 0  # encoder runs (frames / batches: the mean batch)
         # encoder batches not handed on yet: [(camera, frame) pairs, PendingEncode]
         self.in_flight: deque = deque()
-        self.cameras = [Camera(spec, self) for spec in specs]
+        self.cameras = [Camera(spec, self) for spec in tracked(specs, config)]
         self._finished: set = set()
 
     def observe(self, observer: RigObserver) -> RigObserver:
@@ -96,13 +118,11 @@ class Rig:
         self.ready.clear()
         batch, ends = self._take(active)
         if batch:
-            self.batches += 1
-            self.max_batch = max(self.max_batch, len(batch))
-            pending = self.engine.submit_encode(np.stack([image for _, _, image in batch]))
-            self.in_flight.append(([(cam, frame) for cam, frame, _ in batch], pending))
+            self.in_flight.append(self._submit(batch))
         # Hand on the earlier batches while this one encodes on the encoder workers (they go
         # straight on to it, no pause between batches); all of them before a camera ends.
-        keep = 1 if batch and not ends and self.in_flight[-1][1].asynchronous else 0
+        pending = self.in_flight[-1][1] if batch else None
+        keep = 1 if pending is not None and not ends and pending.asynchronous else 0
         while len(self.in_flight) > keep:
             if not self._hand_on(*self.in_flight.popleft()):
                 return "closed by user", None
@@ -115,12 +135,26 @@ class Rig:
             self.ready.wait(0.5)
         return None
 
+    def _submit(self, batch: list) -> tuple[list, object]:
+        """Start encoding the images of `batch` ((camera, frame, image) each; a tracked
+        camera's image: its tracks' crops [k, 3, S, S]) as one run; → the in-flight entry."""
+        images = [image if image.ndim == 4 else image[None] for _, _, image in batch]
+        stacked = np.concatenate(images)
+        self.batches += 1
+        self.max_batch = max(self.max_batch, len(stacked))
+        pending = self.engine.submit_encode(stacked) if len(stacked) else None
+        return [(cam, frame, len(im)) for (cam, frame, _), im in zip(batch, images)], pending
+
     def _hand_on(self, frames: list, pending) -> bool:
         """An encoded batch to its cameras; → False when the user closed the display."""
-        patches, tokens = pending.result()
-        encode_ms = 1000 * pending.seconds / len(frames)  # each frame's share of the batch
-        for (cam, frame), encoded in zip(frames, zip(patches, tokens)):
-            if not cam.on_frame(frame, encoded, encode_ms):
+        patches, tokens = pending.result() if pending is not None else ((), ())
+        # each image's share of the batch
+        encode_ms = 1000 * pending.seconds / len(patches) if pending is not None else 0.0
+        at = 0
+        for cam, frame, n in frames:
+            encoded = list(zip(patches[at : at + n], tokens[at : at + n]))
+            at += n
+            if not cam.on_frame(frame, encoded if cam.lanes is not None else encoded[0], encode_ms):
                 return False
         return True
 

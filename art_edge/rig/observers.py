@@ -107,14 +107,16 @@ class AnnotatedVideo(RigObserver):
 
     def on_frame(self, camera: str, frame) -> bool:
         cam = self.snapshot().camera(camera)
-        p50 = cam.decision_latency_ms[0]
+        p50, tracks = cam.decision_latency_ms[0], cam.tracks_in(frame)
         if self.file is not None:  # a file played as fast as it goes waits a little for room
             wait = 0.0 if getattr(self.source, "live", False) else 5.0
-            self.file.put((frame.image, cam.decision, cam.fps, p50), wait)
+            self.file.put((frame.image, cam.decision, cam.fps, p50, tracks), wait)
             return True
         if self.output is None:
             self.output = open_output(self.spec, self.source.fps)
-        self.output.write(draw_overlay(frame.image, cam.decision, self.classes, cam.fps, p50))
+        self.output.write(
+            draw_overlay(frame.image, cam.decision, self.classes, cam.fps, p50, tracks=tracks)
+        )
         return not getattr(self.output, "closed_by_user", False)
 
     def outputs(self) -> list:
@@ -152,8 +154,8 @@ class VideoFile(Outlet):
         return super().put(item, wait)
 
     def write(self, item):
-        image, decision, fps, p50 = item
-        bgr = draw_overlay(image, decision, self.classes, fps, p50)
+        image, decision, fps, p50, tracks = item
+        bgr = draw_overlay(image, decision, self.classes, fps, p50, tracks=tracks)
         if self.output is None:
             path = self.path
             if self.part > 1:

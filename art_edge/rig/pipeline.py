@@ -21,12 +21,15 @@ import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from art_edge.errors import UserError
 from art_edge.preprocess import preprocess_frame
 from art_edge.rig.outlets import Supervised
 from art_edge.runtime.engine_dir import BATCH_PROFILE
 from art_edge.runtime.streaming import decide_batch
 from art_edge.video.sources import EndOfStream
+from art_edge.video.tracks import crop_window
 
 
 @dataclass
@@ -37,11 +40,12 @@ class _End:
     error: str | None = None
 
 
-def read_frame(source, preprocessing, timeout: float, roi=None):
+def read_frame(source, preprocessing, timeout: float, roi=None, tubelets=None):
     """One capture: (frame, preprocessed image), None when nothing came within `timeout`, or an
     _End when the source ended or gave up (a lost camera: the run ends, keeping what it did).
     `roi` (art_edge.video.roi.Roi): the part of the frame the model sees; the frame keeps all of
-    it."""
+    it. `tubelets` (art_edge.video.tracks.Tubelets): a tracked camera's; the image is then each
+    track's crop [k, 3, S, S] (the tracks in `frame.tracks`)."""
     try:
         frame = source.capture(timeout=timeout)
         if frame is None:
@@ -51,7 +55,18 @@ def read_frame(source, preprocessing, timeout: float, roi=None):
         return _End("source ended")
     except UserError as e:
         return _End("source failed", str(e))
+    if tubelets is not None:
+        return frame, track_crops(frame, tubelets, preprocessing)
     return frame, preprocess_frame(image, preprocessing)
+
+
+def track_crops(frame, tubelets, preprocessing) -> np.ndarray:
+    """The tracks of a frame (into `frame.tracks`) and their crops, preprocessed: [k, 3, S, S]."""
+    frame.tracks = tubelets.update(frame.image)
+    crops = [preprocess_frame(crop_window(frame.image, t.window), preprocessing)
+             for t in frame.tracks]  # fmt: skip
+    size = preprocessing.image_size
+    return np.stack(crops) if crops else np.zeros((0, 3, size, size), np.float32)
 
 
 class FrameReader:
@@ -59,13 +74,13 @@ class FrameReader:
     (frame, preprocessed image)."""
 
     def __init__(self, source, preprocessing, bound: int, roi=None, ready=None, on_frame=None,
-                 name: str = "camera"):  # fmt: skip
+                 name: str = "camera", tubelets=None):  # fmt: skip
         """`ready`: a threading.Event set whenever an item is queued (one encoder serving several
         readers waits on it); `on_frame(frame)`: called on this thread for each frame read (the
         clip history keeps it). The thread is Supervised: an unexpected error in a frame's
         reading, preprocessing or history is reported once, and the reader goes on."""
         self.source, self.preprocessing, self.roi = source, preprocessing, roi
-        self.ready, self.on_frame = ready, on_frame
+        self.ready, self.on_frame, self.tubelets = ready, on_frame, tubelets
         self.live = getattr(source, "live", False)
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, bound))
         self.dropped = 0  # frames a live source delivered that the pipeline had no room for
@@ -81,7 +96,7 @@ class FrameReader:
 
     def _run(self):
         while not self._stop.is_set():
-            item = read_frame(self.source, self.preprocessing, 0.2, self.roi)
+            item = read_frame(self.source, self.preprocessing, 0.2, self.roi, self.tubelets)
             if isinstance(item, _End):
                 self._put(item, last=True)
                 return
@@ -148,8 +163,15 @@ class HeadThread:
 
     def lane(self, classifier, on_decision, live: bool) -> HeadLane:
         lane = HeadLane(self, classifier, on_decision, live)
-        self.lanes.append(lane)
+        with self.cond:
+            self.lanes.append(lane)
         return lane
+
+    def remove(self, lane: HeadLane):
+        """A lane that is done (a lost track's, after its last job): the thread forgets it."""
+        with self.cond:
+            if lane in self.lanes:
+                self.lanes.remove(lane)
 
     def start(self):
         self._thread.start()
@@ -256,9 +278,9 @@ class InlineReader:
     """FrameReader's interface in the caller's thread (`art-edge --no-threads`): capture and
     preprocess when the encoder asks, as before the pipeline had threads."""
 
-    def __init__(self, source, preprocessing, roi=None, on_frame=None):
+    def __init__(self, source, preprocessing, roi=None, on_frame=None, tubelets=None):
         self.source, self.preprocessing, self.dropped = source, preprocessing, 0
-        self.roi, self.on_frame = roi, on_frame
+        self.roi, self.on_frame, self.tubelets = roi, on_frame, tubelets
 
     def start(self):
         pass
@@ -266,9 +288,8 @@ class InlineReader:
     def take(self, limit: int, timeout: float) -> tuple[list, _End | None]:
         items = []
         while len(items) < limit:
-            item = read_frame(
-                self.source, self.preprocessing, timeout if not items else 0.0, self.roi
-            )
+            item = read_frame(self.source, self.preprocessing, timeout if not items else 0.0,
+                              self.roi, self.tubelets)  # fmt: skip
             if isinstance(item, _End):
                 return items, item
             if item is None:

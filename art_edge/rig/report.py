@@ -171,6 +171,18 @@ class CameraSnapshot:
     seconds: float = 0.0  # processing time: from the run's start to its end (or now)
     restarts: int = 0  # its reader or capture thread failed and was restarted
     problem: str | None = None  # what its source or reader last ran into (a lost stream)
+    # a tracked camera's live tracks: (id, box, label, score), label None before a decision
+    tracks: tuple | None = None
+    tracks_left_out: int = 0  # live tracks beyond --max-tracks, not served
+    tracks_served: int = 0  # tracks that had a lane in the run so far
+
+    def tracks_in(self, frame) -> list | None:
+        """A tracked camera's frame: its tracks' boxes in it, each with its lane's label and
+        score; None for a camera without tracking."""
+        if frame is None or frame.tracks is None:
+            return None
+        labels = {tid: (label, score) for tid, _, label, score in self.tracks or ()}
+        return [(t.id, t.box, *labels.get(t.id, (None, None))) for t in frame.tracks]
 
     def silent(self, stale_after: float) -> bool:
         """No frame delivered in the last `stale_after` seconds (/healthz, the dashboard)."""
@@ -236,6 +248,9 @@ def status_text(snap: RigSnapshot) -> str:
     for cam in cams:
         d = cam.decision
         label = f"{classes[d.label]} {d.score:.2f}" if d else "(filling the window)"
+        if cam.tracks is not None:  # a tracked camera: each live track's label
+            label = " ".join(f"#{tid} {classes[c] if c is not None else '…'}"
+                             for tid, _, c, _ in cam.tracks) or "(no tracks)"  # fmt: skip
         if len(cams) == 1:
             p50 = cam.decision_latency_ms[0]
             text = (
@@ -278,6 +293,8 @@ def camera_summary(cam: CameraSnapshot, events: int) -> dict:
             clips_scored=cam.clips_scored,
             clip_top1=round(cam.clips_correct / cam.clips_scored, 4),
         )
+    if cam.tracks is not None:  # a tracked camera: the tracks it served, and left out
+        summary.update(tracks=cam.tracks_served, tracks_left_out=cam.tracks_left_out)
     return summary
 
 

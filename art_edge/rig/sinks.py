@@ -49,7 +49,8 @@ QUEUE_BOUND = 1000  # events held per network sink while its broker or endpoint 
 
 
 def decision_event(decision, classes: list[str], camera: str, wall_time: float | None = None):
-    """One decision as the event sinks carry it: ts, camera, frame, label, score, top-k, saliency."""
+    """One decision as the event sinks carry it: ts, camera, frame, label, score, top-k, saliency;
+    a tracked camera's also its track's id and box."""
     event = {
         "type": "decision",
         "ts": round(wall_time if wall_time is not None else time.time(), 3),
@@ -65,6 +66,9 @@ def decision_event(decision, classes: list[str], camera: str, wall_time: float |
     }
     if decision.truth is not None and 0 <= decision.truth < len(classes):
         event["truth"] = classes[decision.truth]
+    if decision.track is not None:  # a tracked camera: whose decision, and where it was
+        event["track"] = decision.track
+        event["box"] = [round(float(v), 1) for v in decision.box] if decision.box else None
     return event
 
 

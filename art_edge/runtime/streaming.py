@@ -56,6 +56,7 @@ class Frame:
     timestamp: float  # time.monotonic() at capture
     segment: int = 0  # changes when a new clip starts (playlists, synthetic), so buffers reset
     label: int | None = None  # ground truth, when the source knows it
+    tracks: list | None = None  # with tracking: the tracks served in it (art_edge.video.tracks)
 
 
 @dataclass
@@ -73,6 +74,8 @@ class Decision:
     truth: int | None = None
     head_ms: float = 0.0
     latency_ms: float = 0.0  # capture of the newest frame → decision made
+    track: int | None = None  # with tracking: the track it is about (its own lane's decision)
+    box: tuple | None = None  # … and the track's box (x0, y0, x1, y1) in that frame
 
 
 class DecisionSmoother:

@@ -50,10 +50,18 @@ class RigCollector:
             ),
             "fps": GaugeMetricFamily("art_fps", "frames per second, recent", labels=["camera"]),
         }
+        tracks = GaugeMetricFamily("art_tracks", "live tracks served (--track)", labels=["camera"])
+        left_out = GaugeMetricFamily(
+            "art_tracks_left_out", "live tracks beyond --max-tracks", labels=["camera"]
+        )
         for cam in self.snapshot().cameras:
             for key, value in cam.counters().items():
                 per_camera[key].add_metric([cam.name], value)
+            if cam.tracks is not None:
+                tracks.add_metric([cam.name], len(cam.tracks))
+                left_out.add_metric([cam.name], cam.tracks_left_out)
         yield from per_camera.values()
+        yield from (tracks, left_out)
         sinks = [
             CounterMetricFamily(f"art_events_{k}", f"events {k}", labels=["sink"])
             for k in ("sent", "failed", "dropped")

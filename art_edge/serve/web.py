@@ -86,6 +86,19 @@ def camera_state(cam: CameraSnapshot, classes, stale_after: float) -> dict:
         "topk": [[classes[c], round(float(p), 4)] for c, p in d.topk[:3]] if d else [],
         "current": None,
     }
+    if cam.tracks is not None:  # a tracked camera: its live tracks, each with its label
+        state["tracks"] = [
+            {"id": tid, "box": [round(float(v), 1) for v in box],
+             "label": classes[label] if label is not None else None,
+             "score": round(float(score), 4) if score is not None else None}
+            for tid, box, label, score in cam.tracks
+        ]  # fmt: skip
+        state["label"] = f"{len(cam.tracks)} tracks" + (
+            f" ({cam.tracks_left_out} over --max-tracks)" if cam.tracks_left_out else ""
+        )
+        state["score"] = None
+        state["topk"] = [[f"#{t['id']} {t['label']}", t["score"]] for t in state["tracks"]
+                         if t["label"] is not None]  # fmt: skip
     if current is not None:
         state["current"] = {
             "label": current["label"],
@@ -121,9 +134,8 @@ class Tile:
             h, w = frame.image.shape[:2]
             roi_box = cam.roi.box(h, w) if cam.roi is not None else None
             p50 = cam.decision_latency_ms[0]
-            bgr = annotate(
-                frame.image, decision, self.classes, cam.fps, p50, roi_box, TILE_MAX_SIDE
-            )
+            bgr = annotate(frame.image, decision, self.classes, cam.fps, p50, roi_box,
+                           TILE_MAX_SIDE, cam.tracks_in(frame))  # fmt: skip
             ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             if ok:
                 self.key, self.jpeg = (frame.index, frame.segment, id(decision)), jpeg.tobytes()

@@ -1,5 +1,6 @@
 """What a person sees: each tracklet's attention as a tinted heatmap where the model looks, the
-decided label and score, a top-k bar chart, and FPS and latency."""
+decided label and score, a top-k bar chart, and FPS and latency; on a tracked camera, each
+track's box, id, label and score."""
 
 from __future__ import annotations
 
@@ -74,6 +75,16 @@ def _text(img, text, org, scale, colour=(255, 255, 255), thickness=1):
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
 
 
+def draw_tracks(bgr: np.ndarray, tracks, classes: list[str], s: float, scale: float):
+    """Each track's box (frame pixels × s), its id and its label and score, in its colour."""
+    for tid, box, label, score in tracks:
+        colour = TRACKLET_COLOURS[tid % len(TRACKLET_COLOURS)]
+        x0, y0, x1, y1 = (int(round(v * s)) for v in box)
+        cv2.rectangle(bgr, (x0, y0), (x1, y1), colour, 2, cv2.LINE_AA)
+        text = f"#{tid}" + (f" {classes[label]} {score:.2f}" if label is not None else "")
+        _text(bgr, text, (x0 + 3, max(int(14 * scale), y0 - 5)), 0.5 * scale, colour)
+
+
 def draw_overlay(
     frame_rgb: np.ndarray,
     decision,
@@ -81,10 +92,13 @@ def draw_overlay(
     fps: float,
     latency_ms: float | None,
     min_side: int = 360,
+    tracks=None,
 ) -> np.ndarray:
-    """→ an annotated BGR frame (upscaled so text stays legible on small inputs)."""
+    """→ an annotated BGR frame (upscaled so text stays legible on small inputs). `tracks`: a
+    tracked camera's, (id, box, label, score) each: drawn instead of the one decision."""
     bgr = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR)
     h, w = bgr.shape[:2]
+    s = 1.0
     if min(h, w) < min_side:
         s = min_side / min(h, w)
         bgr = cv2.resize(
@@ -92,6 +106,9 @@ def draw_overlay(
         )
         h, w = bgr.shape[:2]
     scale = max(0.5, min(h, w) / 480)
+    if tracks is not None:
+        draw_tracks(bgr, tracks, classes, s, scale)
+        decision = None
     if decision is not None:
         bgr = attention_heatmaps(bgr, decision.attention)
         _text(
@@ -128,9 +145,11 @@ def annotate(
     latency_ms: float | None,
     roi_box: tuple | None = None,
     max_side: int | None = None,
+    tracks=None,
 ) -> np.ndarray:
     """draw_overlay on a camera's full frame, with its ROI outlined (clips, the dashboard);
-    `max_side`: a large frame is scaled down first, so a 4K camera costs no more than 640 px."""
+    `max_side`: a large frame is scaled down first, so a 4K camera costs no more than 640 px.
+    `tracks`: see draw_overlay."""
     if roi_box is not None:
         frame_rgb = frame_rgb.copy()
         x0, y0, x1, y1 = roi_box
@@ -141,4 +160,6 @@ def annotate(
         frame_rgb = cv2.resize(
             frame_rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA
         )
-    return draw_overlay(frame_rgb, decision, classes, fps, latency_ms)
+        if tracks is not None:
+            tracks = [(tid, [v * s for v in box], *rest) for tid, box, *rest in tracks]
+    return draw_overlay(frame_rgb, decision, classes, fps, latency_ms, tracks=tracks)

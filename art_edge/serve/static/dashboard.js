@@ -147,7 +147,7 @@ function renderSegments() {
       li.dataset.label = s.label;
       li.innerHTML = '<span class="swatch"></span><span><b></b> <span class="what"></span><br><span class="when"></span></span>';
       li.querySelector(".swatch").style.background = colour(s.label);
-      li.querySelector("b").textContent = s.camera;
+      li.querySelector("b").textContent = s.track == null ? s.camera : `${s.camera} #${s.track}`;
       li.querySelector(".what").textContent = `${s.label} (${s.mean_score.toFixed(2)})`;
       li.querySelector(".when").textContent =
         `${new Date(s.start_ts * 1000).toLocaleTimeString()} · ${s.duration_s.toFixed(1)} s`;

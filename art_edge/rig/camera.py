@@ -126,13 +126,7 @@ class Camera:
     def on_decision(self, d, end: bool):
         """The head thread's side: events, segments, counters, and a clip's score at its end."""
         if d is not None:
-            self.last_decision_at = time.monotonic()
-            self.stats.decisions += 1
-            self.stats.decision_latency.add(d.latency_ms)
-            self.stats.head_ms.add(d.head_ms)
-            if self.clips is not None:
-                self.clips.add_decision(d)
-            self.observers.on_decision(self.name, d)
+            self._decided(d)
             if self.segments is not None:
                 for segment in self.segments.update(d):
                     self.finish_segment(segment)
@@ -142,9 +136,9 @@ class Camera:
         elif d is not None:
             self.decision = d
 
-    def on_track_decision(self, lane, d):
-        """A track's decision (its lane's head, on the head thread): counters, events, the
-        track's segments."""
+    def _decided(self, d):
+        """A decision of this camera's (or of one of its tracks'): counted, timed, drawn into the
+        clip in the making, and given to the outputs."""
         self.last_decision_at = time.monotonic()
         self.stats.decisions += 1
         self.stats.decision_latency.add(d.latency_ms)
@@ -152,6 +146,11 @@ class Camera:
         if self.clips is not None:
             self.clips.add_decision(d)
         self.observers.on_decision(self.name, d)
+
+    def on_track_decision(self, lane, d):
+        """A track's decision (its lane's head, on the head thread): counters, events, the
+        track's segments."""
+        self._decided(d)
         self.decision = d
         for segment in lane.segments.update(d) if lane.segments is not None else ():
             self.finish_segment(segment, lane)

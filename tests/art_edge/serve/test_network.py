@@ -228,7 +228,7 @@ class MovingCamera:
 
     def __call__(self):
         self.index += 1
-        frame = SimpleNamespace(index=self.index, segment=0, image=self.image)
+        frame = SimpleNamespace(index=self.index, segment=0, image=self.image, tracks=None)
         return SimpleNamespace(cameras=(camera("a", frame), camera("b", frame)), segments=(),
                                clips=None, classes=("x", "y"))  # fmt: skip
 

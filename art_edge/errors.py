@@ -27,8 +27,20 @@ def warn(message: str):
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
+_TERMINATED = []  # a SIGTERM arrived (its KeyboardInterrupt may have been swallowed)
+
+
 def _terminate(signum, frame):
+    _TERMINATED.append(signum)
     raise KeyboardInterrupt  # SIGTERM ends a command the way Ctrl-C does: cleanup, then exit 130
+
+
+def check_not_terminated():
+    """Raise KeyboardInterrupt if a SIGTERM arrived. Python drops an exception raised by a signal
+    handler that runs inside a finalizer ("Exception ignored in …"), so a command could go on and
+    finish after SIGTERM; what commits an artifact asks here first."""
+    if _TERMINATED:
+        raise KeyboardInterrupt
 
 
 def cli_entry(fn):
@@ -37,6 +49,7 @@ def cli_entry(fn):
 
     @functools.wraps(fn)
     def wrapper(argv=None):
+        _TERMINATED.clear()
         previous = signal.getsignal(signal.SIGTERM)
         try:
             signal.signal(signal.SIGTERM, _terminate)
@@ -58,6 +71,7 @@ def cli_entry(fn):
             print("interrupted", file=sys.stderr)
             return 130
         finally:
+            _TERMINATED.clear()  # the command is over: later work in this process is not stopped
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from art_edge.errors import UserError
+from art_edge.errors import UserError, check_not_terminated
 
 
 def sha256_file(path) -> str:
@@ -128,6 +128,7 @@ def atomic_write(path, write_fn):
             )
         os.close(fd)
         write_fn(tmp)
+        check_not_terminated()  # a SIGTERM swallowed on the way: nothing is committed
         os.replace(tmp, path)
     except BaseException:
         if tmp is not None:
@@ -151,6 +152,7 @@ def atomic_dir(out, replace: bool = False, prefix: str = "build"):
         with _signals_held():
             tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{prefix}-", dir=out.parent))
         yield tmp
+        check_not_terminated()  # a SIGTERM swallowed on the way: nothing is committed
         if out.exists():
             if replace:
                 shutil.rmtree(out)

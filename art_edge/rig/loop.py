@@ -106,7 +106,7 @@ class Rig:
         """Encode the frames that are ready on every camera as one batch; → how the run ended
         (and the error, when a camera's source failed), or None to go on."""
         self.loop_at = now = time.monotonic()
-        if now - self._watched > 0.5:
+        if now - self._watched > 0.5 or stop.is_set():  # the last look: a camera back is said
             self._watched = now
             for cam in self.cameras:
                 cam.watch(now)

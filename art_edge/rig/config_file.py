@@ -20,11 +20,13 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import sys
 import textwrap
 from urllib.parse import urlsplit, urlunsplit
 
 from art_edge.errors import Number, UserError
+from art_edge.rig.camera import NAME
 from art_edge.rig.config import settings_of
 from art_edge.rig.credentials import ENV_REFERENCE, masked
 
@@ -181,9 +183,31 @@ def toml_value(value) -> str:
     return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string
 
 
+# settings that name files or folders (a source or an --events value only when it is not a URI,
+# a camera index or the display)
+PATH_SETTINGS = {"engine", "video", "source", "root", "segments", "clips", "events",
+                 "events_credentials", "events_ca", "events_cert", "events_key", "output",
+                 "spool", "summary"}  # fmt: skip
+
+
+def absolute(key: str, value):
+    """A path setting's value made absolute: the file is read from elsewhere (a service runs in
+    its own folder), so a path relative to where --print-config ran would point nowhere."""
+    if isinstance(value, (list, tuple)):
+        return [absolute(key, v) for v in value]
+    if key not in PATH_SETTINGS or not isinstance(value, str) or "://" in value:
+        return value
+    name, sep, path = value.partition("=") if key == "source" else ("", "", value)
+    if not sep or not NAME.match(name):  # a source's NAME=, as parse_source_specs reads it
+        name, sep, path = "", "", value
+    if not path or path.isdigit() or path == "display" or ENV_REFERENCE.search(path):
+        return value
+    return f"{name}{sep}{os.path.abspath(os.path.expanduser(path))}"
+
+
 def config_text(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
     """The effective settings of `args` as a --config file: each setting with its help as a
-    comment, unset ones commented out, secrets masked."""
+    comment, unset ones commented out, paths made absolute, secrets masked."""
     lines = [
         "# art-edge --config FILE runs this rig; a flag given beside the file wins over it.",
         f"# Secrets are masked ({MASK}): put them back, or give them as flags, before using it.",
@@ -196,5 +220,5 @@ def config_text(parser: argparse.ArgumentParser, args: argparse.Namespace) -> st
         if value is None or (isinstance(value, (list, tuple)) and not value):
             lines.append(f"# {key} =")
         else:
-            lines.append(f"{key} = {toml_value(mask(key, value))}")
+            lines.append(f"{key} = {toml_value(mask(key, absolute(key, value)))}")
     return "\n".join(lines) + "\n"

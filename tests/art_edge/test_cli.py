@@ -161,3 +161,26 @@ def test_the_config_that_print_config_writes_runs_the_same_rig(engine_dir, synth
     for name in ("list", "one"):
         a, b = (s["cameras"][name] for s in summaries)
         assert a["frames"] == b["frames"] > 0 and a["decisions"] == b["decisions"]
+
+
+def test_print_config_writes_paths_that_hold_from_any_folder(engine_dir, synth, tmp_path, capsys,
+                                                            monkeypatch):  # fmt: skip
+    """A service runs the file in its own folder: relative paths on the command line are written
+    absolute; URIs, camera indexes and ${NAME} references are written as given."""
+    from art_edge import cli
+
+    monkeypatch.chdir(synth)
+    monkeypatch.setenv("MQTT_PASSWORD", "not-in-the-file")
+    flags = ["--engine", str(engine_dir), "--source", "one=val.csv", "--source", "cam=0",
+             "--source", "b=synthetic://?frames=8", "--events", "ev.jsonl", "--events",
+             "mqtt://rig:${MQTT_PASSWORD}@broker/t", "--segments", "out/segments.jsonl",
+             "--headless"]  # fmt: skip
+    assert cli.main([*flags, "--print-config"]) == 0
+    (tmp_path / "rig.toml").write_text(capsys.readouterr().out)
+    assert "not-in-the-file" not in (tmp_path / "rig.toml").read_text()
+    monkeypatch.chdir(tmp_path)
+    by_file = cli.parse_args(["--config", str(tmp_path / "rig.toml")])[0]
+    assert cli.named_sources(by_file) == [
+        ("one", str(synth / "val.csv")), ("cam", "0"), ("b", "synthetic://?frames=8")]  # fmt: skip
+    assert by_file.events == [str(synth / "ev.jsonl"), "mqtt://rig:${MQTT_PASSWORD}@broker/t"]
+    assert by_file.segments == str(synth / "out" / "segments.jsonl")

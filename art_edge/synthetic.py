@@ -254,10 +254,7 @@ def make_scenes(
     if crowd.actor > min(crowd.width, crowd.height) // 2:
         raise UserError(f"--size {crowd.actor}: an actor must fit the {crowd.width}×{crowd.height} "
                         f"floor twice; give --size ≤ {min(crowd.width, crowd.height) // 2}")  # fmt: skip
-    out = Path(out)
-    check_writable(out, "--out")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out} exists and is not empty: choose another --out or remove it")
+    out = fresh_out(out)
     with atomic_dir(out, prefix="scenes") as tmp:
         rng = np.random.default_rng(seed)
         rows = []
@@ -286,6 +283,15 @@ def parse_actors(text: str) -> tuple[int, int]:
 # ----------------------------------------------------------------------------- art-synth: a dataset on disk
 
 
+def fresh_out(out) -> Path:
+    """--out as a Path, checked: writable, and absent or an empty folder (nothing is replaced)."""
+    out = Path(out)
+    check_writable(out, "--out")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} exists and is not empty: choose another --out or remove it")
+    return out
+
+
 def write_video(path: Path, frames: np.ndarray, fps: float = 15.0):
     h, w = frames.shape[1:3]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
@@ -312,10 +318,7 @@ def make_dataset(
         raise UserError(f"--classes must be between 2 and {len(CLASSES)}")
     if per_class < 1 or val_per_class < 1:
         raise UserError("--per-class and --val-per-class must be at least 1")
-    out = Path(out)
-    check_writable(out, "--out")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out} exists and is not empty: choose another --out or remove it")
+    out = fresh_out(out)
     with atomic_dir(out, prefix="synth") as tmp:
         rng = np.random.default_rng(seed)
         classes = CLASSES[:num_classes]
